@@ -1,0 +1,24 @@
+/*
+ * apps/cli.h — shared helpers of the weir command-line program.
+ * Every subcommand is `int cmd_NAME(int argc, char **argv)` returning the
+ * process exit status: 0 success, 1 the job failed, 2 a usage error.
+ */
+#ifndef WEIR_APPS_CLI_H
+#define WEIR_APPS_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define EXIT_USAGE 2
+
+/* Parse an unsigned decimal in [min, max] for option `name`; on error print
+ * one line to stderr and return false. */
+bool cli_parse_u64(const char *name, const char *text, uint64_t min,
+		   uint64_t max, uint64_t *out);
+/* Print "weir: " + message + "\n" to stderr; returns EXIT_USAGE. */
+int cli_usage_error(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+int cmd_demo(int argc, char **argv);
+
+#endif
