@@ -10,6 +10,9 @@
  *   per (implementation, record size) so that rte_ring gets its esize as a
  *   compile-time constant, as a DPDK application would.
  *
+ *   c2c         First, per case: half the median round trip of a
+ *               cache-line ping-pong between the two CPUs, the hardware
+ *               floor under both rings (see c2c_probe()).
  *   throughput  The producer enqueues N records (bulk, `batch` at a time),
  *               each carrying its sequence number in its first 8 bytes; the
  *               consumer dequeues (bulk, same batch) and checks the order.
@@ -19,15 +22,17 @@
  *               rte_ring; the median is reported.
  *   latency     One-way, at low load: the producer reads the TSC, stamps it
  *               into every record of one batch, enqueues the batch, then
- *               spins --gap-ns before the next, so the ring is nearly
- *               always empty.  The consumer busy-polls; when the whole
- *               batch has been dequeued it reads the TSC (lfence-ordered)
- *               and records now - stamp.  So a sample is "stamp before the
- *               enqueue call -> whole batch dequeued", copies included.
+ *               spins --gap-ns (from the stamp) before the next, so the
+ *               ring is nearly always empty.  The consumer busy-polls; when
+ *               the whole batch has been dequeued it reads the TSC
+ *               (lfence-ordered) and records now - stamp.  So a sample is
+ *               "stamp before the enqueue call -> whole batch dequeued",
+ *               copies included; for batch 1 it is one record's latency.
  *               8-byte records carry only the stamp (no room for a
  *               sequence number); their order check is "stamps never go
- *               back".  TSC ticks become ns through a frequency calibrated
- *               against CLOCK_MONOTONIC_RAW.
+ *               back".  --samples are taken in --reps chunks alternating
+ *               weir and rte_ring, then pooled.  TSC ticks become ns
+ *               through a frequency calibrated against CLOCK_MONOTONIC_RAW.
  *
  * OUTPUT
  *   One JSON object per measurement on stdout, one per line; the weir line
@@ -91,6 +96,9 @@ struct run {
 	int lone_cpu;     /* both threads share one CPU: yield when waiting */
 	alignas(WEIR_CACHE_LINE) _Atomic int ready;
 	_Atomic int go;
+	/* Cache-line ping-pong (c2c probe): each written by one side. */
+	alignas(WEIR_CACHE_LINE) _Atomic uint64_t ping;
+	alignas(WEIR_CACHE_LINE) _Atomic uint64_t pong;
 	alignas(WEIR_CACHE_LINE) uint64_t t0_ns;
 	alignas(WEIR_CACHE_LINE) uint64_t t1_ns;
 	uint64_t errors;
@@ -287,6 +295,37 @@ lat_consume(struct run *r, enum impl impl, uint32_t size)
 		prev = t;
 	}
 	r->errors = bad;
+}
+
+/* --- core-to-core probe: the hardware floor under both rings --- */
+
+/* Producer: count round trips on two cache lines; lat[k] = round trip. */
+static void pp_produce(struct run *r)
+{
+	while (atomic_load_explicit(&r->ready, memory_order_acquire) == 0)
+		wait_a_bit(r);
+	for (uint64_t k = 1; k <= r->count; k++) {
+		uint64_t t = __rdtsc();
+
+		/* Pairs with the acquire load of ping in pp_consume(). */
+		atomic_store_explicit(&r->ping, k, memory_order_release);
+		/* Pairs with the release store of pong in pp_consume(). */
+		while (atomic_load_explicit(&r->pong, memory_order_acquire) != k)
+			if (WEIR_UNLIKELY(r->lone_cpu))
+				sched_yield();
+		r->lat[k - 1] = tsc_ordered() - t;
+	}
+}
+
+static void pp_consume(struct run *r)
+{
+	atomic_store_explicit(&r->ready, 1, memory_order_release);
+	for (uint64_t k = 1; k <= r->count; k++) {
+		while (atomic_load_explicit(&r->ping, memory_order_acquire) != k)
+			if (WEIR_UNLIKELY(r->lone_cpu))
+				sched_yield();
+		atomic_store_explicit(&r->pong, k, memory_order_release);
+	}
 }
 
 /* One non-inlined instance per (implementation, record size). */
@@ -512,12 +551,11 @@ static int tp_case(struct ctx *c, uint32_t si, uint32_t batch,
 	return 0;
 }
 
-/* Latency percentiles in ns for one implementation. */
-static int lat_case(struct ctx *c, enum impl impl, uint32_t si,
-		    uint32_t batch, double *p50, double *p99)
+/* One latency run of n samples (after LAT_WARMUP) into out[0..n). */
+static int lat_chunk(struct ctx *c, enum impl impl, uint32_t si,
+		     uint32_t batch, uint32_t n, uint64_t *out)
 {
 	const struct loops *l = &loop_table[impl][si];
-	uint32_t n = c->o->samples;
 	struct run r;
 	int rc;
 
@@ -532,19 +570,64 @@ static int lat_case(struct ctx *c, enum impl impl, uint32_t si,
 		rc = run_pair(&r, l->lat_prod, l->lat_cons);
 		ring_free(impl, r.ring);
 	}
-	if (rc == 0) {
-		uint64_t *s = r.lat + LAT_WARMUP;
+	if (rc == 0 && r.errors)
+		fprintf(stderr, "ring_bench: %s %uB/batch%u latency: %llu "
+			"batches wrong\n", impl_name[impl], sizes[si], batch,
+			(unsigned long long)r.errors);
+	c->errors += r.errors;
+	memcpy(out, r.lat + LAT_WARMUP, (size_t)n * sizeof(uint64_t));
+	free(r.lat);
+	return rc;
+}
 
-		c->errors += r.errors;
-		if (r.errors)
-			fprintf(stderr, "ring_bench: %s %uB/batch%u latency: "
-				"%llu batches wrong\n", impl_name[impl],
-				sizes[si], batch,
-				(unsigned long long)r.errors);
-		qsort(s, n, sizeof(uint64_t), cmp_u64);
-		*p50 = (double)s[n / 2] * 1e9 / tsc_hz;
-		*p99 = (double)s[(uint64_t)n * 99 / 100] * 1e9 / tsc_hz;
-	}
+static void percentiles_ns(uint64_t *s, size_t n, double *p50, double *p99)
+{
+	qsort(s, n, sizeof(uint64_t), cmp_u64);
+	*p50 = (double)s[n / 2] * 1e9 / tsc_hz;
+	*p99 = (double)s[n * 99 / 100] * 1e9 / tsc_hz;
+}
+
+/* Latency p50/p99 in ns per implementation: --samples each, taken in
+ * --reps chunks that alternate the implementations, so that a change in
+ * the host's placement of the two vCPUs hits both alike. */
+static int lat_case(struct ctx *c, uint32_t si, uint32_t batch,
+		    double p50[IMPL_COUNT], double p99[IMPL_COUNT])
+{
+	uint32_t chunks = c->o->reps, per = c->o->samples / chunks;
+	size_t n = (size_t)per * chunks;
+	uint64_t *s = calloc(n * IMPL_COUNT, sizeof(uint64_t));
+	int rc = s == NULL ? -ENOMEM : 0;
+
+	for (uint32_t k = 0; rc == 0 && k < chunks; k++)
+		for (int i = 0; i < c->nimpl && rc == 0; i++)
+			rc = lat_chunk(c, (enum impl)i, si, batch, per,
+				       s + i * n + (size_t)k * per);
+	for (int i = 0; rc == 0 && i < c->nimpl; i++)
+		percentiles_ns(s + i * n, n, &p50[i], &p99[i]);
+	free(s);
+	return rc;
+}
+
+/* Median one-way cache-line transfer between the two CPUs, in ns: half a
+ * ping-pong round trip.  On the 2-vCPU KVM guest of bench/RESULTS.md it
+ * moved between ~35 and ~270 ns from one second to the next as the host
+ * placed the vCPUs, and every ring figure moved with it: printed per case
+ * so that a run can be read against the hardware floor it had. */
+static int c2c_probe(struct ctx *c, double *oneway_ns)
+{
+	struct run r;
+	double p99;
+	int rc;
+
+	run_init(&r, c, 1);
+	r.count = c->o->quick ? 2000 : 20000;
+	r.lat = calloc(r.count, sizeof(uint64_t));
+	if (r.lat == NULL)
+		return -ENOMEM;
+	rc = run_pair(&r, pp_produce, pp_consume);
+	if (rc == 0)
+		percentiles_ns(r.lat, r.count, oneway_ns, &p99);
+	*oneway_ns /= 2;
 	free(r.lat);
 	return rc;
 }
@@ -603,26 +686,32 @@ static int case_wanted(const char *filter, const char *cas)
 static int one_case(struct ctx *c, uint32_t si, uint32_t batch)
 {
 	double tp[IMPL_COUNT] = { 0 }, p50[IMPL_COUNT] = { 0 },
-	       p99[IMPL_COUNT] = { 0 };
+	       p99[IMPL_COUNT] = { 0 }, c2c = 0;
 	char cas[32];
 	int rc;
 
 	snprintf(cas, sizeof(cas), "%uB/batch%u", sizes[si], batch);
 	if (!case_wanted(c->o->cases, cas))
 		return 0;
-	fprintf(stderr, "ring_bench: %-12s throughput...", cas);
-	rc = tp_case(c, si, batch, tp);
-	for (int i = 0; rc == 0 && i < c->nimpl; i++)
-		rc = lat_case(c, (enum impl)i, si, batch, &p50[i], &p99[i]);
+	fprintf(stderr, "ring_bench: %-12s", cas);
+	rc = c2c_probe(c, &c2c);
+	if (rc == 0)
+		rc = tp_case(c, si, batch, tp);
+	if (rc == 0)
+		rc = lat_case(c, si, batch, p50, p99);
 	if (rc < 0) {
 		fprintf(stderr, " failed: %s\n", strerror(-rc));
 		return rc;
 	}
-	fprintf(stderr, " weir %.1f M/s p50 %.0f ns", tp[0] / 1e6, p50[0]);
+	fprintf(stderr, " c2c %3.0f ns | weir %5.1f M/s p50 %3.0f ns", c2c,
+		tp[0] / 1e6, p50[0]);
 	if (c->nimpl > 1)
-		fprintf(stderr, ", rte_ring %.1f M/s p50 %.0f ns",
+		fprintf(stderr, " | rte_ring %5.1f M/s p50 %3.0f ns",
 			tp[1] / 1e6, p50[1]);
 	fprintf(stderr, "\n");
+	printf("{\"bench\":\"ring\",\"case\":\"%s\",\"metric\":"
+	       "\"c2c_oneway_p50\",\"value\":%.6g,\"unit\":\"ns\","
+	       "\"impl\":\"cpu\"}\n", cas, c2c);
 	emit_pair(c, cas, "throughput", "records/s", tp);
 	emit_pair(c, cas, "latency_p50", "ns", p50);
 	emit_pair(c, cas, "latency_p99", "ns", p99);
@@ -651,8 +740,9 @@ static const char usage[] =
 	"  --quick          tiny run for CI smoke (a few seconds)\n"
 	"  --records N      records per throughput repetition (default: sized\n"
 	"                   to --seconds from a warm-up run)\n"
-	"  --seconds S      target seconds per repetition (default 0.3)\n"
-	"  --reps N         throughput repetitions per impl, median (default 3)\n"
+	"  --seconds S      target seconds per repetition (default 0.2)\n"
+	"  --reps N         repetitions per impl, alternating impls; median for\n"
+	"                   throughput, latency samples pooled (default 5)\n"
 	"  --samples N      latency samples per case and impl (default 100000)\n"
 	"  --gap-ns N       producer pause between latency batches (default 2000)\n"
 	"  --capacity N     ring slots, power of two (default 4096)\n"
@@ -811,7 +901,7 @@ static void setup_cpus(struct ctx *c)
 
 int main(int argc, char **argv)
 {
-	struct opts o = { .seconds = 0.3, .samples = 100000, .reps = 3,
+	struct opts o = { .seconds = 0.2, .samples = 100000, .reps = 5,
 			  .capacity = 4096, .gap_ns = 2000, .cpu_prod = 0,
 			  .cpu_cons = 1 };
 	struct ctx c = { .o = &o, .nimpl = WEIR_HAVE_DPDK ? IMPL_COUNT : 1 };
