@@ -1,0 +1,627 @@
+/*
+ * pcap.c — classic pcap and pcapng readers over one read-only mapping.
+ *
+ * The whole file is mmap()ed at open: a frame is a pointer into the mapping,
+ * so reading costs no copy and no syscall per packet, and the page cache
+ * does the read-ahead (MADV_SEQUENTIAL).  Every length read from the file is
+ * compared with the bytes that remain before anything is dereferenced:
+ * `size - off` never underflows because off <= size always holds.
+ *
+ * Record loop states:
+ *   READING --next: record ok--> READING
+ *   READING --next: record cut by EOF--> END (stats.truncated++)
+ *   READING --next: corrupt length--> FAILED (sticky -EBADMSG)
+ *   any     --seek--> READING
+ *
+ * pcapng specifics: the byte order can change at each Section Header Block;
+ * interfaces (link type, timestamp resolution) are numbered per section.
+ * A position therefore carries the section's offset and how many IDBs were
+ * seen, so seek can rebuild the interface table (see net.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "net/bytes.h"
+#include "weir/net.h"
+
+#define PCAP_MAGIC_US 0xa1b2c3d4u
+#define PCAP_MAGIC_NS 0xa1b23c4du
+#define PCAP_MAGIC_MOD 0xa1b2cd34u /* Kuznetzov: 8 more bytes per record */
+#define PCAP_FILE_HDR 24u
+
+#define NG_SHB 0x0a0d0d0au
+#define NG_IDB 1u
+#define NG_OPB 2u /* obsolete Packet Block */
+#define NG_SPB 3u
+#define NG_EPB 6u
+#define NG_BOM 0x1a2b3c4du
+#define NG_SHB_MIN 28u
+
+enum fmt { FMT_PCAP, FMT_PCAPNG };
+enum rstate { ST_READING, ST_END, ST_FAILED };
+
+struct iface {
+	uint32_t linktype;
+	uint32_t snaplen;
+	uint8_t res_pow2; /* timestamp unit is 2^-res_exp s, else 10^-res_exp */
+	uint8_t res_exp;
+	int64_t offset_s; /* if_tsoffset */
+};
+
+struct weir_pcap {
+	const uint8_t *base;
+	uint64_t size;
+	int mapped;         /* munmap at close */
+	enum fmt fmt;
+	int be;             /* file (pcapng: section) is big-endian */
+	enum rstate state;
+	int err;            /* sticky error in ST_FAILED */
+	uint64_t off;       /* next record / block */
+	uint64_t index;     /* frames delivered before off */
+	/* classic pcap */
+	uint32_t rec_hdr;   /* 16, or 24 for the modified format */
+	uint32_t frac_ns;   /* ns per unit of the fraction: 1000 or 1 */
+	uint32_t linktype;
+	/* pcapng */
+	uint64_t section_off;
+	uint32_t n_if;
+	struct iface ifs[WEIR_PCAP_INTERFACES_MAX];
+	struct weir_pcap_stats stats;
+	char name[192];
+};
+
+static const uint64_t pow10_u64[20] = {
+	1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull,
+	10000000ull, 100000000ull, 1000000000ull, 10000000000ull,
+	100000000000ull, 1000000000000ull, 10000000000000ull,
+	100000000000000ull, 1000000000000000ull, 10000000000000000ull,
+	100000000000000000ull, 1000000000000000000ull,
+	10000000000000000000ull,
+};
+
+/* Timestamp in interface units → ns (unsigned: a bogus value wraps, no UB). */
+static uint64_t iface_ts_ns(const struct iface *ifc, uint64_t ts)
+{
+	uint64_t ns;
+
+	if (ifc->res_pow2)
+		ns = (uint64_t)(((unsigned __int128)ts * 1000000000u) >>
+				ifc->res_exp);
+	else if (ifc->res_exp <= 9)
+		ns = ts * pow10_u64[9 - ifc->res_exp];
+	else if (ifc->res_exp < 29)
+		ns = ts / pow10_u64[ifc->res_exp - 9];
+	else
+		ns = 0;
+	return ns + (uint64_t)ifc->offset_s * 1000000000u;
+}
+
+static int fail(struct weir_pcap *r, int err, uint64_t off, const char *what)
+{
+	r->state = ST_FAILED;
+	r->err = err;
+	return wr_error(err, "%s: %s at offset %llu", r->name, what,
+			(unsigned long long)off);
+}
+
+/* The record/block at r->off runs past the end: the capture stopped there. */
+static int truncated_end(struct weir_pcap *r)
+{
+	r->stats.truncated++;
+	r->state = ST_END;
+	return 0;
+}
+
+static int unsupported_linktype(const char *name, uint32_t lt)
+{
+	return wr_error(-ENOTSUP, "%s: link type %u (%s) is not supported",
+			name, lt, weir_linktype_name(lt));
+}
+
+/* ---------------------------------------------------------------- classic */
+
+static int classic_open(struct weir_pcap *r, uint32_t magic_le)
+{
+	const uint8_t *h = r->base;
+	uint32_t magic;
+
+	r->fmt = FMT_PCAP;
+	r->be = (magic_le & 0xffu) == 0xa1u; /* first byte 0xa1: big-endian */
+	magic = wr_ld32(h, r->be);
+	r->frac_ns = magic == PCAP_MAGIC_NS ? 1 : 1000;
+	r->rec_hdr = magic == PCAP_MAGIC_MOD ? 24 : 16;
+	if (r->size < PCAP_FILE_HDR)
+		return wr_error(-EBADMSG,
+				"%s: truncated pcap file header (%llu of %u bytes)",
+				r->name, (unsigned long long)r->size,
+				PCAP_FILE_HDR);
+	if (wr_ld16(h + 4, r->be) != 2)
+		return wr_error(-EBADMSG, "%s: pcap version %u.%u is not 2.x",
+				r->name, wr_ld16(h + 4, r->be),
+				wr_ld16(h + 6, r->be));
+	/* Bits 16-31 carry FCS information, not the link type. */
+	r->linktype = wr_ld32(h + 20, r->be) & 0xffffu;
+	if (!weir_linktype_supported(r->linktype))
+		return unsupported_linktype(r->name, r->linktype);
+	r->off = PCAP_FILE_HDR;
+	return 0;
+}
+
+static int classic_next(struct weir_pcap *r, struct weir_frame *f)
+{
+	const uint8_t *h = r->base + r->off;
+	uint32_t caplen;
+
+	if (r->off == r->size) {
+		r->state = ST_END;
+		return 0;
+	}
+	if (r->size - r->off < r->rec_hdr)
+		return truncated_end(r);
+	caplen = wr_ld32(h + 8, r->be);
+	if (caplen > WEIR_PCAP_CAPLEN_MAX)
+		return fail(r, -EBADMSG, r->off,
+			    "record with an absurd captured length");
+	if (r->size - r->off - r->rec_hdr < caplen)
+		return truncated_end(r);
+	f->data = h + r->rec_hdr;
+	f->caplen = caplen;
+	f->wire_len = wr_ld32(h + 12, r->be);
+	f->ts_ns = (uint64_t)wr_ld32(h, r->be) * 1000000000u +
+		   (uint64_t)wr_ld32(h + 4, r->be) * r->frac_ns;
+	f->linktype = r->linktype;
+	f->interface = 0;
+	r->off += r->rec_hdr + caplen;
+	return 1;
+}
+
+/* ---------------------------------------------------------------- pcapng */
+
+/*
+ * Check the block at `off`: 1 and its type and length if it is whole, 0 if
+ * it runs past the end of the file, -EBADMSG (and *why) if its length is
+ * impossible.  An SHB also sets *be from its byte-order magic; other blocks
+ * are read in *be.
+ */
+static int ng_block(const struct weir_pcap *r, uint64_t off, int *be,
+		    uint32_t *type, uint32_t *len, const char **why)
+{
+	const uint8_t *b = r->base + off;
+	uint64_t left = r->size - off;
+
+	if (left < 12)
+		return 0;
+	*type = wr_ld32(b, *be); /* the SHB type reads the same either way */
+	if (*type == NG_SHB) {
+		if (wr_ld32le(b + 8) == NG_BOM) {
+			*be = 0;
+		} else if (wr_ld32be(b + 8) == NG_BOM) {
+			*be = 1;
+		} else {
+			*why = "section header with a bad byte-order magic";
+			return -EBADMSG;
+		}
+	}
+	*len = wr_ld32(b + 4, *be);
+	if (*len < 12 || *len % 4 != 0) {
+		*why = "block with an impossible length";
+		return -EBADMSG;
+	}
+	if (*len > left)
+		return 0;
+	if (wr_ld32(b + *len - 4, *be) != *len) {
+		*why = "block whose trailing length does not match";
+		return -EBADMSG;
+	}
+	return 1;
+}
+
+static uint64_t ld64(const uint8_t *p, int be)
+{
+	uint64_t a = wr_ld32(p, be), b = wr_ld32(p + 4, be);
+
+	return be ? (a << 32 | b) : (b << 32 | a);
+}
+
+/* Options of an IDB: if_tsresol (9) and if_tsoffset (14).  A malformed
+ * option ends the walk; the defaults stand (options are not key data). */
+static void idb_options(struct iface *ifc, const uint8_t *b, uint32_t len,
+			int be)
+{
+	uint32_t o = 16, end = len - 4;
+
+	while (o + 4 <= end) {
+		uint16_t code = wr_ld16(b + o, be), olen = wr_ld16(b + o + 2, be);
+
+		if (code == 0 || olen > end - o - 4)
+			break;
+		if (code == 9 && olen >= 1) {
+			ifc->res_pow2 = b[o + 4] >> 7;
+			ifc->res_exp = b[o + 4] & 0x7f;
+		} else if (code == 14 && olen >= 8) {
+			ifc->offset_s = (int64_t)ld64(b + o + 4, be);
+		}
+		o += 4 + (((uint32_t)olen + 3) & ~3u);
+	}
+}
+
+static int ng_idb(struct weir_pcap *r, uint64_t off, uint32_t len)
+{
+	const uint8_t *b = r->base + off;
+	struct iface *ifc;
+
+	if (len < 20)
+		return fail(r, -EBADMSG, off, "interface description too short");
+	if (r->n_if == WEIR_PCAP_INTERFACES_MAX)
+		return fail(r, -EBADMSG, off,
+			    "more interfaces in one section than supported (64)");
+	ifc = &r->ifs[r->n_if++];
+	memset(ifc, 0, sizeof(*ifc));
+	ifc->linktype = wr_ld16(b + 8, r->be);
+	ifc->snaplen = wr_ld32(b + 12, r->be);
+	ifc->res_exp = 6; /* default: microseconds */
+	idb_options(ifc, b, len, r->be);
+	return 0;
+}
+
+static int ng_shb(struct weir_pcap *r, uint64_t off, uint32_t len, int be)
+{
+	if (len < NG_SHB_MIN)
+		return fail(r, -EBADMSG, off, "section header too short");
+	if (wr_ld16(r->base + off + 12, be) != 1)
+		return fail(r, -EBADMSG, off, "pcapng major version is not 1");
+	r->be = be;
+	r->section_off = off;
+	r->n_if = 0;
+	return 0;
+}
+
+enum { STEP_END = 0, STEP_FRAME = 1, STEP_BLOCK = 2, STEP_SKIPPED = 3 };
+
+/* Enhanced (6) and obsolete (2) packet blocks share one layout, except that
+ * the obsolete one has a 16-bit interface id followed by a drop count. */
+static int ng_epb(struct weir_pcap *r, uint64_t off, uint32_t type,
+		  uint32_t len, struct weir_frame *f)
+{
+	const uint8_t *b = r->base + off;
+	uint32_t ifid, caplen;
+	uint64_t ts;
+
+	if (len < 32)
+		return fail(r, -EBADMSG, off, "packet block too short");
+	ifid = type == NG_EPB ? wr_ld32(b + 8, r->be) : wr_ld16(b + 8, r->be);
+	caplen = wr_ld32(b + 20, r->be);
+	if (caplen > len - 32)
+		return fail(r, -EBADMSG, off,
+			    "packet longer than its block");
+	if (ifid >= r->n_if)
+		return fail(r, -EBADMSG, off, "packet on an undefined interface");
+	if (!weir_linktype_supported(r->ifs[ifid].linktype)) {
+		r->stats.unsupported++;
+		return STEP_SKIPPED;
+	}
+	ts = (uint64_t)wr_ld32(b + 12, r->be) << 32 | wr_ld32(b + 16, r->be);
+	f->data = b + 28;
+	f->caplen = caplen;
+	f->wire_len = wr_ld32(b + 24, r->be);
+	f->ts_ns = iface_ts_ns(&r->ifs[ifid], ts);
+	f->linktype = r->ifs[ifid].linktype;
+	f->interface = ifid;
+	return STEP_FRAME;
+}
+
+/* Simple packet block: interface 0, no timestamp, the captured length is
+ * what fits: min(original length, snaplen, block body). */
+static int ng_spb(struct weir_pcap *r, uint64_t off, uint32_t len,
+		  struct weir_frame *f)
+{
+	const uint8_t *b = r->base + off;
+	uint32_t caplen;
+
+	if (len < 16)
+		return fail(r, -EBADMSG, off, "simple packet block too short");
+	if (r->n_if == 0)
+		return fail(r, -EBADMSG, off, "packet on an undefined interface");
+	if (!weir_linktype_supported(r->ifs[0].linktype)) {
+		r->stats.unsupported++;
+		return STEP_SKIPPED;
+	}
+	f->wire_len = wr_ld32(b + 8, r->be);
+	caplen = len - 16;
+	if (f->wire_len < caplen)
+		caplen = f->wire_len;
+	if (r->ifs[0].snaplen != 0 && r->ifs[0].snaplen < caplen)
+		caplen = r->ifs[0].snaplen;
+	f->data = b + 12;
+	f->caplen = caplen;
+	f->ts_ns = 0;
+	f->linktype = r->ifs[0].linktype;
+	f->interface = 0;
+	return STEP_FRAME;
+}
+
+/* Consume the block at r->off: STEP_* or -EBADMSG. */
+static int ng_step(struct weir_pcap *r, struct weir_frame *f)
+{
+	const char *why = "";
+	uint32_t type, len;
+	int be = r->be, rc;
+
+	if (r->off == r->size) {
+		r->state = ST_END;
+		return STEP_END;
+	}
+	rc = ng_block(r, r->off, &be, &type, &len, &why);
+	if (rc < 0)
+		return fail(r, rc, r->off, why);
+	if (rc == 0)
+		return truncated_end(r);
+	switch (type) {
+	case NG_SHB:
+		rc = ng_shb(r, r->off, len, be);
+		break;
+	case NG_IDB:
+		rc = ng_idb(r, r->off, len);
+		break;
+	case NG_EPB:
+	case NG_OPB:
+		rc = ng_epb(r, r->off, type, len, f);
+		break;
+	case NG_SPB:
+		rc = ng_spb(r, r->off, len, f);
+		break;
+	default:
+		r->stats.skipped_blocks++;
+		rc = 0;
+	}
+	if (rc < 0)
+		return rc;
+	r->off += len;
+	return rc == 0 ? STEP_BLOCK : rc;
+}
+
+static int ng_next(struct weir_pcap *r, struct weir_frame *f)
+{
+	int rc;
+
+	do
+		rc = ng_step(r, f); /* each step consumes >= 12 bytes */
+	while (rc == STEP_BLOCK || rc == STEP_SKIPPED);
+	return rc;
+}
+
+/*
+ * The first section header must be whole and valid.  Then look ahead (on a
+ * copy) at the interfaces declared before the first packet: if there are
+ * some and none has a supported link type, say so now, at open.
+ */
+static int ng_open(struct weir_pcap *r)
+{
+	const char *why = "truncated section header";
+	struct weir_pcap *tmp;
+	struct weir_frame f;
+	uint32_t type, len, i;
+	int be = 0, rc, n;
+
+	r->fmt = FMT_PCAPNG;
+	rc = ng_block(r, 0, &be, &type, &len, &why);
+	if (rc <= 0 || len < NG_SHB_MIN)
+		return wr_error(-EBADMSG, "%s: %s (pcapng)", r->name, why);
+	tmp = malloc(sizeof(*tmp));
+	if (tmp == NULL)
+		return wr_error(-ENOMEM, "%s: out of memory", r->name);
+	*tmp = *r;
+	for (n = 0, rc = STEP_BLOCK; n < 1024 && rc == STEP_BLOCK; n++)
+		rc = ng_step(tmp, &f);
+	if (rc < 0 && n == 1) {
+		rc = wr_error(tmp->err, "%s", weir_last_error());
+		free(tmp);
+		return rc;
+	}
+	r->linktype = tmp->n_if ? tmp->ifs[0].linktype : 0;
+	for (i = 0; i < tmp->n_if; i++)
+		if (weir_linktype_supported(tmp->ifs[i].linktype))
+			break;
+	rc = (tmp->n_if > 0 && i == tmp->n_if) ?
+		unsupported_linktype(r->name, r->linktype) : 0;
+	free(tmp);
+	if (rc == 0)
+		wr_error_clear();
+	return rc;
+}
+
+/* ---------------------------------------------------------------- API */
+
+static int open_common(const uint8_t *base, uint64_t size, const char *name,
+		       int mapped, struct weir_pcap **out)
+{
+	struct weir_pcap *r;
+	uint32_t m;
+	int rc;
+
+	if (size < 4)
+		return wr_error(-EBADMSG,
+				"%s: truncated header (%llu bytes): not a pcap or pcapng file",
+				name, (unsigned long long)size);
+	r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return wr_error(-ENOMEM, "%s: out of memory", name);
+	r->base = base;
+	r->size = size;
+	r->mapped = mapped;
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	m = wr_ld32le(base);
+	if (m == PCAP_MAGIC_US || m == PCAP_MAGIC_NS || m == PCAP_MAGIC_MOD ||
+	    __builtin_bswap32(m) == PCAP_MAGIC_US ||
+	    __builtin_bswap32(m) == PCAP_MAGIC_NS ||
+	    __builtin_bswap32(m) == PCAP_MAGIC_MOD)
+		rc = classic_open(r, m);
+	else if (m == NG_SHB)
+		rc = ng_open(r);
+	else
+		rc = wr_error(-EINVAL,
+			      "%s is not a pcap or pcapng file (magic 0x%08x)",
+			      name, wr_ld32be(base));
+	if (rc < 0) {
+		free(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+int weir_pcap_open_mem(const void *buf, size_t len, const char *name,
+		       struct weir_pcap **out)
+{
+	if ((buf == NULL && len != 0) || out == NULL)
+		return wr_error(-EINVAL, "weir_pcap_open_mem: NULL argument");
+	return open_common(buf, len, name ? name : "<memory>", 0, out);
+}
+
+int weir_pcap_open(const char *path, struct weir_pcap **out)
+{
+	struct stat st;
+	void *base;
+	int fd, rc;
+
+	if (path == NULL || out == NULL)
+		return wr_error(-EINVAL, "weir_pcap_open: NULL argument");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return wr_error(-errno, "cannot open %s: %s", path,
+				strerror(errno));
+	rc = fstat(fd, &st) != 0 ? -errno : S_ISDIR(st.st_mode) ? -EISDIR : 0;
+	if (rc < 0) {
+		close(fd);
+		return wr_error(rc, "cannot read %s: %s", path, strerror(-rc));
+	}
+	if (st.st_size < 4) {
+		close(fd);
+		return open_common(NULL, (uint64_t)st.st_size, path, 0, out);
+	}
+	base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	rc = base == MAP_FAILED ? -errno : 0;
+	close(fd);
+	if (rc < 0)
+		return wr_error(rc, "cannot map %s: %s", path, strerror(-rc));
+	madvise(base, (size_t)st.st_size, MADV_SEQUENTIAL);
+	rc = open_common(base, (uint64_t)st.st_size, path, 1, out);
+	if (rc < 0)
+		munmap(base, (size_t)st.st_size);
+	return rc;
+}
+
+void weir_pcap_close(struct weir_pcap *r)
+{
+	if (r == NULL)
+		return;
+	if (r->mapped)
+		munmap((void *)r->base, r->size);
+	free(r);
+}
+
+int weir_pcap_next(struct weir_pcap *r, struct weir_frame *f)
+{
+	int rc;
+
+	if (WEIR_UNLIKELY(r->state != ST_READING))
+		return r->state == ST_END ? 0 : r->err;
+	rc = r->fmt == FMT_PCAP ? classic_next(r, f) : ng_next(r, f);
+	if (WEIR_LIKELY(rc == 1)) {
+		r->index++;
+		r->stats.frames++;
+	}
+	return rc;
+}
+
+void weir_pcap_tell(const struct weir_pcap *r, struct weir_pcap_pos *pos)
+{
+	memset(pos, 0, sizeof(*pos));
+	pos->offset = r->off;
+	pos->index = r->index;
+	if (r->fmt == FMT_PCAPNG) {
+		pos->section_offset = r->section_off;
+		pos->interfaces = r->n_if;
+	}
+}
+
+/* Re-read the section header at pos->section_offset and its first
+ * pos->interfaces IDBs, all of which must lie before pos->offset. */
+static int ng_rebuild_section(struct weir_pcap *r,
+			      const struct weir_pcap_pos *pos)
+{
+	const char *why = "";
+	uint64_t o = pos->section_offset;
+	uint32_t type, len;
+	int be = 0, rc;
+
+	rc = ng_block(r, o, &be, &type, &len, &why);
+	if (rc <= 0 || type != NG_SHB || ng_shb(r, o, len, be) < 0)
+		return -EINVAL;
+	for (o += len; r->n_if < pos->interfaces; o += len) {
+		if (o >= pos->offset)
+			return -EINVAL;
+		be = r->be;
+		rc = ng_block(r, o, &be, &type, &len, &why);
+		if (rc <= 0 || type == NG_SHB)
+			return -EINVAL;
+		if (type == NG_IDB && ng_idb(r, o, len) < 0)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+int weir_pcap_seek(struct weir_pcap *r, const struct weir_pcap_pos *pos)
+{
+	int bad;
+
+	bad = pos->offset > r->size || pos->reserved != 0;
+	if (r->fmt == FMT_PCAP)
+		bad = bad || pos->offset < PCAP_FILE_HDR ||
+		      pos->section_offset != 0 || pos->interfaces != 0;
+	else
+		bad = bad || pos->offset % 4 != 0 ||
+		      pos->section_offset > pos->offset ||
+		      pos->interfaces > WEIR_PCAP_INTERFACES_MAX ||
+		      (pos->offset == pos->section_offset ?
+		       pos->interfaces != 0 : ng_rebuild_section(r, pos) < 0);
+	if (bad) {
+		r->state = ST_FAILED;
+		r->err = -EINVAL;
+		return wr_error(-EINVAL,
+				"%s: position (offset %llu, section %llu, %u interfaces) does not belong to this file",
+				r->name, (unsigned long long)pos->offset,
+				(unsigned long long)pos->section_offset,
+				pos->interfaces);
+	}
+	if (r->fmt == FMT_PCAPNG && pos->offset == pos->section_offset) {
+		r->section_off = pos->offset; /* next() reads this SHB */
+		r->n_if = 0;
+	}
+	r->off = pos->offset;
+	r->index = pos->index;
+	r->state = ST_READING;
+	r->err = 0;
+	return 0;
+}
+
+uint64_t weir_pcap_size(const struct weir_pcap *r)
+{
+	return r->size;
+}
+
+uint32_t weir_pcap_linktype(const struct weir_pcap *r)
+{
+	return r->linktype;
+}
+
+void weir_pcap_get_stats(const struct weir_pcap *r, struct weir_pcap_stats *st)
+{
+	*st = r->stats;
+}
