@@ -1,0 +1,125 @@
+/*
+ * state/table.h — open-addressing hash table of fixed-size keys and values,
+ * stored inline in arena pages.
+ *
+ * PURPOSE
+ *   The keyed value store under every state kind.  Linear probing over one
+ *   contiguous page run of slots; each slot is [u64 hash | key | value],
+ *   padded to a power of two up to 64 bytes (32 bytes for an 8-byte key and
+ *   an 8-byte value), so a slot never straddles a cache line or a page and a
+ *   hit usually costs one cache line: the physical limit is DRAM latency
+ *   (~240-350 ns per dependent miss), so wr_table_upsert_batch() prefetches
+ *   all the slots of a batch before touching any.  The slot's home is the
+ *   HIGH 32 bits of the XXH3 hash (the low bits pick the key group).
+ *
+ *   Growth is incremental (Redis-style): past 3/4 load a new slot array is
+ *   allocated and every later mutating call moves at most
+ *   WR_TABLE_STEP_SLOTS old slots (wr_table_step() moves more on idle ticks);
+ *   lookups probe the new array, then the old.  The stored hash means moving
+ *   never rehashes a key.  Removal writes a tombstone; tombstones are dropped
+ *   by the next migration, which also runs when they pile up.
+ *
+ * INVARIANTS (checked by wr_table_is_valid)
+ *   1. Every live key is in exactly one place: the new (current) array, or
+ *      the old array at a slot >= the migration cursor.
+ *   2. Each array keeps an empty slot: used + tombstones < capacity, so every
+ *      probe ends; a key sits on the probe path from its home with no empty
+ *      slot in between.
+ *   3. count = live keys in both arrays; stored hash = XXH3 of the key with
+ *      the two reserved values 0 (empty) and 1 (tombstone) remapped.
+ *   4. While migrating, the old array is never written except for value
+ *      updates and tombstones of its unmigrated keys.
+ *
+ * CAVEATS
+ *   - Owning core only; no atomics.
+ *   - A value pointer returned by upsert/upsert_batch/get stays valid until
+ *     the next upsert, upsert_batch, remove, step, clear or destroy on this
+ *     table, and until the next wr_arena_snapshot_begin: write through it
+ *     before then.  upsert has already called wr_arena_touch for it; a get
+ *     pointer is read-only (it was not touched).
+ *   - New values are zero-filled.
+ *   - Across a snapshot the table's pages follow the arena's copy-on-write;
+ *     the table header (capacities, cursor, count) lives outside the arena and
+ *     must be recorded by the caller at the barrier (wr_table_get_stats).
+ */
+#ifndef WR_STATE_TABLE_H
+#define WR_STATE_TABLE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <xxhash.h>
+
+#include "state/arena.h"
+
+#define WR_TABLE_KEY_SIZE_MAX 64u
+#define WR_TABLE_VALUE_SIZE_MAX 1024u
+#define WR_TABLE_BATCH_MAX 64u
+/* Old slots moved per mutating call: >= 2.7 needed (see table.c), 16 keeps
+ * the new array far from full and costs ~1 sequential cache line per call. */
+#define WR_TABLE_STEP_SLOTS 16u
+#define WR_TABLE_MIN_CAPACITY 1024u
+
+struct wr_table;
+
+struct wr_table_config {
+	uint32_t key_size;		/* 1..64 bytes */
+	uint32_t value_size;		/* 1..1024 bytes */
+	uint64_t initial_capacity;	/* slots; 0 = 1024 */
+};
+
+struct wr_table_stats {
+	uint64_t count;
+	uint64_t capacity;		/* of the current array */
+	uint64_t tombstones;
+	uint64_t old_capacity;		/* 0 when not migrating */
+	uint64_t migrate_pos;		/* old slots already moved */
+	uint64_t resizes;
+	uint64_t slots_moved;		/* by migration, since creation */
+	uint64_t forced_finishes;	/* migrations finished in one call: 0 */
+	uint32_t slot_size;
+	uint32_t pages;			/* arena pages held */
+};
+
+struct wr_table_iter {
+	uint64_t pos;			/* set to 0 before the first call */
+};
+
+static inline uint64_t wr_table_hash(const void *key, size_t len)
+{
+	return XXH3_64bits(key, len);
+}
+
+int wr_table_create(struct wr_arena *arena, const struct wr_table_config *cfg,
+		    struct wr_table **out);
+void wr_table_destroy(struct wr_table *t);
+
+const void *wr_table_get(const struct wr_table *t, const void *key,
+			 uint64_t hash);
+/* Lookup-or-insert: *value points at the value (zeroed if *inserted). */
+int wr_table_upsert(struct wr_table *t, const void *key, uint64_t hash,
+		    void **value, bool *inserted);
+/*
+ * n <= WR_TABLE_BATCH_MAX keys packed at key_size stride; values[i] receives
+ * key i's value pointer (all n stay valid together; equal keys share one).
+ * On -ENOMEM, values[i] is NULL from the first key that could not be
+ * inserted on.
+ */
+int wr_table_upsert_batch(struct wr_table *t, const void *keys,
+			  const uint64_t *hashes, uint32_t n, void **values);
+/* 0, or -ENOENT if the key is absent. */
+int wr_table_remove(struct wr_table *t, const void *key, uint64_t hash);
+/* Moves up to budget old slots of a pending migration: the slots moved. */
+uint32_t wr_table_step(struct wr_table *t, uint32_t budget);
+int wr_table_clear(struct wr_table *t);
+uint64_t wr_table_count(const struct wr_table *t);
+/* Visits every key once; no mutation between calls (value writes aside,
+ * after wr_arena_touch of their page). */
+bool wr_table_next(struct wr_table *t, struct wr_table_iter *it,
+		   const void **key, void **value);
+/* Prefetches the home slot of hash, for callers pipelining their own keys. */
+void wr_table_prefetch(const struct wr_table *t, uint64_t hash);
+
+void wr_table_get_stats(const struct wr_table *t, struct wr_table_stats *s);
+bool wr_table_is_valid(const struct wr_table *t);
+
+#endif /* WR_STATE_TABLE_H */
