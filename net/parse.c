@@ -187,10 +187,15 @@ static int parse_ethernet(const uint8_t *p, uint32_t cap, uint32_t wire,
 		return R_BAD;
 	type = wr_ld16be(p + 12);
 	if (WEIR_UNLIKELY(type < 0x0600)) {
-		/* 802.3 length: only LLC/SNAP with an ethertype can be IP. */
-		if (cap < 22)
+		/* 802.3 length: only LLC/SNAP with an ethertype can be IP;
+		 * the LLC bytes decide, so cutting them is MALFORMED. */
+		if (cap < 17)
+			return R_BAD;
+		if (memcmp(p + 14, snap, 3) != 0)
 			return R_NONIP;
-		if (memcmp(p + 14, snap, 6) != 0)
+		if (cap < 22)
+			return R_BAD;
+		if (memcmp(p + 17, snap + 3, 3) != 0)
 			return R_NONIP;
 		return parse_ethertype(p, cap, wire, wr_ld16be(p + 20), 22,
 				       out);
