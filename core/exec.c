@@ -1,0 +1,340 @@
+/*
+ * exec.c — one core's instance of the pipeline graph: polls its source
+ * splits, drains its input rings, runs the chained operators, stages
+ * envelopes for other cores and propagates end-of-input.  See
+ * pipeline_internal.h for the envelope, marker and backpressure rules.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <xxhash.h>
+
+#include "core/error.h"
+#include "core/exec_internal.h"
+
+/* ---- staging envelopes per destination core ---- */
+
+static uint32_t outbuf_room(const struct wr_exec *x)
+{
+	uint32_t room = WR_OUTBUF_CAP;
+
+	for (unsigned d = 0; d < x->n; d++)
+		if (WR_OUTBUF_CAP - x->out[d].n < room)
+			room = WR_OUTBUF_CAP - x->out[d].n;
+	return room;
+}
+
+static void flush_one(struct wr_exec *x, unsigned d)
+{
+	struct wr_outbuf *o = &x->out[d];
+	uint32_t left = o->n - o->head;
+	uint32_t sent;
+
+	if (left == 0)
+		return;
+	sent = weir_worker_send_burst_local(x->w, d,
+					    o->slots + (size_t)o->head * x->slot,
+					    left);
+	o->head += sent;
+	if (o->head == o->n) {
+		o->head = o->n = 0;
+	} else if (o->head > 0 && sent > 0) {
+		memmove(o->slots, o->slots + (size_t)o->head * x->slot,
+			(size_t)(o->n - o->head) * x->slot);
+		o->n -= o->head;
+		o->head = 0;
+	}
+}
+
+static uint32_t flush_all(struct wr_exec *x)
+{
+	uint32_t pending = 0;
+
+	for (unsigned d = 0; d < x->n; d++) {
+		flush_one(x, d);
+		pending += x->out[d].n;
+	}
+	return pending;
+}
+
+/* KEY_BY: key the record and stage it for the core owning its key group. */
+static int stage(struct wr_exec *x, const struct weir_stream *kb,
+		 const void *rec, int64_t ts)
+{
+	struct wr_node_rt *nr = &x->nodes[kb->id];
+	const struct weir_pipeline *p = x->p;
+	struct wr_envelope *env;
+	struct wr_outbuf *o;
+	uint64_t hash;
+	uint32_t kg;
+	unsigned d;
+
+	if (kb->fn.key_by != NULL) {
+		kb->fn.key_by(rec, nr->key, kb->arg);
+		hash = XXH3_64bits(nr->key, kb->key_size);
+		kg = (uint32_t)(hash & (p->cfg.key_groups - 1));
+		d = weir_key_group_owner(kg, p->cfg.key_groups, x->n);
+	} else { /* global: everything to core 0 */
+		hash = 0;
+		kg = 0;
+		d = 0;
+	}
+	o = &x->out[d];
+	if (WEIR_UNLIKELY(o->n == WR_OUTBUF_CAP))
+		return wr_error(-EOVERFLOW, "operator before '%s' emitted more "
+				"records than it declared", kb->name);
+	env = (struct wr_envelope *)(o->slots + (size_t)o->n * x->slot);
+	env->edge = kb->edge;
+	env->key_group = kg;
+	env->ts = ts;
+	env->hash = hash;
+	memcpy(env + 1, rec, kb->out_size);
+	o->n++;
+	return 0;
+}
+
+/* ---- running operators ---- */
+
+static int deliver(struct wr_exec *x, const struct weir_stream *n,
+		   const void *rec, int64_t ts);
+
+int wr_emit_down(struct wr_exec *x, const struct weir_stream *n,
+		 const void *rec, int64_t ts)
+{
+	for (unsigned i = 0; i < n->ndown; i++) {
+		int err = deliver(x, n->down[i], rec, ts);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* A user callback runs "as" node n: weir_emit() then feeds n's outputs. */
+struct as_node {
+	const struct weir_stream *node;
+	int64_t ts;
+};
+
+static inline struct as_node enter(struct wr_exec *x,
+				   const struct weir_stream *n, int64_t ts)
+{
+	struct as_node saved = { x->ctx.node, x->ctx.ts };
+
+	x->ctx.node = n;
+	x->ctx.ts = ts;
+	return saved;
+}
+
+static inline int leave(struct wr_exec *x, struct as_node saved, int rc)
+{
+	x->ctx.node = saved.node;
+	x->ctx.ts = saved.ts;
+	return rc;
+}
+
+static int call_user(struct wr_exec *x, const struct weir_stream *n,
+		     const void *rec, int64_t ts)
+{
+	struct wr_node_rt *nr = &x->nodes[n->id];
+	struct as_node saved = enter(x, n, ts);
+
+	switch (n->kind) {
+	case WR_NODE_MAP:
+		return leave(x, saved, n->fn.map(&x->ctx, rec, nr->scratch,
+						 n->arg));
+	case WR_NODE_FILTER:
+		return leave(x, saved, n->fn.filter(&x->ctx, rec, n->arg));
+	case WR_NODE_FLAT_MAP:
+		return leave(x, saved, n->fn.flat_map(&x->ctx, rec, n->arg));
+	case WR_NODE_PROCESS:
+		return leave(x, saved, wr_process_record(x, n, rec));
+	case WR_NODE_SINK:
+		return leave(x, saved, n->sink_ops->write(x, n, rec));
+	default:
+		return leave(x, saved, wr_error(-EINVAL, "operator '%s' "
+				"cannot take input", n->name));
+	}
+}
+
+static int deliver(struct wr_exec *x, const struct weir_stream *n,
+		   const void *rec, int64_t ts)
+{
+	int rc;
+
+	switch (n->kind) {
+	case WR_NODE_KEY_BY:
+		return stage(x, n, rec, ts);
+	case WR_NODE_MAP:
+		rc = call_user(x, n, rec, ts);
+		return rc ? rc : wr_emit_down(x, n, x->nodes[n->id].scratch, ts);
+	case WR_NODE_FILTER:
+		rc = call_user(x, n, rec, ts); /* bool: keep the record? */
+		return rc ? wr_emit_down(x, n, rec, ts) : 0;
+	default:
+		return call_user(x, n, rec, ts);
+	}
+}
+
+/* ---- inputs: rings and sources ---- */
+
+static int run_envelopes(struct wr_exec *x, uint32_t got)
+{
+	for (uint32_t i = 0; i < got; i++) {
+		const struct wr_envelope *env =
+			(const void *)(x->inbuf + (size_t)i * x->slot);
+		const struct weir_stream *kb = x->p->edges[env->edge];
+		const void *rec = env + 1;
+
+		if (kb->fn.key_by != NULL) {
+			kb->fn.key_by(rec, x->nodes[kb->id].key, kb->arg);
+			x->ctx.key = x->nodes[kb->id].key;
+		}
+		x->ctx.hash = env->hash;
+		x->ctx.key_group = env->key_group;
+		int err = wr_emit_down(x, kb, rec, env->ts);
+		x->ctx.key = NULL;
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static void take_markers(struct wr_exec *x, unsigned from)
+{
+	struct weir_marker m;
+
+	while (weir_worker_recv_marker_local(x->w, from, &m) == 1) {
+		if (m.kind == WEIR_MARKER_END && m.arg < x->p->nedges)
+			x->edges[m.arg].ends_received++;
+	}
+}
+
+static int drain_rings(struct wr_exec *x, uint32_t *work)
+{
+	for (unsigned from = 0; from < x->n; from++) {
+		uint32_t room = outbuf_room(x) / x->ring_amp;
+		uint32_t want = room < WR_BURST ? room : WR_BURST;
+		uint32_t got = 0;
+
+		if (want > 0)
+			got = weir_worker_recv_burst_local(x->w, from, x->inbuf,
+							   want);
+		int err = run_envelopes(x, got);
+		if (err)
+			return err;
+		if (got < want)
+			take_markers(x, from);
+		*work += got;
+	}
+	return 0;
+}
+
+static int poll_source(struct wr_exec *x, const struct weir_stream *s,
+		       uint32_t *work)
+{
+	struct wr_node_rt *nr = &x->nodes[s->id];
+	uint32_t room = outbuf_room(x) / s->amp;
+	uint32_t want = room < WR_BURST ? room : WR_BURST;
+	int got;
+
+	if (nr->ended || want == 0)
+		return 0;
+	struct as_node saved = enter(x, s, WEIR_TS_MIN);
+	got = leave(x, saved, s->fn.source.next(&x->ctx, x->inbuf, x->tsbuf,
+						want, s->arg));
+	if (got == WEIR_SOURCE_END) {
+		nr->ended = true;
+		x->sources_live--;
+		return 0;
+	}
+	if (got < 0)
+		return got;
+	for (int i = 0; i < got; i++) {
+		const void *rec = x->inbuf + (size_t)i * s->out_size;
+		int err = wr_emit_down(x, s, rec, x->tsbuf[i]);
+		if (err)
+			return err;
+	}
+	*work += (uint32_t)got;
+	return 0;
+}
+
+/* ---- end of input ---- */
+
+/* Has everything upstream of key_by node kb ended on this core? */
+static bool upstream_ended(const struct wr_exec *x,
+			   const struct weir_stream *kb)
+{
+	const struct weir_stream *n = kb->up;
+
+	while (n->kind != WR_NODE_SOURCE && n->kind != WR_NODE_KEY_BY)
+		n = n->up;
+	if (n->kind == WR_NODE_SOURCE)
+		return x->nodes[n->id].ended;
+	return x->edges[n->edge].ends_received == x->n;
+}
+
+static void send_ends(struct wr_exec *x)
+{
+	for (unsigned e = 0; e < x->p->nedges; e++) {
+		struct wr_edge_rt *er = &x->edges[e];
+		if (er->ends_sent == x->n ||
+		    !upstream_ended(x, x->p->edges[e]))
+			continue;
+		for (unsigned d = 0; d < x->n; d++) {
+			struct weir_marker m = { WEIR_MARKER_END, e, 0 };
+			/* END goes after every envelope staged for d. */
+			if (er->end_sent_to[d] || x->out[d].n != 0)
+				continue;
+			if (weir_worker_send_marker_local(x->w, d, &m) == 0) {
+				er->end_sent_to[d] = true;
+				er->ends_sent++;
+			}
+		}
+	}
+}
+
+static bool all_ended(const struct wr_exec *x)
+{
+	if (x->sources_live > 0)
+		return false;
+	for (unsigned e = 0; e < x->p->nedges; e++)
+		if (x->edges[e].ends_sent < x->n ||
+		    x->edges[e].ends_received < x->n)
+			return false;
+	return true;
+}
+
+static int64_t clock_ms(void)
+{
+	struct timespec ts;
+
+	/* The coarse clock is a vDSO read of a cached value (~5 ns). */
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int wr_exec_poll(struct wr_exec *x)
+{
+	uint32_t work = 0;
+	int err;
+
+	x->now_ms = clock_ms();
+	err = drain_rings(x, &work);
+
+	for (unsigned i = 0; err == 0 && i < x->nsources; i++)
+		err = poll_source(x, x->sources[i], &work);
+	if (err)
+		return err;
+	if (flush_all(x) == 0)
+		send_ends(x);
+	if (all_ended(x)) {
+		err = wr_exec_finish(x);
+		if (err)
+			return err;
+		weir_worker_finish_local(x->w);
+	}
+	return (int)work;
+}

@@ -1,0 +1,76 @@
+/*
+ * core/exec_internal.h — the per-core executor's layout, shared by exec.c
+ * (the loop), exec_setup.c (building it, the weir_ctx calls) and process.c
+ * (keyed process functions).  Everything here is touched by one core only.
+ */
+#ifndef WR_CORE_EXEC_INTERNAL_H
+#define WR_CORE_EXEC_INTERNAL_H
+
+#include "core/pipeline_internal.h"
+#include "state/arena.h"
+
+struct wr_outbuf {
+	uint32_t n;     /* staged envelopes */
+	uint32_t head;  /* first one not yet in the ring */
+	uint8_t *slots; /* WR_OUTBUF_CAP slots */
+};
+
+struct wr_keyed_state; /* process.c */
+
+struct wr_node_rt {
+	bool ended;             /* SOURCE: split exhausted */
+	uint8_t *scratch;       /* MAP: output record */
+	uint8_t *key;           /* KEY_BY: key buffer */
+	struct wr_keyed_state *ks; /* PROCESS: its named state */
+	void *sink_state;       /* SINK: whatever its ops keep per core */
+};
+
+struct wr_edge_rt {
+	unsigned ends_received;  /* END markers from senders */
+	unsigned ends_sent;
+	bool end_sent_to[WEIR_CORES_MAX];
+};
+
+struct weir_ctx {
+	struct wr_exec *x;
+	const struct weir_stream *node; /* whose output weir_emit feeds */
+	int64_t ts;
+	const void *key;
+	uint64_t hash;
+	uint32_t key_group;
+};
+
+struct wr_exec {
+	struct weir_pipeline *p;
+	struct weir_worker *w;
+	unsigned id;
+	unsigned n;
+	uint32_t slot;     /* ring slot size */
+	uint32_t ring_amp; /* most envelopes one received envelope yields */
+	struct weir_ctx ctx;
+	struct wr_outbuf *out;   /* per destination core */
+	struct wr_node_rt *nodes; /* per graph node */
+	struct wr_edge_rt *edges; /* per key_by edge */
+	const struct weir_stream *sources[WR_NODES_MAX];
+	unsigned nsources;
+	unsigned sources_live;
+	struct wr_arena *arena; /* every state byte of this core */
+	int64_t now_ms;         /* processing time, read once per tick */
+	uint8_t *inbuf;  /* WR_BURST slots (rings) or source records */
+	int64_t *tsbuf;  /* WR_BURST source timestamps */
+	bool finished;
+};
+
+int wr_emit_down(struct wr_exec *x, const struct weir_stream *n,
+		 const void *rec, int64_t ts);
+/* Everything ended: flush what operators hold (exec_setup.c). */
+int wr_exec_finish(struct wr_exec *x);
+
+/* process.c */
+int wr_process_record(struct wr_exec *x, const struct weir_stream *n,
+		      const void *rec);
+int wr_process_open(struct wr_exec *x, const struct weir_stream *n,
+		    struct wr_keyed_state **out);
+void wr_process_close(struct wr_exec *x, struct wr_keyed_state *ks);
+
+#endif

@@ -1,0 +1,232 @@
+/*
+ * file_sink.c — weir_sink_file(): records go to core 0 through a global
+ * edge, are formatted into a small ring of buffers and appended to the
+ * output file through core 0's io_uring.  The file is "<path>.inprogress"
+ * until every input ended; then it is fsynced and renamed to <path>, and
+ * the directory fsynced, so a file at <path> is always complete.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/pipeline_internal.h"
+#include "snapshot/uring.h"
+
+#define NBUF 4u
+#define PATH_MAX_LEN 4096u
+
+struct fsink_spec {
+	struct weir_file_sink spec;
+	char path[PATH_MAX_LEN];
+	char tmp[PATH_MAX_LEN + 16];
+	char header[]; /* NUL-terminated copy, empty when none */
+};
+
+struct fsink_core {
+	struct wr_uring *io;
+	int fd;
+	uint64_t off;          /* file offset of the current buffer */
+	unsigned cur;          /* buffer being filled */
+	uint32_t fill;         /* bytes in the current buffer */
+	bool busy[NBUF];       /* submitted, completion not yet reaped */
+	char *buf[NBUF];
+};
+
+static void reap(struct fsink_core *fc, int *err)
+{
+	struct wr_uring_done d[NBUF];
+	unsigned n = wr_uring_reap(fc->io, d, NBUF);
+
+	for (unsigned i = 0; i < n; i++) {
+		fc->busy[d[i].tag] = false;
+		if (d[i].res < 0 && *err == 0)
+			*err = d[i].res;
+	}
+}
+
+/* Submit the current buffer and move to a free one, waiting for the disk
+ * only if every buffer is still in flight (the disk is the bottleneck). */
+static int rotate(struct fsink_core *fc)
+{
+	int err = 0;
+
+	if (fc->fill > 0) {
+		err = wr_uring_write(fc->io, fc->fd, fc->buf[fc->cur], fc->fill,
+				     fc->off, fc->cur);
+		if (err == 0)
+			err = wr_uring_submit(fc->io);
+		if (err)
+			return err;
+		fc->busy[fc->cur] = true;
+		fc->off += fc->fill;
+		fc->fill = 0;
+		fc->cur = (fc->cur + 1) % NBUF;
+	}
+	reap(fc, &err);
+	if (err == 0 && fc->busy[fc->cur])
+		err = wr_uring_drain(fc->io);
+	if (err == 0) /* drained: every buffer is free again */
+		memset(fc->busy, 0, sizeof(fc->busy));
+	return err;
+}
+
+static int fsink_write(struct wr_exec *x, const struct weir_stream *n,
+		       const void *rec)
+{
+	const struct fsink_spec *fs = n->arg;
+	struct fsink_core *fc = *wr_exec_sink_state(x, n);
+	int len;
+
+	for (int tries = 0; tries < 2; tries++) {
+		len = fs->spec.format(rec, fc->buf[fc->cur] + fc->fill,
+				      WEIR_FILE_SINK_BUFFER - fc->fill,
+				      fs->spec.arg);
+		if (len >= 0 && fc->fill + (uint32_t)len <= WEIR_FILE_SINK_BUFFER) {
+			fc->fill += (uint32_t)len;
+			return 0;
+		}
+		if (len != -ENOSPC && len < 0)
+			return len;
+		int err = rotate(fc);
+		if (err)
+			return wr_error(err, "writing %s: %s", fs->tmp,
+					strerror(-err));
+	}
+	return wr_error(-EINVAL, "%s: one record's text is larger than %u "
+			"bytes", fs->path, WEIR_FILE_SINK_BUFFER);
+}
+
+static int fsink_open(struct wr_exec *x, const struct weir_stream *n)
+{
+	const struct fsink_spec *fs = n->arg;
+	struct fsink_core *fc;
+	int err;
+
+	if (wr_exec_core(x) != 0)
+		return 0; /* the global edge brings every record to core 0 */
+	fc = calloc(1, sizeof(*fc));
+	if (fc == NULL)
+		return -ENOMEM;
+	*wr_exec_sink_state(x, n) = fc;
+	fc->fd = -1;
+	for (unsigned i = 0; i < NBUF; i++)
+		if ((fc->buf[i] = aligned_alloc(4096, WEIR_FILE_SINK_BUFFER)) == NULL)
+			return -ENOMEM;
+	err = wr_uring_create(NBUF * 2, &fc->io);
+	if (err)
+		return wr_error(err, "io_uring: %s", strerror(-err));
+	fc->fd = open(fs->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fc->fd < 0)
+		return wr_error(-errno, "cannot create %s: %s", fs->tmp,
+				strerror(errno));
+	if (fs->spec.header != NULL) {
+		memcpy(fc->buf[0], fs->header, strlen(fs->header));
+		fc->fill = (uint32_t)strlen(fs->header);
+	}
+	return 0;
+}
+
+static int fsync_dir_of(const char *path)
+{
+	char copy[PATH_MAX_LEN];
+	int fd, err = 0;
+
+	snprintf(copy, sizeof(copy), "%s", path);
+	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) != 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+static int fsink_finish(struct wr_exec *x, const struct weir_stream *n)
+{
+	const struct fsink_spec *fs = n->arg;
+	struct fsink_core *fc = *wr_exec_sink_state(x, n);
+	int err;
+
+	if (fc == NULL)
+		return 0;
+	err = rotate(fc);
+	if (err == 0)
+		err = wr_uring_fsync(fc->io, fc->fd, NBUF);
+	if (err == 0)
+		err = wr_uring_drain(fc->io);
+	if (err == 0 && rename(fs->tmp, fs->path) != 0)
+		err = -errno;
+	if (err == 0)
+		err = fsync_dir_of(fs->path);
+	if (err)
+		return wr_error(err, "finishing %s: %s", fs->path,
+				strerror(-err));
+	return 0;
+}
+
+static void fsink_close(struct wr_exec *x, const struct weir_stream *n)
+{
+	struct fsink_core *fc = *wr_exec_sink_state(x, n);
+
+	if (fc == NULL)
+		return;
+	wr_uring_destroy(fc->io);
+	if (fc->fd >= 0)
+		close(fc->fd);
+	for (unsigned i = 0; i < NBUF; i++)
+		free(fc->buf[i]);
+	free(fc);
+	*wr_exec_sink_state(x, n) = NULL;
+}
+
+static int check_spec(const struct weir_file_sink *spec)
+{
+	if (spec == NULL || spec->format == NULL)
+		return wr_error(-EINVAL, "file sink spec or its format() is NULL");
+	if (spec->path == NULL || spec->path[0] == '\0' ||
+	    strlen(spec->path) >= PATH_MAX_LEN)
+		return wr_error(-EINVAL, "file sink path is empty or too long");
+	if (spec->header != NULL &&
+	    strlen(spec->header) >= WEIR_FILE_SINK_BUFFER)
+		return wr_error(-EINVAL, "file sink header is too long");
+	return 0;
+}
+
+int weir_sink_file(struct weir_pipeline *p, struct weir_stream *in,
+		   const struct weir_file_sink *spec)
+{
+	static const struct wr_sink_ops ops = {
+		.open = fsink_open, .write = fsink_write,
+		.finish = fsink_finish, .close = fsink_close };
+	struct weir_stream *global, *n;
+	struct fsink_spec *fs;
+	int err = check_spec(spec);
+
+	if (err)
+		return err;
+	err = wr_pipeline_global(p, in, &global);
+	if (err)
+		return err;
+	err = wr_pipeline_add(p, global, WR_NODE_SINK, "file_sink", &n);
+	if (err)
+		return err;
+	fs = calloc(1, sizeof(*fs) + (spec->header ? strlen(spec->header) : 0) + 1);
+	if (fs == NULL)
+		return -ENOMEM;
+	fs->spec = *spec;
+	snprintf(fs->path, sizeof(fs->path), "%s", spec->path);
+	snprintf(fs->tmp, sizeof(fs->tmp), "%s.inprogress", spec->path);
+	fs->spec.path = fs->path;
+	n->sink_ops = &ops;
+	n->arg = fs;
+	n->owned_arg = fs;
+	if (spec->header != NULL)
+		strcpy(fs->header, spec->header);
+	fs->spec.header = spec->header ? fs->header : NULL;
+	return 0;
+}

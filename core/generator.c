@@ -1,0 +1,142 @@
+/*
+ * generator.c — the deterministic, replayable, optionally paced generator
+ * source (weir_source_generator in weir/pipeline.h).
+ *
+ * Split s of WEIR_GENERATOR_SPLITS yields indexes s, s + S, s + 2S, ...;
+ * core c of n owns the splits s with s % n == c and polls them round-robin.
+ * Pacing: each core may have produced at most rate * owned / S * elapsed
+ * records; it produces nothing more until the clock catches up.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/error.h"
+#include "core/exec_internal.h"
+
+struct gen_core {
+	uint64_t pos[WEIR_GENERATOR_SPLITS]; /* records produced per split */
+	unsigned active[WEIR_GENERATOR_SPLITS]; /* owned, not exhausted */
+	unsigned nowned;
+	unsigned live;   /* entries of active[] */
+	unsigned rr;
+	uint64_t produced;
+	uint64_t start_ns;
+};
+
+struct gen {
+	struct weir_generator g;
+	struct gen_core *cores[WEIR_CORES_MAX];
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Records split s holds in all (UINT64_MAX when unbounded). */
+static uint64_t split_len(const struct weir_generator *g, unsigned s)
+{
+	if (g->count == 0)
+		return UINT64_MAX;
+	return g->count / WEIR_GENERATOR_SPLITS +
+	       (s < g->count % WEIR_GENERATOR_SPLITS ? 1 : 0);
+}
+
+static int gen_open(struct weir_ctx *c, unsigned split, unsigned splits,
+		    void *arg)
+{
+	struct gen *gen = arg;
+	struct gen_core *gc = weir_worker_alloc_local(c->x->w, sizeof(*gc));
+
+	if (gc == NULL)
+		return -ENOMEM;
+	memset(gc, 0, sizeof(*gc));
+	for (unsigned s = split; s < WEIR_GENERATOR_SPLITS; s += splits)
+		if (split_len(&gen->g, s) > 0)
+			gc->active[gc->nowned++] = s;
+	gc->live = gc->nowned;
+	gc->start_ns = mono_ns();
+	gen->cores[split] = gc;
+	return 0;
+}
+
+/* How many records pacing allows now (max when unpaced). */
+static unsigned paced(const struct gen *gen, const struct gen_core *gc,
+		      unsigned max)
+{
+	double allowed;
+	uint64_t due;
+
+	if (gen->g.rate == 0)
+		return max;
+	allowed = (double)gen->g.rate * gc->nowned / WEIR_GENERATOR_SPLITS;
+	due = (uint64_t)(allowed * (mono_ns() - gc->start_ns) / 1e9) + 1;
+	if (due <= gc->produced)
+		return 0;
+	return due - gc->produced < max ? (unsigned)(due - gc->produced) : max;
+}
+
+static int gen_next(struct weir_ctx *c, void *recs, int64_t *ts,
+		    unsigned max, void *arg)
+{
+	struct gen *gen = arg;
+	struct gen_core *gc = gen->cores[c->x->id];
+	uint32_t size = gen->g.record_size;
+	unsigned n = 0, want;
+
+	if (gc->live == 0)
+		return WEIR_SOURCE_END;
+	want = paced(gen, gc, max);
+	while (n < want && gc->live > 0) {
+		unsigned s = gc->active[gc->rr];
+		uint64_t len = split_len(&gen->g, s);
+		for (; n < want && gc->pos[s] < len; n++, gc->pos[s]++) {
+			uint64_t index = gc->pos[s] * WEIR_GENERATOR_SPLITS + s;
+			gen->g.make(index, gen->g.seed, (uint8_t *)recs + n * size,
+				    &ts[n], gen->g.arg);
+		}
+		if (gc->pos[s] == len) /* exhausted: drop it from the rotation */
+			gc->active[gc->rr] = gc->active[--gc->live];
+		if (gc->live > 0)
+			gc->rr = (gc->rr + 1) % gc->live;
+	}
+	gc->produced += n;
+	return (int)n;
+}
+
+static void gen_close(struct weir_ctx *c, void *arg)
+{
+	struct gen *gen = arg;
+
+	weir_worker_free_local(c->x->w, gen->cores[c->x->id]);
+	gen->cores[c->x->id] = NULL;
+}
+
+int weir_source_generator(struct weir_pipeline *p,
+			  const struct weir_generator *g,
+			  struct weir_stream **out)
+{
+	static const struct weir_source_ops ops = {
+		.open = gen_open, .next = gen_next, .close = gen_close };
+	struct gen *gen;
+	int err;
+
+	if (g == NULL || g->make == NULL)
+		return wr_error(-EINVAL, "generator or its make() is NULL");
+	gen = calloc(1, sizeof(*gen));
+	if (gen == NULL)
+		return -ENOMEM;
+	gen->g = *g;
+	err = weir_source(p, "generator", &ops, g->record_size, gen, out);
+	if (err) {
+		free(gen);
+		return err;
+	}
+	(*out)->owned_arg = gen; /* freed with the pipeline */
+	return 0;
+}

@@ -1,0 +1,389 @@
+/*
+ * pipeline.c — building the pipeline graph and running it on the runtime.
+ * The per-core execution is in exec.c; the graph layout in
+ * pipeline_internal.h.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#include "core/error.h"
+#include "core/pipeline_internal.h"
+
+#define STATE_BYTES_DEFAULT (1ull << 30)
+
+void weir_pipeline_config_init(struct weir_pipeline_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	weir_runtime_config_init(&cfg->runtime);
+	cfg->key_groups = WEIR_KEY_GROUPS_DEFAULT;
+	cfg->state_bytes_max = STATE_BYTES_DEFAULT;
+}
+
+int weir_pipeline_create(const struct weir_pipeline_config *cfg,
+			 struct weir_pipeline **out)
+{
+	struct weir_pipeline *p;
+	uint32_t kg;
+
+	if (cfg == NULL || out == NULL)
+		return wr_error(-EINVAL, "pipeline config or out-pointer is NULL");
+	kg = cfg->key_groups;
+	if (kg == 0 || (kg & (kg - 1)) != 0 || kg > WEIR_KEY_GROUPS_MAX)
+		return wr_error(-EINVAL, "key_groups %u is not a power of two "
+				"in [1, %u]", kg, WEIR_KEY_GROUPS_MAX);
+	if (cfg->runtime.cores > kg)
+		return wr_error(-EINVAL, "cores %u is more than key_groups %u: "
+				"some core would own no key group",
+				cfg->runtime.cores, kg);
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return -ENOMEM;
+	p->cfg = *cfg;
+	*out = p;
+	return 0;
+}
+
+void weir_pipeline_destroy(struct weir_pipeline *p)
+{
+	if (p == NULL)
+		return;
+	for (unsigned i = 0; i < p->nnodes; i++) {
+		free(p->nodes[i]->states);
+		free(p->nodes[i]->owned_arg);
+		free(p->nodes[i]);
+	}
+	free(p);
+}
+
+/* ---- graph building ---- */
+
+int wr_pipeline_add(struct weir_pipeline *p, struct weir_stream *up,
+		    enum wr_node_kind kind, const char *name,
+		    struct weir_stream **out)
+{
+	struct weir_stream *n;
+
+	if (p == NULL)
+		return wr_error(-EINVAL, "pipeline is NULL");
+	if (p->rt != NULL)
+		return wr_error(-EBUSY, "pipeline is running: build it first");
+	if (p->nnodes == WR_NODES_MAX)
+		return wr_error(-ENOSPC, "a pipeline holds at most %u operators",
+				WR_NODES_MAX);
+	if (kind != WR_NODE_SOURCE && up == NULL)
+		return wr_error(-EINVAL, "%s: input stream is NULL", name);
+	if (up != NULL && up->ndown == WR_FANOUT_MAX)
+		return wr_error(-ENOSPC, "stream '%s' already feeds %u operators",
+				up->name, WR_FANOUT_MAX);
+	n = calloc(1, sizeof(*n));
+	if (n == NULL)
+		return -ENOMEM;
+	n->kind = kind;
+	n->id = p->nnodes;
+	snprintf(n->name, sizeof(n->name), "%s", name ? name : "op");
+	n->up = up;
+	n->max_out = 1;
+	n->stage_edge = -1;
+	if (up != NULL) {
+		n->in_size = up->out_size;
+		n->out_size = up->out_size;
+		n->key_size = up->key_size;
+		n->stage_edge = up->kind == WR_NODE_KEY_BY ? (int)up->edge
+							   : up->stage_edge;
+		up->down[up->ndown++] = n;
+	}
+	p->nodes[p->nnodes++] = n;
+	*out = n;
+	return 0;
+}
+
+static int check_size(const char *what, uint32_t size)
+{
+	if (size == 0 || size > WEIR_RECORD_SIZE_MAX)
+		return wr_error(-EINVAL, "%s record size %u is out of range "
+				"[1, %u] bytes", what, size,
+				WEIR_RECORD_SIZE_MAX);
+	return 0;
+}
+
+int weir_source(struct weir_pipeline *p, const char *name,
+		const struct weir_source_ops *ops, uint32_t record_size,
+		void *arg, struct weir_stream **out)
+{
+	struct weir_stream *n;
+	int err = check_size("source", record_size);
+
+	if (err)
+		return err;
+	if (ops == NULL || ops->next == NULL)
+		return wr_error(-EINVAL, "source '%s' has no next()", name);
+	err = wr_pipeline_add(p, NULL, WR_NODE_SOURCE, name, &n);
+	if (err)
+		return err;
+	n->out_size = record_size;
+	n->fn.source = *ops;
+	n->arg = arg;
+	*out = n;
+	return 0;
+}
+
+int weir_map(struct weir_pipeline *p, struct weir_stream *in, weir_map_fn fn,
+	     uint32_t out_size, void *arg, struct weir_stream **out)
+{
+	struct weir_stream *n;
+	int err = check_size("map output", out_size);
+
+	if (err)
+		return err;
+	if (fn == NULL)
+		return wr_error(-EINVAL, "map function is NULL");
+	err = wr_pipeline_add(p, in, WR_NODE_MAP, "map", &n);
+	if (err)
+		return err;
+	n->out_size = out_size;
+	n->key_size = 0; /* a map may change the key: not keyed anymore */
+	n->fn.map = fn;
+	n->arg = arg;
+	*out = n;
+	return 0;
+}
+
+int weir_filter(struct weir_pipeline *p, struct weir_stream *in,
+		weir_filter_fn fn, void *arg, struct weir_stream **out)
+{
+	struct weir_stream *n;
+	int err;
+
+	if (fn == NULL)
+		return wr_error(-EINVAL, "filter function is NULL");
+	err = wr_pipeline_add(p, in, WR_NODE_FILTER, "filter", &n);
+	if (err)
+		return err;
+	n->fn.filter = fn;
+	n->arg = arg;
+	*out = n;
+	return 0;
+}
+
+int weir_flat_map(struct weir_pipeline *p, struct weir_stream *in,
+		  weir_flat_map_fn fn, uint32_t out_size, uint32_t max_out,
+		  void *arg, struct weir_stream **out)
+{
+	struct weir_stream *n;
+	int err = check_size("flat_map output", out_size);
+
+	if (err)
+		return err;
+	if (fn == NULL)
+		return wr_error(-EINVAL, "flat_map function is NULL");
+	if (max_out == 0 || max_out > WR_OUTBUF_CAP)
+		return wr_error(-EINVAL, "flat_map max_out %u is out of range "
+				"[1, %u]", max_out, WR_OUTBUF_CAP);
+	err = wr_pipeline_add(p, in, WR_NODE_FLAT_MAP, "flat_map", &n);
+	if (err)
+		return err;
+	n->out_size = out_size;
+	n->key_size = 0;
+	n->max_out = max_out;
+	n->fn.flat_map = fn;
+	n->arg = arg;
+	*out = n;
+	return 0;
+}
+
+int weir_key_by(struct weir_pipeline *p, struct weir_stream *in,
+		weir_key_fn fn, uint32_t key_size, void *arg,
+		struct weir_stream **out)
+{
+	struct weir_stream *n;
+	int err;
+
+	if (fn == NULL)
+		return wr_error(-EINVAL, "key_by function is NULL");
+	if (key_size == 0 || key_size > WEIR_KEY_SIZE_MAX)
+		return wr_error(-EINVAL, "key size %u is out of range [1, %u] "
+				"bytes", key_size, WEIR_KEY_SIZE_MAX);
+	if (p != NULL && p->nedges == WR_EDGES_MAX)
+		return wr_error(-ENOSPC, "a pipeline holds at most %u key_by",
+				WR_EDGES_MAX);
+	err = wr_pipeline_add(p, in, WR_NODE_KEY_BY, "key_by", &n);
+	if (err)
+		return err;
+	n->key_size = key_size;
+	n->fn.key_by = fn;
+	n->arg = arg;
+	n->edge = p->nedges;
+	p->edges[p->nedges++] = n;
+	*out = n;
+	return 0;
+}
+
+int wr_pipeline_global(struct weir_pipeline *p, struct weir_stream *in,
+		       struct weir_stream **out)
+{
+	struct weir_stream *n;
+	int err;
+
+	if (p != NULL && p->nedges == WR_EDGES_MAX)
+		return wr_error(-ENOSPC, "a pipeline holds at most %u key_by",
+				WR_EDGES_MAX);
+	err = wr_pipeline_add(p, in, WR_NODE_KEY_BY, "to_core0", &n);
+	if (err)
+		return err;
+	n->key_size = 0;
+	n->fn.key_by = NULL;
+	n->edge = p->nedges;
+	p->edges[p->nedges++] = n;
+	*out = n;
+	return 0;
+}
+
+static int callback_write(struct wr_exec *x, const struct weir_stream *n,
+			  const void *rec)
+{
+	return n->fn.sink(wr_exec_ctx(x), rec, n->arg);
+}
+
+int weir_sink_callback(struct weir_pipeline *p, struct weir_stream *in,
+		       weir_sink_fn fn, void *arg)
+{
+	static const struct wr_sink_ops ops = { .write = callback_write };
+	struct weir_stream *n;
+	int err;
+
+	if (fn == NULL)
+		return wr_error(-EINVAL, "sink function is NULL");
+	err = wr_pipeline_add(p, in, WR_NODE_SINK, "sink", &n);
+	if (err)
+		return err;
+	n->fn.sink = fn;
+	n->sink_ops = &ops;
+	n->arg = arg;
+	return 0;
+}
+
+/* ---- key groups ---- */
+
+uint32_t weir_key_group(const void *key, uint32_t key_size,
+			uint32_t key_groups)
+{
+	return (uint32_t)(XXH3_64bits(key, key_size) & (key_groups - 1));
+}
+
+/* Core i owns the contiguous key-group range [i*G/n, (i+1)*G/n). */
+unsigned weir_key_group_owner(uint32_t key_group, uint32_t key_groups,
+			      unsigned cores)
+{
+	return (unsigned)(((uint64_t)key_group * cores) / key_groups);
+}
+
+/* ---- finishing the graph ---- */
+
+/* Most envelopes one record entering n can put in any one out buffer. */
+static uint32_t compute_amp(struct weir_stream *n)
+{
+	uint32_t sum = 0;
+
+	if (n->kind == WR_NODE_KEY_BY)
+		return n->amp = 1;
+	for (unsigned i = 0; i < n->ndown; i++) {
+		uint32_t a = compute_amp(n->down[i]);
+		sum = sum + a > WR_OUTBUF_CAP + 1 ? WR_OUTBUF_CAP + 1 : sum + a;
+	}
+	uint64_t amp = (uint64_t)sum * n->max_out;
+	n->amp = amp > WR_OUTBUF_CAP + 1 ? WR_OUTBUF_CAP + 1 : (uint32_t)amp;
+	return n->amp;
+}
+
+static int finish_graph(struct weir_pipeline *p)
+{
+	uint32_t slot = 0;
+	bool any_source = false;
+
+	for (unsigned i = 0; i < p->nnodes; i++) {
+		struct weir_stream *n = p->nodes[i];
+		if (n->kind == WR_NODE_SOURCE) {
+			any_source = true;
+			compute_amp(n);
+		}
+		if (n->kind == WR_NODE_KEY_BY && n->out_size > slot)
+			slot = n->out_size;
+		if (n->amp > WR_OUTBUF_CAP)
+			return wr_error(-EINVAL, "operator '%s' may emit more than "
+					"%u records per input", n->name,
+					WR_OUTBUF_CAP);
+	}
+	if (!any_source)
+		return wr_error(-EINVAL, "pipeline has no source");
+	/* Records and their envelope header travel in 8-byte-aligned slots. */
+	p->slot_size = (sizeof(struct wr_envelope) + slot + 7) & ~7u;
+	return 0;
+}
+
+/* ---- running ---- */
+
+static int worker_init(struct weir_worker *w, void *arg)
+{
+	struct weir_pipeline *p = arg;
+
+	return wr_exec_create(p, w, &p->execs[weir_worker_id(w)]);
+}
+
+static int worker_poll(struct weir_worker *w, void *arg)
+{
+	struct weir_pipeline *p = arg;
+
+	if (atomic_load_explicit(&p->stop, memory_order_relaxed))
+		weir_runtime_stop_remote(weir_worker_runtime(w));
+	return wr_exec_poll(p->execs[weir_worker_id(w)]);
+}
+
+static void worker_fini(struct weir_worker *w, void *arg)
+{
+	struct weir_pipeline *p = arg;
+
+	wr_exec_destroy(p->execs[weir_worker_id(w)]);
+	p->execs[weir_worker_id(w)] = NULL;
+}
+
+int weir_pipeline_run(struct weir_pipeline *p)
+{
+	static const struct weir_worker_ops ops = {
+		.init = worker_init, .poll = worker_poll, .fini = worker_fini };
+	struct weir_runtime_config rc;
+	int err;
+
+	if (p == NULL)
+		return wr_error(-EINVAL, "pipeline is NULL");
+	err = finish_graph(p);
+	if (err)
+		return err;
+	rc = p->cfg.runtime;
+	rc.record_size = p->slot_size;
+	err = weir_runtime_create(&rc, &p->rt);
+	if (err)
+		return err;
+	p->execs = calloc(rc.cores, sizeof(*p->execs));
+	if (p->execs == NULL) {
+		err = -ENOMEM;
+		goto out;
+	}
+	err = weir_runtime_start(p->rt, &ops, p);
+	if (err == 0)
+		err = weir_runtime_wait(p->rt);
+out:
+	free(p->execs);
+	p->execs = NULL;
+	weir_runtime_destroy(p->rt);
+	p->rt = NULL;
+	return err;
+}
+
+void weir_pipeline_stop_remote(struct weir_pipeline *p)
+{
+	atomic_store_explicit(&p->stop, 1, memory_order_relaxed);
+}

@@ -1,0 +1,221 @@
+/*
+ * process.c — keyed process functions: building the operator, opening its
+ * named state on each core, and the weir_value_* / weir_list_* calls that
+ * reach the current key's state.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/exec_internal.h"
+#include "state/keyed.h"
+
+#define STATES_MAX 32u
+
+struct wr_keyed_state {
+	unsigned n;
+	struct wr_kstate *st[STATES_MAX];
+};
+
+static int check_desc(const struct weir_process_spec *spec,
+		      const struct weir_state_desc *d, unsigned i)
+{
+	const char *name = d->name ? d->name : "?";
+
+	if (d->kind < WEIR_STATE_VALUE || d->kind > WEIR_STATE_AGGREGATING)
+		return wr_error(-EINVAL, "%s: state %u '%s' has unknown kind %d",
+				spec->name, i, name, (int)d->kind);
+	if (d->kind == WEIR_STATE_AGGREGATING) {
+		if (d->agg == NULL || d->agg->acc_size == 0)
+			return wr_error(-EINVAL, "%s: state '%s' needs aggregate "
+					"ops with acc_size > 0", spec->name,
+					name);
+		return 0;
+	}
+	if (d->value_size == 0 || d->value_size > WEIR_RECORD_SIZE_MAX)
+		return wr_error(-EINVAL, "%s: state '%s' value size %u is out "
+				"of range [1, %u]", spec->name, name,
+				d->value_size, WEIR_RECORD_SIZE_MAX);
+	if (d->kind == WEIR_STATE_MAP &&
+	    (d->map_key_size == 0 || d->map_key_size > WEIR_KEY_SIZE_MAX))
+		return wr_error(-EINVAL, "%s: map state '%s' key size %u is out "
+				"of range [1, %u]", spec->name, name,
+				d->map_key_size, WEIR_KEY_SIZE_MAX);
+	if (d->kind == WEIR_STATE_REDUCING && d->reduce == NULL)
+		return wr_error(-EINVAL, "%s: reducing state '%s' has no reduce "
+				"function", spec->name, name);
+	return 0;
+}
+
+static int check_spec(const struct weir_stream *keyed,
+		      const struct weir_process_spec *spec)
+{
+	if (spec == NULL || spec->process == NULL)
+		return wr_error(-EINVAL, "process spec or its process() is NULL");
+	if (keyed == NULL || keyed->kind != WR_NODE_KEY_BY)
+		return wr_error(-EINVAL, "%s: input is not a stream returned by "
+				"weir_key_by()", spec->name ? spec->name : "process");
+	if (spec->out_size == 0 || spec->out_size > WEIR_RECORD_SIZE_MAX)
+		return wr_error(-EINVAL, "%s: output record size %u is out of "
+				"range [1, %u]", spec->name, spec->out_size,
+				WEIR_RECORD_SIZE_MAX);
+	if (spec->nstates > STATES_MAX || (spec->nstates && !spec->states))
+		return wr_error(-EINVAL, "%s: %u states (at most %u)",
+				spec->name, spec->nstates, STATES_MAX);
+	for (unsigned i = 0; i < spec->nstates; i++) {
+		int err = check_desc(spec, &spec->states[i], i);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+int weir_process(struct weir_pipeline *p, struct weir_stream *keyed,
+		 const struct weir_process_spec *spec,
+		 struct weir_stream **out)
+{
+	struct weir_stream *n;
+	int err = check_spec(keyed, spec);
+
+	if (err)
+		return err;
+	err = wr_pipeline_add(p, keyed, WR_NODE_PROCESS,
+			      spec->name ? spec->name : "process", &n);
+	if (err)
+		return err;
+	n->fn.process = *spec;
+	n->out_size = spec->out_size;
+	n->max_out = spec->max_out ? spec->max_out : 1;
+	n->arg = spec->arg;
+	if (spec->nstates) {
+		n->states = calloc(spec->nstates, sizeof(*n->states));
+		if (n->states == NULL)
+			return -ENOMEM;
+		memcpy(n->states, spec->states,
+		       spec->nstates * sizeof(*n->states));
+		n->fn.process.states = n->states;
+	}
+	*out = n;
+	return 0;
+}
+
+/* ---- per core ---- */
+
+int wr_process_open(struct wr_exec *x, const struct weir_stream *n,
+		    struct wr_keyed_state **out)
+{
+	const struct weir_process_spec *spec = &n->fn.process;
+	struct wr_keyed_state *ks = weir_worker_alloc_local(x->w, sizeof(*ks));
+
+	if (ks == NULL)
+		return -ENOMEM;
+	memset(ks, 0, sizeof(*ks));
+	*out = ks;
+	for (unsigned i = 0; i < spec->nstates; i++) {
+		int err = wr_kstate_create(x->arena, &spec->states[i],
+					   n->key_size, &ks->st[i]);
+		if (err)
+			return err;
+		ks->n++;
+	}
+	return 0;
+}
+
+void wr_process_close(struct wr_exec *x, struct wr_keyed_state *ks)
+{
+	for (unsigned i = 0; i < ks->n; i++)
+		wr_kstate_destroy(ks->st[i]);
+	weir_worker_free_local(x->w, ks);
+}
+
+int wr_process_record(struct wr_exec *x, const struct weir_stream *n,
+		      const void *rec)
+{
+	return n->fn.process.process(&x->ctx, rec, n->arg);
+}
+
+/* ---- state calls for the current key ---- */
+
+static struct wr_kstate *state_of(struct weir_ctx *c, unsigned state)
+{
+	const struct weir_stream *n = c->node;
+	struct wr_keyed_state *ks;
+
+	if (n == NULL || n->kind != WR_NODE_PROCESS || c->key == NULL)
+		return NULL;
+	ks = c->x->nodes[n->id].ks;
+	return state < ks->n ? ks->st[state] : NULL;
+}
+
+static int no_state(unsigned state)
+{
+	return wr_error(-EINVAL, "state %u: no such state of the current "
+			"keyed operator", state);
+}
+
+int weir_value_get(struct weir_ctx *c, unsigned state, void **value)
+{
+	struct wr_kstate *s = state_of(c, state);
+
+	if (s == NULL)
+		return no_state(state);
+	return wr_kstate_value_get(s, c->key, c->hash, c->x->now_ms, value);
+}
+
+int weir_value_update(struct weir_ctx *c, unsigned state, void **value,
+		      bool *created)
+{
+	struct wr_kstate *s = state_of(c, state);
+
+	if (s == NULL)
+		return no_state(state);
+	return wr_kstate_value_update(s, c->key, c->hash, c->x->now_ms, value,
+				      created);
+}
+
+int weir_list_append(struct weir_ctx *c, unsigned state, const void *elem)
+{
+	struct wr_kstate *s = state_of(c, state);
+
+	if (s == NULL)
+		return no_state(state);
+	return wr_kstate_list_append(s, c->key, c->hash, c->x->now_ms, elem);
+}
+
+int weir_list_length(struct weir_ctx *c, unsigned state, uint32_t *len)
+{
+	struct wr_kstate *s = state_of(c, state);
+
+	if (s == NULL)
+		return no_state(state);
+	return wr_kstate_list_length(s, c->key, c->hash, c->x->now_ms, len);
+}
+
+int weir_list_get(struct weir_ctx *c, unsigned state, uint32_t i, void *out)
+{
+	struct wr_kstate *s = state_of(c, state);
+
+	if (s == NULL)
+		return no_state(state);
+	return wr_kstate_list_get(s, c->key, c->hash, c->x->now_ms, i, out);
+}
+
+int weir_list_replace(struct weir_ctx *c, unsigned state, const void *elems,
+		      uint32_t n)
+{
+	struct wr_kstate *s = state_of(c, state);
+
+	if (s == NULL)
+		return no_state(state);
+	return wr_kstate_list_replace(s, c->key, c->hash, c->x->now_ms, elems, n);
+}
+
+int weir_state_clear(struct weir_ctx *c, unsigned state)
+{
+	struct wr_kstate *s = state_of(c, state);
+
+	if (s == NULL)
+		return no_state(state);
+	return wr_kstate_clear(s, c->key, c->hash);
+}

@@ -1,0 +1,224 @@
+/*
+ * weir/pipeline.h — build a dataflow pipeline and run it on the
+ * thread-per-core runtime.  Apache Flink's DataStream model with keyed
+ * state, in C.
+ *
+ * PURPOSE
+ *   An embedder describes a pipeline once (sources, stateless operators,
+ *   key_by, keyed process functions, sinks), then runs it.  Every worker
+ *   core runs an instance of every operator: sources are split across the
+ *   cores, operators between two key_by's run on the core that received the
+ *   record (chained: a direct call, no copy), and key_by routes each record
+ *   through the ring mesh to the core that owns its key group.
+ *
+ * RECORDS
+ *   Every stream has a fixed record size, fixed when the stream is built.
+ *   Records are plain bytes copied by value; a pointer a user function gets
+ *   to a record is valid only during that call.
+ *
+ * USER FUNCTIONS
+ *   Every callback gets a struct weir_ctx *: the core it runs on, the
+ *   current record's timestamp and key (keyed operators), weir_emit() to
+ *   send records downstream, and the state and timer calls of
+ *   weir/state.h.  Callbacks return 0 or -errno; an error fails the job and
+ *   weir_pipeline_run() returns it.  Callbacks run on worker threads,
+ *   several at once (one per core), never concurrently on the same core.
+ *
+ * INVARIANTS
+ *   1. Every record with key k is processed by exactly one core: the owner
+ *      of key group xxh3_64(k) % key_groups.  Results do not depend on the
+ *      number of cores.
+ *   2. Records from one source split keep their order along every path.
+ *   3. Nothing is dropped: a full ring is backpressure up to the sources.
+ *
+ * OWNERSHIP
+ *   Handles (weir_pipeline, weir_stream) are owned by the pipeline and
+ *   valid until weir_pipeline_destroy().  Strings and arrays passed in are
+ *   copied.  `arg` pointers are the caller's and must outlive the run.
+ */
+#ifndef WEIR_PIPELINE_H
+#define WEIR_PIPELINE_H
+
+#include <stdbool.h>
+
+#include "weir/common.h"
+#include "weir/runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WEIR_KEY_SIZE_MAX 64u
+#define WEIR_RECORD_SIZE_MAX 1024u
+#define WEIR_KEY_GROUPS_DEFAULT 4096u
+#define WEIR_KEY_GROUPS_MAX (1u << 20)
+#define WEIR_TS_MIN INT64_MIN
+
+struct weir_pipeline;
+struct weir_stream;
+struct weir_ctx;
+
+struct weir_pipeline_config {
+	struct weir_runtime_config runtime; /* cores, rings, idle policy */
+	uint32_t key_groups;  /* power of two, default 4096 */
+	size_t state_bytes_max; /* memory cap per core, default 1 GiB */
+};
+
+void weir_pipeline_config_init(struct weir_pipeline_config *cfg);
+
+int weir_pipeline_create(const struct weir_pipeline_config *cfg,
+			 struct weir_pipeline **out);
+void weir_pipeline_destroy(struct weir_pipeline *p);
+
+/* Build the operators on every core and run until every source has ended
+ * and every record reached its sink, or until a stop (signal,
+ * weir_pipeline_stop_remote()) or an error.  Returns 0 or -errno. */
+int weir_pipeline_run(struct weir_pipeline *p);
+void weir_pipeline_stop_remote(struct weir_pipeline *p);
+
+/* ---- sources ---- */
+
+/* A source split: one instance per core.  next() writes up to `max`
+ * records of the stream's record size into recs and their event
+ * timestamps (ms; WEIR_TS_MIN if none) into ts; returns how many, 0 when
+ * nothing is ready now, WEIR_SOURCE_END when the split is exhausted, or
+ * -errno. */
+#define WEIR_SOURCE_END (-1000000)
+struct weir_source_ops {
+	int (*open)(struct weir_ctx *c, unsigned split, unsigned splits,
+		    void *arg);
+	int (*next)(struct weir_ctx *c, void *recs, int64_t *ts, unsigned max,
+		    void *arg);
+	void (*close)(struct weir_ctx *c, void *arg);
+};
+
+int weir_source(struct weir_pipeline *p, const char *name,
+		const struct weir_source_ops *ops, uint32_t record_size,
+		void *arg, struct weir_stream **out);
+
+/*
+ * The deterministic generator: record i is make(i, seed, ...), a pure
+ * function, so any position can be replayed.  The index space is cut into
+ * WEIR_GENERATOR_SPLITS logical splits (record i belongs to split
+ * i % WEIR_GENERATOR_SPLITS), spread over the cores; each split's position
+ * is the count of records it produced, which is what a checkpoint records
+ * and what lets a different number of cores resume the same stream.
+ */
+#define WEIR_GENERATOR_SPLITS 64u
+struct weir_generator {
+	uint64_t count;       /* records in all; 0 = unbounded */
+	uint64_t rate;        /* records/s over all cores; 0 = full speed */
+	uint64_t seed;
+	uint32_t record_size;
+	/* Write record `index` to rec and its event time (ms) to *ts_ms. */
+	void (*make)(uint64_t index, uint64_t seed, void *rec, int64_t *ts_ms,
+		     void *arg);
+	void *arg;
+};
+
+int weir_source_generator(struct weir_pipeline *p,
+			  const struct weir_generator *g,
+			  struct weir_stream **out);
+
+/* ---- stateless operators (run on the core that holds the record) ---- */
+
+typedef int (*weir_map_fn)(struct weir_ctx *c, const void *in, void *out,
+			   void *arg);
+typedef bool (*weir_filter_fn)(struct weir_ctx *c, const void *in, void *arg);
+/* flat_map emits 0..max_out records per input through weir_emit(). */
+typedef int (*weir_flat_map_fn)(struct weir_ctx *c, const void *in, void *arg);
+
+int weir_map(struct weir_pipeline *p, struct weir_stream *in, weir_map_fn fn,
+	     uint32_t out_size, void *arg, struct weir_stream **out);
+int weir_filter(struct weir_pipeline *p, struct weir_stream *in,
+		weir_filter_fn fn, void *arg, struct weir_stream **out);
+int weir_flat_map(struct weir_pipeline *p, struct weir_stream *in,
+		  weir_flat_map_fn fn, uint32_t out_size, uint32_t max_out,
+		  void *arg, struct weir_stream **out);
+
+/* ---- keyed streams ---- */
+
+/* Writes the key of `rec` (exactly key_size bytes) to key_out. */
+typedef void (*weir_key_fn)(const void *rec, void *key_out, void *arg);
+
+/* Route each record to the core owning its key; key_size in
+ * [1, WEIR_KEY_SIZE_MAX]. */
+int weir_key_by(struct weir_pipeline *p, struct weir_stream *in,
+		weir_key_fn fn, uint32_t key_size, void *arg,
+		struct weir_stream **out);
+
+struct weir_state_desc; /* weir/state.h */
+
+struct weir_process_spec {
+	const char *name;
+	/* Called once per record with the record's key current. */
+	int (*process)(struct weir_ctx *c, const void *rec, void *arg);
+	/* Optional: a timer registered for the current key fired. */
+	int (*on_timer)(struct weir_ctx *c, int64_t ts_ms, int domain,
+			void *arg);
+	uint32_t out_size;  /* record size of the output stream */
+	uint32_t max_out;   /* most records one call may emit */
+	const struct weir_state_desc *states; /* named state, by index */
+	unsigned nstates;
+	void *arg;
+};
+
+/* A keyed process function on a stream returned by weir_key_by(). */
+int weir_process(struct weir_pipeline *p, struct weir_stream *keyed,
+		 const struct weir_process_spec *spec,
+		 struct weir_stream **out);
+
+/* ---- sinks ---- */
+
+typedef int (*weir_sink_fn)(struct weir_ctx *c, const void *rec, void *arg);
+
+/* Call fn for every record, on the core that holds it. */
+int weir_sink_callback(struct weir_pipeline *p, struct weir_stream *in,
+		       weir_sink_fn fn, void *arg);
+
+/*
+ * A file sink: every record of the stream goes to core 0, is formatted by
+ * format() and appended to `path` through core 0's io_uring, in buffers of
+ * WEIR_FILE_SINK_BUFFER bytes.  While the job runs the file is named
+ * "<path>.inprogress"; it is renamed to `path` (after fsync) only when every
+ * input has ended, so a file at `path` is always complete.  CSV and JSON
+ * lines are both just a format() (and a header for CSV).
+ */
+#define WEIR_FILE_SINK_BUFFER (256u << 10)
+struct weir_file_sink {
+	const char *path;
+	const char *header; /* written first when not NULL, e.g. CSV columns */
+	/* Write one record's text (with its newline) to buf, at most cap
+	 * bytes; return the length, or -ENOSPC if cap is too small. */
+	int (*format)(const void *rec, char *buf, size_t cap, void *arg);
+	void *arg;
+};
+
+int weir_sink_file(struct weir_pipeline *p, struct weir_stream *in,
+		   const struct weir_file_sink *spec);
+
+/* ---- inside callbacks ---- */
+
+/* Send one record (the stream's out_size bytes) downstream. */
+int weir_emit(struct weir_ctx *c, const void *rec);
+/* Send with an explicit event timestamp (ms). */
+int weir_emit_ts(struct weir_ctx *c, const void *rec, int64_t ts_ms);
+unsigned weir_ctx_core(const struct weir_ctx *c);
+unsigned weir_ctx_cores(const struct weir_ctx *c);
+/* Event timestamp of the current record (ms), or WEIR_TS_MIN. */
+int64_t weir_ctx_timestamp(const struct weir_ctx *c);
+/* The current key (keyed operators only), key_size bytes; else NULL. */
+const void *weir_ctx_key(const struct weir_ctx *c);
+
+/* The key group of a key and the core that owns it: the same mapping the
+ * pipeline uses, for embedders that shard their own input. */
+uint32_t weir_key_group(const void *key, uint32_t key_size,
+			uint32_t key_groups);
+unsigned weir_key_group_owner(uint32_t key_group, uint32_t key_groups,
+			      unsigned cores);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WEIR_PIPELINE_H */

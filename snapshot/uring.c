@@ -1,0 +1,208 @@
+/*
+ * uring.c — bounded io_uring writer (snapshot/uring.h).
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <liburing.h>
+
+#include "snapshot/uring.h"
+
+enum op_kind { OP_WRITE, OP_FSYNC };
+
+struct op {
+	enum op_kind kind;
+	int fd;
+	const uint8_t *buf;
+	uint32_t len;     /* bytes still to write */
+	uint32_t done;    /* bytes written so far */
+	uint64_t off;
+	uint64_t tag;
+	bool in_kernel;
+};
+
+struct wr_uring {
+	struct io_uring ring;
+	unsigned depth;
+	unsigned in_kernel;
+	/* FIFO of operation slots: queued ones wait, in-kernel ones carry
+	 * their slot index as user_data. */
+	struct op ops[WR_URING_FIFO_MAX];
+	uint32_t free_list[WR_URING_FIFO_MAX];
+	unsigned nfree;
+	uint32_t queue[WR_URING_FIFO_MAX]; /* slots waiting for the kernel */
+	unsigned qhead, qlen;
+	int first_err;
+};
+
+int wr_uring_create(unsigned depth, struct wr_uring **out)
+{
+	struct wr_uring *u;
+	int err;
+
+	if (depth == 0)
+		depth = WR_URING_DEPTH_DEFAULT;
+	if (depth > 4096)
+		return -EINVAL;
+	u = calloc(1, sizeof(*u));
+	if (u == NULL)
+		return -ENOMEM;
+	err = io_uring_queue_init(depth, &u->ring, 0);
+	if (err) {
+		free(u);
+		return err;
+	}
+	u->depth = depth;
+	for (unsigned i = 0; i < WR_URING_FIFO_MAX; i++)
+		u->free_list[i] = WR_URING_FIFO_MAX - 1 - i;
+	u->nfree = WR_URING_FIFO_MAX;
+	*out = u;
+	return 0;
+}
+
+void wr_uring_destroy(struct wr_uring *u)
+{
+	if (u == NULL)
+		return;
+	(void)wr_uring_drain(u);
+	io_uring_queue_exit(&u->ring);
+	free(u);
+}
+
+static int enqueue(struct wr_uring *u, const struct op *o)
+{
+	uint32_t slot;
+
+	if (u->nfree == 0)
+		return -EAGAIN;
+	slot = u->free_list[--u->nfree];
+	u->ops[slot] = *o;
+	u->queue[(u->qhead + u->qlen++) % WR_URING_FIFO_MAX] = slot;
+	return 0;
+}
+
+int wr_uring_write(struct wr_uring *u, int fd, const void *buf, uint32_t len,
+		   uint64_t off, uint64_t tag)
+{
+	struct op o = { OP_WRITE, fd, buf, len, 0, off, tag, false };
+
+	return enqueue(u, &o);
+}
+
+int wr_uring_fsync(struct wr_uring *u, int fd, uint64_t tag)
+{
+	struct op o = { OP_FSYNC, fd, NULL, 0, 0, 0, tag, false };
+
+	return enqueue(u, &o);
+}
+
+static void prep(struct wr_uring *u, struct io_uring_sqe *sqe, uint32_t slot)
+{
+	struct op *o = &u->ops[slot];
+
+	if (o->kind == OP_WRITE) {
+		io_uring_prep_write(sqe, o->fd, o->buf + o->done, o->len,
+				    o->off + o->done);
+	} else {
+		io_uring_prep_fsync(sqe, o->fd, 0);
+		/* Runs after everything submitted before it completed. */
+		sqe->flags |= IOSQE_IO_DRAIN;
+	}
+	io_uring_sqe_set_data64(sqe, slot);
+	o->in_kernel = true;
+	u->in_kernel++;
+}
+
+int wr_uring_submit(struct wr_uring *u)
+{
+	unsigned n = 0;
+
+	while (u->qlen > 0 && u->in_kernel < u->depth) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+		if (sqe == NULL)
+			break;
+		prep(u, sqe, u->queue[u->qhead]);
+		u->qhead = (u->qhead + 1) % WR_URING_FIFO_MAX;
+		u->qlen--;
+		n++;
+	}
+	if (n == 0)
+		return 0;
+	int rc = io_uring_submit(&u->ring);
+	return rc < 0 ? rc : 0;
+}
+
+/* A completion: 1 and *d filled when its operation is finished, 0 when a
+ * short write went back to the queue. */
+static int complete(struct wr_uring *u, uint32_t slot, int32_t res,
+		    struct wr_uring_done *d)
+{
+	struct op *o = &u->ops[slot];
+
+	o->in_kernel = false;
+	u->in_kernel--;
+	if (o->kind == OP_WRITE && res > 0 && (uint32_t)res < o->len) {
+		o->done += (uint32_t)res;
+		o->len -= (uint32_t)res;
+		u->queue[(u->qhead + u->qlen++) % WR_URING_FIFO_MAX] = slot;
+		return 0;
+	}
+	if (o->kind == OP_WRITE && res == 0 && o->len > 0)
+		res = -EIO; /* no progress: would loop forever */
+	d->tag = o->tag;
+	d->res = res < 0 ? res : (int32_t)(o->done + (uint32_t)res);
+	if (res < 0 && u->first_err == 0)
+		u->first_err = res;
+	u->free_list[u->nfree++] = slot;
+	return 1;
+}
+
+unsigned wr_uring_reap(struct wr_uring *u, struct wr_uring_done *out,
+		       unsigned max)
+{
+	struct io_uring_cqe *cqes[32];
+	unsigned got = 0;
+
+	while (got < max) {
+		unsigned want = max - got < 32 ? max - got : 32;
+		unsigned n = io_uring_peek_batch_cqe(&u->ring, cqes, want);
+		if (n == 0)
+			break;
+		for (unsigned i = 0; i < n; i++)
+			got += (unsigned)complete(u,
+				(uint32_t)io_uring_cqe_get_data64(cqes[i]),
+				cqes[i]->res, &out[got]);
+		io_uring_cq_advance(&u->ring, n);
+	}
+	(void)wr_uring_submit(u); /* requeued short writes, waiting ops */
+	return got;
+}
+
+int wr_uring_drain(struct wr_uring *u)
+{
+	struct wr_uring_done d[32];
+	int err;
+
+	while (u->qlen > 0 || u->in_kernel > 0) {
+		err = wr_uring_submit(u);
+		if (err)
+			return err;
+		if (u->in_kernel > 0) {
+			struct io_uring_cqe *cqe;
+			err = io_uring_wait_cqe(&u->ring, &cqe);
+			if (err && err != -EINTR)
+				return err;
+		}
+		(void)wr_uring_reap(u, d, 32);
+	}
+	err = u->first_err;
+	u->first_err = 0;
+	return err;
+}
+
+unsigned wr_uring_pending(const struct wr_uring *u)
+{
+	return u->qlen + u->in_kernel;
+}

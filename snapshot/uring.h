@@ -1,0 +1,61 @@
+/*
+ * snapshot/uring.h — one core's io_uring for every disk write weir makes
+ * (checkpoint pages and file sinks), in the manner of liburing's and
+ * TigerBeetle's I/O loops.
+ *
+ * PURPOSE
+ *   Queue writes and fsyncs without blocking, submit them in batches, and
+ *   reap completions from the event loop.  The caller's buffers must stay
+ *   untouched until the operation's completion has been reaped.
+ *
+ * INVARIANTS
+ *   1. At most `depth` operations are in the kernel at once; further ones
+ *      wait in a local FIFO of at most WR_URING_FIFO_MAX (then -EAGAIN:
+ *      backpressure, never an unbounded queue).
+ *   2. A short write is requeued for its remaining bytes and reported
+ *      once, when all of it is written (or failed).
+ *   3. wr_uring_reap() runs no callbacks: it only fills an array.
+ *   4. Operations on one fd complete in any order; to order an fsync after
+ *      writes, wait for the writes first (wr_uring_drain) — io_uring does
+ *      not order them for us without IOSQE_IO_DRAIN, which we use for
+ *      wr_uring_fsync.
+ *
+ * CAVEATS: one thread only (the owning core).
+ */
+#ifndef WR_SNAPSHOT_URING_H
+#define WR_SNAPSHOT_URING_H
+
+#include <stdint.h>
+
+#define WR_URING_DEPTH_DEFAULT 64u
+#define WR_URING_FIFO_MAX 4096u
+
+struct wr_uring;
+
+struct wr_uring_done {
+	uint64_t tag;
+	int32_t res; /* bytes written in all (writes), 0 (fsync), or -errno */
+};
+
+int wr_uring_create(unsigned depth, struct wr_uring **out);
+void wr_uring_destroy(struct wr_uring *u);
+
+/* Queue a write of len bytes of buf at offset off of fd. */
+int wr_uring_write(struct wr_uring *u, int fd, const void *buf, uint32_t len,
+		   uint64_t off, uint64_t tag);
+/* Queue an fsync of fd ordered after every operation queued before it. */
+int wr_uring_fsync(struct wr_uring *u, int fd, uint64_t tag);
+
+/* Move queued operations into the kernel (bounded by depth). */
+int wr_uring_submit(struct wr_uring *u);
+/* Fill up to max completions; never blocks.  Returns how many. */
+unsigned wr_uring_reap(struct wr_uring *u, struct wr_uring_done *out,
+		       unsigned max);
+/* Block until every queued and in-flight operation completed, reporting
+ * them through out (at most max; the rest are dropped from the report but
+ * their first error is returned).  Returns 0 or the first -errno. */
+int wr_uring_drain(struct wr_uring *u);
+/* Operations queued or in flight. */
+unsigned wr_uring_pending(const struct wr_uring *u);
+
+#endif
