@@ -291,10 +291,12 @@ void wr_table_destroy(struct wr_table *t)
 	free(t);
 }
 
+static uint64_t prepare_step(struct wr_table *t, uint64_t n);
+
 /* IDLE -> PREPARING: allocate the next array, sized for 3/8 load. */
 static int start_resize(struct wr_table *t)
 {
-	uint64_t want = t->count * 8 / 3 + 1;
+	uint64_t want = t->count * 8 / 3;
 	bool zeroed;
 	int err;
 
@@ -306,6 +308,8 @@ static int start_resize(struct wr_table *t)
 	t->phase = PREPARING;
 	t->cursor = zeroed ? t->next.cap : 0;
 	t->resizes++;
+	if (zeroed)
+		prepare_step(t, 0); /* never-used pages: migrate at once */
 	return 0;
 }
 
@@ -392,7 +396,8 @@ static bool over(const struct slots *a, uint64_t num, uint64_t den)
  */
 static int make_room(struct wr_table *t)
 {
-	int changed = 0;
+	const uint8_t *base = t->cur.base;
+	uint64_t moved = t->slots_moved;
 
 	for (int round = 0; round < 3 && t->phase != IDLE &&
 			    over(&t->cur, 7, 8); round++) {
@@ -407,7 +412,6 @@ static int make_room(struct wr_table *t)
 			return wr_error(-ENOMEM, "table resize stalled: arena "
 					"cap of %zu bytes reached",
 					t->arena->cap_bytes);
-		changed = 1;
 		if (t->phase == IDLE && over(&t->cur, 3, 4)) {
 			int err = start_resize(t);
 			if (err)
@@ -419,7 +423,7 @@ static int make_room(struct wr_table *t)
 		if (err)
 			return err;
 	}
-	return changed;
+	return t->cur.base != base || t->slots_moved != moved;
 }
 
 static int found_at(struct wr_table *t, const struct slots *a, uint64_t i,
@@ -653,6 +657,7 @@ void wr_table_get_stats(const struct wr_table *t, struct wr_table_stats *s)
 	s->forced_finishes = t->forced_finishes;
 	s->slot_size = t->slot_size;
 	s->pages = t->cur.npages + t->old.npages + t->next.npages;
+	s->phase = (uint32_t)t->phase;
 }
 
 #define CHECK(cond)                                                            \

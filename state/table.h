@@ -78,6 +78,7 @@ struct wr_table_stats {
 	uint64_t forced_finishes;	/* migrations finished in one call: 0 */
 	uint32_t slot_size;
 	uint32_t pages;			/* arena pages held */
+	uint32_t phase;			/* 0 idle, 1 preparing, 2 migrating */
 };
 
 struct wr_table_iter {
