@@ -114,7 +114,7 @@ int wr_process_open(struct wr_exec *x, const struct weir_stream *n,
 	*out = ks;
 	for (unsigned i = 0; i < spec->nstates; i++) {
 		int err = wr_kstate_create(x->arena, &spec->states[i],
-					   n->key_size, &ks->st[i]);
+					   n->key_size, NULL, &ks->st[i]);
 		if (err)
 			return err;
 		ks->n++;
@@ -209,6 +209,119 @@ int weir_list_replace(struct weir_ctx *c, unsigned state, const void *elems,
 	if (s == NULL)
 		return no_state(state);
 	return wr_kstate_list_replace(s, c->key, c->hash, c->x->now_ms, elems, n);
+}
+
+int weir_list_view(struct weir_ctx *c, unsigned state, const void **elems,
+		   uint32_t *n)
+{
+	struct wr_kstate *s = state_of(c, state);
+
+	if (s == NULL)
+		return no_state(state);
+	return wr_kstate_list_view(s, c->key, c->hash, c->x->now_ms, elems, n);
+}
+
+int weir_map_put(struct weir_ctx *c, unsigned state, const void *mkey,
+		 const void *value)
+{
+	struct wr_kstate *s = state_of(c, state);
+
+	if (s == NULL)
+		return no_state(state);
+	return wr_kstate_map_put(s, c->key, c->hash, c->x->now_ms, mkey, value);
+}
+
+int weir_map_get(struct weir_ctx *c, unsigned state, const void *mkey,
+		 const void **value)
+{
+	struct wr_kstate *s = state_of(c, state);
+
+	if (s == NULL)
+		return no_state(state);
+	return wr_kstate_map_get(s, c->key, c->hash, c->x->now_ms, mkey, value);
+}
+
+int weir_map_update(struct weir_ctx *c, unsigned state, const void *mkey,
+		    void **value, bool *created)
+{
+	struct wr_kstate *s = state_of(c, state);
+
+	if (s == NULL)
+		return no_state(state);
+	return wr_kstate_map_upsert(s, c->key, c->hash, c->x->now_ms, mkey,
+				    value, created);
+}
+
+int weir_map_remove(struct weir_ctx *c, unsigned state, const void *mkey)
+{
+	struct wr_kstate *s = state_of(c, state);
+
+	if (s == NULL)
+		return no_state(state);
+	return wr_kstate_map_remove(s, c->key, c->hash, c->x->now_ms, mkey);
+}
+
+int weir_map_size(struct weir_ctx *c, unsigned state, uint32_t *n)
+{
+	struct wr_kstate *s = state_of(c, state);
+
+	if (s == NULL)
+		return no_state(state);
+	return wr_kstate_map_size(s, c->key, c->hash, c->x->now_ms, n);
+}
+
+int weir_map_next(struct weir_ctx *c, unsigned state,
+		  struct weir_map_iter *it, const void **mkey,
+		  const void **value)
+{
+	struct wr_kstate *s = state_of(c, state);
+	struct wr_kstate_map_iter kit;
+	int err;
+
+	if (s == NULL)
+		return no_state(state);
+	kit.pos = it->pos;
+	err = wr_kstate_map_next(s, c->key, c->hash, c->x->now_ms, &kit, mkey,
+				 value);
+	it->pos = kit.pos;
+	return err;
+}
+
+int weir_reduce_add(struct weir_ctx *c, unsigned state, const void *in)
+{
+	struct wr_kstate *s = state_of(c, state);
+
+	if (s == NULL)
+		return no_state(state);
+	return wr_kstate_reduce_add(s, c->key, c->hash, c->x->now_ms, in);
+}
+
+int weir_reduce_get(struct weir_ctx *c, unsigned state, void *out)
+{
+	struct wr_kstate *s = state_of(c, state);
+
+	if (s == NULL)
+		return no_state(state);
+	return wr_kstate_reduce_get(s, c->key, c->hash, c->x->now_ms, out);
+}
+
+int weir_aggregate_add(struct weir_ctx *c, unsigned state, const void *in)
+{
+	struct wr_kstate *s = state_of(c, state);
+
+	if (s == NULL)
+		return no_state(state);
+	return wr_kstate_aggregate_add(s, c->key, c->hash, c->x->now_ms, in);
+}
+
+int weir_aggregate_result(struct weir_ctx *c, unsigned state, void *out)
+{
+	struct wr_kstate *s = state_of(c, state);
+
+	if (s == NULL)
+		return no_state(state);
+	return wr_kstate_aggregate_result(s, c->key, c->hash, c->x->now_ms,
+					  out);
 }
 
 int weir_state_clear(struct weir_ctx *c, unsigned state)

@@ -15,10 +15,18 @@
  *   3. An expired entry (TTL) is never returned: it reads as absent.
  *
  * POINTER LIFETIMES
- *   A pointer returned into state (weir_value_get / weir_value_update, list
- *   iteration) is valid until the callback returns or until the next state
- *   call on the same core, whichever comes first: tables move entries when
- *   they grow.
+ *   A pointer returned into state (weir_value_get / weir_value_update,
+ *   weir_list_view, weir_map_get / _update / _iter) is valid until the
+ *   callback returns or until the next state call on the same core,
+ *   whichever comes first: tables move entries when they grow.  Only
+ *   pointers from weir_value_update and weir_map_update may be written
+ *   through (they are copy-on-write barriered); the others are read-only,
+ *   and writing through them would corrupt a checkpoint in progress.
+ *
+ * TTL
+ *   desc->ttl_ms applies to the current key's whole entry (a whole list or
+ *   map), in processing time, refreshed on every write, and also on every
+ *   read with WEIR_TTL_ON_READ_AND_WRITE.
  *
  * ERRORS
  *   -EINVAL: wrong state index or kind for the call; -ENOENT: no value for
@@ -87,6 +95,47 @@ int weir_list_get(struct weir_ctx *c, unsigned state, uint32_t i, void *out);
 /* Replace the whole list with n elements (n = 0 clears it). */
 int weir_list_replace(struct weir_ctx *c, unsigned state, const void *elems,
 		      uint32_t n);
+
+/* The elements as one contiguous read-only array (n = 0, NULL if none):
+ * iterate without copying. */
+int weir_list_view(struct weir_ctx *c, unsigned state, const void **elems,
+		   uint32_t *n);
+
+/* MAP: map_key_size-byte keys to value_size-byte values, per record key. */
+int weir_map_put(struct weir_ctx *c, unsigned state, const void *mkey,
+		 const void *value);
+/* Read-only pointer to mkey's value, or -ENOENT. */
+int weir_map_get(struct weir_ctx *c, unsigned state, const void *mkey,
+		 const void **value);
+/* Writable pointer to mkey's value, created zero-filled if absent. */
+int weir_map_update(struct weir_ctx *c, unsigned state, const void *mkey,
+		    void **value, bool *created);
+/* 0, or -ENOENT if mkey is absent. */
+int weir_map_remove(struct weir_ctx *c, unsigned state, const void *mkey);
+/* Entries under the current key, 0 if none. */
+int weir_map_size(struct weir_ctx *c, unsigned state, uint32_t *n);
+
+/* Iteration under the current key, in no particular order:
+ *   struct weir_map_iter it = WEIR_MAP_ITER_INIT;
+ *   while (weir_map_next(c, st, &it, &k, &v) == 0) ...
+ * -ENOENT at the end.  Do not write this state while iterating. */
+struct weir_map_iter {
+	uint64_t pos;
+};
+#define WEIR_MAP_ITER_INIT { 0 }
+int weir_map_next(struct weir_ctx *c, unsigned state,
+		  struct weir_map_iter *it, const void **mkey,
+		  const void **value);
+
+/* REDUCING: the first value is kept as is, later ones folded in with
+ * desc->reduce; get copies the value_size-byte result out or -ENOENT. */
+int weir_reduce_add(struct weir_ctx *c, unsigned state, const void *in);
+int weir_reduce_get(struct weir_ctx *c, unsigned state, void *out);
+
+/* AGGREGATING: acc = agg->create() when absent, then agg->add(acc, in);
+ * result writes agg->out_size bytes through agg->result, or -ENOENT. */
+int weir_aggregate_add(struct weir_ctx *c, unsigned state, const void *in);
+int weir_aggregate_result(struct weir_ctx *c, unsigned state, void *out);
 
 /* Any kind: remove the current key's entry. */
 int weir_state_clear(struct weir_ctx *c, unsigned state);
