@@ -9,8 +9,10 @@
  *   ipv4_tcp   Eth/IPv4/TCP only (the best case)
  *   ipv6_ext   Eth/IPv6/hop-by-hop/dest-opts/UDP (the walking case)
  *   pcap_read  weir_pcap_next + weir_parse over an in-memory pcapng of mix
- * Each case runs 5 times; one JSON line per case carries the median:
- *   {"bench":"parse","case":"mix","metric":"mpps","value":..,"unit":"Mpps"}
+ * Each case runs 5 times; one JSON line per case carries the median of the
+ * rate in thread CPU time, the 5 runs, and the median wall-clock rate:
+ *   {"bench":"parse","case":"mix","metric":"mpps","value":..,"unit":"Mpps",
+ *    "runs":[..],"wall":..}
  * Usage: parse_bench [cpu]   (pins to `cpu` if given)
  */
 
@@ -33,11 +35,25 @@ struct frames {
 	uint32_t wire[NFRAMES];
 };
 
+/*
+ * Thread CPU time, not wall time: on a shared 2-vCPU machine the benchmark
+ * may get a fraction of a core (measured: 2.2 s of CPU in 6.1 s of wall
+ * time while other benchmarks ran), and Mpps per *core* is what we want.
+ * The wall-clock rate is reported next to it ("wall").
+ */
+static uint64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -110,8 +126,11 @@ static uint64_t parse_pass(const struct frames *fr, uint64_t *bad)
 	return sum;
 }
 
-static double run_parse(const struct frames *fr, uint64_t *sink)
+static double wall_mpps[5];
+
+static double run_parse(const struct frames *fr, uint64_t *sink, int run)
 {
+	uint64_t w0 = clock_ns(CLOCK_MONOTONIC);
 	uint64_t t0 = now_ns(), t, n = 0, bad = 0;
 
 	do {
@@ -125,6 +144,7 @@ static double run_parse(const struct frames *fr, uint64_t *sink)
 			(unsigned long long)bad);
 		exit(1);
 	}
+	wall_mpps[run] = (double)n * 1e3 / (double)(clock_ns(CLOCK_MONOTONIC) - w0);
 	return (double)n * 1e3 / (double)(t - t0);
 }
 
@@ -148,8 +168,9 @@ static char *make_capture(const struct frames *fr, size_t *len)
 	return buf;
 }
 
-static double run_pcap(const char *buf, size_t len, uint64_t *sink)
+static double run_pcap(const char *buf, size_t len, uint64_t *sink, int run)
 {
+	uint64_t w0 = clock_ns(CLOCK_MONOTONIC);
 	uint64_t t0 = now_ns(), t, n = 0;
 	struct weir_pcap *r;
 	struct weir_frame f;
@@ -172,6 +193,7 @@ static double run_pcap(const char *buf, size_t len, uint64_t *sink)
 		t = now_ns();
 	} while (t - t0 < TARGET_NS);
 	weir_pcap_close(r);
+	wall_mpps[run] = (double)n * 1e3 / (double)(clock_ns(CLOCK_MONOTONIC) - w0);
 	return (double)n * 1e3 / (double)(t - t0);
 }
 
@@ -185,9 +207,12 @@ static int cmp_d(const void *a, const void *b)
 static void report(const char *kase, double *v)
 {
 	qsort(v, RUNS, sizeof(*v), cmp_d);
+	qsort(wall_mpps, RUNS, sizeof(*v), cmp_d);
 	printf("{\"bench\":\"parse\",\"case\":\"%s\",\"metric\":\"mpps\","
-	       "\"value\":%.2f,\"unit\":\"Mpps\",\"runs\":[%.2f,%.2f,%.2f,%.2f,%.2f]}\n",
-	       kase, v[RUNS / 2], v[0], v[1], v[2], v[3], v[4]);
+	       "\"value\":%.2f,\"unit\":\"Mpps\",\"runs\":[%.2f,%.2f,%.2f,%.2f,%.2f],"
+	       "\"wall\":%.2f}\n",
+	       kase, v[RUNS / 2], v[0], v[1], v[2], v[3], v[4],
+	       wall_mpps[RUNS / 2]);
 	fflush(stdout);
 }
 
@@ -211,13 +236,13 @@ int main(int argc, char **argv)
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
 		generate(&fr, cases[c]);
 		for (int i = 0; i < RUNS; i++)
-			v[i] = run_parse(&fr, &sink);
+			v[i] = run_parse(&fr, &sink, i);
 		report(cases[c], v);
 	}
 	generate(&fr, "mix");
 	cap = make_capture(&fr, &len);
 	for (int i = 0; i < RUNS; i++)
-		v[i] = run_pcap(cap, len, &sink);
+		v[i] = run_pcap(cap, len, &sink, i);
 	report("pcap_read", v);
 	free(cap);
 	return sink == 42 ? 1 : 0; /* use the sink */
