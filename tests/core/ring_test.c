@@ -579,6 +579,11 @@ Test(ring, slot_sizes_keep_every_byte)
 /* About one marker per 512 records: often enough to hit every phase of the
  * consumer's loop, rare enough not to dominate the run. */
 #define STRESS_MARKER_EVERY 512u
+/* A side that makes no progress for this long declares the run stalled
+ * (a lost record or a marker that can never be taken), so a broken ring
+ * fails the test in seconds instead of hanging until the timeout. */
+#define STRESS_STALL_S 5.0
+#define STRESS_IDLE_CHECK 0xffffu /* idle spins between clock reads */
 
 struct stress_rec {
 	uint64_t seq;
@@ -589,6 +594,7 @@ struct stress {
 	struct weir_ring *r;
 	uint64_t records;
 	int cpu[2];
+	_Atomic bool stalled; /* set by either side, read by both */
 	/* Written by the producer thread, read after join. */
 	uint64_t tx_sum, tx_markers;
 	/* Written by the consumer thread, read after join. */
@@ -596,6 +602,39 @@ struct stress {
 	uint64_t bad_seq, bad_hash, bad_marker;
 	uint64_t first_bad_at;
 };
+
+/* Per-thread stall detector: feed it progress (true) or an idle spin. */
+struct stall {
+	uint64_t idle;
+	double since;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Returns true when the run must stop: stalled here or on the other side. */
+static bool stall_check(struct stress *s, struct stall *st, bool progress)
+{
+	if (progress) {
+		st->idle = 0;
+		return false;
+	}
+	if ((++st->idle & STRESS_IDLE_CHECK) != 0)
+		return false;
+	sched_yield(); /* long idle: let the other side run (busy CI) */
+	if (atomic_load_explicit(&s->stalled, memory_order_relaxed))
+		return true;
+	if (st->idle == STRESS_IDLE_CHECK + 1)
+		st->since = now_s();
+	else if (now_s() - st->since > STRESS_STALL_S)
+		atomic_store(&s->stalled, true);
+	return atomic_load_explicit(&s->stalled, memory_order_relaxed);
+}
 
 static uint64_t rec_hash(uint64_t seq)
 {
@@ -652,11 +691,22 @@ static void stress_send_marker(struct stress *s, uint64_t next)
 		s->tx_markers++;
 }
 
+static void stress_send_end(struct stress *s, uint64_t next)
+{
+	struct weir_marker end = { .kind = WEIR_MARKER_END, .value = next };
+	struct stall st = { 0 };
+
+	while (weir_ring_enqueue_marker_spsc(s->r, &end) != 0)
+		if (stall_check(s, &st, false))
+			return;
+}
+
 static void *stress_producer(void *p)
 {
 	struct stress *s = p;
 	struct stress_rec batch[STRESS_BATCH_MAX];
 	uint64_t rng = 0x1234567887654321ull, next = 0, sum = 0;
+	struct stall st = { 0 };
 
 	pin_self(s->cpu[0]);
 	while (next < s->records) {
@@ -673,10 +723,10 @@ static void *stress_producer(void *p)
 		for (uint32_t i = 0; i < sent; i++)
 			sum = sum_step(sum, batch[i].hash);
 		next += sent;
+		if (stall_check(s, &st, sent > 0))
+			break;
 	}
-	struct weir_marker end = { .kind = WEIR_MARKER_END, .value = next };
-	while (weir_ring_enqueue_marker_spsc(s->r, &end) != 0)
-		sched_yield();
+	stress_send_end(s, next);
 	s->tx_sum = sum;
 	return NULL;
 }
@@ -701,21 +751,23 @@ static void stress_check_batch(struct stress *s,
 	}
 }
 
-/* Returns true at the END marker. */
-static bool stress_take_markers(struct stress *s)
+/* Takes every marker that is next in order; -1 at END, else how many. */
+static int stress_take_markers(struct stress *s)
 {
 	struct weir_marker m;
+	int taken = 0;
 
 	while (weir_ring_dequeue_marker_spsc(s->r, &m) == 1) {
 		if (m.value != s->rx_records)
 			stress_note_bad(s, &s->bad_marker);
 		if (m.kind == WEIR_MARKER_END)
-			return true;
+			return -1;
 		if (m.kind != WEIR_MARKER_USER || m.arg != s->rx_markers)
 			stress_note_bad(s, &s->bad_marker);
 		s->rx_markers++;
+		taken++;
 	}
-	return false;
+	return taken;
 }
 
 static void *stress_consumer(void *p)
@@ -723,13 +775,17 @@ static void *stress_consumer(void *p)
 	struct stress *s = p;
 	struct stress_rec batch[STRESS_BATCH_MAX];
 	uint64_t rng = 0xDEADBEEFCAFEF00Dull;
+	struct stall st = { 0 };
 
 	pin_self(s->cpu[1]);
 	for (;;) {
 		uint32_t want = 1 + (uint32_t)(xorshift(&rng) % STRESS_BATCH_MAX);
 		uint32_t got = weir_ring_dequeue_burst_spsc(s->r, batch, want);
+		int marks = 0;
 		stress_check_batch(s, batch, got);
-		if (got < want && stress_take_markers(s))
+		if (got < want && (marks = stress_take_markers(s)) < 0)
+			break;
+		if (stall_check(s, &st, got > 0 || marks > 0))
 			break;
 	}
 	return NULL;
@@ -750,14 +806,8 @@ static void stress_pick_cpus(struct stress *s)
 		s->cpu[0] = s->cpu[1] = -1;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
+/* On stderr: Criterion drops a test's output in --tap=- mode, which is why
+ * meson runs this test on its own, without TAP (tests/meson.build). */
 static void stress_report(const struct stress *s, double secs)
 {
 	fprintf(stderr,
@@ -765,6 +815,24 @@ static void stress_report(const struct stress *s, double secs)
 		"CPUs %d/%d, %.2f s, %.1f M records/s\n",
 		s->records, s->rx_markers, s->cpu[0], s->cpu[1], secs,
 		(double)s->records / secs / 1e6);
+}
+
+static void stress_verify(const struct stress *s)
+{
+	cr_expect(!s->stalled, "stalled after %" PRIu64 " records, %" PRIu64
+		  " markers", s->rx_records, s->rx_markers);
+	cr_expect_eq(s->bad_seq, 0, "%" PRIu64 " records out of sequence, "
+		     "first at %" PRIu64, s->bad_seq, s->first_bad_at);
+	cr_expect_eq(s->bad_hash, 0, "%" PRIu64 " corrupted records",
+		     s->bad_hash);
+	cr_expect_eq(s->bad_marker, 0, "%" PRIu64 " markers out of place, "
+		     "first problem at record %" PRIu64, s->bad_marker,
+		     s->first_bad_at);
+	cr_expect_eq(s->rx_records, s->records);
+	cr_expect_eq(s->rx_markers, s->tx_markers);
+	cr_expect_gt(s->tx_markers, s->records / STRESS_MARKER_EVERY / 2);
+	cr_expect_eq(s->rx_sum, s->tx_sum, "checksum differs");
+	cr_expect_eq(weir_ring_count(s->r), 0u);
 }
 
 Test(ring, two_thread_stress, .timeout = 280)
@@ -781,15 +849,6 @@ Test(ring, two_thread_stress, .timeout = 280)
 	pthread_join(tx, NULL);
 	pthread_join(rx, NULL);
 	stress_report(&s, now_s() - t0);
-	cr_expect_eq(s.bad_seq, 0, "%" PRIu64 " records out of sequence, "
-		     "first at %" PRIu64, s.bad_seq, s.first_bad_at);
-	cr_expect_eq(s.bad_hash, 0, "%" PRIu64 " corrupted records", s.bad_hash);
-	cr_expect_eq(s.bad_marker, 0, "%" PRIu64 " markers out of place",
-		     s.bad_marker);
-	cr_expect_eq(s.rx_records, s.records);
-	cr_expect_eq(s.rx_markers, s.tx_markers);
-	cr_expect_gt(s.tx_markers, s.records / STRESS_MARKER_EVERY / 2);
-	cr_expect_eq(s.rx_sum, s.tx_sum, "checksum differs");
-	cr_expect_eq(weir_ring_count(s.r), 0u);
+	stress_verify(&s);
 	weir_ring_destroy(s.r);
 }
