@@ -25,8 +25,10 @@
  *                 batch sizes on both sides, a marker every few hundred
  *                 records carrying the next record's seq; the consumer checks
  *                 every record and marker in place and an order-sensitive
- *                 checksum over the whole stream.  WEIR_STRESS_RECORDS sets the
- *                 record count (default 100 million; lower it for sanitizers).
+ *                 checksum over the whole stream; a side that makes no
+ *                 progress for 5 s fails the run instead of hanging it.
+ *                 WEIR_STRESS_RECORDS sets the record count (default 100
+ *                 million; lower it for sanitizers).
  */
 #include <errno.h>
 #include <inttypes.h>
