@@ -589,8 +589,8 @@ int main(int argc, char **argv)
 #endif
 	pin(o.cpu);
 	if (o.quick) {
-		run_case(&o, "1M/uniform", 1u << 20, 4u << 20, 20000, false);
-		run_case(&o, "1M/zipf1.1", 1u << 20, 4u << 20, 0, true);
+		run_case(&o, "1M/uniform", 1u << 20, 2u << 20, 20000, false);
+		run_case(&o, "1M/zipf1.1", 1u << 20, 2u << 20, 0, true);
 		return 0;
 	}
 	run_case(&o, "1M/uniform", 1u << 20, 32u << 20, 200000, false);
