@@ -467,7 +467,7 @@ static int insert_new(struct wr_table *t, const void *key, uint64_t meta,
 static int upsert_one(struct wr_table *t, const void *key, uint64_t hash,
 		      void **value, bool *inserted)
 {
-	uint64_t meta = meta_of(hash), free_pos, i;
+	uint64_t meta = meta_of(hash), free_pos = NO_SLOT, i;
 	int err;
 
 	i = probe(t, &t->cur, key, meta, 0, &free_pos);
