@@ -152,9 +152,12 @@ int wr_kstate_clear(struct wr_kstate *s, const void *key, uint64_t hash);
 /*
  * Bounded background work, for idle loop ticks: advances the table's
  * incremental resize by up to `budget` slots, then examines up to `budget`
- * entries from a persistent cursor and removes the expired ones.  Returns
- * the work done (slots moved + entries examined); 0 means nothing is left
- * to do until time passes or the table changes.
+ * entries from a persistent cursor and removes the expired ones (a resize
+ * in progress takes the whole call).  Returns the work done: slots moved,
+ * or entries examined; 0 without a resize and without a TTL.  Caveat: the
+ * scan between two live entries skips empty slots without counting them
+ * (wr_table_next has no slot budget), so a table emptied by mass removal
+ * costs up to capacity/4 cache lines in one call.
  */
 uint32_t wr_kstate_step(struct wr_kstate *s, int64_t now_ms, uint32_t budget);
 

@@ -37,6 +37,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -481,5 +482,461 @@ Test(keyed, reducing_and_aggregating)
 	cr_assert(wr_kstate_is_valid(r) && wr_kstate_is_valid(g));
 	wr_kstate_destroy(r);
 	wr_kstate_destroy(g);
+	wr_arena_destroy(a);
+}
+
+/* ---- TTL ---- */
+
+static struct weir_state_desc ttl_desc(enum weir_state_kind kind,
+				       enum weir_ttl_update mode)
+{
+	struct weir_state_desc d = { .name = "ttl", .kind = kind,
+				     .value_size = 8, .map_key_size = 4,
+				     .ttl_ms = 100, .ttl_update = mode };
+	return d;
+}
+
+Test(keyed, ttl_create_and_write)
+{
+	struct wr_arena *a = mk_arena(4 << 20, 4096);
+	struct weir_state_desc d = ttl_desc(WEIR_STATE_VALUE,
+					    WEIR_TTL_ON_CREATE_AND_WRITE);
+	struct wr_kstate *s = mk(a, &d, NULL);
+	struct key k = key_of(7);
+	void *p;
+	bool created;
+
+	cr_assert_eq(wr_kstate_value_update(s, k.b, k.h, 1000, &p, &created), 0);
+	*(uint64_t *)p = 42;
+	cr_assert_eq(wr_kstate_value_get(s, k.b, k.h, 1050, &p), 0);
+	cr_assert_eq(wr_kstate_value_get(s, k.b, k.h, 1099, &p), 0);
+	cr_assert_eq(*(uint64_t *)p, 42);
+	/* The reads did not extend it: gone at exactly 1000 + 100. */
+	cr_assert_eq(wr_kstate_value_get(s, k.b, k.h, 1100, &p), -ENOENT);
+	/* A write restarts it zero-filled, as created. */
+	cr_assert_eq(wr_kstate_value_update(s, k.b, k.h, 1100, &p, &created), 0);
+	cr_assert(created);
+	cr_assert_eq(*(uint64_t *)p, 0);
+	*(uint64_t *)p = 5;
+	/* And a write extends it. */
+	cr_assert_eq(wr_kstate_value_update(s, k.b, k.h, 1150, &p, &created), 0);
+	cr_assert(!created);
+	cr_assert_eq(wr_kstate_value_get(s, k.b, k.h, 1249, &p), 0);
+	cr_assert_eq(wr_kstate_value_get(s, k.b, k.h, 1250, &p), -ENOENT);
+	cr_assert(wr_kstate_is_valid(s));
+	wr_kstate_destroy(s);
+	wr_arena_destroy(a);
+}
+
+Test(keyed, ttl_read_and_write)
+{
+	struct wr_arena *a = mk_arena(4 << 20, 4096);
+	struct weir_state_desc d = ttl_desc(WEIR_STATE_REDUCING,
+					    WEIR_TTL_ON_READ_AND_WRITE);
+	struct wr_kstate *s;
+	struct key k = key_of(8);
+	uint64_t x = 3, out;
+
+	d.reduce = sum_reduce;
+	s = mk(a, &d, NULL);
+	cr_assert_eq(wr_kstate_reduce_add(s, k.b, k.h, 0, &x), 0);
+	for (int64_t t = 90; t < 1000; t += 90)
+		cr_assert_eq(wr_kstate_reduce_get(s, k.b, k.h, t, &out), 0,
+			     "read at %ld", (long)t);
+	cr_assert_eq(out, 3);
+	/* Last read at 990: live until 1089. */
+	cr_assert_eq(wr_kstate_reduce_get(s, k.b, k.h, 1089, &out), 0);
+	cr_assert_eq(wr_kstate_reduce_get(s, k.b, k.h, 1189, &out), -ENOENT);
+	cr_assert_eq(wr_kstate_reduce_add(s, k.b, k.h, 1189, &x), 0);
+	cr_assert_eq(wr_kstate_reduce_get(s, k.b, k.h, 1190, &out), 0);
+	cr_assert_eq(out, 3, "an expired accumulator restarts");
+	wr_kstate_destroy(s);
+	wr_arena_destroy(a);
+}
+
+Test(keyed, ttl_list_and_map)
+{
+	struct wr_arena *a = mk_arena(4 << 20, 4096);
+	struct weir_state_desc ld = ttl_desc(WEIR_STATE_LIST,
+					     WEIR_TTL_ON_CREATE_AND_WRITE);
+	struct weir_state_desc md = ttl_desc(WEIR_STATE_MAP,
+					     WEIR_TTL_ON_CREATE_AND_WRITE);
+	struct wr_kstate *l = mk(a, &ld, NULL), *m = mk(a, &md, NULL);
+	struct key k = key_of(9);
+	struct wr_kstate_map_iter it = { 0 };
+	uint64_t x = 11;
+	uint32_t mk4 = 1, n;
+	const void *p, *q;
+	struct wr_kstate_stats st;
+
+	for (int i = 0; i < 50; i++)
+		cr_assert_eq(wr_kstate_list_append(l, k.b, k.h, 0, &x), 0);
+	cr_assert_eq(wr_kstate_map_put(m, k.b, k.h, 0, &mk4, &x), 0);
+	cr_assert_eq(wr_kstate_list_length(l, k.b, k.h, 100, &n), 0);
+	cr_assert_eq(n, 0);
+	cr_assert_eq(wr_kstate_list_get(l, k.b, k.h, 100, 0, &x), -ENOENT);
+	cr_assert_eq(wr_kstate_map_get(m, k.b, k.h, 100, &mk4, &p), -ENOENT);
+	cr_assert_eq(wr_kstate_map_size(m, k.b, k.h, 100, &n), 0);
+	cr_assert_eq(n, 0);
+	cr_assert_eq(wr_kstate_map_next(m, k.b, k.h, 100, &it, &p, &q), -ENOENT);
+	cr_assert_eq(wr_kstate_map_remove(m, k.b, k.h, 100, &mk4), -ENOENT);
+	/* Appending after expiry starts a new list; the old block is freed. */
+	cr_assert_eq(wr_kstate_list_append(l, k.b, k.h, 100, &x), 0);
+	cr_assert_eq(wr_kstate_list_length(l, k.b, k.h, 100, &n), 0);
+	cr_assert_eq(n, 1);
+	wr_kstate_get_stats(l, &st);
+	cr_assert_leq(st.slab_bytes, 64);
+	cr_assert(wr_kstate_is_valid(l) && wr_kstate_is_valid(m));
+	wr_kstate_destroy(l);
+	wr_kstate_destroy(m);
+	wr_arena_destroy(a);
+}
+
+Test(keyed, ttl_step_bounded)
+{
+	struct wr_arena *a = mk_arena(64 << 20, 4096);
+	struct weir_state_desc d = ttl_desc(WEIR_STATE_LIST,
+					    WEIR_TTL_ON_CREATE_AND_WRITE);
+	struct wr_kstate *s = mk(a, &d, NULL);
+	struct wr_kstate_stats st;
+	const uint32_t n = 10000, budget = 64;
+	uint64_t x = 1, before;
+	uint32_t calls = 0, w;
+
+	for (uint32_t i = 0; i < n; i++) {
+		struct key k = key_of(i);
+		/* Half old (t = 0), half young (t = 500). */
+		int64_t t = i % 2 ? 500 : 0;
+		cr_assert_eq(wr_kstate_list_append(s, k.b, k.h, t, &x), 0);
+		cr_assert_eq(wr_kstate_list_append(s, k.b, k.h, t, &x), 0);
+	}
+	for (uint32_t i = 0; i < 4 * n / budget; i++)
+		cr_assert_leq(wr_kstate_step(s, 0, budget), budget);
+	cr_assert_eq(wr_kstate_count(s), n);
+	do {
+		before = wr_kstate_count(s);
+		w = wr_kstate_step(s, 550, budget);
+		cr_assert_leq(w, budget);
+		cr_assert_leq(before - wr_kstate_count(s), budget);
+		calls++;
+	} while (wr_kstate_count(s) > n / 2 && calls < 10 * n);
+	cr_assert_eq(wr_kstate_count(s), n / 2);
+	cr_assert_geq(calls, n / 2 / budget);
+	wr_kstate_get_stats(s, &st);
+	cr_assert_eq(st.expired_removed, n / 2);
+	cr_assert(wr_kstate_is_valid(s));
+	/* Everything expires; the slab gives all its bytes back. */
+	for (calls = 0; wr_kstate_count(s) && calls < n; calls++)
+		wr_kstate_step(s, 10000, budget);
+	wr_kstate_get_stats(s, &st);
+	cr_assert_eq(st.entries, 0);
+	cr_assert_eq(st.slab_bytes, 0);
+	cr_assert(wr_kstate_is_valid(s));
+	wr_kstate_destroy(s);
+	wr_arena_destroy(a);
+}
+
+/* ---- memory cap ---- */
+
+Test(keyed, cap_fail)
+{
+	const size_t cap = 1u << 20;
+	struct wr_arena *a = mk_arena(cap, 4096);
+	struct weir_state_desc d = { .name = "sums", .kind = WEIR_STATE_LIST,
+				     .value_size = 8 };
+	struct wr_kstate *s = mk(a, &d, NULL);
+	struct wr_kstate_stats st;
+	char want[128];
+	uint64_t i;
+	uint32_t n;
+	int err = 0;
+
+	for (i = 0; i < 10000000 && !err; i++) {
+		struct key k = key_of((uint32_t)(i % 5000));
+		err = wr_kstate_list_append(s, k.b, k.h, 0, &i);
+	}
+	cr_assert_eq(err, -ENOMEM);
+	snprintf(want, sizeof(want), "state 'sums' reached the memory cap of "
+		 "%zu bytes per core", cap);
+	cr_assert_str_eq(weir_last_error(), want);
+	wr_kstate_get_stats(s, &st);
+	cr_assert_eq(st.cap_failures, 1);
+	cr_assert_eq(st.evicted, 0);
+	cr_assert(wr_kstate_is_valid(s));
+	/* The failed append changed nothing: every list is still whole. */
+	for (uint32_t j = 0; j < 5000; j++) {
+		struct key k = key_of(j);
+		uint64_t first, want_len = (i - 1) / 5000 + ((i - 1) % 5000 > j);
+		cr_assert_eq(wr_kstate_list_length(s, k.b, k.h, 0, &n), 0);
+		cr_assert_eq(n, want_len, "key %u", j);
+		cr_assert_eq(wr_kstate_list_get(s, k.b, k.h, 0, 0, &first), 0);
+		cr_assert_eq(first, j);
+	}
+	wr_kstate_destroy(s);
+	wr_arena_destroy(a);
+}
+
+/* Fills s with 64-byte values until the cap: the keys written. */
+static uint32_t fill(struct wr_kstate *s, uint32_t from, int64_t now)
+{
+	uint32_t i;
+
+	for (i = from;; i++) {
+		struct key k = key_of(i);
+		void *p;
+		if (wr_kstate_value_update(s, k.b, k.h, now, &p, NULL))
+			return i - from;
+		memset(p, 0x77, 64);
+	}
+}
+
+/* Fills list state s with 16-element lists until the cap: the keys. */
+static uint32_t fill_lists(struct wr_kstate *s, int64_t now)
+{
+	for (uint32_t i = 0;; i++) {
+		struct key k = key_of(i);
+		for (uint64_t e = 0; e < 16; e++)
+			if (wr_kstate_list_append(s, k.b, k.h, now, &e))
+				return i;
+	}
+}
+
+Test(keyed, cap_evict)
+{
+	struct wr_arena *a = mk_arena(2u << 20, 4096);
+	struct weir_state_desc tdesc = { .name = "sessions",
+		.kind = WEIR_STATE_LIST, .value_size = 8, .ttl_ms = 1000 };
+	struct weir_state_desc pdesc = { .name = "totals",
+		.kind = WEIR_STATE_VALUE, .value_size = 64 };
+	struct wr_kstate_options o = { WR_KSTATE_FULL_EVICT, NULL };
+	struct wr_kstate *t = mk(a, &tdesc, &o), *p;
+	struct wr_kstate_stats st;
+	uint64_t keys;
+	uint32_t n1, n2;
+
+	o.evict_group = t;
+	p = mk(a, &pdesc, &o);
+	/* At t = 0 nothing has expired: the policy cannot help. */
+	n1 = fill_lists(t, 0);
+	cr_assert_gt(n1, 1000);
+	wr_kstate_get_stats(t, &st);
+	keys = st.entries;
+	cr_assert_eq(st.cap_failures, 1);
+	cr_assert_eq(st.eviction_passes, 1);
+	cr_assert_eq(st.evicted, 0);
+	cr_assert(strstr(weir_last_error(), "state 'sessions' reached the "
+			 "memory cap of 2097152 bytes per core"));
+	/* Later, 'totals' (no TTL) fills up: the pass evicts the expired
+	 * sessions of its group, their slab pages go back to the arena, and
+	 * the writes go on. */
+	n2 = fill(p, 1u << 24, 5000);
+	/* Without the pass not even its first resize would fit. */
+	cr_assert_gt(n2, 3000, "n1 %u n2 %u", n1, n2);
+	wr_kstate_get_stats(t, &st);
+	cr_assert_eq(st.evicted, keys);
+	cr_assert_eq(st.entries, 0);
+	cr_assert_eq(st.slab_bytes, 0);
+	wr_kstate_get_stats(p, &st);
+	cr_assert_eq(st.eviction_passes, 2, "the second pass found nothing");
+	cr_assert_eq(st.cap_failures, 1);
+	cr_assert_eq(st.entries, n2);
+	cr_assert(wr_kstate_is_valid(t) && wr_kstate_is_valid(p));
+	wr_kstate_destroy(p);
+	wr_kstate_destroy(t);
+	wr_arena_destroy(a);
+}
+
+/* ---- size ---- */
+
+Test(keyed, big_lists)
+{
+	struct wr_arena *a = mk_arena(256u << 20, 0);
+	struct weir_state_desc d = { .name = "big", .kind = WEIR_STATE_LIST,
+				     .value_size = 8 };
+	struct wr_kstate *s = mk(a, &d, NULL);
+	struct key big = key_of(UINT32_MAX);
+	const uint32_t nbig = 100000, nsmall = 20000;
+	const void *view;
+	uint32_t n;
+
+	for (uint64_t i = 0; i < nbig; i++) {
+		cr_assert_eq(wr_kstate_list_append(s, big.b, big.h, 0, &i), 0);
+		if (i < 3 * nsmall) { /* interleaved: 3 elements per key */
+			uint32_t j = (uint32_t)i % nsmall;
+			struct key k = key_of(j);
+			uint64_t x = j;
+			cr_assert_eq(wr_kstate_list_append(s, k.b, k.h, 0, &x), 0);
+		}
+	}
+	cr_assert_eq(wr_kstate_list_view(s, big.b, big.h, 0, &view, &n), 0);
+	cr_assert_eq(n, nbig);
+	for (uint64_t i = 0; i < nbig; i++)
+		cr_assert_eq(((const uint64_t *)view)[i], i);
+	for (uint32_t j = 0; j < nsmall; j++) {
+		struct key k = key_of(j);
+		uint64_t x;
+		cr_assert_eq(wr_kstate_list_length(s, k.b, k.h, 0, &n), 0);
+		cr_assert_eq(n, 3, "key %u: %u", j, n);
+		cr_assert_eq(wr_kstate_list_get(s, k.b, k.h, 0, n - 1, &x), 0);
+		cr_assert_eq(x, j);
+	}
+	cr_assert(wr_kstate_is_valid(s));
+	wr_kstate_destroy(s);
+	wr_arena_destroy(a);
+}
+
+Test(keyed, growth_and_step)
+{
+	struct wr_arena *a = mk_arena(128u << 20, 0);
+	struct weir_state_desc d = { .name = "g", .kind = WEIR_STATE_VALUE,
+				     .value_size = 8 };
+	struct wr_kstate *s = mk(a, &d, NULL);
+	struct wr_kstate_stats st0, st1;
+	uint32_t i, work = 0;
+
+	/* Insert until a migration is under way, then let step finish it. */
+	for (i = 0; i < 100000; i++) {
+		struct key k = key_of(i);
+		void *p;
+		cr_assert_eq(wr_kstate_value_update(s, k.b, k.h, 0, &p, NULL), 0);
+		*(uint64_t *)p = i;
+	}
+	wr_kstate_get_stats(s, &st0);
+	for (int c = 0; c < 100000; c++) {
+		uint32_t w = wr_kstate_step(s, 0, 32);
+		cr_assert_leq(w, 32 * 8); /* zeroing counts 8 slots per unit */
+		if (!w)
+			break;
+		work += w;
+	}
+	wr_kstate_get_stats(s, &st1);
+	cr_assert_geq(st1.table_slots_moved, st0.table_slots_moved);
+	cr_assert_eq(st1.entries, 100000);
+	cr_assert(wr_kstate_is_valid(s));
+	for (i = 0; i < 100000; i++) {
+		struct key k = key_of(i);
+		void *p;
+		cr_assert_eq(wr_kstate_value_get(s, k.b, k.h, 0, &p), 0);
+		cr_assert_eq(*(uint64_t *)p, i);
+	}
+	wr_kstate_destroy(s);
+	wr_arena_destroy(a);
+}
+
+/* ---- copy-on-write ---- */
+
+struct snap_copy {
+	uint32_t n;
+	uint32_t *page;
+	uint8_t *bytes;
+};
+
+static void snap_save(const struct wr_arena *a, struct snap_copy *c)
+{
+	c->page = malloc(a->pages_total * sizeof(uint32_t));
+	c->bytes = malloc((size_t)a->pages_total * a->page_size);
+	c->n = 0;
+	for (uint32_t p = 0; p < a->pages_total; p++)
+		if (wr_arena_snapshot_contains(a, p)) {
+			memcpy(c->bytes + (size_t)c->n * a->page_size,
+			       wr_arena_snapshot_page(a, p), a->page_size);
+			c->page[c->n++] = p;
+		}
+}
+
+static void snap_check(const struct wr_arena *a, struct snap_copy *c)
+{
+	for (uint32_t i = 0; i < c->n; i++)
+		cr_assert_eq(memcmp(c->bytes + (size_t)i * a->page_size,
+				    wr_arena_snapshot_page(a, c->page[i]),
+				    a->page_size), 0,
+			     "snapshot page %u changed", c->page[i]);
+	free(c->page);
+	free(c->bytes);
+}
+
+/* Random writes of every kind on keys [0, nk). */
+static void churn(struct wr_kstate *v, struct wr_kstate *l,
+		  struct wr_kstate *m, uint32_t ops, uint32_t nk, int64_t now)
+{
+	for (uint32_t op = 0; op < ops; op++) {
+		struct key k = key_of(rnd(nk));
+		uint64_t x = op;
+		uint32_t mk4 = rnd(64);
+		void *p;
+
+		switch (rnd(8)) {
+		case 0: cr_assert_eq(wr_kstate_value_update(v, k.b, k.h, now,
+							    &p, NULL), 0);
+			*(uint64_t *)p += 1; break;
+		case 1: cr_assert_eq(wr_kstate_list_append(l, k.b, k.h, now,
+							   &x), 0); break;
+		case 2: cr_assert_eq(wr_kstate_map_put(m, k.b, k.h, now, &mk4,
+						       &x), 0); break;
+		case 3: wr_kstate_map_remove(m, k.b, k.h, now, &mk4); break;
+		case 4: cr_assert_eq(wr_kstate_list_replace(l, k.b, k.h, now,
+							    &x, 1), 0); break;
+		case 5: cr_assert_eq(wr_kstate_clear(rnd(2) ? l : m, k.b, k.h),
+				     0); break;
+		case 6: cr_assert_eq(wr_kstate_clear(v, k.b, k.h), 0); break;
+		default:
+			wr_kstate_step(rnd(2) ? l : m, now, 16);
+		}
+	}
+}
+
+Test(keyed, cow_snapshot_unchanged)
+{
+	struct wr_arena *a = mk_arena(256u << 20, 4096);
+	struct weir_state_desc vd = { .name = "v", .kind = WEIR_STATE_VALUE,
+				      .value_size = 8, .ttl_ms = 50 };
+	struct weir_state_desc ld = { .name = "l", .kind = WEIR_STATE_LIST,
+				      .value_size = 8, .ttl_ms = 50 };
+	struct weir_state_desc md = { .name = "m", .kind = WEIR_STATE_MAP,
+				      .value_size = 8, .map_key_size = 4,
+				      .ttl_ms = 50 };
+	struct wr_kstate *v = mk(a, &vd, NULL), *l = mk(a, &ld, NULL),
+			 *m = mk(a, &md, NULL);
+	struct snap_copy c;
+
+	for (int round = 0; round < 4; round++) {
+		churn(v, l, m, 30000, 3000, round * 40);
+		cr_assert_eq(wr_arena_snapshot_begin(a, NULL), 0);
+		snap_save(a, &c);
+		cr_assert_gt(c.n, 10);
+		/* Time moves on: TTL cleanup frees blocks during the snapshot. */
+		churn(v, l, m, 30000, 5000, round * 40 + 30);
+		snap_check(a, &c);
+		cr_assert(wr_arena_is_valid(a));
+		wr_arena_snapshot_end(a);
+		cr_assert(wr_kstate_is_valid(v) && wr_kstate_is_valid(l) &&
+			  wr_kstate_is_valid(m));
+	}
+	wr_kstate_destroy(v);
+	wr_kstate_destroy(l);
+	wr_kstate_destroy(m);
+	wr_arena_destroy(a);
+}
+
+Test(keyed, destroy_returns_pages)
+{
+	struct wr_arena *a = mk_arena(64u << 20, 4096);
+	struct weir_state_desc ld = { .name = "l", .kind = WEIR_STATE_LIST,
+				      .value_size = 8 };
+	struct weir_state_desc md = { .name = "m", .kind = WEIR_STATE_MAP,
+				      .value_size = 8, .map_key_size = 4 };
+	struct weir_state_desc vd = { .name = "v", .kind = WEIR_STATE_VALUE,
+				      .value_size = 8 };
+	struct wr_kstate *v = mk(a, &vd, NULL), *l = mk(a, &ld, NULL),
+			 *m = mk(a, &md, NULL);
+	struct wr_arena_stats st;
+
+	churn(v, l, m, 50000, 4000, 0);
+	wr_kstate_destroy(v);
+	wr_kstate_destroy(l);
+	wr_kstate_destroy(m);
+	wr_arena_get_stats(a, &st);
+	cr_assert_eq(st.pages_used, 0);
+	cr_assert(wr_arena_is_valid(a));
 	wr_arena_destroy(a);
 }
