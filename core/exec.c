@@ -205,10 +205,8 @@ static void take_markers(struct wr_exec *x, unsigned from)
 {
 	struct weir_marker m;
 
-	while (weir_worker_recv_marker_local(x->w, from, &m) == 1) {
-		if (m.kind == WEIR_MARKER_END && m.arg < x->p->nedges)
-			x->edges[m.arg].ends_received++;
-	}
+	while (weir_worker_recv_marker_local(x->w, from, &m) == 1)
+		wr_time_marker(x, from, &m);
 }
 
 static int drain_rings(struct wr_exec *x, uint32_t *work)
@@ -251,7 +249,11 @@ static int poll_source(struct wr_exec *x, const struct weir_stream *s,
 	}
 	if (got < 0)
 		return got;
+	if (got > 0)
+		nr->active_ms = x->now_ms;
 	for (int i = 0; i < got; i++) {
+		if (x->tsbuf[i] > nr->max_ts)
+			nr->max_ts = x->tsbuf[i];
 		const void *rec = x->inbuf + (size_t)i * s->out_size;
 		int err = wr_emit_down(x, s, rec, x->tsbuf[i]);
 		if (err)
@@ -263,25 +265,12 @@ static int poll_source(struct wr_exec *x, const struct weir_stream *s,
 
 /* ---- end of input ---- */
 
-/* Has everything upstream of key_by node kb ended on this core? */
-static bool upstream_ended(const struct wr_exec *x,
-			   const struct weir_stream *kb)
-{
-	const struct weir_stream *n = kb->up;
-
-	while (n->kind != WR_NODE_SOURCE && n->kind != WR_NODE_KEY_BY)
-		n = n->up;
-	if (n->kind == WR_NODE_SOURCE)
-		return x->nodes[n->id].ended;
-	return x->edges[n->edge].ends_received == x->n;
-}
-
 static void send_ends(struct wr_exec *x)
 {
 	for (unsigned e = 0; e < x->p->nedges; e++) {
 		struct wr_edge_rt *er = &x->edges[e];
 		if (er->ends_sent == x->n ||
-		    !upstream_ended(x, x->p->edges[e]))
+		    !wr_time_upstream_ended(x, x->p->edges[e]))
 			continue;
 		for (unsigned d = 0; d < x->n; d++) {
 			struct weir_marker m = { WEIR_MARKER_END, e, 0 };
@@ -311,9 +300,23 @@ static int64_t clock_ms(void)
 {
 	struct timespec ts;
 
-	/* The coarse clock is a vDSO read of a cached value (~5 ns). */
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	/* Processing time is wall-clock ms (it must mean the same after a
+	 * restart); the coarse clock is a vDSO read of a cached value. */
+	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* State housekeeping (TTL cleanup, incremental table growth): every
+ * tick when idle, every 64th tick under load, STEP_BUDGET entries per
+ * state each time, so it never competes with records for long. */
+#define STEP_BUDGET 64u
+static void housekeeping(struct wr_exec *x, uint32_t work)
+{
+	if (work > 0 && (++x->ticks & 63) != 0)
+		return;
+	for (unsigned i = 0; i < x->p->nnodes; i++)
+		if (x->p->nodes[i]->kind == WR_NODE_PROCESS)
+			wr_process_step(x, x->p->nodes[i], STEP_BUDGET);
 }
 
 int wr_exec_poll(struct wr_exec *x)
@@ -326,10 +329,15 @@ int wr_exec_poll(struct wr_exec *x)
 
 	for (unsigned i = 0; err == 0 && i < x->nsources; i++)
 		err = poll_source(x, x->sources[i], &work);
+	if (err == 0)
+		err = wr_time_fire(x);
 	if (err)
 		return err;
-	if (flush_all(x) == 0)
+	if (flush_all(x) == 0) {
+		wr_time_send(x);
 		send_ends(x);
+	}
+	housekeeping(x, work);
 	if (all_ended(x)) {
 		err = wr_exec_finish(x);
 		if (err)

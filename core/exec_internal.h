@@ -7,6 +7,7 @@
 #define WR_CORE_EXEC_INTERNAL_H
 
 #include "core/pipeline_internal.h"
+#include "core/timers.h"
 #include "state/arena.h"
 
 struct wr_outbuf {
@@ -15,7 +16,19 @@ struct wr_outbuf {
 	uint8_t *slots; /* WR_OUTBUF_CAP slots */
 };
 
-struct wr_keyed_state; /* process.c */
+struct wr_keyed_state; /* time.c: watermarks in and out, timers */
+void wr_time_init(struct wr_exec *x);
+void wr_time_marker(struct wr_exec *x, unsigned from,
+		    const struct weir_marker *m);
+int wr_time_fire(struct wr_exec *x);
+void wr_time_send(struct wr_exec *x);
+/* Has everything upstream of key_by node kb ended on this core? */
+bool wr_time_upstream_ended(const struct wr_exec *x,
+			    const struct weir_stream *kb);
+
+/* process.c */
+int wr_process_timer(struct wr_exec *x, const struct weir_stream *n,
+		     int domain, const struct wr_timer *t);
 
 struct wr_node_rt {
 	bool ended;             /* SOURCE: split exhausted */
@@ -23,12 +36,24 @@ struct wr_node_rt {
 	uint8_t *key;           /* KEY_BY: key buffer */
 	struct wr_keyed_state *ks; /* PROCESS: its named state */
 	void *sink_state;       /* SINK: whatever its ops keep per core */
+	int64_t max_ts;         /* SOURCE: largest event time seen */
+	int64_t active_ms;      /* SOURCE: processing time of its last record */
+	struct wr_timers *timers; /* PROCESS with on_timer */
 };
 
 struct wr_edge_rt {
 	unsigned ends_received;  /* END markers from senders */
 	unsigned ends_sent;
 	bool end_sent_to[WEIR_CORES_MAX];
+	/* Receiving side: the watermark of this edge. */
+	int64_t wm_from[WEIR_CORES_MAX];
+	bool idle_from[WEIR_CORES_MAX];
+	int64_t wm;          /* min over senders that are not idle */
+	int64_t fired_upto;  /* event timers behind the edge fired up to here */
+	/* Sending side. */
+	int64_t wm_sent;
+	bool idle_sent;
+	int64_t sent_ms;
 };
 
 struct weir_ctx {
@@ -55,6 +80,8 @@ struct wr_exec {
 	unsigned nsources;
 	unsigned sources_live;
 	struct wr_arena *arena; /* every state byte of this core */
+	struct wr_kstate *evict_group; /* first state opened on this core */
+	uint32_t ticks;
 	int64_t now_ms;         /* processing time, read once per tick */
 	uint8_t *inbuf;  /* WR_BURST slots (rings) or source records */
 	int64_t *tsbuf;  /* WR_BURST source timestamps */
@@ -66,11 +93,25 @@ int wr_emit_down(struct wr_exec *x, const struct weir_stream *n,
 /* Everything ended: flush what operators hold (exec_setup.c). */
 int wr_exec_finish(struct wr_exec *x);
 
+/* time.c: watermarks in and out, timers */
+void wr_time_init(struct wr_exec *x);
+void wr_time_marker(struct wr_exec *x, unsigned from,
+		    const struct weir_marker *m);
+int wr_time_fire(struct wr_exec *x);
+void wr_time_send(struct wr_exec *x);
+/* Has everything upstream of key_by node kb ended on this core? */
+bool wr_time_upstream_ended(const struct wr_exec *x,
+			    const struct weir_stream *kb);
+
 /* process.c */
+int wr_process_timer(struct wr_exec *x, const struct weir_stream *n,
+		     int domain, const struct wr_timer *t);
 int wr_process_record(struct wr_exec *x, const struct weir_stream *n,
 		      const void *rec);
 int wr_process_open(struct wr_exec *x, const struct weir_stream *n,
 		    struct wr_keyed_state **out);
 void wr_process_close(struct wr_exec *x, struct wr_keyed_state *ks);
+uint32_t wr_process_step(struct wr_exec *x, const struct weir_stream *n,
+			 uint32_t budget);
 
 #endif

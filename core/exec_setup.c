@@ -131,6 +131,8 @@ int wr_exec_create(struct weir_pipeline *p, struct weir_worker *w,
 	err = alloc_buffers(x);
 	if (err == 0)
 		err = open_arena(x);
+	if (err == 0)
+		wr_time_init(x);
 	for (unsigned i = 0; err == 0 && i < p->nnodes; i++)
 		err = alloc_node(x, p->nodes[i]);
 	return err ? err : open_sources(x);
@@ -178,6 +180,7 @@ void wr_exec_destroy(struct wr_exec *x)
 		}
 		if (nr->ks != NULL)
 			wr_process_close(x, nr->ks);
+		wr_timers_destroy(nr->timers);
 		if (n->kind == WR_NODE_SINK && n->sink_ops->close != NULL)
 			n->sink_ops->close(x, n);
 		weir_worker_free_local(x->w, nr->scratch);

@@ -131,6 +131,22 @@ int weir_source(struct weir_pipeline *p, const char *name,
 	return 0;
 }
 
+int weir_watermarks(struct weir_pipeline *p, struct weir_stream *source,
+		    int64_t max_out_of_order_ms, int64_t idle_timeout_ms)
+{
+	if (p == NULL || source == NULL || source->kind != WR_NODE_SOURCE)
+		return wr_error(-EINVAL, "watermarks need a source stream");
+	if (max_out_of_order_ms < 0 || idle_timeout_ms < 0)
+		return wr_error(-EINVAL, "out-of-orderness %lld ms and idle "
+				"timeout %lld ms must be >= 0",
+				(long long)max_out_of_order_ms,
+				(long long)idle_timeout_ms);
+	source->event_time = true;
+	source->ooo_ms = max_out_of_order_ms;
+	source->idle_ms = idle_timeout_ms;
+	return 0;
+}
+
 int weir_map(struct weir_pipeline *p, struct weir_stream *in, weir_map_fn fn,
 	     uint32_t out_size, void *arg, struct weir_stream **out)
 {
@@ -295,7 +311,9 @@ static uint32_t compute_amp(struct weir_stream *n)
 		sum = sum + a > WR_OUTBUF_CAP + 1 ? WR_OUTBUF_CAP + 1 : sum + a;
 	}
 	uint64_t amp = (uint64_t)sum * n->max_out;
-	n->amp = amp > WR_OUTBUF_CAP + 1 ? WR_OUTBUF_CAP + 1 : (uint32_t)amp;
+	/* At least 1, so batch sizes can divide by it (a sink emits none). */
+	n->amp = amp == 0 ? 1
+		 : amp > WR_OUTBUF_CAP + 1 ? WR_OUTBUF_CAP + 1 : (uint32_t)amp;
 	return n->amp;
 }
 

@@ -81,6 +81,9 @@ struct weir_stream {
 	uint32_t amp;       /* most envelopes per input, to any one core */
 	unsigned edge;      /* KEY_BY: its edge id */
 	int stage_edge;     /* the KEY_BY edge this node runs behind, or -1 */
+	bool event_time;      /* SOURCE: weir_watermarks() was called */
+	int64_t ooo_ms;       /* SOURCE: bounded out-of-orderness */
+	int64_t idle_ms;      /* SOURCE: idleness timeout, 0 = never idle */
 	struct weir_stream *up;
 	struct weir_stream *down[WR_FANOUT_MAX];
 	unsigned ndown;

@@ -112,14 +112,42 @@ int wr_process_open(struct wr_exec *x, const struct weir_stream *n,
 		return -ENOMEM;
 	memset(ks, 0, sizeof(*ks));
 	*out = ks;
-	for (unsigned i = 0; i < spec->nstates; i++) {
-		int err = wr_kstate_create(x->arena, &spec->states[i],
-					   n->key_size, NULL, &ks->st[i]);
+	if (spec->on_timer != NULL) {
+		int err = wr_timers_create(x->arena, n->key_size,
+					   &x->nodes[n->id].timers);
 		if (err)
 			return err;
+	}
+	/* Every state of the core shares one eviction group, so a pass at the
+	 * memory cap frees expired entries of all operators, not just one. */
+	struct wr_kstate_options o = {
+		.full_policy = x->p->cfg.state_full_policy == WEIR_STATE_FULL_EVICT
+				       ? WR_KSTATE_FULL_EVICT
+				       : WR_KSTATE_FULL_FAIL,
+	};
+	for (unsigned i = 0; i < spec->nstates; i++) {
+		o.evict_group = x->evict_group;
+		int err = wr_kstate_create(x->arena, &spec->states[i],
+					   n->key_size, &o, &ks->st[i]);
+		if (err)
+			return err;
+		if (x->evict_group == NULL)
+			x->evict_group = ks->st[i];
 		ks->n++;
 	}
 	return 0;
+}
+
+/* Background work for every state of n: TTL cleanup, table growth. */
+uint32_t wr_process_step(struct wr_exec *x, const struct weir_stream *n,
+			 uint32_t budget)
+{
+	struct wr_keyed_state *ks = x->nodes[n->id].ks;
+	uint32_t done = 0;
+
+	for (unsigned i = 0; ks != NULL && i < ks->n; i++)
+		done += wr_kstate_step(ks->st[i], x->now_ms, budget);
+	return done;
 }
 
 void wr_process_close(struct wr_exec *x, struct wr_keyed_state *ks)
@@ -133,6 +161,69 @@ int wr_process_record(struct wr_exec *x, const struct weir_stream *n,
 		      const void *rec)
 {
 	return n->fn.process.process(&x->ctx, rec, n->arg);
+}
+
+/* A timer fired: run on_timer as node n with the timer's key current. */
+int wr_process_timer(struct wr_exec *x, const struct weir_stream *n,
+		     int domain, const struct wr_timer *t)
+{
+	struct weir_ctx saved = x->ctx;
+	int err;
+
+	x->ctx.node = n;
+	x->ctx.ts = t->ts;
+	x->ctx.key = t->key;
+	x->ctx.hash = t->hash;
+	x->ctx.key_group = (uint32_t)(t->hash & (x->p->cfg.key_groups - 1));
+	err = n->fn.process.on_timer(&x->ctx, t->ts, domain, n->arg);
+	x->ctx = saved;
+	return err;
+}
+
+/* ---- timers and time for the current key ---- */
+
+static struct wr_timers *timers_of(struct weir_ctx *c, int domain)
+{
+	const struct weir_stream *n = c->node;
+
+	if (n == NULL || n->kind != WR_NODE_PROCESS || c->key == NULL ||
+	    (domain != WEIR_EVENT_TIME && domain != WEIR_PROCESSING_TIME))
+		return NULL;
+	return c->x->nodes[n->id].timers;
+}
+
+int weir_timer_register(struct weir_ctx *c, int domain, int64_t ts_ms)
+{
+	struct wr_timers *t = timers_of(c, domain);
+
+	if (t == NULL)
+		return wr_error(-EINVAL, "timers need a keyed process function "
+				"with on_timer, and a domain of 0 or 1");
+	return wr_timers_register(t, domain, ts_ms, c->key, c->hash);
+}
+
+int weir_timer_delete(struct weir_ctx *c, int domain, int64_t ts_ms)
+{
+	struct wr_timers *t = timers_of(c, domain);
+
+	if (t == NULL)
+		return wr_error(-EINVAL, "timers need a keyed process function "
+				"with on_timer, and a domain of 0 or 1");
+	return wr_timers_delete(t, domain, ts_ms, c->key);
+}
+
+int64_t weir_ctx_watermark(const struct weir_ctx *c)
+{
+	const struct weir_stream *n = c->node;
+
+	if (n == NULL || n->stage_edge < 0)
+		return WEIR_TS_MIN;
+	return c->x->edges[n->stage_edge].wm;
+}
+
+int64_t weir_ctx_processing_time(const struct weir_ctx *c)
+{
+	return c->x->now_ms;
 }
 
 /* ---- state calls for the current key ---- */

@@ -49,16 +49,16 @@ int weir_ring_create(uint32_t capacity, uint32_t slot_size,
 		return wr_error(-EINVAL, "ring out-pointer is NULL");
 
 	bytes = (size_t)capacity * slot_size;
-	bytes = (bytes + WEIR_CACHE_LINE - 1) & ~(size_t)(WEIR_CACHE_LINE - 1);
+	/* aligned_alloc wants a size that is a multiple of the alignment. */
+	size_t align = bytes >= RING_THP_BYTES ? RING_THP_BYTES : WEIR_CACHE_LINE;
+	bytes = (bytes + align - 1) & ~(align - 1);
 	r = aligned_alloc(WEIR_CACHE_LINE, sizeof(*r));
 	if (r == NULL)
 		return -ENOMEM;
-	slots = aligned_alloc(bytes >= RING_THP_BYTES ? RING_THP_BYTES
-						      : WEIR_CACHE_LINE,
-			      bytes);
+	slots = aligned_alloc(align, bytes);
 	if (slots == NULL)
 		goto err_free_ring;
-	if (bytes >= RING_THP_BYTES)
+	if (align == RING_THP_BYTES)
 		(void)madvise(slots, bytes, MADV_HUGEPAGE);
 
 	memset(r, 0, sizeof(*r));

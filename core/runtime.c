@@ -281,7 +281,9 @@ bool weir_runtime_stopping(const struct weir_runtime *rt)
 
 bool weir_runtime_finished(const struct weir_runtime *rt)
 {
-	return rt->running &&
+	/* ops is set by the first start and never cleared: finished stays
+	 * true after wait(). */
+	return rt->ops != NULL &&
 	       atomic_load_explicit(&rt->live, memory_order_acquire) == 0;
 }
 
@@ -415,15 +417,21 @@ static void gate_pass(struct weir_runtime *rt)
 	pthread_mutex_unlock(&rt->gate_lock);
 }
 
-/* Main side: wait until every launched worker ran init, then open. */
-static void gate_open(struct weir_runtime *rt)
+/* Main side: wait until every launched worker ran init, then open.
+ * Returns the first init error, read before any worker can poll, so a
+ * poll error is never mistaken for an init error (wait() reports those). */
+static int gate_open(struct weir_runtime *rt)
 {
+	int err;
+
 	pthread_mutex_lock(&rt->gate_lock);
 	while (rt->gate_ready < rt->gate_launched)
 		pthread_cond_wait(&rt->gate_cond, &rt->gate_lock);
+	err = atomic_load(&rt->first_err);
 	rt->gate_open = true;
 	pthread_cond_broadcast(&rt->gate_cond);
 	pthread_mutex_unlock(&rt->gate_lock);
+	return err;
 }
 
 static void *worker_main(void *p)
@@ -489,6 +497,12 @@ int weir_runtime_start(struct weir_runtime *rt,
 	rt->ops = ops;
 	rt->arg = arg;
 	rt->running = true;
+	/* A runtime may run again after wait(): start from a clean slate. */
+	atomic_store(&rt->stop, 0);
+	atomic_store(&rt->first_err, 0);
+	atomic_store(&rt->signalled, 0);
+	for (unsigned i = 0; i < rt->n; i++)
+		rt->workers[i].finish = false;
 	atomic_store(&rt->live, rt->n);
 	rt->gate_ready = rt->gate_launched = 0;
 	rt->gate_open = false;
@@ -508,8 +522,7 @@ int weir_runtime_start(struct weir_runtime *rt,
 		for (unsigned i = rt->gate_launched; i < rt->n; i++)
 			atomic_fetch_sub(&rt->live, 1); /* never launched */
 	}
-	gate_open(rt);
-	err = atomic_load(&rt->first_err);
+	err = gate_open(rt);
 	if (err)
 		(void)weir_runtime_wait(rt);
 	return err;

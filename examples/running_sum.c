@@ -3,8 +3,9 @@
  * function keeps a list state of the values seen per key and emits
  * (key, sum of the list) for every record.
  *
- *   running_sum [RECORDS [KEYS [CORES]]]     prints "key,sum" lines
+ *   running_sum [RECORDS [KEYS [CORES [OUT.csv]]]]   writes "key,sum" rows
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <weir/pipeline.h>
@@ -51,19 +52,13 @@ static int sum_values(struct weir_ctx *c, const void *rec, void *arg)
 	return err ? err : weir_emit(c, &out);
 }
 
-static FILE *outs[WEIR_CORES_MAX];
-static char *bufs[WEIR_CORES_MAX];
-static size_t lens[WEIR_CORES_MAX];
-
-static int print_sum(struct weir_ctx *c, const void *rec, void *arg)
+static int format_kv(const void *rec, char *buf, size_t cap, void *arg)
 {
 	const struct kv *r = rec;
-	unsigned core = weir_ctx_core(c);
 	(void)arg;
-	if (outs[core] == NULL)
-		outs[core] = open_memstream(&bufs[core], &lens[core]);
-	return fprintf(outs[core], "%llu,%lld\n", (unsigned long long)r->key,
-		       (long long)r->value) < 0 ? -5 : 0;
+	int n = snprintf(buf, cap, "%llu,%lld\n", (unsigned long long)r->key,
+			 (long long)r->value);
+	return n < 0 || (size_t)n >= cap ? -ENOSPC : n;
 }
 
 int main(int argc, char **argv)
@@ -76,6 +71,8 @@ int main(int argc, char **argv)
 		.out_size = sizeof(struct kv), .states = &values, .nstates = 1 };
 	struct weir_generator gen = { .count = 1000, .seed = 42,
 		.record_size = sizeof(struct kv), .make = make };
+	struct weir_file_sink out = { .path = "running_sum.csv",
+		.header = "key,sum\n", .format = format_kv };
 	struct weir_pipeline_config cfg;
 	struct weir_stream *src, *keyed, *sums;
 	struct weir_pipeline *p;
@@ -85,6 +82,7 @@ int main(int argc, char **argv)
 	if (argc > 1) gen.count = strtoull(argv[1], NULL, 10);
 	if (argc > 2) nkeys = strtoull(argv[2], NULL, 10);
 	if (argc > 3) cfg.runtime.cores = (unsigned)atoi(argv[3]);
+	if (argc > 4) out.path = argv[4];
 	if (gen.count == 0 || nkeys == 0) {
 		fprintf(stderr, "running_sum: RECORDS and KEYS must be > 0\n");
 		return 2;
@@ -93,15 +91,12 @@ int main(int argc, char **argv)
 	if (!err) err = weir_source_generator(p, &gen, &src);
 	if (!err) err = weir_key_by(p, src, key_of, sizeof(uint64_t), NULL, &keyed);
 	if (!err) err = weir_process(p, keyed, &spec, &sums);
-	if (!err) err = weir_sink_callback(p, sums, print_sum, NULL);
+	if (!err) err = weir_sink_file(p, sums, &out);
 	if (!err) err = weir_pipeline_run(p);
 	if (err) {
 		fprintf(stderr, "running_sum: %s (%d)\n", weir_last_error(), err);
 		return 1;
 	}
-	for (unsigned i = 0; i < WEIR_CORES_MAX; i++)
-		if (outs[i] != NULL && fclose(outs[i]) == 0)
-			fwrite(bufs[i], 1, lens[i], stdout), free(bufs[i]);
 	weir_pipeline_destroy(p);
 	return 0;
 }

@@ -53,15 +53,23 @@ extern "C" {
 #define WEIR_KEY_GROUPS_DEFAULT 4096u
 #define WEIR_KEY_GROUPS_MAX (1u << 20)
 #define WEIR_TS_MIN INT64_MIN
+#define WEIR_TS_MAX INT64_MAX
 
 struct weir_pipeline;
 struct weir_stream;
 struct weir_ctx;
 
+/* What a core does when its state reaches state_bytes_max. */
+enum weir_state_full_policy {
+	WEIR_STATE_FULL_FAIL = 0,  /* fail the job: the error names the state */
+	WEIR_STATE_FULL_EVICT = 1, /* evict expired (TTL) entries, then fail */
+};
+
 struct weir_pipeline_config {
 	struct weir_runtime_config runtime; /* cores, rings, idle policy */
 	uint32_t key_groups;  /* power of two, default 4096 */
 	size_t state_bytes_max; /* memory cap per core, default 1 GiB */
+	enum weir_state_full_policy state_full_policy; /* default FAIL */
 };
 
 void weir_pipeline_config_init(struct weir_pipeline_config *cfg);
@@ -119,6 +127,18 @@ struct weir_generator {
 int weir_source_generator(struct weir_pipeline *p,
 			  const struct weir_generator *g,
 			  struct weir_stream **out);
+
+/*
+ * Event time for a source's records: the watermark trails the largest
+ * timestamp seen by max_out_of_order_ms (bounded out-of-orderness), and a
+ * core whose split has produced nothing for idle_timeout_ms (> 0) stops
+ * holding the watermark back until it produces again.  Without this call a
+ * source's watermark stays at WEIR_TS_MIN until its input ends; the end of
+ * input always sends the final watermark, so every event-time timer (and
+ * window) fires.
+ */
+int weir_watermarks(struct weir_pipeline *p, struct weir_stream *source,
+		    int64_t max_out_of_order_ms, int64_t idle_timeout_ms);
 
 /* ---- stateless operators (run on the core that holds the record) ---- */
 
@@ -196,6 +216,24 @@ struct weir_file_sink {
 
 int weir_sink_file(struct weir_pipeline *p, struct weir_stream *in,
 		   const struct weir_file_sink *spec);
+
+/* ---- timers (keyed process functions) ---- */
+
+enum weir_time_domain {
+	WEIR_EVENT_TIME = 0,      /* fires when the watermark passes ts */
+	WEIR_PROCESSING_TIME = 1, /* fires when the wall clock (ms) does */
+};
+
+/* A timer for the current key at ts_ms.  Registering the same (domain, ts,
+ * key) twice makes one timer; each fires once, in timestamp order, through
+ * the operator's on_timer with that key current. */
+int weir_timer_register(struct weir_ctx *c, int domain, int64_t ts_ms);
+/* 0, or -ENOENT if the current key has no such timer. */
+int weir_timer_delete(struct weir_ctx *c, int domain, int64_t ts_ms);
+/* The event-time watermark of the operator running now. */
+int64_t weir_ctx_watermark(const struct weir_ctx *c);
+/* Processing time: wall clock in ms, read once per loop tick. */
+int64_t weir_ctx_processing_time(const struct weir_ctx *c);
 
 /* ---- inside callbacks ---- */
 

@@ -62,6 +62,7 @@ enum weir_marker_kind {
 	WEIR_MARKER_WATERMARK = 1, /* value: event time in ms */
 	WEIR_MARKER_BARRIER = 2,   /* value: checkpoint id */
 	WEIR_MARKER_END = 3,       /* end of input from this producer */
+	WEIR_MARKER_IDLE = 4,      /* producer idle: ignore its watermark */
 	WEIR_MARKER_USER = 16,     /* first kind free for embedders */
 };
 

@@ -61,7 +61,7 @@ enum weir_idle_policy {
 };
 
 struct weir_runtime_config {
-	unsigned cores;         /* 1..online CPUs; 0 = all usable CPUs */
+	unsigned cores;         /* 1..usable CPUs (config_init: all) */
 	uint32_t ring_capacity; /* slots per ring: a power of two */
 	uint32_t record_size;   /* bytes per slot, > 0 */
 	enum weir_idle_policy idle;

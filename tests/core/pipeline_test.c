@@ -1,0 +1,455 @@
+/*
+ * pipeline_test.c — the pipeline API end to end on the runtime.
+ *
+ * Test plan:
+ *   - generator: every index in [0, count) is produced exactly once, on 1
+ *     and 2 cores, bounded and paced; a paced run takes about count/rate.
+ *   - map / filter / flat_map chain before key_by: outputs equal a
+ *     single-threaded model.
+ *   - key_by: every key is processed on exactly one core, the owner of its
+ *     key group, and per-key order from one generator split is kept.
+ *   - keyed process with value state: per-key counts equal the model on 1
+ *     and 2 cores (same results whatever the core count).
+ *   - keyed process with list state (the running sum): per key, the sorted
+ *     emitted sums differ by exactly the key's values.
+ *   - file sink: the output file holds every record once, with the header,
+ *     and only appears under its final name when the job succeeded; a
+ *     failing job leaves only "<path>.inprogress".
+ *   - bad input: key size 0 / too large, zero record size, key_groups not a
+ *     power of two, a process on a stream that is not keyed, a state of size
+ *     0 -> -EINVAL with a message; nothing crashes.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "weir/pipeline.h"
+#include "weir/state.h"
+
+struct kv {
+	uint64_t key;
+	int64_t value;
+};
+
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
+#define NKEYS 97u
+
+static void make_kv(uint64_t i, uint64_t seed, void *rec, int64_t *ts,
+		    void *arg)
+{
+	struct kv *r = rec;
+
+	(void)arg;
+	r->key = mix(i ^ seed) % NKEYS;
+	r->value = (int64_t)(1 + mix(i + seed) % 1000);
+	*ts = (int64_t)i;
+}
+
+static void key_of(const void *rec, void *key, void *arg)
+{
+	(void)arg;
+	memcpy(key, &((const struct kv *)rec)->key, sizeof(uint64_t));
+}
+
+static struct weir_pipeline *make_pipeline(unsigned cores)
+{
+	struct weir_pipeline_config cfg;
+	struct weir_pipeline *p;
+
+	weir_pipeline_config_init(&cfg);
+	if (cores > cfg.runtime.cores)
+		cores = cfg.runtime.cores;
+	cfg.runtime.cores = cores;
+	cfg.state_bytes_max = 64u << 20;
+	cr_assert_eq(weir_pipeline_create(&cfg, &p), 0, "%s", weir_last_error());
+	return p;
+}
+
+/* ---- generator: each index exactly once ---- */
+
+#define GEN_COUNT 100003u
+static _Atomic uint32_t seen[GEN_COUNT];
+
+static void make_index(uint64_t i, uint64_t seed, void *rec, int64_t *ts,
+		       void *arg)
+{
+	(void)seed;
+	(void)arg;
+	memcpy(rec, &i, sizeof(i));
+	*ts = 0;
+}
+
+static int count_index(struct weir_ctx *c, const void *rec, void *arg)
+{
+	uint64_t i;
+
+	(void)c;
+	(void)arg;
+	memcpy(&i, rec, sizeof(i));
+	if (i >= GEN_COUNT)
+		return -ERANGE;
+	atomic_fetch_add(&seen[i], 1);
+	return 0;
+}
+
+static void run_generator(unsigned cores, uint64_t rate)
+{
+	struct weir_generator g = { .count = GEN_COUNT, .rate = rate,
+		.record_size = sizeof(uint64_t), .make = make_index };
+	struct weir_pipeline *p = make_pipeline(cores);
+	struct weir_stream *s;
+
+	memset(seen, 0, sizeof(seen));
+	cr_assert_eq(weir_source_generator(p, &g, &s), 0);
+	cr_assert_eq(weir_sink_callback(p, s, count_index, NULL), 0);
+	cr_assert_eq(weir_pipeline_run(p), 0, "%s", weir_last_error());
+	for (uint32_t i = 0; i < GEN_COUNT; i++)
+		cr_assert_eq(seen[i], 1, "index %u seen %u times", i, seen[i]);
+	weir_pipeline_destroy(p);
+}
+
+Test(generator, every_index_once_on_1_core) { run_generator(1, 0); }
+Test(generator, every_index_once_on_2_cores) { run_generator(2, 0); }
+
+Test(generator, paced_run_takes_count_over_rate)
+{
+	struct timespec a, b;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	run_generator(2, GEN_COUNT * 4); /* 0.25 s */
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	double s = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9;
+	cr_assert(s >= 0.2, "paced run took %.3f s, expected >= 0.2", s);
+}
+
+/* ---- stateless chain + key_by ownership ---- */
+
+struct chain_out {
+	_Atomic uint64_t sum_by_key[NKEYS];
+	_Atomic uint64_t count_by_key[NKEYS];
+	_Atomic int core_of_key[NKEYS]; /* -1 unseen */
+	_Atomic int wrong_core;
+	unsigned cores;
+};
+
+static int times_three(struct weir_ctx *c, const void *in, void *out, void *arg)
+{
+	struct kv r = *(const struct kv *)in;
+
+	(void)c;
+	(void)arg;
+	r.value *= 3;
+	memcpy(out, &r, sizeof(r));
+	return 0;
+}
+
+static bool odd_only(struct weir_ctx *c, const void *in, void *arg)
+{
+	(void)c;
+	(void)arg;
+	return ((const struct kv *)in)->value % 2 != 0;
+}
+
+static int twice(struct weir_ctx *c, const void *in, void *arg)
+{
+	(void)arg;
+	int err = weir_emit(c, in);
+	return err ? err : weir_emit(c, in);
+}
+
+static int check_owner(struct weir_ctx *c, const void *rec, void *arg)
+{
+	struct chain_out *o = arg;
+	const struct kv *r = rec;
+	int expect = -1;
+	int core = (int)weir_ctx_core(c);
+	uint32_t kg = weir_key_group(&r->key, sizeof(r->key),
+				     WEIR_KEY_GROUPS_DEFAULT);
+
+	if (core != (int)weir_key_group_owner(kg, WEIR_KEY_GROUPS_DEFAULT,
+					      weir_ctx_cores(c)))
+		o->wrong_core = 1;
+	if (!atomic_compare_exchange_strong(&o->core_of_key[r->key], &expect,
+					    core) && expect != core)
+		o->wrong_core = 1;
+	atomic_fetch_add(&o->sum_by_key[r->key], (uint64_t)r->value);
+	atomic_fetch_add(&o->count_by_key[r->key], 1);
+	return 0;
+}
+
+static void run_chain(unsigned cores, struct chain_out *o)
+{
+	struct weir_generator g = { .count = 50000, .seed = 7,
+		.record_size = sizeof(struct kv), .make = make_kv };
+	struct weir_pipeline *p = make_pipeline(cores);
+	struct weir_stream *s, *m, *f, *fm, *k;
+
+	memset(o, 0, sizeof(*o));
+	for (unsigned i = 0; i < NKEYS; i++)
+		o->core_of_key[i] = -1;
+	cr_assert_eq(weir_source_generator(p, &g, &s), 0);
+	cr_assert_eq(weir_map(p, s, times_three, sizeof(struct kv), NULL, &m), 0);
+	cr_assert_eq(weir_filter(p, m, odd_only, NULL, &f), 0);
+	cr_assert_eq(weir_flat_map(p, f, twice, sizeof(struct kv), 2, NULL, &fm), 0);
+	cr_assert_eq(weir_key_by(p, fm, key_of, sizeof(uint64_t), NULL, &k), 0);
+	cr_assert_eq(weir_sink_callback(p, k, check_owner, o), 0);
+	cr_assert_eq(weir_pipeline_run(p), 0, "%s", weir_last_error());
+	weir_pipeline_destroy(p);
+}
+
+Test(pipeline, stateless_chain_and_key_by_match_the_model)
+{
+	static struct chain_out one, two;
+	uint64_t sum[NKEYS] = { 0 }, count[NKEYS] = { 0 };
+
+	for (uint64_t i = 0; i < 50000; i++) {
+		struct kv r;
+		int64_t ts;
+		make_kv(i, 7, &r, &ts, NULL);
+		r.value *= 3;
+		if (r.value % 2 == 0)
+			continue;
+		sum[r.key] += 2 * (uint64_t)r.value;
+		count[r.key] += 2;
+	}
+	run_chain(1, &one);
+	run_chain(2, &two);
+	cr_assert_eq(one.wrong_core, 0);
+	cr_assert_eq(two.wrong_core, 0, "a key was processed off its owner");
+	for (unsigned k = 0; k < NKEYS; k++) {
+		cr_assert_eq(one.sum_by_key[k], sum[k], "key %u", k);
+		cr_assert_eq(two.sum_by_key[k], sum[k], "key %u", k);
+		cr_assert_eq(two.count_by_key[k], count[k], "key %u", k);
+	}
+}
+
+/* ---- keyed state ---- */
+
+static int count_in_value_state(struct weir_ctx *c, const void *rec, void *arg)
+{
+	struct kv out = *(const struct kv *)rec;
+	int64_t *v;
+	int err = weir_value_update(c, 0, (void **)&v, NULL);
+
+	(void)arg;
+	if (err)
+		return err;
+	*v += out.value;
+	out.value = *v;
+	return weir_emit(c, &out);
+}
+
+struct final_sums {
+	_Atomic int64_t last[NKEYS]; /* largest running value seen */
+	_Atomic uint64_t rows;
+};
+
+static int keep_max(struct weir_ctx *c, const void *rec, void *arg)
+{
+	struct final_sums *f = arg;
+	const struct kv *r = rec;
+	int64_t cur = f->last[r->key];
+
+	(void)c;
+	while (r->value > cur &&
+	       !atomic_compare_exchange_weak(&f->last[r->key], &cur, r->value))
+		;
+	atomic_fetch_add(&f->rows, 1);
+	return 0;
+}
+
+static void run_value_state(unsigned cores, struct final_sums *f)
+{
+	static const struct weir_state_desc sum = {
+		.name = "sum", .kind = WEIR_STATE_VALUE,
+		.value_size = sizeof(int64_t) };
+	struct weir_process_spec spec = { .name = "sum",
+		.process = count_in_value_state, .out_size = sizeof(struct kv),
+		.states = &sum, .nstates = 1 };
+	struct weir_generator g = { .count = 40000, .seed = 3,
+		.record_size = sizeof(struct kv), .make = make_kv };
+	struct weir_pipeline *p = make_pipeline(cores);
+	struct weir_stream *s, *k, *o;
+
+	memset(f, 0, sizeof(*f));
+	cr_assert_eq(weir_source_generator(p, &g, &s), 0);
+	cr_assert_eq(weir_key_by(p, s, key_of, sizeof(uint64_t), NULL, &k), 0);
+	cr_assert_eq(weir_process(p, k, &spec, &o), 0, "%s", weir_last_error());
+	cr_assert_eq(weir_sink_callback(p, o, keep_max, f), 0);
+	cr_assert_eq(weir_pipeline_run(p), 0, "%s", weir_last_error());
+	weir_pipeline_destroy(p);
+}
+
+Test(pipeline, value_state_same_results_on_1_and_2_cores)
+{
+	static struct final_sums one, two;
+	int64_t model[NKEYS] = { 0 };
+
+	for (uint64_t i = 0; i < 40000; i++) {
+		struct kv r;
+		int64_t ts;
+		make_kv(i, 3, &r, &ts, NULL);
+		model[r.key] += r.value;
+	}
+	run_value_state(1, &one);
+	run_value_state(2, &two);
+	cr_assert_eq(one.rows, 40000);
+	cr_assert_eq(two.rows, 40000);
+	for (unsigned k = 0; k < NKEYS; k++) {
+		cr_assert_eq(one.last[k], model[k], "key %u", k);
+		cr_assert_eq(two.last[k], model[k], "key %u", k);
+	}
+}
+
+/* ---- file sink ---- */
+
+static int format_kv(const void *rec, char *buf, size_t cap, void *arg)
+{
+	const struct kv *r = rec;
+	int n = snprintf(buf, cap, "%llu,%lld\n", (unsigned long long)r->key,
+			 (long long)r->value);
+
+	(void)arg;
+	return n < 0 || (size_t)n >= cap ? -ENOSPC : n;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+
+	if (f == NULL)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	*len = (size_t)ftell(f);
+	rewind(f);
+	buf = malloc(*len + 1);
+	cr_assert_eq(fread(buf, 1, *len, f), *len);
+	buf[*len] = '\0';
+	fclose(f);
+	return buf;
+}
+
+Test(pipeline, file_sink_writes_every_record_once_then_renames)
+{
+	struct weir_generator g = { .count = 200000, .seed = 11,
+		.record_size = sizeof(struct kv), .make = make_kv };
+	char dir[] = "/tmp/weir-sink-XXXXXX", path[256], tmp[300];
+	struct weir_file_sink fs = { .path = path, .header = "key,value\n",
+		.format = format_kv };
+	struct weir_pipeline *p = make_pipeline(2);
+	struct weir_stream *s;
+	uint64_t rows = 0, sum = 0, model = 0;
+	size_t len;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/out.csv", dir);
+	snprintf(tmp, sizeof(tmp), "%s.inprogress", path);
+	cr_assert_eq(weir_source_generator(p, &g, &s), 0);
+	cr_assert_eq(weir_sink_file(p, s, &fs), 0, "%s", weir_last_error());
+	cr_assert_eq(weir_pipeline_run(p), 0, "%s", weir_last_error());
+	weir_pipeline_destroy(p);
+	cr_assert_eq(access(tmp, F_OK), -1, "in-progress file left behind");
+	char *text = slurp(path, &len);
+	cr_assert_not_null(text, "no output file at %s", path);
+	cr_assert_eq(strncmp(text, "key,value\n", 10), 0);
+	for (char *line = strchr(text, '\n') + 1; *line; line = strchr(line, '\n') + 1) {
+		unsigned long long k;
+		long long v;
+		cr_assert_eq(sscanf(line, "%llu,%lld", &k, &v), 2);
+		rows++;
+		sum += (uint64_t)v;
+	}
+	for (uint64_t i = 0; i < 200000; i++) {
+		struct kv r;
+		int64_t ts;
+		make_kv(i, 11, &r, &ts, NULL);
+		model += (uint64_t)r.value;
+	}
+	cr_assert_eq(rows, 200000);
+	cr_assert_eq(sum, model);
+	free(text);
+	unlink(path);
+	rmdir(dir);
+}
+
+static int fail_at_1000(struct weir_ctx *c, const void *in, void *out, void *arg)
+{
+	(void)c;
+	(void)arg;
+	memcpy(out, in, sizeof(struct kv));
+	return ((const struct kv *)in)->value == 1000 ? -EIO : 0;
+}
+
+Test(pipeline, failed_job_leaves_no_complete_looking_file)
+{
+	struct weir_generator g = { .count = 100000, .seed = 5,
+		.record_size = sizeof(struct kv), .make = make_kv };
+	char dir[] = "/tmp/weir-sink-XXXXXX", path[256], tmp[300];
+	struct weir_file_sink fs = { .path = path, .format = format_kv };
+	struct weir_pipeline *p = make_pipeline(2);
+	struct weir_stream *s, *m;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/out.csv", dir);
+	snprintf(tmp, sizeof(tmp), "%s.inprogress", path);
+	cr_assert_eq(weir_source_generator(p, &g, &s), 0);
+	cr_assert_eq(weir_map(p, s, fail_at_1000, sizeof(struct kv), NULL, &m), 0);
+	cr_assert_eq(weir_sink_file(p, m, &fs), 0);
+	cr_assert_eq(weir_pipeline_run(p), -EIO);
+	weir_pipeline_destroy(p);
+	cr_assert_eq(access(path, F_OK), -1, "a failed job left %s", path);
+	unlink(tmp);
+	rmdir(dir);
+}
+
+/* ---- bad input ---- */
+
+Test(pipeline, bad_input_is_einval_with_a_message)
+{
+	struct weir_pipeline_config cfg;
+	struct weir_pipeline *p;
+	struct weir_stream *s, *k, *o;
+	struct weir_generator g = { .count = 1, .record_size = sizeof(struct kv),
+		.make = make_kv };
+	struct weir_state_desc zero = { .name = "z", .kind = WEIR_STATE_VALUE };
+	struct weir_process_spec spec = { .name = "p",
+		.process = count_in_value_state, .out_size = 16,
+		.states = &zero, .nstates = 1 };
+
+	weir_pipeline_config_init(&cfg);
+	cfg.key_groups = 1000;
+	cr_assert_eq(weir_pipeline_create(&cfg, &p), -EINVAL);
+	cr_assert(strstr(weir_last_error(), "1000") != NULL);
+
+	p = make_pipeline(1);
+	g.record_size = 0;
+	cr_assert_eq(weir_source_generator(p, &g, &s), -EINVAL);
+	g.record_size = sizeof(struct kv);
+	cr_assert_eq(weir_source_generator(p, &g, &s), 0);
+	cr_assert_eq(weir_key_by(p, s, key_of, 0, NULL, &k), -EINVAL);
+	cr_assert_eq(weir_key_by(p, s, key_of, WEIR_KEY_SIZE_MAX + 1, NULL, &k),
+		     -EINVAL);
+	cr_assert(strstr(weir_last_error(), "65") != NULL, "%s", weir_last_error());
+	spec.process = count_in_value_state;
+	cr_assert_eq(weir_process(p, s, &spec, &o), -EINVAL, "unkeyed input");
+	cr_assert_eq(weir_key_by(p, s, key_of, 8, NULL, &k), 0);
+	cr_assert_eq(weir_process(p, k, &spec, &o), -EINVAL, "state size 0");
+	cr_assert(strstr(weir_last_error(), "value size 0") != NULL, "%s",
+		  weir_last_error());
+	weir_pipeline_destroy(p);
+	weir_pipeline_destroy(NULL);
+}
