@@ -172,6 +172,8 @@ static int deliver(struct wr_exec *x, const struct weir_stream *n,
 	case WR_NODE_FILTER:
 		rc = call_user(x, n, rec, ts); /* bool: keep the record? */
 		return rc ? wr_emit_down(x, n, rec, ts) : 0;
+	case WR_NODE_SIDE:
+		return wr_emit_down(x, n, rec, ts);
 	default:
 		return call_user(x, n, rec, ts);
 	}
@@ -289,9 +291,12 @@ static bool all_ended(const struct wr_exec *x)
 {
 	if (x->sources_live > 0)
 		return false;
+	/* Every edge ended both ways, and every event timer behind it fired
+	 * (the final watermark fires every window). */
 	for (unsigned e = 0; e < x->p->nedges; e++)
 		if (x->edges[e].ends_sent < x->n ||
-		    x->edges[e].ends_received < x->n)
+		    x->edges[e].ends_received < x->n ||
+		    x->edges[e].fired_upto != WEIR_TS_MAX)
 			return false;
 	return true;
 }

@@ -310,6 +310,8 @@ static uint32_t compute_amp(struct weir_stream *n)
 		uint32_t a = compute_amp(n->down[i]);
 		sum = sum + a > WR_OUTBUF_CAP + 1 ? WR_OUTBUF_CAP + 1 : sum + a;
 	}
+	if (n->side != NULL)
+		sum += compute_amp(n->side);
 	uint64_t amp = (uint64_t)sum * n->max_out;
 	/* At least 1, so batch sizes can divide by it (a sink emits none). */
 	n->amp = amp == 0 ? 1

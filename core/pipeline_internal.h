@@ -47,6 +47,7 @@ enum wr_node_kind {
 	WR_NODE_KEY_BY,
 	WR_NODE_PROCESS,
 	WR_NODE_SINK,
+	WR_NODE_SIDE,  /* a side output: passes on what its parent sends it */
 };
 
 struct wr_envelope {
@@ -87,6 +88,7 @@ struct weir_stream {
 	struct weir_stream *up;
 	struct weir_stream *down[WR_FANOUT_MAX];
 	unsigned ndown;
+	struct weir_stream *side; /* side output (late records), or NULL */
 	void *arg;
 	union {
 		struct weir_source_ops source;

@@ -353,11 +353,14 @@ static bool inputs_pending(const struct weir_worker *w)
 }
 
 /*
- * Dekker handshake with wake(): we publish sleeping = 1, then re-check the
- * inputs; the producer publishes its records, then checks sleeping.  With
- * a seq_cst fence on both sides at least one of us sees the other's store,
- * so a record is never left behind a sleeping consumer.  The timeout bounds
- * the sleep anyway (sources other than rings, e.g. a paced generator).
+ * Dekker handshake with wake(), without fences (TSan cannot check those):
+ * both sides do a seq_cst read-modify-write of `sleeping`.  The two RMWs are
+ * ordered; if the producer's comes second it reads 1 and writes the
+ * eventfd; if it comes first, the consumer's exchange reads from it, so the
+ * producer's records (published before its RMW) are visible to the
+ * consumer's re-check.  Either way no record is stranded.  The timeout
+ * bounds the sleep anyway (sources other than rings, e.g. a paced
+ * generator).
  */
 static void sleep_on_eventfd(struct weir_worker *w)
 {
@@ -366,8 +369,8 @@ static void sleep_on_eventfd(struct weir_worker *w)
 	struct pollfd pfd = { .fd = w->efd, .events = POLLIN };
 	uint64_t v;
 
-	atomic_store_explicit(&w->sleeping, 1, memory_order_relaxed);
-	atomic_thread_fence(memory_order_seq_cst); /* pairs with wake() */
+	/* Pairs with the fetch_add in wake(). */
+	atomic_exchange_explicit(&w->sleeping, 1, memory_order_seq_cst);
 	if (!inputs_pending(w) && !weir_runtime_stopping(w->rt))
 		(void)ppoll(&pfd, 1, &ts, NULL);
 	(void)!read(w->efd, &v, sizeof(v));
@@ -378,8 +381,8 @@ static void wake(struct weir_worker *to)
 {
 	uint64_t one = 1;
 
-	atomic_thread_fence(memory_order_seq_cst); /* pairs with sleep */
-	if (atomic_load_explicit(&to->sleeping, memory_order_relaxed))
+	/* Pairs with the exchange in sleep_on_eventfd(). */
+	if (atomic_fetch_add_explicit(&to->sleeping, 0, memory_order_seq_cst))
 		(void)!write(to->efd, &one, sizeof(one));
 }
 

@@ -121,7 +121,7 @@ int wr_time_fire(struct wr_exec *x)
 			err = fire_domain(x, n, WEIR_PROCESSING_TIME, x->now_ms);
 		if (err)
 			return err;
-		if (wr_timers_next_ts(t, WEIR_EVENT_TIME) <= wm)
+		if (wr_timers_due(t, WEIR_EVENT_TIME, wm))
 			behind[n->stage_edge] = true; /* more next tick */
 	}
 	for (unsigned e = 0; e < x->p->nedges; e++)

@@ -247,6 +247,13 @@ int64_t wr_timers_next_ts(const struct wr_timers *t, int domain)
 	return h->n ? entry_ts(t, h, 0) : INT64_MAX;
 }
 
+bool wr_timers_due(const struct wr_timers *t, int domain, int64_t upto)
+{
+	const struct heap *h = &t->heap[domain];
+
+	return h->n > 0 && entry_ts(t, h, 0) <= upto;
+}
+
 /* Remove the heap top into t->popped. */
 static int pop_top(struct wr_timers *t, struct heap *h)
 {

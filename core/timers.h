@@ -51,6 +51,9 @@ int wr_timers_delete(struct wr_timers *t, int domain, int64_t ts,
 		     const void *key);
 /* The earliest live-or-deleted heap entry's ts, or INT64_MAX if none. */
 int64_t wr_timers_next_ts(const struct wr_timers *t, int domain);
+/* Is a heap entry (live or deleted) at or before upto?  (next_ts cannot
+ * say: INT64_MAX is both "none" and a valid upto.) */
+bool wr_timers_due(const struct wr_timers *t, int domain, int64_t upto);
 /*
  * Pop the next timer with ts <= upto into *out: 1 found, 0 none due (or
  * budget spent: *budget is decremented per heap entry examined).

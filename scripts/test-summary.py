@@ -15,7 +15,13 @@ TAP = re.compile(r"^(not ok|ok)\b(.*)$")
 
 def count(build_dir):
     passed = failed = skipped = 0
-    with open(f"{build_dir}/meson-logs/testlog.json") as f:
+    path = f"{build_dir}/meson-logs/testlog.json"
+    try:
+        f = open(path)
+    except OSError:
+        print(f"test-summary: no test log in {build_dir} (build failed?)", file=sys.stderr)
+        return 0, 1, 0
+    with f:
         for line in f:
             t = json.loads(line)
             p = fl = s = 0

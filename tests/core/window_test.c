@@ -1,0 +1,482 @@
+/*
+ * window_test.c — event time, timers and windows through the pipeline API,
+ * checked against brute-force models on random input.
+ *
+ * Test plan:
+ *   - timers: random event-time timers per key fire once each, in
+ *     timestamp order per core, deleted ones never; a processing-time timer
+ *     fires; registering the same timer twice fires it once.
+ *   - tumbling and sliding windows (sum and count) on shuffled input within
+ *     the out-of-orderness bound: the last row of every window equals the
+ *     model, on 1 and 2 cores, and no record is late.
+ *   - session windows: every model session appears with its exact count
+ *     and sum; any other row is an earlier partial of a model session.
+ *   - late records: after the watermark has passed a window (plus the
+ *     allowed lateness), a record for it is counted and goes to the late
+ *     stream; within the allowed lateness it updates the window instead.
+ *   - bad specs: zero size, zero gap, a slide that does not divide the
+ *     size, negative lateness -> -EINVAL naming the value.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "weir/window.h"
+
+struct ev {
+	uint32_t key;
+	uint32_t pad;
+	int64_t value;
+	int64_t ts;
+};
+
+struct row {
+	uint32_t key;
+	uint32_t pad;
+	int64_t start, end;
+	int64_t count, sum;
+};
+
+#define NEV 20000u
+#define NKEY 13u
+#define OOO 50
+
+static struct ev evs[NEV];
+
+static uint64_t rng_state = 88172645463325252ull;
+static uint64_t rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+/* Timestamps base_i + jitter: base increases by up to step_max, jitter is
+ * below OOO / 2, so the stream is out of order by less than OOO and no
+ * record is late. */
+static void make_events(int64_t step_max)
+{
+	int64_t base = 1000;
+
+	for (unsigned i = 0; i < NEV; i++) {
+		base += (int64_t)(rnd() % (uint64_t)(step_max + 1));
+		evs[i] = (struct ev){ (uint32_t)(rnd() % NKEY), 0,
+				      (int64_t)(rnd() % 100),
+				      base + (int64_t)(rnd() % (OOO / 2)) };
+	}
+}
+
+/* ---- an array source: split s takes events s, s + n, ... ---- */
+
+struct arr_src {
+	const struct ev *ev;
+	unsigned count;
+	unsigned pos[WEIR_CORES_MAX];
+	unsigned step[WEIR_CORES_MAX];
+};
+
+static int arr_open(struct weir_ctx *c, unsigned split, unsigned splits,
+		    void *arg)
+{
+	struct arr_src *a = arg;
+
+	(void)c;
+	a->pos[split] = split;
+	a->step[split] = splits;
+	return 0;
+}
+
+static int arr_next(struct weir_ctx *c, void *recs, int64_t *ts,
+		    unsigned max, void *arg)
+{
+	struct arr_src *a = arg;
+	unsigned me = weir_ctx_core(c), n = 0;
+
+	while (n < max && a->pos[me] < a->count) {
+		const struct ev *e = &a->ev[a->pos[me]];
+		memcpy((struct ev *)recs + n, e, sizeof(*e));
+		ts[n++] = e->ts;
+		a->pos[me] += a->step[me];
+	}
+	return n ? (int)n : WEIR_SOURCE_END;
+}
+
+static void key_of(const void *rec, void *key, void *arg)
+{
+	(void)arg;
+	memcpy(key, &((const struct ev *)rec)->key, 4);
+}
+
+static struct weir_pipeline *pipeline(unsigned cores)
+{
+	struct weir_pipeline_config cfg;
+	struct weir_pipeline *p;
+
+	weir_pipeline_config_init(&cfg);
+	cfg.runtime.cores = cores < cfg.runtime.cores ? cores : cfg.runtime.cores;
+	cfg.state_bytes_max = 64u << 20;
+	cr_assert_eq(weir_pipeline_create(&cfg, &p), 0);
+	return p;
+}
+
+static struct weir_stream *keyed_events(struct weir_pipeline *p,
+					struct arr_src *a,
+					const struct weir_source_ops *ops)
+{
+	static const struct weir_source_ops def = { .open = arr_open,
+						    .next = arr_next };
+	struct weir_stream *s, *k;
+
+	cr_assert_eq(weir_source(p, "events", ops ? ops : &def,
+				 sizeof(struct ev), a, &s), 0);
+	cr_assert_eq(weir_watermarks(p, s, OOO, 0), 0);
+	cr_assert_eq(weir_key_by(p, s, key_of, 4, NULL, &k), 0);
+	return k;
+}
+
+/* ---- windows: aggregation and output ---- */
+
+struct acc {
+	int64_t count, sum;
+};
+
+static void acc_create(void *acc, void *arg)
+{
+	(void)arg;
+	memset(acc, 0, sizeof(struct acc));
+}
+
+static void acc_add(void *acc, const void *in, void *arg)
+{
+	struct acc *a = acc;
+
+	(void)arg;
+	a->count++;
+	a->sum += ((const struct ev *)in)->value;
+}
+
+static void acc_merge(void *acc, const void *other, void *arg)
+{
+	struct acc *a = acc;
+	const struct acc *b = other;
+
+	(void)arg;
+	a->count += b->count;
+	a->sum += b->sum;
+}
+
+static void to_row(const void *key, int64_t start, int64_t end,
+		   const void *acc, void *out, void *arg)
+{
+	const struct acc *a = acc;
+	struct row r = { 0 };
+
+	(void)arg;
+	memcpy(&r.key, key, 4);
+	r.start = start;
+	r.end = end;
+	r.count = a->count;
+	r.sum = a->sum;
+	memcpy(out, &r, sizeof(r));
+}
+
+static const struct weir_aggregate_ops agg = {
+	.create = acc_create, .add = acc_add, .merge = acc_merge,
+	.acc_size = sizeof(struct acc) };
+
+#define ROWS_MAX 400000u
+struct rows {
+	struct row r[ROWS_MAX];
+	_Atomic unsigned n;
+	_Atomic unsigned late;
+};
+
+static int collect_row(struct weir_ctx *c, const void *rec, void *arg)
+{
+	struct rows *rs = arg;
+	unsigned i = atomic_fetch_add(&rs->n, 1);
+
+	(void)c;
+	if (i >= ROWS_MAX)
+		return -ENOSPC;
+	memcpy(&rs->r[i], rec, sizeof(struct row));
+	return 0;
+}
+
+static int count_late(struct weir_ctx *c, const void *rec, void *arg)
+{
+	struct rows *rs = arg;
+
+	(void)c;
+	(void)rec;
+	rs->late++;
+	return 0;
+}
+
+static void run_windows(unsigned cores, const struct weir_window_spec *spec,
+			struct rows *rs, const struct weir_source_ops *ops,
+			struct arr_src *src, uint64_t *late_count)
+{
+	struct weir_pipeline *p = pipeline(cores);
+	struct weir_stream *k, *out, *late;
+
+	memset(rs, 0, sizeof(*rs));
+	k = keyed_events(p, src, ops);
+	cr_assert_eq(weir_window(p, k, spec, &out, &late), 0, "%s",
+		     weir_last_error());
+	cr_assert_eq(weir_sink_callback(p, out, collect_row, rs), 0);
+	cr_assert_eq(weir_sink_callback(p, late, count_late, rs), 0);
+	cr_assert_eq(weir_pipeline_run(p), 0, "%s", weir_last_error());
+	*late_count = weir_window_late_records(out);
+	weir_pipeline_destroy(p);
+}
+
+static int cmp_row(const void *a, const void *b)
+{
+	const struct row *x = a, *y = b;
+
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	if (x->start != y->start)
+		return x->start < y->start ? -1 : 1;
+	return (x->pad > y->pad) - (x->pad < y->pad); /* emission order */
+}
+
+/* Sort rows by (key, start, emission) and keep the last of each window. */
+static unsigned final_rows(struct rows *rs)
+{
+	unsigned n = rs->n, m = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		rs->r[i].pad = i;
+	qsort(rs->r, n, sizeof(rs->r[0]), cmp_row);
+	for (unsigned i = 0; i < n; i++) {
+		if (i + 1 < n && rs->r[i + 1].key == rs->r[i].key &&
+		    rs->r[i + 1].start == rs->r[i].start)
+			continue;
+		rs->r[m++] = rs->r[i];
+	}
+	return m;
+}
+
+static struct rows rows_a, rows_b;
+static struct acc model[NKEY][8192];
+
+static void check_fixed(int64_t size, int64_t slide, unsigned cores)
+{
+	struct weir_window_spec spec = { .name = "w",
+		.kind = slide == size ? WEIR_WINDOW_TUMBLING : WEIR_WINDOW_SLIDING,
+		.size_ms = size, .slide_ms = slide, .agg = &agg,
+		.output = to_row, .out_size = sizeof(struct row) };
+	struct arr_src src = { .ev = evs, .count = NEV };
+	uint64_t late;
+	unsigned nwin = 0, m;
+
+	memset(model, 0, sizeof(model));
+	for (unsigned i = 0; i < NEV; i++)
+		for (int64_t s = evs[i].ts / slide * slide; s > evs[i].ts - size;
+		     s -= slide) {
+			struct acc *a = &model[evs[i].key][s / slide];
+			a->count++;
+			a->sum += evs[i].value;
+		}
+	run_windows(cores, &spec, &rows_a, NULL, &src, &late);
+	cr_assert_eq(late, 0, "%llu late records", (unsigned long long)late);
+	m = final_rows(&rows_a);
+	for (unsigned i = 0; i < m; i++) {
+		const struct row *r = &rows_a.r[i];
+		const struct acc *a = &model[r->key][r->start / slide];
+		cr_assert_eq(r->end, r->start + size);
+		cr_assert_eq(r->count, a->count, "key %u [%lld,+%lld): count %lld"
+			     " != %lld", r->key, (long long)r->start,
+			     (long long)size, (long long)r->count,
+			     (long long)a->count);
+		cr_assert_eq(r->sum, a->sum, "key %u window %lld", r->key,
+			     (long long)r->start);
+	}
+	for (unsigned k = 0; k < NKEY; k++)
+		for (unsigned w = 0; w < 8192; w++)
+			nwin += model[k][w].count > 0;
+	cr_assert_eq(m, nwin, "%u windows emitted, model has %u", m, nwin);
+}
+
+Test(window, tumbling_matches_model_on_1_core)
+{
+	make_events(4);
+	check_fixed(100, 100, 1);
+}
+
+Test(window, tumbling_matches_model_on_2_cores)
+{
+	make_events(4);
+	check_fixed(100, 100, 2);
+}
+
+Test(window, sliding_matches_model_on_2_cores)
+{
+	make_events(4);
+	check_fixed(100, 25, 2);
+}
+
+/* ---- sessions ---- */
+
+#define GAP 30
+
+Test(window, session_windows_match_model)
+{
+	struct weir_window_spec spec = { .name = "s",
+		.kind = WEIR_WINDOW_SESSION, .gap_ms = GAP,
+		.allowed_lateness_ms = 4 * OOO, .agg = &agg,
+		.output = to_row, .out_size = sizeof(struct row) };
+	struct arr_src src = { .ev = evs, .count = NEV };
+	static int64_t ts_of[NKEY][NEV];
+	static int64_t val_of[NKEY][NEV];
+	unsigned cnt[NKEY] = { 0 }, m;
+	uint64_t late;
+
+	make_events(12); /* sparse enough for several sessions per key */
+	for (unsigned i = 0; i < NEV; i++) {
+		unsigned k = evs[i].key, j = cnt[k]++;
+		/* insertion into per-key ts order */
+		while (j > 0 && ts_of[k][j - 1] > evs[i].ts) {
+			ts_of[k][j] = ts_of[k][j - 1];
+			val_of[k][j] = val_of[k][j - 1];
+			j--;
+		}
+		ts_of[k][j] = evs[i].ts;
+		val_of[k][j] = evs[i].value;
+	}
+	run_windows(2, &spec, &rows_b, NULL, &src, &late);
+	cr_assert_eq(late, 0);
+	m = final_rows(&rows_b);
+	unsigned sessions = 0;
+	for (unsigned k = 0; k < NKEY; k++) {
+		for (unsigned i = 0; i < cnt[k];) {
+			struct row want = { .key = k, .start = ts_of[k][i] };
+			int64_t end = ts_of[k][i] + GAP;
+			for (; i < cnt[k] && ts_of[k][i] <= end; i++) {
+				want.count++;
+				want.sum += val_of[k][i];
+				if (ts_of[k][i] + GAP > end)
+					end = ts_of[k][i] + GAP;
+			}
+			const struct row *got = NULL;
+			for (unsigned r = 0; r < m && got == NULL; r++)
+				if (rows_b.r[r].key == k &&
+				    rows_b.r[r].start == want.start &&
+				    rows_b.r[r].end == end)
+					got = &rows_b.r[r];
+			if (got == NULL) {
+				for (unsigned r = 0; r < m; r++)
+					if (rows_b.r[r].key == k &&
+					    rows_b.r[r].end > want.start - 100 &&
+					    rows_b.r[r].start < end + 100)
+						cr_log_error("near: [%lld,%lld) n=%lld",
+							(long long)rows_b.r[r].start,
+							(long long)rows_b.r[r].end,
+							(long long)rows_b.r[r].count);
+			}
+			cr_assert_not_null(got, "session key %u [%lld,%lld) n=%lld missing",
+					   k, (long long)want.start, (long long)end,
+					   (long long)want.count);
+			cr_assert_eq(got->count, want.count);
+			cr_assert_eq(got->sum, want.sum);
+			sessions++;
+		}
+	}
+	cr_assert_geq(m, sessions);
+	cr_assert_gt(sessions, NKEY * 2, "too few sessions to test merging");
+}
+
+/* ---- late records ---- */
+
+/* Split 0 only: 1000 on-time records up to ts 10000, then a 150 ms pause
+ * (watermarks get through), then a late record (ts 100), a record inside
+ * the allowed lateness of the window [9900, 10000) -- whose watermark
+ * 10000 - 50 - 1 = 9949 has not passed 9999 + 0 ... so use window
+ * [9800, 9900) -- and a final on-time one. */
+static int paused_next(struct weir_ctx *c, void *recs, int64_t *ts,
+		       unsigned max, void *arg)
+{
+	static _Thread_local struct timespec pause_from;
+	struct arr_src *a = arg;
+	struct timespec now;
+
+	if (weir_ctx_core(c) == 0 && a->pos[0] == 1000) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (pause_from.tv_sec == 0)
+			pause_from = now;
+		double ms = (now.tv_sec - pause_from.tv_sec) * 1e3 +
+			    (now.tv_nsec - pause_from.tv_nsec) / 1e6;
+		if (ms < 150)
+			return 0;
+	}
+	if (max > 1)
+		max = 1;
+	return arr_next(c, recs, ts, max, arg);
+}
+
+Test(window, late_records_are_counted_and_side_output)
+{
+	static const struct weir_source_ops ops = { .open = arr_open,
+						    .next = paused_next };
+	static struct ev seq[1003];
+	struct weir_window_spec spec = { .name = "t",
+		.kind = WEIR_WINDOW_TUMBLING, .size_ms = 100,
+		.allowed_lateness_ms = 100, .agg = &agg, .output = to_row,
+		.out_size = sizeof(struct row) };
+	struct arr_src src = { .ev = seq, .count = 1003 };
+	uint64_t late;
+
+	for (unsigned i = 0; i < 1000; i++)
+		seq[i] = (struct ev){ 1, 0, 1, 10 + 10 * (int64_t)i };
+	/* watermark now 10000 - 50 - 1 = 9949 */
+	seq[1000] = (struct ev){ 1, 0, 7, 100 };   /* [100,200): purged */
+	seq[1001] = (struct ev){ 1, 0, 5, 9850 };  /* [9800,9900): fired at
+						      9899, kept to 9999 */
+	seq[1002] = (struct ev){ 1, 0, 1, 20000 }; /* on time */
+	run_windows(1, &spec, &rows_a, &ops, &src, &late);
+	cr_assert_eq(late, 1, "late count %llu", (unsigned long long)late);
+	cr_assert_eq(rows_a.late, 1, "late stream got %u", rows_a.late);
+	unsigned m = final_rows(&rows_a);
+	const struct row *r = NULL;
+	for (unsigned i = 0; i < m; i++)
+		if (rows_a.r[i].start == 9800)
+			r = &rows_a.r[i];
+	cr_assert_not_null(r);
+	cr_assert_eq(r->count, 11, "allowed-late record not added: %lld",
+		     (long long)r->count);
+	cr_assert_eq(r->sum, 15);
+}
+
+/* ---- bad specs ---- */
+
+Test(window, bad_specs_are_einval)
+{
+	struct weir_pipeline *p = pipeline(1);
+	struct arr_src src = { .ev = evs, .count = 0 };
+	struct weir_stream *k = keyed_events(p, &src, NULL), *out;
+	struct weir_window_spec s = { .name = "bad", .kind = WEIR_WINDOW_TUMBLING,
+		.agg = &agg, .output = to_row, .out_size = sizeof(struct row) };
+
+	cr_assert_eq(weir_window(p, k, &s, &out, NULL), -EINVAL);
+	cr_assert(strstr(weir_last_error(), "size 0") != NULL, "%s",
+		  weir_last_error());
+	s.kind = WEIR_WINDOW_SESSION;
+	cr_assert_eq(weir_window(p, k, &s, &out, NULL), -EINVAL);
+	cr_assert(strstr(weir_last_error(), "gap 0") != NULL, "%s",
+		  weir_last_error());
+	s.kind = WEIR_WINDOW_SLIDING;
+	s.size_ms = 100;
+	s.slide_ms = 30;
+	cr_assert_eq(weir_window(p, k, &s, &out, NULL), -EINVAL);
+	s.slide_ms = 25;
+	s.allowed_lateness_ms = -1;
+	cr_assert_eq(weir_window(p, k, &s, &out, NULL), -EINVAL);
+	s.allowed_lateness_ms = 0;
+	cr_assert_eq(weir_window(p, k, &s, &out, NULL), 0);
+	weir_pipeline_destroy(p);
+}
