@@ -65,6 +65,10 @@ struct weir_runtime {
 	/* Written by anyone (stop, errors, signals), read by every loop. */
 	alignas(WEIR_CACHE_LINE) _Atomic int stop;
 	_Atomic int first_err;
+	/* weir_last_error() of the thread that set first_err: written by that
+	 * thread only (it won the CAS in fail()), read by wait() after the
+	 * joins, which order the two. */
+	char first_msg[256];
 	_Atomic int signalled;
 	_Atomic unsigned live; /* workers whose loop has not exited */
 };
@@ -291,7 +295,11 @@ static void fail(struct weir_runtime *rt, int err)
 {
 	int none = 0;
 
-	atomic_compare_exchange_strong(&rt->first_err, &none, err);
+	/* The message lives in the failing thread's TLS; keep it for the
+	 * caller of wait(), who would otherwise see an empty or stale one. */
+	if (atomic_compare_exchange_strong(&rt->first_err, &none, err))
+		snprintf(rt->first_msg, sizeof(rt->first_msg), "%s",
+			 weir_last_error());
 	weir_runtime_stop_remote(rt);
 }
 
@@ -503,6 +511,7 @@ int weir_runtime_start(struct weir_runtime *rt,
 	/* A runtime may run again after wait(): start from a clean slate. */
 	atomic_store(&rt->stop, 0);
 	atomic_store(&rt->first_err, 0);
+	rt->first_msg[0] = '\0';
 	atomic_store(&rt->signalled, 0);
 	for (unsigned i = 0; i < rt->n; i++)
 		rt->workers[i].finish = false;
@@ -542,7 +551,10 @@ int weir_runtime_wait(struct weir_runtime *rt)
 	}
 	rt->running = false;
 	give_back_signals(rt);
-	return atomic_load(&rt->first_err);
+	int err = atomic_load(&rt->first_err);
+	if (err && rt->first_msg[0] != '\0')
+		wr_error(err, "%s", rt->first_msg);
+	return err;
 }
 
 /* ---- accessors ---- */
