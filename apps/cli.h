@@ -20,5 +20,6 @@ int cli_usage_error(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
 
 int cmd_demo(int argc, char **argv);
+int cmd_flows(int argc, char **argv);
 
 #endif

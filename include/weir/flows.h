@@ -1,0 +1,153 @@
+/*
+ * weir/flows.h — packet sources for flow telemetry: a pcap/pcapng file
+ * source and a deterministic traffic generator, both yielding flow
+ * observations (one record per IP packet) into a pipeline, plus the text
+ * form of flow addresses.  `weir flows` (apps/flows.c) is built on it.
+ *
+ * RECORDS
+ *   struct weir_flow_obs (48 bytes): the parser's 40-byte flow key and the
+ *   IP-layer byte count.  The record's event timestamp is the packet's
+ *   timestamp in ms (floor of ts_ns / 1e6) for files, the generator's
+ *   virtual clock for the generator.
+ *
+ * SPLITS
+ *   File source: a file is one split, read by core 0; every other core's
+ *   split ends at once.  weir_key_by() then spreads flows by key group,
+ *   the same key -> core mapping as every other input (a DPDK run with RSS
+ *   programmed per key group puts each flow on the same core).
+ *   Generator: packet i is a pure function of (config, i); the index space
+ *   is cut into WEIR_GENERATOR_SPLITS logical splits like
+ *   weir_source_generator (packet i belongs to split i % S), split s goes
+ *   to core s % cores, and each core walks its packets in index order, so
+ *   its timestamps never go backwards.
+ *
+ * INVARIANTS
+ *   1. Nothing the parser rejects reaches the stream: malformed, non-IP and
+ *      unsupported-interface frames are counted per core and skipped, never
+ *      fatal.  A structurally corrupt file (weir_pcap_next() -EBADMSG) fails
+ *      the job with the reader's message.
+ *   2. Counters are per core (one cache line each), written only by their
+ *      core; weir_*_counters() sums them: call it after the run (during it,
+ *      use the _progress() calls).
+ *   3. Handles are the caller's: create before building the pipeline,
+ *      destroy after weir_pipeline_destroy().  A handle feeds one pipeline.
+ *
+ * CAVEATS
+ *   - weir_pcap_source_tell()/seek() touch the reader that core 0 uses:
+ *     call them only while no pipeline runs (or, later, from core 0's
+ *     checkpoint hook).  weir_pcap_source_progress() may be called from any
+ *     thread at any time.
+ */
+#ifndef WEIR_FLOWS_H
+#define WEIR_FLOWS_H
+
+#include "weir/net.h"
+#include "weir/pipeline.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One observed IP packet. */
+struct weir_flow_obs {
+	struct weir_flow_key key;
+	uint32_t ip_bytes;
+	uint32_t pad; /* 0 */
+};
+
+struct weir_flow_counters {
+	uint64_t packets;     /* frames read / packets generated */
+	uint64_t ip;          /* parsed OK: records emitted */
+	uint64_t malformed;
+	uint64_t non_ip;
+	uint64_t unsupported; /* frames of unsupported pcapng interfaces */
+	uint64_t truncated;   /* a last record cut by the end of the file */
+};
+
+/* ---- pcap / pcapng file source ---- */
+
+struct weir_pcap_source;
+
+struct weir_pcap_source_config {
+	uint64_t rate_pps;    /* pacing over the whole file; 0 = full speed */
+	uint64_t duration_ms; /* input ends after this wall time; 0 = never */
+};
+
+/* Open and check the file now (missing, unreadable, not a capture, bad
+ * link type: the reader's -errno and message), so that a CLI can refuse
+ * before any output exists. */
+int weir_pcap_source_open(const char *path,
+			  const struct weir_pcap_source_config *cfg,
+			  struct weir_pcap_source **out);
+/* Add it to a pipeline as a source of struct weir_flow_obs. */
+int weir_pcap_source_add(struct weir_pipeline *p, struct weir_pcap_source *s,
+			 struct weir_stream **out);
+void weir_pcap_source_close(struct weir_pcap_source *s);
+
+/* Replay position of the file (see weir_pcap_tell/seek); see CAVEATS. */
+void weir_pcap_source_tell(const struct weir_pcap_source *s,
+			   struct weir_pcap_pos *pos);
+int weir_pcap_source_seek(struct weir_pcap_source *s,
+			  const struct weir_pcap_pos *pos);
+/* Bytes and frames consumed so far and the file size; any thread, at any
+ * time (refreshed every ~1024 frames). */
+void weir_pcap_source_progress(const struct weir_pcap_source *s,
+			       uint64_t *bytes_read, uint64_t *file_bytes,
+			       uint64_t *packets);
+void weir_pcap_source_counters(const struct weir_pcap_source *s,
+			       struct weir_flow_counters *out);
+/* The reader's -errno when the job failed because of the file, else 0. */
+int weir_pcap_source_error(const struct weir_pcap_source *s);
+
+/* ---- traffic generator ---- */
+
+struct weir_flowgen;
+
+#define WEIR_FLOWGEN_FLOWS_MAX (1u << 24)
+
+struct weir_flowgen_config {
+	uint64_t seed;
+	uint64_t packets;      /* packets in all; 0 = until duration_ms */
+	uint32_t flows;        /* distinct flows to draw from, >= 1 */
+	double zipf_s;         /* skew of flow popularity; 0 = uniform */
+	double ipv6_fraction;  /* share of IPv6 flows, [0, 1] */
+	uint32_t size_min;     /* IP bytes, uniform in [min, max]; */
+	uint32_t size_max;     /* both 0: simple IMIX 40/576/1500 at 7:4:1 */
+	uint64_t rate_pps;     /* wall-clock pacing, all cores; 0 = none */
+	uint64_t event_pps;    /* virtual clock: packet i at i / event_pps s */
+	int64_t start_ms;      /* event time of packet 0 */
+	uint64_t duration_ms;  /* input ends after this wall time; 0 = never */
+};
+
+/* Defaults: seed 1, 4 M packets, 100000 flows, zipf 1.1, 20% IPv6, IMIX,
+ * no pacing, event clock 1 Mpps from 2023-11-14T22:13:20Z. */
+void weir_flowgen_config_init(struct weir_flowgen_config *cfg);
+/* -EINVAL names a bad value (flows 0 or too many, fraction, sizes, neither
+ * packets nor duration). */
+int weir_flowgen_create(const struct weir_flowgen_config *cfg,
+			struct weir_flowgen **out);
+int weir_flowgen_add(struct weir_pipeline *p, struct weir_flowgen *g,
+		     struct weir_stream **out);
+void weir_flowgen_destroy(struct weir_flowgen *g);
+/* Packet `index` as the source produces it: a pure function, for models. */
+void weir_flowgen_packet(const struct weir_flowgen *g, uint64_t index,
+			 struct weir_flow_obs *obs, int64_t *ts_ms);
+void weir_flowgen_counters(const struct weir_flowgen *g,
+			   struct weir_flow_counters *out);
+/* Packets generated so far over all cores; any thread, at any time. */
+uint64_t weir_flowgen_progress(const struct weir_flowgen *g);
+
+/* ---- text ---- */
+
+/* Address of a flow key side in standard text: dotted quad when
+ * ip_version is 4 (the key stores it IPv4-mapped), else RFC 5952 (lower
+ * case, the longest run of >= 2 zero groups compressed, the leftmost on a
+ * tie, ::ffff:a.b.c.d for IPv4-mapped).  cap >= 46.  Returns the length. */
+int weir_flow_addr_format(const uint8_t addr[16], uint8_t ip_version,
+			  char *buf, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WEIR_FLOWS_H */
