@@ -65,6 +65,12 @@ static int check_spec(const struct weir_stream *keyed,
 				spec->name, spec->nstates, STATES_MAX);
 	for (unsigned i = 0; i < spec->nstates; i++) {
 		int err = check_desc(spec, &spec->states[i], i);
+		/* Then every rule of the state module (e.g. value size plus
+		 * the TTL stamp), so a bad descriptor fails here and not on a
+		 * worker once the job runs. */
+		if (err == 0)
+			err = wr_kstate_check_desc(&spec->states[i],
+						   keyed->key_size);
 		if (err)
 			return err;
 	}

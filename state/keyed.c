@@ -58,7 +58,7 @@ static int check_sizes(const struct weir_state_desc *d, const char *name)
 	return 0;
 }
 
-static int check_desc(const struct weir_state_desc *d, uint32_t key_size)
+int wr_kstate_check_desc(const struct weir_state_desc *d, uint32_t key_size)
 {
 	const char *name = d->name ? d->name : "?";
 
@@ -146,7 +146,8 @@ int wr_kstate_create(struct wr_arena *a, const struct weir_state_desc *d,
 	if (!a || !d || !out)
 		return wr_error(-EINVAL, "wr_kstate_create: NULL argument");
 	opts = opts ? opts : &defaults;
-	if ((err = check_desc(d, key_size)) || (err = check_opts(opts, a)))
+	if ((err = wr_kstate_check_desc(d, key_size)) ||
+	    (err = check_opts(opts, a)))
 		return err;
 	s = calloc(1, sizeof(*s));
 	if (!s)

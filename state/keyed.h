@@ -90,6 +90,10 @@ struct wr_kstate_map_iter {
 int wr_kstate_create(struct wr_arena *a, const struct weir_state_desc *d,
 		     uint32_t key_size, const struct wr_kstate_options *opts,
 		     struct wr_kstate **out);
+/* The checks wr_kstate_create makes of d, without creating anything, so
+ * a pipeline can reject a descriptor when it is built: 0 or -EINVAL with a
+ * message naming the state. */
+int wr_kstate_check_desc(const struct weir_state_desc *d, uint32_t key_size);
 /* Frees every page the state holds.  NULL is a no-op. */
 void wr_kstate_destroy(struct wr_kstate *s);
 
