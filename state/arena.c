@@ -332,6 +332,28 @@ bool wr_arena_pages_written_since(const struct wr_arena *a,
 	return false;
 }
 
+int wr_arena_restore_page(struct wr_arena *a, uint32_t page,
+			  const void *bytes)
+{
+	uint32_t limit = a->pages_total - a->reserve_pages;
+
+	if (a->snap_pending || page >= a->pages_total)
+		return wr_error(-EINVAL, "arena: cannot restore page %u (%u "
+				"pages%s)", page, a->pages_total,
+				a->snap_pending ? ", snapshot pending" : "");
+	if (bit_get(a->used_bits, page))
+		return wr_error(-EEXIST, "arena: restore of page %u, which is "
+				"in use", page);
+	if (a->pages_used >= limit)
+		return wr_error(-ENOMEM, "arena cap of %zu bytes reached "
+				"restoring page %u", a->cap_bytes, page);
+	take_pages(a, page, 1);
+	a->write_epoch[page] = a->epoch;
+	a->pages_used++;
+	memcpy(wr_arena_page_ptr(a, page), bytes, a->page_size);
+	return 0;
+}
+
 void wr_arena_get_stats(const struct wr_arena *a, struct wr_arena_stats *s)
 {
 	s->cap_bytes = a->cap_bytes;

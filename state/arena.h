@@ -126,6 +126,15 @@ bool wr_arena_pages_written_since(const struct wr_arena *a,
 				  uint32_t since_epoch,
 				  struct wr_arena_iter *it);
 
+/*
+ * Restore from a checkpoint: makes the free page `page` live, holding a copy
+ * of page_size bytes, written in the current epoch (so the next incremental
+ * checkpoint counts it as changed).  Only without a pending snapshot.
+ * -EINVAL (bad id, snapshot pending), -EEXIST (page not free), -ENOMEM (cap).
+ */
+int wr_arena_restore_page(struct wr_arena *a, uint32_t page,
+			  const void *bytes);
+
 void wr_arena_get_stats(const struct wr_arena *a, struct wr_arena_stats *s);
 bool wr_arena_is_valid(const struct wr_arena *a);
 

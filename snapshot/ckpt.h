@@ -1,0 +1,263 @@
+/*
+ * snapshot/ckpt.h — checkpoint files: the per-core writer, the coordinator's
+ * commit and retention, and restore (format: docs/checkpoint-format.md).
+ *
+ * PURPOSE
+ *   A checkpoint n is, per core, one page file (the arena pages of the
+ *   snapshot, or for an incremental checkpoint only those written since the
+ *   parent's epoch) and one metadata file (named opaque sections: table
+ *   headers, timers, source positions, sink lengths), plus one manifest that
+ *   names every file the checkpoint needs, including the parents' page files.
+ *   Only a committed manifest (MANIFEST-<n>, renamed from .tmp after fsync,
+ *   directory fsynced) makes a checkpoint exist.
+ *
+ * LIFECYCLE of checkpoint n (validator: wr_ckpt_writer_is_valid per core)
+ *
+ *                 wr_arena_snapshot_begin + wr_ckpt_writer_create
+ *     (none) ─────────────────────────────────────────────> PAGES
+ *                                                            │ wr_ckpt_writer_step
+ *                              every page write reaped ──>   v
+ *                                                           TRAILER (meta file,
+ *                                                            │  header, trailer)
+ *                              all reaped ───────────────>   v
+ *                                                           SYNC (fsync both)
+ *                                                            │ wr_ckpt_writer_step
+ *                              fsyncs reaped ────────────>   v
+ *     any write/fsync error ──> FAILED                      DURABLE (step → 1)
+ *     (step returns -errno once                              │ wr_ckpt_commit
+ *      nothing is in flight;                                 v   (all cores)
+ *      wr_ckpt_writer_destroy                               COMMITTED
+ *      unlinks the files)                                    │ wr_ckpt_commit of
+ *                                                            v  a later one
+ *                                                           RETIRED (files
+ *                                                            deleted unless a
+ *                                                            retained manifest
+ *                                                            references them)
+ *   The caller ends the arena snapshot (wr_arena_snapshot_end) after the
+ *   writer reached DURABLE or FAILED, never before: the writer reads shadow
+ *   pages until then.
+ *
+ * INVARIANTS
+ *   1. Pages are checksummed (XXH3-64) before their write is queued; every
+ *      checksum is verified after read on restore and by verify.
+ *   2. A writer has at most inflight_max writes queued or in flight, and a
+ *      step examines at most WR_CKPT_STEP_PAGES pages: bounded work per tick.
+ *   3. A page buffer handed to the uring stays unchanged until reaped: it is
+ *      a snapshot page (frozen until snapshot_end) or the writer's own.
+ *   4. The files of checkpoint n are durable (fsync) before the manifest is
+ *      written; the manifest is durable before it is renamed; the directory
+ *      is fsynced after the rename.  A crash anywhere leaves either the old
+ *      set of committed manifests or the old set plus n, complete.
+ *   5. Retention deletes a file only when no retained committed manifest
+ *      references it, and never a file of a checkpoint newer than the one
+ *      being committed (those may be in flight).
+ *   6. Restore and verify never modify the directory.
+ *
+ * CAVEATS
+ *   - One writer per core per checkpoint, called only from that core.
+ *     open()/fallocate() run in wr_ckpt_writer_create, never in step.
+ *   - The writer reaps the uring itself (step); a core that shares its uring
+ *     with file sinks must set cfg.foreign_reap and pass every completion
+ *     whose tag has WR_CKPT_TAG_BIT set to wr_ckpt_writer_on_done.
+ *   - Incremental checkpoints rely on the arena's epochs: after a restore or
+ *     a restart the next checkpoint must be full (wr_ckpt_plan force_full).
+ *   - Restore reads with pread (it runs before the loops start).
+ */
+#ifndef WR_SNAPSHOT_CKPT_H
+#define WR_SNAPSHOT_CKPT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "snapshot/uring.h"
+#include "state/arena.h"
+#include "weir/checkpoint.h"
+
+#define WR_CKPT_FORMAT_VERSION 1u
+#define WR_CKPT_CORES_MAX 256u
+#define WR_CKPT_CHAIN_MAX 64u		/* page files per core per manifest */
+#define WR_CKPT_SECTIONS_MAX 64u
+#define WR_CKPT_SECTION_NAME_MAX 31u
+#define WR_CKPT_STEP_PAGES 256u		/* pages examined per step */
+#define WR_CKPT_INFLIGHT_DEFAULT 32u
+#define WR_CKPT_NAME_MAX 64u
+#define WR_CKPT_TAG_BIT (1ull << 63)
+
+enum wr_ckpt_state {
+	WR_CKPT_PAGES = 1,
+	WR_CKPT_TRAILER,
+	WR_CKPT_SYNC,
+	WR_CKPT_DURABLE,
+	WR_CKPT_FAILED,
+};
+
+struct wr_ckpt_writer;
+
+struct wr_ckpt_writer_config {
+	const char *dir;	/* created 0700 if missing */
+	uint64_t ckpt_id;	/* >= 1 */
+	uint32_t core;
+	uint64_t fingerprint;
+	struct wr_uring *uring;	/* this core's */
+	uint32_t inflight_max;	/* 0 = WR_CKPT_INFLIGHT_DEFAULT */
+	uint64_t parent_id;	/* 0 = full checkpoint */
+	uint32_t parent_epoch;	/* the parent's snap_epoch on this core */
+	bool no_direct;		/* never try O_DIRECT */
+	bool foreign_reap;	/* the loop reaps: see CAVEATS */
+};
+
+/* What one core reports to the coordinator. */
+struct wr_ckpt_core_result {
+	uint32_t core;
+	uint32_t snap_epoch;
+	uint32_t page_size;
+	uint32_t pages_written;		/* in this checkpoint's page file */
+	uint32_t view_pages;		/* pages in the snapshot */
+	uint64_t parent_id;
+	char pages_file[WR_CKPT_NAME_MAX];
+	uint64_t pages_size;
+	uint64_t pages_checksum;
+	char meta_file[WR_CKPT_NAME_MAX];
+	uint64_t meta_size;
+	uint64_t meta_checksum;
+	bool direct_io;
+};
+
+int wr_ckpt_writer_create(const struct wr_ckpt_writer_config *cfg,
+			  struct wr_arena *arena, struct wr_ckpt_writer **out);
+/* Only before the first step.  Copies the bytes. */
+int wr_ckpt_writer_add_section(struct wr_ckpt_writer *w, const char *name,
+			       const void *bytes, size_t len);
+/* 0 progress, 1 durable, -errno failed (after everything in flight was
+ * reaped; the files are unlinked by destroy).  Never blocks. */
+int wr_ckpt_writer_step(struct wr_ckpt_writer *w);
+void wr_ckpt_writer_on_done(struct wr_ckpt_writer *w,
+			    const struct wr_uring_done *d);
+int wr_ckpt_writer_result(const struct wr_ckpt_writer *w,
+			  struct wr_ckpt_core_result *out);
+enum wr_ckpt_state wr_ckpt_writer_state(const struct wr_ckpt_writer *w);
+bool wr_ckpt_writer_is_valid(const struct wr_ckpt_writer *w);
+/* Unlinks the files unless DURABLE; blocks (drains) if writes are in
+ * flight.  NULL is a no-op. */
+void wr_ckpt_writer_destroy(struct wr_ckpt_writer *w);
+
+/* ---- coordinator: plan, commit, retention, abort ---- */
+
+struct wr_ckpt_policy {
+	uint32_t retain;	/* committed checkpoints kept, >= 1 */
+	bool incremental;
+	uint32_t full_every;	/* a full checkpoint every K; 0 = 8 */
+	uint32_t chain_max;	/* page files per core; 0 = 8, <= CHAIN_MAX */
+	bool force_full;	/* e.g. first checkpoint after a restore */
+};
+
+struct wr_ckpt_plan {
+	uint64_t ckpt_id;		/* newest committed + 1 */
+	uint64_t parent_id;		/* 0 = full */
+	uint32_t parent_epoch[WR_CKPT_CORES_MAX];
+};
+
+int wr_ckpt_plan_next(const char *dir, const struct wr_ckpt_policy *pol,
+		      uint32_t cores, struct wr_ckpt_plan *out);
+
+struct wr_ckpt_commit_info {
+	const char *dir;
+	uint64_t ckpt_id;
+	uint64_t parent_id;
+	uint64_t time_unix_ms;
+	uint64_t duration_us;
+	uint32_t cores;
+	uint32_t key_groups;
+	uint64_t fingerprint;
+	const char *job;		/* human description of the fingerprint */
+	uint32_t retain;
+};
+
+/* Writes and commits MANIFEST-<id>, then applies retention.  On failure
+ * removes the checkpoint's files; the previous checkpoints stay. */
+int wr_ckpt_commit(const struct wr_ckpt_commit_info *info,
+		   const struct wr_ckpt_core_result *res, uint32_t ncores);
+/* Removes every file of checkpoint id that no committed manifest names. */
+int wr_ckpt_abort(const char *dir, uint64_t ckpt_id);
+
+/* Test hook: wr_ckpt_commit returns -EINTR right after commit step k
+ * (1 tmp written, 2 tmp fsynced, 3 renamed, 4 dir fsynced, 5 retention),
+ * leaving the directory as a crash would; 0 = off. */
+extern int wr_ckpt_test_crash_after;
+
+/* ---- manifests, restore, verify ---- */
+
+struct wr_ckpt_file_ref {
+	char name[WR_CKPT_NAME_MAX];
+	uint64_t size;
+	uint64_t checksum;
+};
+
+struct wr_ckpt_core_info {
+	uint32_t snap_epoch;
+	uint32_t view_pages;
+	uint32_t pages_written;
+	uint32_t nchain;			/* page files, newest first */
+	struct wr_ckpt_file_ref chain[WR_CKPT_CHAIN_MAX];
+	struct wr_ckpt_file_ref meta;
+};
+
+struct wr_ckpt_manifest {
+	uint32_t version;
+	uint64_t id;
+	uint64_t parent_id;
+	uint64_t time_unix_ms;
+	uint64_t duration_us;
+	uint32_t cores;
+	uint32_t key_groups;
+	uint32_t page_size;
+	uint64_t fingerprint;
+	char job[256];
+	struct wr_ckpt_core_info *core;	/* cores entries */
+};
+
+/* Problems found by restore and verify: file (may be a manifest), byte
+ * offset in it, what is wrong. */
+typedef void (*wr_ckpt_report_fn)(void *arg, const char *file,
+				  uint64_t offset, const char *what);
+
+/* Committed checkpoint ids, ascending; *n may exceed max (then truncated). */
+int wr_ckpt_list(const char *dir, uint64_t *ids, uint32_t max, uint32_t *n);
+int wr_ckpt_manifest_read(const char *dir, uint64_t id,
+			  struct wr_ckpt_manifest *m);
+void wr_ckpt_manifest_free(struct wr_ckpt_manifest *m);
+/* 0 clean; -EBADMSG corrupt (every problem reported); other -errno. */
+int wr_ckpt_verify(const char *dir, uint64_t id, wr_ckpt_report_fn report,
+		   void *arg);
+
+struct wr_ckpt;	/* an opened, verified checkpoint */
+
+/*
+ * The newest committed checkpoint that verifies (want_id 0) or exactly
+ * want_id.  A corrupt one is reported and the previous tried.  -ESTALE
+ * when a manifest's fingerprint differs from `fingerprint` (0 = any),
+ * -EPROTONOSUPPORT when its format version is newer, -ENOENT when none
+ * verifies.  Never modifies the directory.
+ */
+int wr_ckpt_open(const char *dir, uint64_t want_id, uint64_t fingerprint,
+		 wr_ckpt_report_fn report, void *arg, struct wr_ckpt **out);
+const struct wr_ckpt_manifest *wr_ckpt_info(const struct wr_ckpt *c);
+/* Same core count: the core's pages into an empty arena of the same page
+ * size, at the same page ids (checksums verified again). */
+int wr_ckpt_load_core(struct wr_ckpt *c, uint32_t core, struct wr_arena *a);
+/* A metadata section; the pointer lives until wr_ckpt_close.  -ENOENT. */
+int wr_ckpt_section(struct wr_ckpt *c, uint32_t core, const char *name,
+		    const void **bytes, size_t *len);
+
+/* Different core count: every page of an old core.  *bytes lives until the
+ * next call.  Returns 1 with a page, 0 at the end, -errno. */
+struct wr_ckpt_page_iter {
+	uint32_t core;
+	uint32_t next;		/* 0 before the first call */
+};
+int wr_ckpt_page_next(struct wr_ckpt *c, struct wr_ckpt_page_iter *it,
+		      uint32_t *page_id, const void **bytes);
+void wr_ckpt_close(struct wr_ckpt *c);
+
+#endif /* WR_SNAPSHOT_CKPT_H */

@@ -1,0 +1,610 @@
+/*
+ * restore.c — verify and open a committed checkpoint, load its pages and
+ * metadata (snapshot/ckpt.h).  Reads with pread: restore runs before the
+ * event loops start, and verify is a command-line tool.  Nothing here
+ * writes to the checkpoint directory (invariant 6).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
+#include "core/error.h"
+#include "snapshot/ckpt.h"
+#include "snapshot/format.h"
+
+#define BAD_PAGES_REPORTED_MAX 16u
+
+/* Where each page of one core's snapshot view lives. */
+struct resolved {
+	uint32_t n;
+	uint32_t *page_id;
+	uint8_t *file;		/* index into the core's chain */
+	uint64_t *off;
+	uint64_t *checksum;
+};
+
+struct wr_ckpt {
+	int dirfd;
+	struct wr_ckpt_manifest m;
+	struct resolved *res;		/* per core */
+	uint8_t **meta;			/* per core: the meta file */
+	uint8_t *page;			/* one page buffer */
+	int *fds;			/* [core][chain file], lazily opened */
+};
+
+struct vctx {				/* one verification pass */
+	int dirfd;
+	const struct wr_ckpt_manifest *m;
+	wr_ckpt_report_fn report;
+	void *arg;
+	int problems;
+	bool newer;			/* a newer format version was seen */
+};
+
+static void say(struct vctx *v, const char *file, uint64_t off,
+		const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void say(struct vctx *v, const char *file, uint64_t off,
+		const char *fmt, ...)
+{
+	char what[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	v->problems++;
+	if (v->report)
+		v->report(v->arg, file, off, what);
+}
+
+static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = pread(fd, (uint8_t *)buf + got, len - got,
+				  (off_t)(off + got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+/* Header checks shared by page and meta files: 0 or -EBADMSG (said). */
+static int check_header(struct vctx *v, const char *name, const uint8_t *blk,
+			const char *magic, uint32_t core)
+{
+	struct wr_ckpt_file_header h;
+
+	memcpy(&h, blk, sizeof(h));
+	if (memcmp(h.magic, magic, 8) != 0)
+		return say(v, name, 0, "bad magic (want %.8s)", magic), -EBADMSG;
+	if (h.version > WR_CKPT_FORMAT_VERSION) {
+		v->newer = true;
+		return say(v, name, 8, "format version %u is newer than %u",
+			   h.version, WR_CKPT_FORMAT_VERSION), -EBADMSG;
+	}
+	if (h.header_checksum != XXH3_64bits(&h, offsetof(struct
+				 wr_ckpt_file_header, header_checksum)))
+		return say(v, name, offsetof(struct wr_ckpt_file_header,
+			   header_checksum), "header checksum mismatch"),
+		       -EBADMSG;
+	if (h.fingerprint != v->m->fingerprint || h.core != core ||
+	    h.page_size != v->m->page_size || h.header_size != WR_CKPT_BLOCK)
+		return say(v, name, 16, "header does not match the manifest "
+			   "(fingerprint, core or page size)"), -EBADMSG;
+	return 0;
+}
+
+/* Opens ref, checks its size and reads header block and tail. */
+static int open_checked(struct vctx *v, const struct wr_ckpt_file_ref *ref,
+			uint8_t *blk, struct wr_ckpt_file_tail *t, int *fdp)
+{
+	struct stat st;
+	int fd = openat(v->dirfd, ref->name, O_RDONLY | O_CLOEXEC);
+
+	*fdp = -1;
+	if (fd < 0)
+		return say(v, ref->name, 0, "cannot open: %s", strerror(errno)),
+		       -EBADMSG;
+	if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != ref->size ||
+	    ref->size < 2 * WR_CKPT_BLOCK) {
+		say(v, ref->name, (uint64_t)st.st_size, "size %llu, the manifest "
+		    "says %llu (truncated?)", (unsigned long long)st.st_size,
+		    (unsigned long long)ref->size);
+		close(fd);
+		return -EBADMSG;
+	}
+	if (pread_full(fd, blk, WR_CKPT_BLOCK, 0) != 0 ||
+	    pread_full(fd, t, sizeof(*t), ref->size - sizeof(*t)) != 0) {
+		say(v, ref->name, 0, "read error");
+		close(fd);
+		return -EBADMSG;
+	}
+	if (memcmp(t->magic, WR_CKPT_MAGIC_TAIL, 8) != 0 ||
+	    t->file_size != ref->size || t->trailer_off > ref->size) {
+		say(v, ref->name, ref->size - sizeof(*t), "bad tail");
+		close(fd);
+		return -EBADMSG;
+	}
+	*fdp = fd;
+	return 0;
+}
+
+/* File checksum over (header block?) + buf up to the tail. */
+static int check_sum(struct vctx *v, const struct wr_ckpt_file_ref *ref,
+		     const uint8_t *pre, const uint8_t *buf, size_t len,
+		     const struct wr_ckpt_file_tail *t, uint64_t buf_off)
+{
+	XXH3_state_t st;
+
+	XXH3_64bits_reset(&st);
+	if (pre)
+		XXH3_64bits_update(&st, pre, WR_CKPT_BLOCK);
+	XXH3_64bits_update(&st, buf, len - sizeof(*t));
+	if (XXH3_64bits_digest(&st) == t->file_checksum &&
+	    t->file_checksum == ref->checksum)
+		return 0;
+	say(v, ref->name, buf_off, "file checksum mismatch in header or "
+	    "trailer (bytes 0-%llu or %llu-%llu)", WR_CKPT_BLOCK - 1ull,
+	    (unsigned long long)buf_off, (unsigned long long)ref->size - 1);
+	return -EBADMSG;
+}
+
+/* Every page's checksum. */
+static int check_pages(struct vctx *v, const char *name, int fd,
+		       const struct wr_ckpt_page_desc *d, uint32_t count,
+		       uint8_t *page)
+{
+	uint32_t ps = v->m->page_size, bad = 0;
+
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t off = WR_CKPT_BLOCK + (uint64_t)i * ps;
+		if (i > 0 && d[i].page_id <= d[i - 1].page_id)
+			return say(v, name, off, "descriptors out of order"),
+			       -EBADMSG;
+		if (pread_full(fd, page, ps, off) != 0)
+			return say(v, name, off, "read error"), -EBADMSG;
+		if (XXH3_64bits(page, ps) == d[i].checksum)
+			continue;
+		if (bad++ < BAD_PAGES_REPORTED_MAX)
+			say(v, name, off, "checksum mismatch in page %u",
+			    d[i].page_id);
+	}
+	return bad ? -EBADMSG : 0;
+}
+
+/* A page file: header, tail, trailer, checksums.  *trailer (may be NULL)
+ * receives the trailer bytes: descriptors then view ids. */
+static int verify_pages_file(struct vctx *v, const struct wr_ckpt_file_ref *r,
+			     uint32_t core, uint8_t *page, uint8_t **trailer,
+			     struct wr_ckpt_file_tail *t)
+{
+	uint8_t blk[WR_CKPT_BLOCK], *tr = NULL;
+	struct wr_ckpt_file_header h;
+	int fd, err = open_checked(v, r, blk, t, &fd);
+
+	if (err)
+		return err;
+	memcpy(&h, blk, sizeof(h));
+	err = check_header(v, r->name, blk, WR_CKPT_MAGIC_PAGES, core);
+	if (err == 0 && (h.trailer_off != t->trailer_off || h.count != t->count ||
+	    h.trailer_off != WR_CKPT_BLOCK + (uint64_t)h.count * h.page_size ||
+	    (uint64_t)t->count * 16 + (uint64_t)t->view_count * 4 + 64 >
+	    r->size - h.trailer_off))
+		err = (say(v, r->name, 0, "header and tail disagree"), -EBADMSG);
+	size_t tlen = err ? 0 : (size_t)(r->size - h.trailer_off);
+	if (err == 0 && (tr = malloc(tlen)) == NULL)
+		err = -ENOMEM;
+	if (err == 0 && pread_full(fd, tr, tlen, h.trailer_off) != 0)
+		err = (say(v, r->name, h.trailer_off, "read error"), -EBADMSG);
+	if (err == 0)
+		err = check_sum(v, r, blk, tr, tlen, t, h.trailer_off);
+	if (err == 0)
+		err = check_pages(v, r->name, fd, (void *)tr, t->count, page);
+	close(fd);
+	if (err == 0 && trailer)
+		*trailer = tr;
+	else
+		free(tr);
+	return err;
+}
+
+/* A meta file: header, tail, checksum, section checksums.  *out (may be
+ * NULL) receives the whole file. */
+static int verify_meta_file(struct vctx *v, const struct wr_ckpt_file_ref *r,
+			    uint32_t core, uint8_t **out)
+{
+	uint8_t blk[WR_CKPT_BLOCK], *f = NULL;
+	struct wr_ckpt_file_tail t;
+	int fd, err = open_checked(v, r, blk, &t, &fd);
+
+	if (err)
+		return err;
+	err = check_header(v, r->name, blk, WR_CKPT_MAGIC_META, core);
+	if (err == 0 && (f = malloc(r->size)) == NULL)
+		err = -ENOMEM;
+	if (err == 0 && pread_full(fd, f, r->size, 0) != 0)
+		err = (say(v, r->name, 0, "read error"), -EBADMSG);
+	close(fd);
+	if (err == 0)
+		err = check_sum(v, r, NULL, f, r->size, &t, 0);
+	for (uint64_t off = WR_CKPT_BLOCK, i = 0; err == 0 && i < t.count; i++) {
+		struct wr_ckpt_section_head h;
+		if (off + sizeof(h) > r->size - sizeof(t))
+			return free(f), say(v, r->name, off, "section past "
+					    "the end"), -EBADMSG;
+		memcpy(&h, f + off, sizeof(h));
+		if (h.len > r->size - sizeof(t) - off - sizeof(h) ||
+		    h.name[31] != '\0' ||
+		    XXH3_64bits(f + off + sizeof(h), h.len) != h.checksum)
+			err = (say(v, r->name, off, "section %" PRIu64
+				   " corrupt", i), -EBADMSG);
+		off += sizeof(h) + wr_ckpt_round_up(h.len, 8);
+	}
+	if (err == 0 && out)
+		*out = f;
+	else
+		free(f);
+	return err;
+}
+
+static void resolved_free(struct resolved *r)
+{
+	free(r->page_id);
+	free(r->file);
+	free(r->off);
+	free(r->checksum);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Newest file's view → (file, offset, checksum), newer files winning. */
+static int resolve(struct vctx *v, const struct wr_ckpt_core_info *ci,
+		   uint8_t **tr, const struct wr_ckpt_file_tail *t,
+		   struct resolved *r)
+{
+	const uint32_t *view = (const uint32_t *)(tr[0] + t[0].count * 16ull);
+	uint32_t n = t[0].view_count, maxid = n ? view[n - 1] : 0;
+	uint32_t *loc = calloc((size_t)maxid + 1, sizeof(*loc));
+	int err = 0;
+
+	r->n = n;
+	r->page_id = malloc(n * sizeof(uint32_t) + 1);
+	r->file = malloc(n + 1);
+	r->off = malloc(n * sizeof(uint64_t) + 1);
+	r->checksum = malloc(n * sizeof(uint64_t) + 1);
+	if (!loc || !r->page_id || !r->file || !r->off || !r->checksum)
+		err = -ENOMEM;
+	for (uint32_t k = ci->nchain; err == 0 && k-- > 0;) {
+		const struct wr_ckpt_page_desc *d = (const void *)tr[k];
+		for (uint32_t i = 0; i < t[k].count; i++)
+			if (d[i].page_id <= maxid)
+				loc[d[i].page_id] = (k << 24 | i) + 1;
+	}
+	for (uint32_t i = 0; err == 0 && i < n; i++) {
+		uint32_t l = loc[view[i]];
+		if ((i > 0 && view[i] <= view[i - 1]) || l == 0) {
+			err = -EBADMSG;
+			say(v, ci->chain[0].name, t[0].trailer_off, "page %u of "
+			    "the snapshot is in no file of its chain", view[i]);
+			break;
+		}
+		uint32_t k = (l - 1) >> 24, j = (l - 1) & 0xffffffu;
+		const struct wr_ckpt_page_desc *d = (const void *)tr[k];
+		r->page_id[i] = view[i];
+		r->file[i] = (uint8_t)k;
+		r->off[i] = WR_CKPT_BLOCK + (uint64_t)j * v->m->page_size;
+		r->checksum[i] = d[j].checksum;
+	}
+	free(loc);
+	return err;
+}
+
+/* Verifies one core's chain and meta file; fills r and *meta if given. */
+static int verify_core(struct vctx *v, uint32_t core, uint8_t *page,
+		       struct resolved *r, uint8_t **meta)
+{
+	const struct wr_ckpt_core_info *ci = &v->m->core[core];
+	uint8_t *tr[WR_CKPT_CHAIN_MAX] = { 0 };
+	struct wr_ckpt_file_tail t[WR_CKPT_CHAIN_MAX];
+	int err = 0;
+
+	for (uint32_t k = 0; k < ci->nchain; k++) {
+		int e = verify_pages_file(v, &ci->chain[k], core, page, &tr[k],
+					  &t[k]);
+		err = err ? err : e;
+	}
+	if (err == 0 && (t[0].view_count != ci->view_pages ||
+			 t[0].count != ci->pages_written))
+		err = (say(v, ci->chain[0].name, 0, "page counts differ from "
+			   "the manifest"), -EBADMSG);
+	if (err == 0) {
+		struct resolved tmp = { 0 };
+		err = resolve(v, ci, tr, t, r ? r : &tmp);
+		resolved_free(&tmp);
+	}
+	int e = verify_meta_file(v, &ci->meta, core, meta);
+	for (uint32_t k = 0; k < ci->nchain; k++)
+		free(tr[k]);
+	return err ? err : e;
+}
+
+/* Every file of manifest m; c (may be NULL) receives indices and meta. */
+static int verify_all(struct vctx *v, struct wr_ckpt *c)
+{
+	uint8_t *page = NULL;
+	int err = 0;
+
+	if (posix_memalign((void **)&page, WR_CKPT_BLOCK, v->m->page_size))
+		return -ENOMEM;
+	for (uint32_t core = 0; core < v->m->cores; core++) {
+		int e = verify_core(v, core, page, c ? &c->res[core] : NULL,
+				    c ? &c->meta[core] : NULL);
+		if (e == -ENOMEM) {
+			err = e;
+			break;
+		}
+	}
+	if (c)
+		c->page = page;
+	else
+		free(page);
+	if (err)
+		return err;
+	if (v->newer)
+		return -EPROTONOSUPPORT;
+	return v->problems ? -EBADMSG : 0;
+}
+
+void wr_ckpt_close(struct wr_ckpt *c)
+{
+	if (c == NULL)
+		return;
+	for (uint32_t i = 0; c->res && i < c->m.cores; i++)
+		resolved_free(&c->res[i]);
+	for (uint32_t i = 0; c->meta && i < c->m.cores; i++)
+		free(c->meta[i]);
+	free(c->res);
+	free(c->meta);
+	free(c->page);
+	for (uint32_t i = 0; c->fds && i < c->m.cores * WR_CKPT_CHAIN_MAX; i++)
+		if (c->fds[i] >= 0)
+			close(c->fds[i]);
+	free(c->fds);
+	wr_ckpt_manifest_free(&c->m);
+	if (c->dirfd >= 0)
+		close(c->dirfd);
+	free(c);
+}
+
+static void say_manifest(struct vctx *v, uint64_t id, uint64_t off,
+			 const char *what)
+{
+	char name[64];
+
+	wr_ckpt_manifest_name(name, sizeof(name), id, "");
+	say(v, name, off, "%s", what);
+}
+
+/* Reads manifest id into v->m (owned by the caller). */
+static int read_manifest(struct vctx *v, uint64_t id,
+			 struct wr_ckpt_manifest *m)
+{
+	uint64_t off;
+	int err = wr_ckpt_manifest_read_at(v->dirfd, id, m, &off);
+
+	v->m = m;
+	if (err == -EPROTONOSUPPORT)
+		return wr_error(err, "checkpoint %llu has a newer format "
+				"version than %u: refused",
+				(unsigned long long)id, WR_CKPT_FORMAT_VERSION);
+	if (err == -EBADMSG)
+		say_manifest(v, id, off, "manifest corrupt");
+	else if (err)
+		say_manifest(v, id, 0, strerror(-err));
+	return err;
+}
+
+/* Opens checkpoint id: -ESTALE / -EPROTONOSUPPORT refuse, others fall
+ * back. */
+static int try_open(struct vctx *v, uint64_t id, uint64_t fp,
+		    struct wr_ckpt **out)
+{
+	struct wr_ckpt *c = calloc(1, sizeof(*c));
+	int err;
+
+	if (c == NULL)
+		return -ENOMEM;
+	c->dirfd = -1;
+	err = read_manifest(v, id, &c->m);
+	if (err == 0 && fp != 0 && c->m.fingerprint != fp)
+		err = wr_error(-ESTALE, "checkpoint %llu was written by another "
+			       "pipeline (fingerprint %016llx, this job %016llx"
+			       ", '%s'): refused", (unsigned long long)id,
+			       (unsigned long long)c->m.fingerprint,
+			       (unsigned long long)fp, c->m.job);
+	if (err == 0) {
+		c->res = calloc(c->m.cores, sizeof(*c->res));
+		c->meta = calloc(c->m.cores, sizeof(*c->meta));
+		c->fds = malloc(c->m.cores * WR_CKPT_CHAIN_MAX * sizeof(int));
+		for (uint32_t i = 0; c->fds && i < c->m.cores *
+		     WR_CKPT_CHAIN_MAX; i++)
+			c->fds[i] = -1;
+		err = c->res && c->meta && c->fds ? verify_all(v, c) : -ENOMEM;
+	}
+	if (err == -EPROTONOSUPPORT && v->newer)
+		err = wr_error(err, "checkpoint %llu has files of a newer "
+			       "format version than %u: refused",
+			       (unsigned long long)id, WR_CKPT_FORMAT_VERSION);
+	if (err) {
+		wr_ckpt_close(c);
+		return err;
+	}
+	*out = c;
+	return 0;
+}
+
+int wr_ckpt_open(const char *dir, uint64_t want_id, uint64_t fingerprint,
+		 wr_ckpt_report_fn report, void *arg, struct wr_ckpt **out)
+{
+	struct vctx v = { .report = report, .arg = arg };
+	uint64_t ids[1024];
+	uint32_t n;
+	int err = wr_ckpt_list(dir, ids, 1024, &n);
+
+	if (err)
+		return err;
+	v.dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (v.dirfd < 0)
+		return -errno;
+	for (uint32_t i = n < 1024 ? n : 1024; i-- > 0;) {
+		if (want_id && ids[i] != want_id)
+			continue;
+		v.problems = 0;
+		v.newer = false;
+		err = try_open(&v, ids[i], fingerprint, out);
+		if (err == 0) {
+			(*out)->dirfd = v.dirfd;
+			return 0;
+		}
+		if (err == -ESTALE || err == -EPROTONOSUPPORT || err == -ENOMEM)
+			break;
+		say_manifest(&v, ids[i], 0, i > 0 && !want_id ? "checkpoint "
+			     "does not verify; falling back to the previous"
+			     : "checkpoint does not verify");
+		err = -ENOENT;
+	}
+	close(v.dirfd);
+	if (err == 0 || err == -ENOENT)
+		err = wr_error(-ENOENT, "checkpoint: no committed checkpoint "
+			       "%s%sverifies in %s", want_id ? "with that id " :
+			       "", n ? "" : "(none at all) ", dir);
+	return err;
+}
+
+int wr_ckpt_verify(const char *dir, uint64_t id, wr_ckpt_report_fn report,
+		   void *arg)
+{
+	struct vctx v = { .report = report, .arg = arg };
+	struct wr_ckpt_manifest m = { 0 };
+	uint64_t ids[1024];
+	uint32_t n;
+	int err = wr_ckpt_list(dir, ids, 1024, &n);
+
+	if (err)
+		return err;
+	if (id == 0 && n == 0)
+		return wr_error(-ENOENT, "no committed checkpoint in %s", dir);
+	if (id == 0)
+		id = ids[(n < 1024 ? n : 1024) - 1];
+	v.dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (v.dirfd < 0)
+		return -errno;
+	err = read_manifest(&v, id, &m);
+	if (err == 0)
+		err = verify_all(&v, NULL);
+	wr_ckpt_manifest_free(&m);
+	close(v.dirfd);
+	return err;
+}
+
+const struct wr_ckpt_manifest *wr_ckpt_info(const struct wr_ckpt *c)
+{
+	return &c->m;
+}
+
+/* Page i of core's view into c->page, checksum verified again. */
+static int read_page(struct wr_ckpt *c, uint32_t core, uint32_t i)
+{
+	const struct resolved *r = &c->res[core];
+	const struct wr_ckpt_file_ref *f = &c->m.core[core].chain[r->file[i]];
+	int *fd = &c->fds[core * WR_CKPT_CHAIN_MAX + r->file[i]];
+	int err;
+
+	if (*fd < 0 && (*fd = openat(c->dirfd, f->name, O_RDONLY |
+				     O_CLOEXEC)) < 0)
+		return wr_error(-errno, "checkpoint: cannot open %s: %s",
+				f->name, strerror(errno));
+	err = pread_full(*fd, c->page, c->m.page_size, r->off[i]);
+	if (err)
+		return wr_error(err, "checkpoint: reading %s at offset %llu: %s",
+				f->name, (unsigned long long)r->off[i],
+				strerror(-err));
+	if (XXH3_64bits(c->page, c->m.page_size) != r->checksum[i])
+		return wr_error(-EBADMSG, "checkpoint: %s changed since it was "
+				"verified: checksum mismatch at offset %llu",
+				f->name, (unsigned long long)r->off[i]);
+	return 0;
+}
+
+int wr_ckpt_load_core(struct wr_ckpt *c, uint32_t core, struct wr_arena *a)
+{
+	if (core >= c->m.cores || a->page_size != c->m.page_size ||
+	    a->snap_pending)
+		return wr_error(-EINVAL, "checkpoint: cannot load core %u of %u "
+				"(page size %u into %u, or snapshot pending)",
+				core, c->m.cores, c->m.page_size, a->page_size);
+	for (uint32_t i = 0; i < c->res[core].n; i++) {
+		int err = read_page(c, core, i);
+		if (err == 0)
+			err = wr_arena_restore_page(a, c->res[core].page_id[i],
+						    c->page);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+int wr_ckpt_page_next(struct wr_ckpt *c, struct wr_ckpt_page_iter *it,
+		      uint32_t *page_id, const void **bytes)
+{
+	int err;
+
+	if (it->core >= c->m.cores)
+		return wr_error(-EINVAL, "checkpoint: no core %u (of %u)",
+				it->core, c->m.cores);
+	if (it->next >= c->res[it->core].n)
+		return 0;
+	err = read_page(c, it->core, it->next);
+	if (err)
+		return err;
+	*page_id = c->res[it->core].page_id[it->next++];
+	*bytes = c->page;
+	return 1;
+}
+
+int wr_ckpt_section(struct wr_ckpt *c, uint32_t core, const char *name,
+		    const void **bytes, size_t *len)
+{
+	const uint8_t *f;
+	struct wr_ckpt_file_header h;
+
+	if (core >= c->m.cores)
+		return wr_error(-EINVAL, "checkpoint: no core %u", core);
+	f = c->meta[core];
+	memcpy(&h, f, sizeof(h));
+	for (uint64_t off = WR_CKPT_BLOCK, i = 0; i < h.count; i++) {
+		struct wr_ckpt_section_head s;
+		memcpy(&s, f + off, sizeof(s));
+		if (strcmp(s.name, name) == 0) {
+			*bytes = f + off + sizeof(s);
+			*len = s.len;
+			return 0;
+		}
+		off += sizeof(s) + wr_ckpt_round_up(s.len, 8);
+	}
+	return -ENOENT;
+}
