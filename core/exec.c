@@ -9,6 +9,9 @@
 #include <string.h>
 #include <time.h>
 
+/* Header-only XXH3: for 8..64-byte keys the library call costs more than
+ * the hash (10% of a keyed update in perf before inlining). */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "core/error.h"
@@ -75,7 +78,9 @@ static int stage(struct wr_exec *x, const struct weir_stream *kb,
 		kb->fn.key_by(rec, nr->key, kb->arg);
 		hash = XXH3_64bits(nr->key, kb->key_size);
 		kg = (uint32_t)(hash & (p->cfg.key_groups - 1));
-		d = weir_key_group_owner(kg, p->cfg.key_groups, x->n);
+		/* weir_key_group_owner() without its division (key_groups is
+		 * a power of two): 4% of a keyed update before. */
+		d = (unsigned)(((uint64_t)kg * x->n) >> x->kg_shift);
 	} else { /* global: everything to core 0 */
 		hash = 0;
 		kg = 0;
@@ -181,8 +186,23 @@ static int deliver(struct wr_exec *x, const struct weir_stream *n,
 
 /* ---- inputs: rings and sources ---- */
 
+/* Prefetch the state slots of a whole batch before touching any: a miss
+ * costs ~240-350 ns here, so overlapping them is most of the speed. */
+static void prefetch_state(struct wr_exec *x, uint32_t got)
+{
+	for (uint32_t i = 0; i < got; i++) {
+		const struct wr_envelope *env =
+			(const void *)(x->inbuf + (size_t)i * x->slot);
+		const struct weir_stream *kb = x->p->edges[env->edge];
+		for (unsigned d = 0; d < kb->ndown; d++)
+			if (kb->down[d]->kind == WR_NODE_PROCESS)
+				wr_process_prefetch(x, kb->down[d], env->hash);
+	}
+}
+
 static int run_envelopes(struct wr_exec *x, uint32_t got)
 {
+	prefetch_state(x, got);
 	for (uint32_t i = 0; i < got; i++) {
 		const struct wr_envelope *env =
 			(const void *)(x->inbuf + (size_t)i * x->slot);

@@ -72,6 +72,7 @@ struct wr_exec {
 	unsigned n;
 	uint32_t slot;     /* ring slot size */
 	uint32_t ring_amp; /* most envelopes one received envelope yields */
+	uint32_t kg_shift; /* log2(key_groups) */
 	struct weir_ctx ctx;
 	struct wr_outbuf *out;   /* per destination core */
 	struct wr_node_rt *nodes; /* per graph node */
@@ -111,6 +112,8 @@ int wr_process_record(struct wr_exec *x, const struct weir_stream *n,
 int wr_process_open(struct wr_exec *x, const struct weir_stream *n,
 		    struct wr_keyed_state **out);
 void wr_process_close(struct wr_exec *x, struct wr_keyed_state *ks);
+void wr_process_prefetch(struct wr_exec *x, const struct weir_stream *n,
+			 uint64_t hash);
 uint32_t wr_process_step(struct wr_exec *x, const struct weir_stream *n,
 			 uint32_t budget);
 

@@ -125,6 +125,7 @@ int wr_exec_create(struct weir_pipeline *p, struct weir_worker *w,
 	x->n = weir_worker_count(w);
 	x->slot = p->slot_size;
 	x->ring_amp = ring_amp(p);
+	x->kg_shift = (uint32_t)__builtin_ctz(p->cfg.key_groups);
 	x->ctx.x = x;
 	x->ctx.ts = WEIR_TS_MIN;
 	*out = x;

@@ -65,7 +65,7 @@ int wr_pipeline_add(struct weir_pipeline *p, struct weir_stream *up,
 		    enum wr_node_kind kind, const char *name,
 		    struct weir_stream **out)
 {
-	struct weir_stream *n;
+	struct weir_stream *n = NULL;
 
 	if (p == NULL)
 		return wr_error(-EINVAL, "pipeline is NULL");
@@ -114,7 +114,7 @@ int weir_source(struct weir_pipeline *p, const char *name,
 		const struct weir_source_ops *ops, uint32_t record_size,
 		void *arg, struct weir_stream **out)
 {
-	struct weir_stream *n;
+	struct weir_stream *n = NULL;
 	int err = check_size("source", record_size);
 
 	if (err)
@@ -150,7 +150,7 @@ int weir_watermarks(struct weir_pipeline *p, struct weir_stream *source,
 int weir_map(struct weir_pipeline *p, struct weir_stream *in, weir_map_fn fn,
 	     uint32_t out_size, void *arg, struct weir_stream **out)
 {
-	struct weir_stream *n;
+	struct weir_stream *n = NULL;
 	int err = check_size("map output", out_size);
 
 	if (err)
@@ -171,7 +171,7 @@ int weir_map(struct weir_pipeline *p, struct weir_stream *in, weir_map_fn fn,
 int weir_filter(struct weir_pipeline *p, struct weir_stream *in,
 		weir_filter_fn fn, void *arg, struct weir_stream **out)
 {
-	struct weir_stream *n;
+	struct weir_stream *n = NULL;
 	int err;
 
 	if (fn == NULL)
@@ -189,7 +189,7 @@ int weir_flat_map(struct weir_pipeline *p, struct weir_stream *in,
 		  weir_flat_map_fn fn, uint32_t out_size, uint32_t max_out,
 		  void *arg, struct weir_stream **out)
 {
-	struct weir_stream *n;
+	struct weir_stream *n = NULL;
 	int err = check_size("flat_map output", out_size);
 
 	if (err)
@@ -215,7 +215,7 @@ int weir_key_by(struct weir_pipeline *p, struct weir_stream *in,
 		weir_key_fn fn, uint32_t key_size, void *arg,
 		struct weir_stream **out)
 {
-	struct weir_stream *n;
+	struct weir_stream *n = NULL;
 	int err;
 
 	if (fn == NULL)
@@ -241,7 +241,7 @@ int weir_key_by(struct weir_pipeline *p, struct weir_stream *in,
 int wr_pipeline_global(struct weir_pipeline *p, struct weir_stream *in,
 		       struct weir_stream **out)
 {
-	struct weir_stream *n;
+	struct weir_stream *n = NULL;
 	int err;
 
 	if (p != NULL && p->nedges == WR_EDGES_MAX)
@@ -268,7 +268,7 @@ int weir_sink_callback(struct weir_pipeline *p, struct weir_stream *in,
 		       weir_sink_fn fn, void *arg)
 {
 	static const struct wr_sink_ops ops = { .write = callback_write };
-	struct weir_stream *n;
+	struct weir_stream *n = NULL;
 	int err;
 
 	if (fn == NULL)

@@ -81,7 +81,7 @@ int weir_process(struct weir_pipeline *p, struct weir_stream *keyed,
 		 const struct weir_process_spec *spec,
 		 struct weir_stream **out)
 {
-	struct weir_stream *n;
+	struct weir_stream *n = NULL;
 	int err = check_spec(keyed, spec);
 
 	if (err)
@@ -142,6 +142,15 @@ int wr_process_open(struct wr_exec *x, const struct weir_stream *n,
 		ks->n++;
 	}
 	return 0;
+}
+
+void wr_process_prefetch(struct wr_exec *x, const struct weir_stream *n,
+			 uint64_t hash)
+{
+	struct wr_keyed_state *ks = x->nodes[n->id].ks;
+
+	for (unsigned i = 0; i < ks->n; i++)
+		wr_kstate_prefetch(ks->st[i], hash);
 }
 
 /* Background work for every state of n: TTL cleanup, table growth. */

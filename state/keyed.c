@@ -554,3 +554,8 @@ bool wr_kstate_is_valid(const struct wr_kstate *s)
 	       bytes == s->slab.bytes_live &&
 	       s->grp_next->grp_prev == s && s->grp_prev->grp_next == s;
 }
+
+void wr_kstate_prefetch(const struct wr_kstate *s, uint64_t hash)
+{
+	wr_table_prefetch(s->table, hash);
+}

@@ -165,6 +165,9 @@ int wr_kstate_clear(struct wr_kstate *s, const void *key, uint64_t hash);
  */
 uint32_t wr_kstate_step(struct wr_kstate *s, int64_t now_ms, uint32_t budget);
 
+/* Start loading the slot of hash into the cache (batched lookups). */
+void wr_kstate_prefetch(const struct wr_kstate *s, uint64_t hash);
+
 /* Entries (keys) held now. */
 uint64_t wr_kstate_count(const struct wr_kstate *s);
 void wr_kstate_get_stats(const struct wr_kstate *s,
