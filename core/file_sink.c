@@ -200,10 +200,16 @@ static int check_spec(const struct weir_file_sink *spec)
 int weir_sink_file(struct weir_pipeline *p, struct weir_stream *in,
 		   const struct weir_file_sink *spec)
 {
+	return wr_sink_file_copy_arg(p, in, spec, 0);
+}
+
+int wr_sink_file_copy_arg(struct weir_pipeline *p, struct weir_stream *in,
+			  const struct weir_file_sink *spec, size_t arg_size)
+{
 	static const struct wr_sink_ops ops = {
 		.open = fsink_open, .write = fsink_write,
 		.finish = fsink_finish, .close = fsink_close };
-	struct weir_stream *global, *n;
+	struct weir_stream *global = NULL, *n = NULL;
 	struct fsink_spec *fs;
 	int err = check_spec(spec);
 
@@ -215,7 +221,10 @@ int weir_sink_file(struct weir_pipeline *p, struct weir_stream *in,
 	err = wr_pipeline_add(p, global, WR_NODE_SINK, "file_sink", &n);
 	if (err)
 		return err;
-	fs = calloc(1, sizeof(*fs) + (spec->header ? strlen(spec->header) : 0) + 1);
+	/* [fsink_spec | header\0 | pad to 16 | copy of arg (arg_size)] */
+	size_t arg_off = (sizeof(*fs) + (spec->header ? strlen(spec->header) : 0)
+			  + 1 + 15) & ~(size_t)15;
+	fs = calloc(1, arg_off + arg_size);
 	if (fs == NULL)
 		return -ENOMEM;
 	fs->spec = *spec;
@@ -228,5 +237,9 @@ int weir_sink_file(struct weir_pipeline *p, struct weir_stream *in,
 	if (spec->header != NULL)
 		strcpy(fs->header, spec->header);
 	fs->spec.header = spec->header ? fs->header : NULL;
+	if (arg_size > 0) {
+		memcpy((char *)fs + arg_off, spec->arg, arg_size);
+		fs->spec.arg = (char *)fs + arg_off;
+	}
 	return 0;
 }

@@ -131,6 +131,12 @@ unsigned wr_exec_core(const struct wr_exec *x);
 int wr_pipeline_global(struct weir_pipeline *p, struct weir_stream *in,
 		       struct weir_stream **out);
 
+/* weir_sink_file(), but spec->arg points to arg_size bytes that the sink
+ * copies and owns (freed with the pipeline); format() gets the copy, so
+ * it must not hold pointers into itself (core/format_sink.c). */
+int wr_sink_file_copy_arg(struct weir_pipeline *p, struct weir_stream *in,
+			  const struct weir_file_sink *spec, size_t arg_size);
+
 /* Build, run and free one core's executor (core/exec.c). */
 int wr_exec_create(struct weir_pipeline *p, struct weir_worker *w,
 		   struct wr_exec **out);

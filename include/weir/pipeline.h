@@ -217,6 +217,56 @@ struct weir_file_sink {
 int weir_sink_file(struct weir_pipeline *p, struct weir_stream *in,
 		   const struct weir_file_sink *spec);
 
+/*
+ * CSV and JSON-lines sinks from a field schema: weir_sink_file() with a
+ * format() that walks the fields (same buffering, same rename on success).
+ *
+ *   u64/i64/u32/i32  native-endian integers at offset (len ignored)
+ *   f64              shortest of %.15g / %.17g that reads back exactly;
+ *                    NaN and infinities are `null` in JSON, nan/inf in CSV
+ *   ipv4, ipv6       4 / 16 bytes in network order, printed by inet_ntop
+ *                    (RFC 5952 for IPv6: lower case, longest zero run ::)
+ *   string           len bytes, NUL-padded: the text ends at the first NUL
+ *                    or after len bytes; bytes >= 0x80 are copied as they
+ *                    are (UTF-8 is the caller's business)
+ *
+ * CSV: a header line of the names; a string (or name) holding a comma, a
+ * double quote, CR or LF is quoted and its quotes doubled (RFC 4180);
+ * lines end with LF.  JSON lines: one object per line, {"name":value,...}
+ * in field order, strings and names escaped (\" \\ \n \r \t \b \f,
+ * other control bytes as \u00XX).
+ *
+ * fields[0..nfields) (1..WEIR_FIELDS_MAX, names 1..WEIR_FIELD_NAME_MAX
+ * bytes) is copied; every field must lie inside the stream's record.
+ * -EINVAL with a message naming the field otherwise.
+ */
+#define WEIR_FIELDS_MAX 64u
+#define WEIR_FIELD_NAME_MAX 64u
+enum weir_field_type {
+	WEIR_FIELD_U64 = 1,
+	WEIR_FIELD_I64,
+	WEIR_FIELD_U32,
+	WEIR_FIELD_I32,
+	WEIR_FIELD_F64,
+	WEIR_FIELD_IPV4,
+	WEIR_FIELD_IPV6,
+	WEIR_FIELD_STRING,
+};
+
+struct weir_field {
+	const char *name;
+	enum weir_field_type type;
+	uint32_t offset; /* bytes from the start of the record */
+	uint32_t len;    /* STRING: its fixed size; others: 0 or their size */
+};
+
+int weir_sink_csv(struct weir_pipeline *p, struct weir_stream *in,
+		  const char *path, const struct weir_field *fields,
+		  unsigned nfields);
+int weir_sink_jsonl(struct weir_pipeline *p, struct weir_stream *in,
+		    const char *path, const struct weir_field *fields,
+		    unsigned nfields);
+
 /* ---- timers (keyed process functions) ---- */
 
 enum weir_time_domain {
