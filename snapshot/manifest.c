@@ -509,7 +509,7 @@ int wr_ckpt_commit(const struct wr_ckpt_commit_info *info,
 		err = retention(dirfd, info->dir, info->ckpt_id,
 				info->retain ? info->retain : 1);
 		close(dirfd);
-		return err;
+		return err == 1 ? -EINTR : 0;
 	}
 	if (dirfd >= 0)
 		close(dirfd);
@@ -615,8 +615,11 @@ static int retention(int dirfd, const char *dir, uint64_t id, uint32_t keep)
 			wr_ckpt_manifest_name(name, sizeof(name), ids[i], "");
 			(void)unlinkat(dirfd, name, 0);
 		}
-		if (!crash_here(5))
-			sweep(dirfd, &s, id, 0);
+		if (crash_here(5)) { /* old manifests gone, files not yet */
+			free(s.v);
+			return 1;
+		}
+		sweep(dirfd, &s, id, 0);
 	}
 	free(s.v);
 	return 0; /* the checkpoint is committed whatever retention did */

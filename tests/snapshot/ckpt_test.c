@@ -51,7 +51,7 @@ Test(arena, restore_page)
 }
 
 static const struct wr_ckpt_policy full_pol = { .retain = 3 };
-static const struct wr_ckpt_policy inc_pol __attribute__((unused)) = { .retain = 3, .incremental = true,
+static const struct wr_ckpt_policy inc_pol = { .retain = 3, .incremental = true,
 					       .full_every = 8 };
 
 Test(ckpt, round_trip)
@@ -121,5 +121,280 @@ Test(ckpt, cow_during_flush)
 	wr_arena_destroy(got);
 	wr_arena_destroy(ref);
 	wr_arena_destroy(a[0]);
+	t_rmdir(dir);
+}
+
+Test(ckpt, incremental)
+{
+	char *dir = t_mkdir();
+	struct wr_arena *a[1] = { t_arena(512) };
+	uint32_t p;
+
+	t_populate(a[0], 400, 1);
+	struct t_run full = t_checkpoint(dir, a, 1, &inc_pol, NULL);
+	cr_assert_eq(full.err, 0);
+	cr_assert_eq(full.pages_written, 400);
+	for (uint32_t q = 0; q < 4; q++) /* 1% of the pages */
+		t_fill(a[0], q * 97, 9);
+	struct t_run inc = t_checkpoint(dir, a, 1, &inc_pol, NULL);
+	cr_assert_eq(inc.err, 0);
+	cr_assert_eq(inc.pages_written, 4);
+	/* 4 pages + header block + trailer block(s): ∝ pages changed */
+	cr_assert_leq(inc.bytes_written, (4 + 1 + 1) * T_PAGE);
+	cr_assert_lt(inc.bytes_written * 50, full.bytes_written);
+	wr_arena_free(a[0], 10, 1);
+	wr_arena_free(a[0], 11, 1);
+	cr_assert_eq(wr_arena_alloc(a[0], 2, &p, NULL), 0);
+	t_fill(a[0], p, 10);
+	t_fill(a[0], p + 1, 10);
+	t_fill(a[0], 200, 11);
+	struct t_run inc2 = t_checkpoint(dir, a, 1, &inc_pol, NULL);
+	cr_assert_eq(inc2.err, 0);
+	cr_assert_eq(inc2.pages_written, 3);
+	struct wr_ckpt_manifest m;
+	cr_assert_eq(wr_ckpt_manifest_read(dir, 3, &m), 0);
+	cr_assert_eq(m.parent_id, 2);
+	cr_assert_eq(m.core[0].nchain, 3);
+	cr_assert_eq(m.core[0].view_pages, 400);
+	wr_ckpt_manifest_free(&m);
+	uint64_t id;
+	struct wr_arena *got = t_restore(dir, 0, 512, &id);
+	cr_assert_eq(id, 3);
+	t_assert_same(a[0], got);
+	wr_arena_destroy(got);
+	wr_arena_destroy(a[0]);
+	t_rmdir(dir);
+}
+
+static uint32_t count_files(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	uint32_t n = 0;
+
+	cr_assert_not_null(d);
+	while ((e = readdir(d)) != NULL)
+		n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+	closedir(d);
+	return n;
+}
+
+Test(ckpt, retention_shared)
+{
+	char *dir = t_mkdir();
+	struct wr_arena *a[2] = { t_arena(64), t_arena(64) };
+	struct wr_ckpt_policy pol = { .retain = 2, .incremental = true,
+				      .full_every = 3 };
+	uint64_t ids[16];
+	uint32_t n;
+
+	t_populate(a[0], 20, 1);
+	t_populate(a[1], 20, 2);
+	for (uint32_t k = 1; k <= 7; k++) {
+		t_fill(a[0], k, 100 + k);
+		t_fill(a[1], k + 1, 100 + k);
+		cr_assert_eq(t_checkpoint(dir, a, 2, &pol, NULL).err, 0);
+		cr_assert_eq(wr_ckpt_list(dir, ids, 16, &n), 0);
+		cr_assert_eq(n, k < 2 ? k : 2);
+		for (uint32_t i = 0; i < n; i++) /* every retained restores */
+			cr_assert_eq(wr_ckpt_verify(dir, ids[i], NULL, NULL), 0,
+				     "checkpoint %llu after %u",
+				     (unsigned long long)ids[i], k);
+	}
+	/* Chains: 1 full, 2-3 inc; 4 full, 5-6 inc; 7 full.  Retained 6, 7:
+	 * 6 needs the page files of 4, 5, 6; 7 its own. */
+	cr_assert_eq(ids[0], 6);
+	cr_assert_eq(count_files(dir, "MANIFEST-"), 2);
+	cr_assert_eq(count_files(dir, "ckpt-00000000000000000004-c"), 2,
+		     "the shared base stays (page files only)");
+	cr_assert_eq(count_files(dir, "ckpt-00000000000000000005-c"), 2);
+	cr_assert_eq(count_files(dir, "ckpt-00000000000000000006-c"), 4);
+	cr_assert_eq(count_files(dir, "ckpt-00000000000000000003-c"), 0);
+	cr_assert_eq(count_files(dir, "ckpt-"), 2 * (1 + 1 + 2 + 2));
+	struct wr_ckpt *ck;
+	cr_assert_eq(wr_ckpt_open(dir, 6, T_FP, NULL, NULL, &ck), 0);
+	wr_ckpt_close(ck);
+	wr_arena_destroy(a[0]);
+	wr_arena_destroy(a[1]);
+	t_rmdir(dir);
+}
+
+struct reports {
+	int n;
+	char file[128];
+	uint64_t off;
+};
+
+static void on_report(void *arg, const char *file, uint64_t off,
+		      const char *what)
+{
+	struct reports *r = arg;
+
+	(void)what;
+	if (r->n++ == 0) {
+		snprintf(r->file, sizeof(r->file), "%s", file);
+		r->off = off;
+	}
+}
+
+/* Two checkpoints of one core; returns the arena as at checkpoint 1. */
+static struct wr_arena *two_checkpoints(const char *dir, bool incremental)
+{
+	struct wr_arena *a[1] = { t_arena(64) }, *ref = t_arena(64);
+	struct wr_ckpt_policy pol = { .retain = 3, .incremental = incremental };
+
+	t_populate(a[0], 20, 1);
+	t_populate(ref, 20, 1);
+	cr_assert_eq(t_checkpoint(dir, a, 1, &pol, NULL).err, 0);
+	t_fill(a[0], 3, 50);
+	cr_assert_eq(t_checkpoint(dir, a, 1, &pol, NULL).err, 0);
+	wr_arena_destroy(a[0]);
+	return ref;
+}
+
+static void corrupt_then_check(const char *cmd_fmt, uint64_t want_off)
+{
+	char *dir = t_mkdir(), cmd[512], path[512];
+	struct wr_arena *ref = two_checkpoints(dir, false);
+	struct reports rep = { 0 };
+	uint64_t id;
+
+	snprintf(path, sizeof(path), "%s/ckpt-00000000000000000002-c0.pages",
+		 dir);
+	snprintf(cmd, sizeof(cmd), cmd_fmt, path);
+	cr_assert_eq(system(cmd), 0);
+	cr_assert_eq(wr_ckpt_verify(dir, 2, on_report, &rep), -EBADMSG);
+	cr_assert_geq(rep.n, 1);
+	cr_assert_str_eq(rep.file, "ckpt-00000000000000000002-c0.pages");
+	cr_assert_eq(rep.off, want_off);
+	cr_assert_eq(wr_ckpt_verify(dir, 1, NULL, NULL), 0);
+	struct wr_arena *got = t_restore(dir, 0, 64, &id);
+	cr_assert_eq(id, 1, "fell back to the previous checkpoint");
+	t_assert_same(ref, got);
+	wr_arena_destroy(got);
+	wr_arena_destroy(ref);
+	t_rmdir(dir);
+}
+
+Test(ckpt, corrupt_flip)
+{
+	/* byte 100 of the 6th page (offset 4096 + 5 * 4096 + 100) */
+	corrupt_then_check("printf '\\377' | dd of=%s bs=1 seek=24676 "
+			   "conv=notrunc status=none", 4096 + 5 * 4096);
+}
+
+Test(ckpt, corrupt_truncate)
+{
+	corrupt_then_check("truncate -s 40000 %s", 40000);
+}
+
+/* Names, sizes and mtimes of every entry, as one string. */
+static void listing(const char *dir, char *out, size_t n)
+{
+	char cmd[512];
+	FILE *f;
+	size_t got;
+
+	snprintf(cmd, sizeof(cmd), "cd '%s' && stat -c '%%n %%s %%Y.%%y' * | "
+		 "sort", dir);
+	f = popen(cmd, "r");
+	cr_assert_not_null(f);
+	got = fread(out, 1, n - 1, f);
+	out[got] = '\0';
+	pclose(f);
+	cr_assert_gt(got, 0);
+}
+
+Test(ckpt, refuse_fingerprint)
+{
+	char *dir = t_mkdir(), before[8192], after[8192];
+	struct wr_arena *ref = two_checkpoints(dir, true);
+	struct wr_ckpt *ck;
+
+	listing(dir, before, sizeof(before));
+	cr_assert_eq(wr_ckpt_open(dir, 0, T_FP + 1, NULL, NULL, &ck), -ESTALE);
+	cr_assert_not_null(strstr(weir_last_error(), "another pipeline"));
+	listing(dir, after, sizeof(after));
+	cr_assert_str_eq(before, after);
+	wr_arena_destroy(ref);
+	t_rmdir(dir);
+}
+
+Test(ckpt, refuse_newer_version)
+{
+	char *dir = t_mkdir(), before[8192], after[8192], cmd[512];
+	struct wr_arena *ref = two_checkpoints(dir, true);
+	struct wr_ckpt *ck;
+
+	snprintf(cmd, sizeof(cmd), "sed -i '1s/ 1$/ 2/' "
+		 "%s/MANIFEST-00000000000000000002", dir);
+	cr_assert_eq(system(cmd), 0);
+	listing(dir, before, sizeof(before));
+	cr_assert_eq(wr_ckpt_open(dir, 0, T_FP, NULL, NULL, &ck),
+		     -EPROTONOSUPPORT);
+	cr_assert_not_null(strstr(weir_last_error(), "newer format"));
+	listing(dir, after, sizeof(after));
+	cr_assert_str_eq(before, after);
+	wr_arena_destroy(ref);
+	t_rmdir(dir);
+}
+
+Test(ckpt, crash_in_commit)
+{
+	for (int k = 1; k <= 5; k++) {
+		char *dir = t_mkdir();
+		struct wr_arena *a[1] = { t_arena(64) }, *want;
+		struct wr_ckpt_policy pol = { .retain = 1, .incremental = true };
+		uint64_t id;
+
+		t_populate(a[0], 20, 1);
+		cr_assert_eq(t_checkpoint(dir, a, 1, &pol, NULL).err, 0);
+		struct wr_arena *old = t_restore(dir, 0, 64, NULL);
+		t_fill(a[0], 4, 60);
+		wr_ckpt_test_crash_after = k;
+		cr_assert_eq(t_checkpoint(dir, a, 1, &pol, NULL).err, -EINTR);
+		wr_ckpt_test_crash_after = 0;
+		struct wr_arena *got = t_restore(dir, 0, 64, &id);
+		cr_assert_eq(id, k <= 2 ? 1u : 2u, "crash after step %d", k);
+		want = k <= 2 ? old : a[0];
+		t_assert_same(want, got);
+		cr_assert_eq(wr_ckpt_verify(dir, id, NULL, NULL), 0);
+		/* The next checkpoint commits and sweeps the debris. */
+		pol.force_full = true;
+		cr_assert_eq(t_checkpoint(dir, a, 1, &pol, NULL).err, 0);
+		cr_assert_eq(count_files(dir, "MANIFEST-"), 1);
+		cr_assert_eq(count_files(dir, "ckpt-"), 2);
+		wr_arena_destroy(got);
+		wr_arena_destroy(old);
+		wr_arena_destroy(a[0]);
+		t_rmdir(dir);
+	}
+}
+
+Test(ckpt, abort_removes_partial)
+{
+	char *dir = t_mkdir();
+	struct wr_arena *a = t_arena(64);
+	struct wr_uring *u;
+	struct wr_ckpt_writer *w;
+	struct wr_ckpt_writer_config cfg = { dir, 1, 0, T_FP, NULL, 4 };
+	uint32_t e;
+
+	t_populate(a, 30, 1);
+	cr_assert_eq(wr_uring_create(8, &u), 0);
+	cfg.uring = u;
+	cr_assert_eq(wr_arena_snapshot_begin(a, &e), 0);
+	cr_assert_eq(wr_ckpt_writer_create(&cfg, a, &w), 0);
+	cr_assert_eq(wr_ckpt_writer_step(w), 0);
+	cr_assert_eq(wr_ckpt_writer_state(w), WR_CKPT_PAGES);
+	cr_assert(wr_ckpt_writer_is_valid(w));
+	cr_assert_eq(count_files(dir, "ckpt-"), 2);
+	wr_ckpt_writer_destroy(w); /* mid-flight: drains, then unlinks */
+	wr_arena_snapshot_end(a);
+	cr_assert_eq(count_files(dir, "ckpt-"), 0);
+	/* No pending snapshot, or a parent epoch from the future: refused. */
+	cr_assert_eq(wr_ckpt_writer_create(&cfg, a, &w), -EINVAL);
+	wr_uring_destroy(u);
+	wr_arena_destroy(a);
 	t_rmdir(dir);
 }
