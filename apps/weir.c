@@ -18,6 +18,7 @@ static const char usage[] =
 	"commands:\n"
 	"  flows      per-flow packet/byte counts in tumbling windows from a\n"
 	"             capture file or the built-in generator, as CSV\n"
+	"  checkpoint list, inspect or verify a checkpoint directory\n"
 	"  demo       generator on every core sending records to every core\n"
 	"             through the ring mesh; prints records/s per core\n"
 	"  version    print the version\n"
@@ -76,6 +77,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "flows") == 0)
 		return cmd_flows(argc - 1, argv + 1);
+	if (strcmp(cmd, "checkpoint") == 0)
+		return cmd_checkpoint(argc - 1, argv + 1);
 	if (strcmp(cmd, "demo") == 0)
 		return cmd_demo(argc > 1 ? argc - 1 : 1, argc > 1 ? argv + 1 : argv);
 	return cli_usage_error("unknown command '%s' (try `weir help`)", cmd);
