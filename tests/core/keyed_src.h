@@ -5,7 +5,8 @@
  * records reach its process function in array order on any core count.
  *
  * Pacing, for tests that need wall-clock time to pass during a run:
- * chunk records every chunk_ms (0 = all at once), then tail_ms of returning
+ * Each split writes only its own slots (several cores open and poll at
+ * once).  Pacing: chunk records every chunk_ms (0 = all at once), then tail_ms of returning
  * 0 ("nothing now") before the split ends.  Both use CLOCK_MONOTONIC.
  */
 #ifndef TESTS_CORE_KEYED_SRC_H
@@ -30,7 +31,7 @@ struct ksrc {
 	int64_t chunk_ms; /* between chunks */
 	int64_t tail_ms;  /* "nothing now" after the last record */
 	/* per split */
-	unsigned pos[WEIR_CORES_MAX], splits;
+	unsigned pos[WEIR_CORES_MAX], splits[WEIR_CORES_MAX];
 	unsigned in_chunk[WEIR_CORES_MAX];
 	int64_t next_ms[WEIR_CORES_MAX];
 	int64_t end_ms[WEIR_CORES_MAX];
@@ -50,7 +51,7 @@ static inline int ksrc_open(struct weir_ctx *c, unsigned split,
 	struct ksrc *s = arg;
 
 	(void)c;
-	s->splits = splits;
+	s->splits[split] = splits;
 	s->pos[split] = 0;
 	s->in_chunk[split] = 0;
 	s->next_ms[split] = ksrc_now_ms();
@@ -62,7 +63,7 @@ static inline int ksrc_open(struct weir_ctx *c, unsigned split,
 static inline unsigned ksrc_skip(const struct ksrc *s, unsigned me,
 				 unsigned pos)
 {
-	while (pos < s->count && s->recs[pos].key % s->splits != me)
+	while (pos < s->count && s->recs[pos].key % s->splits[me] != me)
 		pos++;
 	return pos;
 }

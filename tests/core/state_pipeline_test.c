@@ -424,17 +424,6 @@ Test(state_pipeline, ttl_expired_value_is_never_returned)
 #define BIG 1016u /* + the 8-byte TTL stamp = the 1 KiB most */
 #define CAP_KEYS 10000u
 
-static void make_cap(uint64_t i, uint64_t seed, void *rec, int64_t *ts,
-		     void *arg)
-{
-	struct trec *r = rec;
-	uint32_t keys = *(const uint32_t *)arg;
-
-	(void)seed;
-	*r = (struct trec){ .key = (uint32_t)(keys ? i % keys : i) };
-	*ts = 0;
-}
-
 static _Atomic int64_t expired_age = -1;
 
 static int note_expired(int64_t age_ms)
@@ -470,23 +459,28 @@ static int write_big(struct weir_ctx *c, const void *rec, void *arg)
 	return err;
 }
 
+/* 20000 records of `keys` distinct keys (0: all distinct), paced at
+ * `chunk` records per 5 ms per split when chunk > 0.  Pacing is relative
+ * to the previous chunk, so a stalled core never catches up in a burst
+ * (a burst written within one TTL would all be live at once). */
 static int run_big(enum weir_state_full_policy policy, uint64_t ttl_ms,
-		   uint64_t rate, uint32_t keys)
+		   unsigned chunk, uint32_t keys)
 {
+	static struct trec big[20000];
 	struct weir_state_desc st = { .name = "big_values",
 		.kind = WEIR_STATE_VALUE, .value_size = BIG, .ttl_ms = ttl_ms };
-	struct weir_generator g = { .count = 20000, .rate = rate,
-		.record_size = sizeof(struct trec), .make = make_cap,
-		.arg = &keys };
+	struct ksrc src = { .recs = big, .count = 20000, .chunk = chunk,
+			    .chunk_ms = 5 };
 	struct weir_process_spec spec = { .name = "grow",
 		.process = write_big, .out_size = 8, .states = &st, .nstates = 1,
 		.arg = &ttl_ms };
 	struct weir_pipeline *p = pipeline(2, CAP_BYTES, policy);
-	struct weir_stream *s, *k, *o;
+	struct weir_stream *k, *o;
 	int rc;
 
-	cr_assert_eq(weir_source_generator(p, &g, &s), 0);
-	cr_assert_eq(weir_key_by(p, s, ksrc_key, 4, NULL, &k), 0);
+	for (uint32_t i = 0; i < 20000; i++)
+		big[i] = (struct trec){ .key = keys ? i % keys : i };
+	cr_assert_eq(ksrc_keyed(p, &src, -1, &k), 0);
 	cr_assert_eq(weir_process(p, k, &spec, &o), 0, "%s", weir_last_error());
 	rc = weir_pipeline_run(p);
 	weir_pipeline_destroy(p);
@@ -508,15 +502,15 @@ Test(state_pipeline, memory_cap_fail_policy_names_state_and_cap)
 
 Test(state_pipeline, evict_policy_with_ttl_completes)
 {
-	/* 20000 x 1 KiB over 2 cores at 40 k/s, 10000 keys: ~5 MiB per core
-	 * without a TTL (the control fails), ~800 entries live within the
-	 * 20 ms TTL.  Keys come back, mostly expired; any value read must be
-	 * younger than the TTL. */
-	int rc = run_big(WEIR_STATE_FULL_EVICT, 0, 40000, CAP_KEYS);
+	/* 20000 x 1 KiB, 10000 keys, 2 splits of 10 k records/s each: ~5 MiB
+	 * per core without a TTL (the control fails), ~200-400 entries per
+	 * core live within the 20 ms TTL (~1500 fit).  Keys come back, mostly
+	 * expired; any value read must be younger than the TTL. */
+	int rc = run_big(WEIR_STATE_FULL_EVICT, 0, 50, CAP_KEYS);
 
 	cr_assert_eq(rc, -ENOMEM, "control: without a TTL the workload should "
 		     "exceed the cap, run returned %d", rc);
-	rc = run_big(WEIR_STATE_FULL_EVICT, 20, 40000, CAP_KEYS);
+	rc = run_big(WEIR_STATE_FULL_EVICT, 20, 50, CAP_KEYS);
 
 	cr_assert_eq(expired_age, -1, "read a value %lld ms old with a TTL of "
 		     "20 ms", (long long)expired_age);
