@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# flows_bench.sh [BUILD_DIR] [PACKETS] — the whole `weir flows` job (parse,
+# key_by, tumbling per-flow window, CSV sink) in Mpps, from memory (the
+# generator) and from a generated pcap file, on 1 and 2 cores; and, in the
+# same run, pmacctd (pcap_savefile, aggregate on the 5-tuple, print plugin)
+# and softflowd (-r) on the same file when installed.  One JSON object per
+# measurement on stdout; medians of RUNS runs (default 3).
+#
+# Mpps = packets / wall time of the process (setup and output included),
+# so it is a lower bound on the data path.  Peers are single-threaded:
+# their Mpps is per core.
+set -euo pipefail
+B=${1:-build}
+N=${2:-5000000}
+RUNS=${RUNS:-3}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+W=$B/apps/weir
+"$B/bench/flows_capture" "$T/cap.pcap" "$N" 100000 1
+
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+wall() { # wall seconds of a command
+	local t0 t1
+	t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N)
+	echo "$t1 - $t0" | bc -l
+}
+weir_mpps() { # cores args...
+	local c=$1; shift
+	for _ in $(seq "$RUNS"); do
+		"$W" flows "$@" --cores "$c" --out "$T/o.csv" 2>&1 >/dev/null |
+			tail -1 | sed 's/.*mpps=\([0-9.]*\).*/\1/'
+	done | median
+}
+declare -A R
+for c in 1 2; do
+	R[gen$c]=$(weir_mpps "$c" --gen --packets "$N" --flows 100000 --seed 1)
+	R[pcap$c]=$(weir_mpps "$c" --pcap "$T/cap.pcap")
+	for k in gen pcap; do
+		echo "{\"bench\":\"flows\",\"engine\":\"weir\",\"input\":\"$k\",\"cores\":$c,\"packets\":$N,\"mpps\":${R[$k$c]},\"mpps_per_core\":$(echo "${R[$k$c]} / $c" | bc -l | cut -c1-6)}"
+	done
+done
+peer() { # name cmd...
+	local name=$1 s; shift
+	s=$(for _ in $(seq "$RUNS"); do wall "$@"; done | median)
+	local m; m=$(echo "$N / $s / 1000000" | bc -l | cut -c1-6)
+	echo "{\"bench\":\"flows\",\"engine\":\"$name\",\"input\":\"pcap\",\"cores\":1,\"packets\":$N,\"mpps\":$m,\"weir_pcap_1core_ratio\":$(echo "${R[pcap1]} / $m" | bc -l | cut -c1-6)}"
+}
+if command -v pmacctd >/dev/null; then
+	cat > "$T/pmacct.conf" <<CONF
+daemonize: false
+pcap_savefile: $T/cap.pcap
+aggregate: src_host, dst_host, src_port, dst_port, proto
+plugins: print
+print_output: csv
+print_output_file: $T/pmacct.csv
+print_refresh_time: 1
+CONF
+	peer pmacctd pmacctd -f "$T/pmacct.conf"
+else
+	echo '{"bench":"flows","engine":"pmacctd","skipped":"not installed"}'
+fi
+if command -v softflowd >/dev/null; then
+	peer softflowd softflowd -r "$T/cap.pcap" -n 127.0.0.1:9 -v 9 -d
+else
+	echo '{"bench":"flows","engine":"softflowd","skipped":"not installed"}'
+fi
