@@ -27,6 +27,9 @@ struct gen_core {
 
 struct gen {
 	struct weir_generator g;
+	uint64_t start[WEIR_GENERATOR_SPLITS];
+	/* Per split, published by the core that owns it when it closes. */
+	uint64_t final_pos[WEIR_GENERATOR_SPLITS];
 	struct gen_core *cores[WEIR_CORES_MAX];
 };
 
@@ -56,9 +59,12 @@ static int gen_open(struct weir_ctx *c, unsigned split, unsigned splits,
 	if (gc == NULL)
 		return -ENOMEM;
 	memset(gc, 0, sizeof(*gc));
-	for (unsigned s = split; s < WEIR_GENERATOR_SPLITS; s += splits)
-		if (split_len(&gen->g, s) > 0)
+	for (unsigned s = split; s < WEIR_GENERATOR_SPLITS; s += splits) {
+		gc->pos[s] = gen->start[s];
+		gen->final_pos[s] = gen->start[s];
+		if (gc->pos[s] < split_len(&gen->g, s))
 			gc->active[gc->nowned++] = s;
+	}
 	gc->live = gc->nowned;
 	gc->start_ns = mono_ns();
 	gen->cores[split] = gc;
@@ -112,6 +118,13 @@ static int gen_next(struct weir_ctx *c, void *recs, int64_t *ts,
 static void gen_close(struct weir_ctx *c, void *arg)
 {
 	struct gen *gen = arg;
+	struct gen_core *gc = gen->cores[c->x->id];
+
+	/* Each split belongs to one core: no two cores write one slot, and
+	 * the runtime's join orders these writes before any reader. */
+	for (unsigned s = c->x->id; gc && s < WEIR_GENERATOR_SPLITS;
+	     s += c->x->n)
+		gen->final_pos[s] = gc->pos[s];
 
 	weir_worker_free_local(c->x->w, gen->cores[c->x->id]);
 	gen->cores[c->x->id] = NULL;
@@ -132,11 +145,27 @@ int weir_source_generator(struct weir_pipeline *p,
 	if (gen == NULL)
 		return -ENOMEM;
 	gen->g = *g;
+	gen->g.start = NULL;
+	if (g->start != NULL)
+		memcpy(gen->start, g->start, sizeof(gen->start));
 	err = weir_source(p, "generator", &ops, g->record_size, gen, out);
 	if (err) {
 		free(gen);
 		return err;
 	}
 	(*out)->owned_arg = gen; /* freed with the pipeline */
+	return 0;
+}
+
+int weir_generator_positions(const struct weir_stream *generator,
+			     uint64_t pos[WEIR_GENERATOR_SPLITS])
+{
+	const struct gen *gen;
+
+	if (generator == NULL || generator->kind != WR_NODE_SOURCE ||
+	    generator->fn.source.next != gen_next)
+		return wr_error(-EINVAL, "stream is not a generator source");
+	gen = generator->arg;
+	memcpy(pos, gen->final_pos, sizeof(gen->final_pos));
 	return 0;
 }

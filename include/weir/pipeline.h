@@ -122,11 +122,20 @@ struct weir_generator {
 	void (*make)(uint64_t index, uint64_t seed, void *rec, int64_t *ts_ms,
 		     void *arg);
 	void *arg;
+	/* Optional replay start: records already produced per split (as
+	 * weir_generator_positions() reported); NULL = from the beginning. */
+	const uint64_t *start;
 };
 
 int weir_source_generator(struct weir_pipeline *p,
 			  const struct weir_generator *g,
 			  struct weir_stream **out);
+/* After (or, from a checkpoint, during) a run: the records each split has
+ * produced, WEIR_GENERATOR_SPLITS values.  Feeding them back as
+ * weir_generator.start resumes the stream exactly where it stopped, on any
+ * number of cores. */
+int weir_generator_positions(const struct weir_stream *generator,
+			     uint64_t pos[WEIR_GENERATOR_SPLITS]);
 
 /*
  * Event time for a source's records: the watermark trails the largest
