@@ -14,7 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(meson ninja-build pkg-config gcc python3 libdpdk-dev liburing-dev
-          libjemalloc-dev libxxhash-dev libcriterion-dev librocksdb-dev)
+          libjemalloc-dev libxxhash-dev libcriterion-dev librocksdb-dev
+          tshark)
 BUILD_DIR=${WEIR_BUILD_DIR:-build}
 
 die() { echo "quickstart: $*" >&2; exit 1; }
