@@ -30,7 +30,7 @@
 
 struct flows_opts {
 	const char *pcap, *out;
-	bool gen;
+	bool gen, idle_sleep;
 	unsigned cores;
 	uint64_t window_ms, max_delay_ms, rate, duration_s;
 	struct weir_flowgen_config gen_cfg;
@@ -49,7 +49,8 @@ struct flow_row {
 static const char flows_usage[] =
 	"usage: weir flows [--pcap FILE | --gen] [--cores N] [--window MS]\n"
 	"                  [--out FILE] [--max-delay MS] [--rate PPS]\n"
-	"                  [--duration S] [--flows N] [--packets N] [--seed S]\n"
+	"                  [--duration S] [--idle busy|sleep] [--flows N]\n"
+	"                  [--packets N] [--seed S] [--zipf S] [--ipv6 F]\n"
 	"\n"
 	"Per-flow packet and byte counts (IP-layer bytes) in event-time\n"
 	"tumbling windows, keyed by the unidirectional 5-tuple, written as CSV:\n"
@@ -65,6 +66,7 @@ static const char flows_usage[] =
 	"                   packets later than that are counted as late=N\n"
 	"  --rate PPS       pace the input to PPS packets/s (default: full speed)\n"
 	"  --duration S     end the input after S seconds (default: none)\n"
+	"  --idle POLICY    busy (spin) or sleep (eventfd) when idle (default busy)\n"
 	"  --flows N        generator: distinct flows (default 100000)\n"
 	"  --packets N      generator: packets (default 4000000)\n"
 	"  --seed S         generator: seed (default 1)\n"
@@ -151,6 +153,11 @@ static int parse_one(struct flows_opts *o, const char *opt, const char *val)
 	} else if (strcmp(opt, "--rate") == 0) {
 		if (!cli_parse_u64(opt, val, 1, UINT64_MAX / 2, &o->rate))
 			return EXIT_USAGE;
+	} else if (strcmp(opt, "--idle") == 0) {
+		if (strcmp(val, "busy") != 0 && strcmp(val, "sleep") != 0)
+			return cli_usage_error("flows: --idle '%s' is neither busy "
+					       "nor sleep", val);
+		o->idle_sleep = strcmp(val, "sleep") == 0;
 	} else if (strcmp(opt, "--duration") == 0) {
 		if (!cli_parse_u64(opt, val, 1, 86400ull * 365, &o->duration_s))
 			return EXIT_USAGE;
@@ -379,6 +386,7 @@ static int run(struct flows_job *j)
 	if (j->o->cores)
 		cfg.runtime.cores = j->o->cores;
 	cfg.runtime.handle_signals = true;
+	cfg.runtime.idle = j->o->idle_sleep ? WEIR_IDLE_SLEEP : WEIR_IDLE_BUSY_POLL;
 	err = weir_pipeline_create(&cfg, &j->p);
 	if (err)
 		return cli_usage_error("flows: %s", weir_last_error());
