@@ -36,14 +36,14 @@ for c in 1 2; do
 	R[gen$c]=$(weir_mpps "$c" --gen --packets "$N" --flows 100000 --seed 1)
 	R[pcap$c]=$(weir_mpps "$c" --pcap "$T/cap.pcap")
 	for k in gen pcap; do
-		echo "{\"bench\":\"flows\",\"engine\":\"weir\",\"input\":\"$k\",\"cores\":$c,\"packets\":$N,\"mpps\":${R[$k$c]},\"mpps_per_core\":$(echo "${R[$k$c]} / $c" | bc -l | cut -c1-6)}"
+		echo "{\"bench\":\"flows\",\"engine\":\"weir\",\"input\":\"$k\",\"cores\":$c,\"packets\":$N,\"mpps\":${R[$k$c]},\"mpps_per_core\":$(awk "BEGIN {printf \"%.3f\", ${R[$k$c]} / $c}")}"
 	done
 done
 peer() { # name cmd...
 	local name=$1 s; shift
 	s=$(for _ in $(seq "$RUNS"); do wall "$@"; done | median)
-	local m; m=$(echo "$N / $s / 1000000" | bc -l | cut -c1-6)
-	echo "{\"bench\":\"flows\",\"engine\":\"$name\",\"input\":\"pcap\",\"cores\":1,\"packets\":$N,\"mpps\":$m,\"weir_pcap_1core_ratio\":$(echo "${R[pcap1]} / $m" | bc -l | cut -c1-6)}"
+	local m; m=$(awk "BEGIN {printf \"%.3f\", $N / $s / 1e6}")
+	echo "{\"bench\":\"flows\",\"engine\":\"$name\",\"input\":\"pcap\",\"cores\":1,\"packets\":$N,\"mpps\":$m,\"weir_pcap_1core_ratio\":$(awk "BEGIN {printf \"%.3f\", ${R[pcap1]} / $m}")}"
 }
 if command -v pmacctd >/dev/null; then
 	cat > "$T/pmacct.conf" <<CONF
