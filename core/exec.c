@@ -231,22 +231,57 @@ static void take_markers(struct wr_exec *x, unsigned from)
 		wr_time_marker(x, from, &m);
 }
 
+/*
+ * Slow path when the out buffers are nearly full: one envelope at a time,
+ * held in a per-ring pending slot until there is room for what it can
+ * produce.  An envelope of the last stage produces nothing and always
+ * passes, so the last stage keeps draining even when every out buffer is
+ * full (head-of-line blocking behind an earlier stage's envelope remains
+ * possible: see docs/architecture.md, "Known limits").
+ */
+static int drain_one_by_one(struct wr_exec *x, unsigned from, uint32_t *work)
+{
+	uint8_t *slot = x->pend + (size_t)from * x->slot;
+
+	for (uint32_t i = 0; i < WR_BURST; i++) {
+		const struct wr_envelope *env = (const void *)slot;
+		if (!x->pend_full[from]) {
+			if (weir_worker_recv_burst_local(x->w, from, slot, 1) != 1)
+				break;
+			x->pend_full[from] = true;
+		}
+		if (outbuf_room(x) < x->edge_amp[env->edge])
+			break; /* keep it for a later tick */
+		x->pend_full[from] = false;
+		memcpy(x->inbuf, slot, x->slot);
+		int err = run_envelopes(x, 1);
+		if (err)
+			return err;
+		(*work)++;
+	}
+	return 0;
+}
+
 static int drain_rings(struct wr_exec *x, uint32_t *work)
 {
 	for (unsigned from = 0; from < x->n; from++) {
-		uint32_t room = outbuf_room(x) / x->ring_amp;
-		uint32_t want = room < WR_BURST ? room : WR_BURST;
-		uint32_t got = 0;
+		int err = 0;
 
-		if (want > 0)
-			got = weir_worker_recv_burst_local(x->w, from, x->inbuf,
-							   want);
-		int err = run_envelopes(x, got);
+		if (x->pend_full[from] ||
+		    outbuf_room(x) < x->ring_amp * WR_BURST) {
+			err = drain_one_by_one(x, from, work);
+		} else {
+			uint32_t got = weir_worker_recv_burst_local(
+				x->w, from, x->inbuf, WR_BURST);
+			err = run_envelopes(x, got);
+			*work += got;
+		}
 		if (err)
 			return err;
-		if (got < want)
+		/* A marker is taken only once every record before it is; never
+		 * while a record waits in the pending slot. */
+		if (!x->pend_full[from])
 			take_markers(x, from);
-		*work += got;
 	}
 	return 0;
 }

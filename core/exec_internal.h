@@ -73,6 +73,9 @@ struct wr_exec {
 	uint32_t slot;     /* ring slot size */
 	uint32_t ring_amp; /* most envelopes one received envelope yields */
 	uint32_t kg_shift; /* log2(key_groups) */
+	uint32_t edge_amp[WR_EDGES_MAX]; /* envelopes one received one stages */
+	uint8_t *pend;     /* per input ring: one envelope waiting for room */
+	bool pend_full[WEIR_CORES_MAX];
 	struct weir_ctx ctx;
 	struct wr_outbuf *out;   /* per destination core */
 	struct wr_node_rt *nodes; /* per graph node */

@@ -56,9 +56,11 @@ static int alloc_buffers(struct wr_exec *x)
 	x->inbuf = zalloc(x, in);
 	x->tsbuf = zalloc(x, WR_BURST * sizeof(*x->tsbuf));
 	x->out = zalloc(x, x->n * sizeof(*x->out));
+	x->pend = zalloc(x, (size_t)x->n * x->slot);
 	x->nodes = zalloc(x, x->p->nnodes * sizeof(*x->nodes));
 	x->edges = zalloc(x, (x->p->nedges + 1) * sizeof(*x->edges));
-	if (!x->inbuf || !x->tsbuf || !x->out || !x->nodes || !x->edges)
+	if (!x->inbuf || !x->tsbuf || !x->out || !x->nodes || !x->edges ||
+	    !x->pend)
 		return -ENOMEM;
 	for (unsigned d = 0; d < x->n; d++) {
 		x->out[d].slots = zalloc(x, (size_t)WR_OUTBUF_CAP * x->slot);
@@ -66,6 +68,35 @@ static int alloc_buffers(struct wr_exec *x)
 			return -ENOMEM;
 	}
 	return 0;
+}
+
+/* Envelopes one record entering n can stage, through any path: 0 for a
+ * stage that ends in sinks (unlike node->amp, which is at least 1 because
+ * it divides batch sizes). */
+static uint32_t stages(const struct weir_stream *n)
+{
+	uint64_t sum = 0;
+
+	if (n->kind == WR_NODE_KEY_BY)
+		return 1;
+	for (unsigned i = 0; i < n->ndown; i++)
+		sum += stages(n->down[i]);
+	if (n->side != NULL)
+		sum += stages(n->side);
+	sum *= n->max_out;
+	return sum > WR_OUTBUF_CAP ? WR_OUTBUF_CAP : (uint32_t)sum;
+}
+
+static void edge_amps(struct wr_exec *x)
+{
+	for (unsigned e = 0; e < x->p->nedges; e++) {
+		const struct weir_stream *kb = x->p->edges[e];
+		uint64_t sum = 0;
+		for (unsigned i = 0; i < kb->ndown; i++)
+			sum += stages(kb->down[i]);
+		x->edge_amp[e] = sum > WR_OUTBUF_CAP ? WR_OUTBUF_CAP
+						     : (uint32_t)sum;
+	}
 }
 
 static uint32_t ring_amp(const struct weir_pipeline *p)
@@ -126,6 +157,7 @@ int wr_exec_create(struct weir_pipeline *p, struct weir_worker *w,
 	x->slot = p->slot_size;
 	x->ring_amp = ring_amp(p);
 	x->kg_shift = (uint32_t)__builtin_ctz(p->cfg.key_groups);
+	edge_amps(x);
 	x->ctx.x = x;
 	x->ctx.ts = WEIR_TS_MIN;
 	*out = x;
@@ -194,6 +226,7 @@ void wr_exec_destroy(struct wr_exec *x)
 	weir_worker_free_local(x->w, x->edges);
 	weir_worker_free_local(x->w, x->inbuf);
 	weir_worker_free_local(x->w, x->tsbuf);
+	weir_worker_free_local(x->w, x->pend);
 	wr_arena_destroy(x->arena);
 	weir_worker_free_local(x->w, x);
 }
