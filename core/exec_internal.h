@@ -16,19 +16,8 @@ struct wr_outbuf {
 	uint8_t *slots; /* WR_OUTBUF_CAP slots */
 };
 
-struct wr_keyed_state; /* time.c: watermarks in and out, timers */
-void wr_time_init(struct wr_exec *x);
-void wr_time_marker(struct wr_exec *x, unsigned from,
-		    const struct weir_marker *m);
-int wr_time_fire(struct wr_exec *x);
-void wr_time_send(struct wr_exec *x);
-/* Has everything upstream of key_by node kb ended on this core? */
-bool wr_time_upstream_ended(const struct wr_exec *x,
-			    const struct weir_stream *kb);
-
-/* process.c */
-int wr_process_timer(struct wr_exec *x, const struct weir_stream *n,
-		     int domain, const struct wr_timer *t);
+struct wr_keyed_state; /* process.c */
+struct wr_timer;
 
 struct wr_node_rt {
 	bool ended;             /* SOURCE: split exhausted */
