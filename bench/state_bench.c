@@ -216,16 +216,34 @@ static double median(double *v, int n)
 
 /* ---- weir ---------------------------------------------------------------- */
 
+static void weir_hash_batch(const struct wr_table *t, const uint64_t *keys,
+			    uint32_t m, uint64_t *hashes)
+{
+	for (uint32_t j = 0; j < m; j++) {
+		hashes[j] = XXH3_64bits(&keys[j], 8);
+		wr_table_prefetch(t, hashes[j]);
+	}
+}
+
+/* Software-pipelined: batch i+1 is hashed and its slots prefetched before
+ * batch i is updated, so a batch's DRAM misses overlap the previous
+ * batch's work instead of stalling it (one stall per batch before). */
 static int weir_apply(struct wr_table *t, const uint64_t *keys, uint64_t n)
 {
-	uint64_t hashes[BATCH];
+	uint64_t hashes[2][BATCH];
 	void *vals[BATCH];
+	uint32_t m = n < BATCH ? (uint32_t)n : BATCH;
 
-	for (uint64_t i = 0; i < n; i += BATCH) {
-		uint32_t m = n - i < BATCH ? (uint32_t)(n - i) : BATCH;
-		for (uint32_t j = 0; j < m; j++)
-			hashes[j] = XXH3_64bits(&keys[i + j], 8);
-		int err = wr_table_upsert_batch(t, &keys[i], hashes, m, vals);
+	weir_hash_batch(t, keys, m, hashes[0]);
+	for (uint64_t i = 0, b = 0; i < n; i += m, b ^= 1) {
+		m = n - i < BATCH ? (uint32_t)(n - i) : BATCH;
+		uint64_t next = i + m;
+		if (next < n)
+			weir_hash_batch(t, &keys[next],
+					n - next < BATCH ? (uint32_t)(n - next)
+							 : BATCH,
+					hashes[b ^ 1]);
+		int err = wr_table_upsert_batch(t, &keys[i], hashes[b], m, vals);
 		if (err)
 			return err;
 		for (uint32_t j = 0; j < m; j++)
