@@ -24,8 +24,8 @@ static const char usage[] =
 	"  version    print the version\n"
 	"  help       this text; `weir <command> --help` for a command\n"
 	"\n"
-	"With no command, weir runs the main job (currently `demo`) on its\n"
-	"built-in default input.\n";
+	"With no command, weir runs the main job, `weir flows`, on its built-in\n"
+	"traffic generator and writes flows.csv.\n";
 
 bool cli_parse_u64(const char *name, const char *text, uint64_t min,
 		   uint64_t max, uint64_t *out)
@@ -64,7 +64,7 @@ int cli_usage_error(const char *fmt, ...)
 
 int main(int argc, char **argv)
 {
-	const char *cmd = argc > 1 ? argv[1] : "demo";
+	const char *cmd = argc > 1 ? argv[1] : "flows";
 
 	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 ||
 	    strcmp(cmd, "-h") == 0) {
@@ -76,7 +76,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (strcmp(cmd, "flows") == 0)
-		return cmd_flows(argc - 1, argv + 1);
+		return cmd_flows(argc > 1 ? argc - 1 : 1, argc > 1 ? argv + 1 : argv);
 	if (strcmp(cmd, "checkpoint") == 0)
 		return cmd_checkpoint(argc - 1, argv + 1);
 	if (strcmp(cmd, "demo") == 0)
