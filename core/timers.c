@@ -143,6 +143,21 @@ static int grow(struct wr_timers *t, struct heap *h)
 	return 0;
 }
 
+/* Move each entry on path one step towards path[0] and put e at the end:
+ * pages first (touch_path), then the moves, so a failure moves nothing. */
+static int shift_along(struct wr_timers *t, struct heap *h,
+		       const uint64_t *path, unsigned k, const uint8_t *e)
+{
+	int err = touch_path(t, h, path, k);
+
+	if (err)
+		return err;
+	for (unsigned j = 1; j < k; j++)
+		put(t, h, path[j - 1], entry(t, h, path[j]));
+	put(t, h, path[k - 1], e);
+	return 0;
+}
+
 /* Place e, which belongs at or above slot i, moving parents down. */
 static int sift_up(struct wr_timers *t, struct heap *h, uint64_t i,
 		   const uint8_t *e)
@@ -155,13 +170,7 @@ static int sift_up(struct wr_timers *t, struct heap *h, uint64_t i,
 	path[k++] = i;
 	for (uint64_t j = i; j > 0 && entry_ts(t, h, (j - 1) / 2) > ts;)
 		path[k++] = j = (j - 1) / 2;
-	int err = touch_path(t, h, path, k);
-	if (err)
-		return err;
-	for (unsigned j = 1; j < k; j++)
-		put(t, h, path[j - 1], entry(t, h, path[j]));
-	put(t, h, path[k - 1], e);
-	return 0;
+	return shift_along(t, h, path, k, e);
 }
 
 /* Place e, which belongs at or below the root, moving children up. */
@@ -183,13 +192,7 @@ static int sift_down(struct wr_timers *t, struct heap *h, const uint8_t *e)
 			break;
 		path[k++] = i = c;
 	}
-	int err = touch_path(t, h, path, k);
-	if (err)
-		return err;
-	for (unsigned j = 1; j < k; j++)
-		put(t, h, path[j - 1], entry(t, h, path[j]));
-	put(t, h, path[k - 1], e);
-	return 0;
+	return shift_along(t, h, path, k, e);
 }
 
 static uint64_t set_key(struct wr_timers *t, int domain, int64_t ts,
