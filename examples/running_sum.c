@@ -5,7 +5,6 @@
  *
  *   running_sum [RECORDS [KEYS [CORES [OUT.csv]]]]   writes "key,sum" rows
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <weir/pipeline.h>
@@ -39,26 +38,15 @@ static void key_of(const void *rec, void *key, void *arg)
 static int sum_values(struct weir_ctx *c, const void *rec, void *arg)
 {
 	struct kv out = { ((const struct kv *)rec)->key, 0 };
-	uint32_t len;
-	int64_t v;
+	const int64_t *v;
+	uint32_t n;
 	(void)arg;
 	int err = weir_list_append(c, 0, &((const struct kv *)rec)->value);
 	if (err == 0)
-		err = weir_list_length(c, 0, &len);
-	for (uint32_t i = 0; err == 0 && i < len; i++) {
-		err = weir_list_get(c, 0, i, &v);
-		out.value += v;
-	}
+		err = weir_list_view(c, 0, (const void **)&v, &n);
+	for (uint32_t i = 0; err == 0 && i < n; i++)
+		out.value += v[i];
 	return err ? err : weir_emit(c, &out);
-}
-
-static int format_kv(const void *rec, char *buf, size_t cap, void *arg)
-{
-	const struct kv *r = rec;
-	(void)arg;
-	int n = snprintf(buf, cap, "%llu,%lld\n", (unsigned long long)r->key,
-			 (long long)r->value);
-	return n < 0 || (size_t)n >= cap ? -ENOSPC : n;
 }
 
 int main(int argc, char **argv)
@@ -71,8 +59,9 @@ int main(int argc, char **argv)
 		.out_size = sizeof(struct kv), .states = &values, .nstates = 1 };
 	struct weir_generator gen = { .count = 1000, .seed = 42,
 		.record_size = sizeof(struct kv), .make = make };
-	struct weir_file_sink out = { .path = "running_sum.csv",
-		.header = "key,sum\n", .format = format_kv };
+	static const struct weir_field row[] = {
+		{ "key", WEIR_FIELD_U64, 0, 8 }, { "sum", WEIR_FIELD_I64, 8, 8 } };
+	const char *out = "running_sum.csv";
 	struct weir_pipeline_config cfg;
 	struct weir_stream *src, *keyed, *sums;
 	struct weir_pipeline *p;
@@ -82,7 +71,7 @@ int main(int argc, char **argv)
 	if (argc > 1) gen.count = strtoull(argv[1], NULL, 10);
 	if (argc > 2) nkeys = strtoull(argv[2], NULL, 10);
 	if (argc > 3) cfg.runtime.cores = (unsigned)atoi(argv[3]);
-	if (argc > 4) out.path = argv[4];
+	if (argc > 4) out = argv[4];
 	if (gen.count == 0 || nkeys == 0) {
 		fprintf(stderr, "running_sum: RECORDS and KEYS must be > 0\n");
 		return 2;
@@ -91,7 +80,7 @@ int main(int argc, char **argv)
 	if (!err) err = weir_source_generator(p, &gen, &src);
 	if (!err) err = weir_key_by(p, src, key_of, sizeof(uint64_t), NULL, &keyed);
 	if (!err) err = weir_process(p, keyed, &spec, &sums);
-	if (!err) err = weir_sink_file(p, sums, &out);
+	if (!err) err = weir_sink_csv(p, sums, out, row, 2);
 	if (!err) err = weir_pipeline_run(p);
 	if (err) {
 		fprintf(stderr, "running_sum: %s (%d)\n", weir_last_error(), err);

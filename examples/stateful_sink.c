@@ -7,7 +7,6 @@
  *                 [--checkpoint-dir DIR]     Ctrl-C stops it
  * With --out, every update's new totals go to FILE as key,count,sum rows.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,15 +48,6 @@ static int update(struct weir_ctx *c, const void *rec, void *arg)
 	return weir_emit(c, &r);
 }
 
-static int format_row(const void *rec, char *buf, size_t cap, void *arg)
-{
-	const struct row *r = rec;
-	(void)arg;
-	int n = snprintf(buf, cap, "%llu,%llu,%lld\n", (unsigned long long)r->key,
-			 (unsigned long long)r->t.count, (long long)r->t.sum);
-	return n < 0 || (size_t)n >= cap ? -ENOSPC : n;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct weir_state_desc totals = { .name = "totals",
@@ -66,8 +56,9 @@ int main(int argc, char **argv)
 		.process = update, .out_size = sizeof(struct row), .states = &totals, .nstates = 1 };
 	struct weir_generator gen = { .rate = 1000, .seed = 1,
 		.record_size = sizeof(struct event), .make = make };
-	struct weir_file_sink sink = { .header = "key,count,sum\n",
-		.format = format_row };
+	static const struct weir_field row[] = { { "key", WEIR_FIELD_U64, 0, 8 },
+		{ "count", WEIR_FIELD_U64, 8, 8 }, { "sum", WEIR_FIELD_I64, 16, 8 } };
+	const char *out_path = NULL;
 	struct weir_pipeline_config cfg;
 	struct weir_stream *src, *keyed, *out;
 	struct weir_pipeline *p;
@@ -77,7 +68,7 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[i], "--rate")) gen.rate = strtoull(argv[i + 1], NULL, 10);
 		else if (!strcmp(argv[i], "--records")) gen.count = strtoull(argv[i + 1], NULL, 10);
 		else if (!strcmp(argv[i], "--keys")) nkeys = strtoull(argv[i + 1], NULL, 10);
-		else if (!strcmp(argv[i], "--out")) sink.path = argv[i + 1];
+		else if (!strcmp(argv[i], "--out")) out_path = argv[i + 1];
 		else if (!strcmp(argv[i], "--checkpoint-dir"))
 			fprintf(stderr, "stateful_sink: checkpointing into %s is not "
 				"available yet; running without it\n", argv[i + 1]);
@@ -90,7 +81,7 @@ int main(int argc, char **argv)
 	if (!err) err = weir_source_generator(p, &gen, &src);
 	if (!err) err = weir_key_by(p, src, key_of, sizeof(uint64_t), NULL, &keyed);
 	if (!err) err = weir_process(p, keyed, &spec, &out);
-	if (!err && sink.path) err = weir_sink_file(p, out, &sink);
+	if (!err && out_path) err = weir_sink_csv(p, out, out_path, row, 3);
 	if (!err) err = weir_pipeline_run(p);
 	if (err)
 		fprintf(stderr, "stateful_sink: %s (%d)\n", weir_last_error(), err);
