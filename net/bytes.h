@@ -71,6 +71,26 @@ static inline void wr_st32(uint8_t *p, uint32_t v, int be)
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "net/bytes.h assumes a little-endian host (x86-64, arm64)"
+/* 10^0 .. 10^19: pcapng timestamp resolutions, read and write side. */
+static const uint64_t wr_pow10[20] = {
+	1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull,
+	10000000ull, 100000000ull, 1000000000ull, 10000000000ull,
+	100000000000ull, 1000000000000ull, 10000000000000ull,
+	100000000000000ull, 1000000000000000ull, 10000000000000000ull,
+	100000000000000000ull, 1000000000000000000ull,
+	10000000000000000000ull,
+};
+
 #endif
+
+/* 10^0 .. 10^19: pcapng timestamp resolutions, read and write side. */
+static const uint64_t wr_pow10[20] = {
+	1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull,
+	10000000ull, 100000000ull, 1000000000ull, 10000000000ull,
+	100000000000ull, 1000000000000ull, 10000000000000ull,
+	100000000000000ull, 1000000000000000ull, 10000000000000000ull,
+	100000000000000000ull, 1000000000000000000ull,
+	10000000000000000000ull,
+};
 
 #endif

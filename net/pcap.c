@@ -76,14 +76,6 @@ struct weir_pcap {
 	char name[192];
 };
 
-static const uint64_t pow10_u64[20] = {
-	1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull,
-	10000000ull, 100000000ull, 1000000000ull, 10000000000ull,
-	100000000000ull, 1000000000000ull, 10000000000000ull,
-	100000000000000ull, 1000000000000000ull, 10000000000000000ull,
-	100000000000000000ull, 1000000000000000000ull,
-	10000000000000000000ull,
-};
 
 /* Timestamp in interface units → ns (unsigned: a bogus value wraps, no UB). */
 static uint64_t iface_ts_ns(const struct iface *ifc, uint64_t ts)
@@ -94,9 +86,9 @@ static uint64_t iface_ts_ns(const struct iface *ifc, uint64_t ts)
 		ns = (uint64_t)(((unsigned __int128)ts * 1000000000u) >>
 				ifc->res_exp);
 	else if (ifc->res_exp <= 9)
-		ns = ts * pow10_u64[9 - ifc->res_exp];
+		ns = ts * wr_pow10[9 - ifc->res_exp];
 	else if (ifc->res_exp < 29)
-		ns = ts / pow10_u64[ifc->res_exp - 9];
+		ns = ts / wr_pow10[ifc->res_exp - 9];
 	else
 		ns = 0;
 	return ns + (uint64_t)ifc->offset_s * 1000000000u;

@@ -45,14 +45,6 @@ static void put16(struct weir_pcap_writer *w, uint16_t v)
 	put(w, b, 2);
 }
 
-static const uint64_t p10[20] = {
-	1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull,
-	10000000ull, 100000000ull, 1000000000ull, 10000000000ull,
-	100000000000ull, 1000000000000ull, 10000000000000ull,
-	100000000000000ull, 1000000000000000ull, 10000000000000000ull,
-	100000000000000000ull, 1000000000000000000ull,
-	10000000000000000000ull,
-};
 
 /* ns → units of the if_tsresol byte `res` (0: µs). */
 static uint64_t ns_to_units(uint64_t ns, uint8_t res)
@@ -62,8 +54,8 @@ static uint64_t ns_to_units(uint64_t ns, uint8_t res)
 	if (res & 0x80)
 		return (uint64_t)(((unsigned __int128)ns << e) / 1000000000u);
 	if (e <= 9)
-		return ns / p10[9 - e];
-	return e < 20 + 9 ? ns * p10[e - 9] : 0;
+		return ns / wr_pow10[9 - e];
+	return e < 20 + 9 ? ns * wr_pow10[e - 9] : 0;
 }
 
 static void write_shb(struct weir_pcap_writer *w)

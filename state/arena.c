@@ -94,6 +94,18 @@ static int alloc_side_arrays(struct wr_arena *a)
 	return 0;
 }
 
+/* The side arrays and the arena itself (not the mapping). */
+static void free_arrays(struct wr_arena *a)
+{
+	free(a->write_epoch);
+	free(a->shadow_of);
+	free(a->copied);
+	free(a->deferred);
+	free(a->used_bits);
+	free(a->shadow_bits);
+	free(a);
+}
+
 int wr_arena_create(const struct wr_arena_config *cfg, struct wr_arena **out)
 {
 	uint32_t ps = cfg->page_size ? cfg->page_size : WR_ARENA_PAGE_SIZE_DEFAULT;
@@ -128,13 +140,7 @@ int wr_arena_create(const struct wr_arena_config *cfg, struct wr_arena **out)
 	return 0;
 
 fail_arrays:
-	free(a->write_epoch);
-	free(a->shadow_of);
-	free(a->copied);
-	free(a->deferred);
-	free(a->used_bits);
-	free(a->shadow_bits);
-	free(a);
+	free_arrays(a);
 	return err;
 }
 
@@ -143,13 +149,7 @@ void wr_arena_destroy(struct wr_arena *a)
 	if (!a)
 		return;
 	munmap(a->base, a->map_bytes);
-	free(a->write_epoch);
-	free(a->shadow_of);
-	free(a->copied);
-	free(a->deferred);
-	free(a->used_bits);
-	free(a->shadow_bits);
-	free(a);
+	free_arrays(a);
 }
 
 /* First fit: a run of n free pages at or above the hint, or NO_PAGE. */
