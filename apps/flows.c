@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "apps/cli.h"
+#include "weir/checkpoint.h"
 #include "weir/flows.h"
 #include "weir/window.h"
 
@@ -29,7 +30,8 @@
 	"window_start_ms,window_end_ms,proto,src,sport,dst,dport,packets,bytes\n"
 
 struct flows_opts {
-	const char *pcap, *out;
+	const char *pcap, *out, *ckpt_dir;
+	uint64_t ckpt_interval_ms;
 	bool gen, idle_sleep;
 	unsigned cores;
 	uint64_t window_ms, max_delay_ms, rate, duration_s;
@@ -73,7 +75,14 @@ static const char flows_usage[] =
 	"  --zipf S         generator: flow popularity skew (default 1.1)\n"
 	"  --ipv6 F         generator: share of IPv6 flows, 0..1 (default 0.2)\n"
 	"\n"
-	"Not available yet: --checkpoint-dir, --checkpoint-interval, --dpdk.\n"
+	"  --checkpoint-dir DIR  checkpoint state, input position and output\n"
+	"                   length to DIR (created 0700); when DIR holds a\n"
+	"                   checkpoint, resume from it: after a crash the same\n"
+	"                   command finishes the job with exactly the rows an\n"
+	"                   uninterrupted run writes\n"
+	"  --checkpoint-interval MS  between checkpoints (default 1000)\n"
+	"\n"
+	"Not available yet: --dpdk.\n"
 	"Exit status: 0 done, 1 the job failed, 2 bad options or input.\n";
 
 static int parse_double(const char *opt, const char *val, double lo,
@@ -123,10 +132,6 @@ static int parse_one(struct flows_opts *o, const char *opt, const char *val)
 	bool known;
 	int rc;
 
-	if (strcmp(opt, "--checkpoint-dir") == 0 ||
-	    strcmp(opt, "--checkpoint-interval") == 0)
-		return cli_usage_error("flows: %s: checkpointing is not "
-				       "available yet", opt);
 	if (strcmp(opt, "--dpdk") == 0)
 		return cli_usage_error("flows: --dpdk: the DPDK source is not "
 				       "built yet");
@@ -136,7 +141,12 @@ static int parse_one(struct flows_opts *o, const char *opt, const char *val)
 	rc = parse_gen(o, opt, val, &known);
 	if (known)
 		return rc;
-	if (strcmp(opt, "--pcap") == 0) {
+	if (strcmp(opt, "--checkpoint-dir") == 0) {
+		o->ckpt_dir = val;
+	} else if (strcmp(opt, "--checkpoint-interval") == 0) {
+		if (!cli_parse_u64(opt, val, 1, 3600u * 1000, &o->ckpt_interval_ms))
+			return EXIT_USAGE;
+	} else if (strcmp(opt, "--pcap") == 0) {
 		o->pcap = val;
 	} else if (strcmp(opt, "--out") == 0) {
 		o->out = val;
@@ -175,6 +185,7 @@ static int parse_opts(int argc, char **argv, struct flows_opts *o)
 	o->out = "flows.csv";
 	o->window_ms = 1000;
 	o->max_delay_ms = 1000;
+	o->ckpt_interval_ms = WEIR_CHECKPOINT_INTERVAL_DEFAULT;
 	weir_flowgen_config_init(&o->gen_cfg);
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -186,8 +197,7 @@ static int parse_opts(int argc, char **argv, struct flows_opts *o)
 			o->gen = true;
 			continue;
 		}
-		bool novalue = strncmp(a, "--checkpoint", 12) == 0 ||
-			       strcmp(a, "--dpdk") == 0;
+		bool novalue = strcmp(a, "--dpdk") == 0;
 		int rc = parse_one(o, a, i + 1 < argc && !novalue ? argv[i + 1] :
 				   NULL);
 		if (rc)
@@ -328,21 +338,28 @@ static void *progress(void *arg)
 	double t0 = now_s(), tl = t0;
 
 	while (!atomic_load(&j->done)) {
+		struct weir_checkpoint_stats ck;
+		char ckbuf[32] = "none";
 		struct timespec nap = { 0, 100 * 1000 * 1000 };
 		nanosleep(&nap, NULL);
 		double t = now_s();
 		if (t - tl < 1.0)
 			continue;
+		weir_pipeline_checkpoint_stats(j->p, &ck);
+		if (ck.last_id)
+			snprintf(ckbuf, sizeof(ckbuf), "%llu",
+				 (unsigned long long)ck.last_id);
 		if (j->pcap) {
 			weir_pcap_source_progress(j->pcap, &off, &size, &pkts);
 			fprintf(stderr, "\rweir flows: %.2f Mpps, %.1f%% of the "
-				"file, checkpoint none   ", (pkts - last) /
-				(t - tl) / 1e6, size ? 100.0 * off / size : 100.0);
+				"file, checkpoint %s   ", (pkts - last) /
+				(t - tl) / 1e6, size ? 100.0 * off / size : 100.0,
+				ckbuf);
 		} else {
 			pkts = weir_flowgen_progress(j->gen);
 			fprintf(stderr, "\rweir flows: %.2f Mpps, %llu packets, "
-				"checkpoint none   ", (pkts - last) / (t - tl) / 1e6,
-				(unsigned long long)pkts);
+				"checkpoint %s   ", (pkts - last) / (t - tl) / 1e6,
+				(unsigned long long)pkts, ckbuf);
 		}
 		last = pkts;
 		tl = t;
@@ -354,6 +371,7 @@ static void *progress(void *arg)
 static void summary(struct flows_job *j, int err, double elapsed)
 {
 	struct weir_flow_counters c;
+	struct weir_checkpoint_stats ck;
 	uint64_t late = j->rows_stream ?
 		weir_window_late_records(j->rows_stream) : 0;
 
@@ -361,17 +379,48 @@ static void summary(struct flows_job *j, int err, double elapsed)
 		weir_pcap_source_counters(j->pcap, &c);
 	else
 		weir_flowgen_counters(j->gen, &c);
+	weir_pipeline_checkpoint_stats(j->p, &ck);
 	fprintf(stderr, "weir flows: input=%s packets=%llu ip=%llu "
 		"malformed=%llu non_ip=%llu unsupported=%llu truncated=%llu "
-		"late=%llu rows=%llu checkpoints=0 cores=%u elapsed=%.3f "
+		"late=%llu rows=%llu checkpoints=%llu checkpoint_failures=%llu "
+		"restored_from=%llu cores=%u elapsed=%.3f "
 		"mpps=%.3f status=%s out=%s\n", j->pcap ? "pcap" : "gen",
 		(unsigned long long)c.packets, (unsigned long long)c.ip,
 		(unsigned long long)c.malformed, (unsigned long long)c.non_ip,
 		(unsigned long long)c.unsupported,
 		(unsigned long long)c.truncated, (unsigned long long)late,
-		(unsigned long long)j->rows, j->o->cores, elapsed,
+		(unsigned long long)j->rows, (unsigned long long)ck.completed,
+		(unsigned long long)ck.failed,
+		(unsigned long long)ck.restored_id, j->o->cores, elapsed,
 		elapsed > 0 ? c.packets / elapsed / 1e6 : 0.0,
 		err ? "failed" : "ok", j->o->out);
+}
+
+/* What a checkpoint must share with this run to be resumed by it: the
+ * options that change what the state and the input positions mean. */
+struct flows_params {
+	uint64_t window_ms, max_delay_ms, seed, flows, packets, zipf_milli;
+	uint64_t ipv6_milli;
+	char input[256];
+};
+
+static int checkpointing(struct flows_job *j)
+{
+	const struct flows_opts *o = j->o;
+	struct weir_checkpoint_config cc;
+	struct flows_params fp = {
+		o->window_ms, o->max_delay_ms, o->gen_cfg.seed, o->gen_cfg.flows,
+		o->gen_cfg.packets, (uint64_t)(o->gen_cfg.zipf_s * 1000),
+		(uint64_t)(o->gen_cfg.ipv6_fraction * 1000), { 0 } };
+
+	if (o->ckpt_dir == NULL)
+		return 0;
+	snprintf(fp.input, sizeof(fp.input), "%s", o->pcap ? o->pcap : "gen");
+	weir_checkpoint_config_init(&cc, o->ckpt_dir);
+	cc.interval_ms = (uint32_t)o->ckpt_interval_ms;
+	cc.params = &fp;
+	cc.params_len = sizeof(fp);
+	return weir_pipeline_checkpoint(j->p, &cc);
 }
 
 static int run(struct flows_job *j)
@@ -392,6 +441,8 @@ static int run(struct flows_job *j)
 		return cli_usage_error("flows: %s", weir_last_error());
 	j->o->cores = cfg.runtime.cores;
 	err = build(j);
+	if (err == 0)
+		err = checkpointing(j);
 	if (err) {
 		fprintf(stderr, "weir: flows: %s\n", weir_last_error());
 		return 1;

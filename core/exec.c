@@ -227,8 +227,13 @@ static void take_markers(struct wr_exec *x, unsigned from)
 {
 	struct weir_marker m;
 
-	while (weir_worker_recv_marker_local(x->w, from, &m) == 1)
+	/* Nothing after a sender's last barrier until our snapshot. */
+	while (!x->ck.blocked[from] &&
+	       weir_worker_recv_marker_local(x->w, from, &m) == 1) {
 		wr_time_marker(x, from, &m);
+		if (m.kind == WEIR_MARKER_BARRIER || m.kind == WEIR_MARKER_END)
+			wr_ckpt_marker(x, from, &m);
+	}
 }
 
 /*
@@ -267,6 +272,8 @@ static int drain_rings(struct wr_exec *x, uint32_t *work)
 	for (unsigned from = 0; from < x->n; from++) {
 		int err = 0;
 
+		if (x->ck.blocked[from])
+			continue; /* aligning: it sent everything it owes */
 		if (x->pend_full[from] ||
 		    outbuf_room(x) < x->ring_amp * WR_BURST) {
 			err = drain_one_by_one(x, from, work);
@@ -294,7 +301,7 @@ static int poll_source(struct wr_exec *x, const struct weir_stream *s,
 	uint32_t want = room < WR_BURST ? room : WR_BURST;
 	int got;
 
-	if (nr->ended || want == 0)
+	if (nr->ended || want == 0 || wr_ckpt_aligning(&x->ck))
 		return 0;
 	struct as_node saved = enter(x, s, WEIR_TS_MIN);
 	got = leave(x, saved, s->fn.source.next(&x->ctx, x->inbuf, x->tsbuf,
@@ -389,16 +396,23 @@ int wr_exec_poll(struct wr_exec *x)
 
 	for (unsigned i = 0; err == 0 && i < x->nsources; i++)
 		err = poll_source(x, x->sources[i], &work);
-	if (err == 0)
+	/* A core aligning for a checkpoint fires no timer: what a timer emits
+	 * then would follow the barriers it already sent. */
+	if (err == 0 && !wr_ckpt_aligning(&x->ck))
 		err = wr_time_fire(x);
 	if (err)
 		return err;
 	if (flush_all(x) == 0) {
-		wr_time_send(x);
+		if (!wr_ckpt_aligning(&x->ck))
+			wr_time_send(x);
 		send_ends(x);
 	}
+	err = wr_ckpt_tick(x);
+	if (err < 0)
+		return err;
+	work += (uint32_t)err;
 	housekeeping(x, work);
-	if (all_ended(x)) {
+	if (all_ended(x) && wr_ckpt_may_finish(x)) {
 		err = wr_exec_finish(x);
 		if (err)
 			return err;

@@ -7,6 +7,7 @@
 #define WR_CORE_EXEC_INTERNAL_H
 
 #include "core/pipeline_internal.h"
+#include "core/ckpt.h"
 #include "core/timers.h"
 #include "state/arena.h"
 
@@ -32,6 +33,7 @@ struct wr_node_rt {
 
 struct wr_edge_rt {
 	unsigned ends_received;  /* END markers from senders */
+	bool end_from[WEIR_CORES_MAX];
 	unsigned ends_sent;
 	bool end_sent_to[WEIR_CORES_MAX];
 	/* Receiving side: the watermark of this edge. */
@@ -79,6 +81,8 @@ struct wr_exec {
 	uint8_t *inbuf;  /* WR_BURST slots (rings) or source records */
 	int64_t *tsbuf;  /* WR_BURST source timestamps */
 	bool finished;
+	bool restore_pages; /* init: pages restored, operators from headers */
+	struct wr_exec_ckpt ck; /* checkpoints (core/ckpt.h) */
 };
 
 int wr_emit_down(struct wr_exec *x, const struct weir_stream *n,
@@ -108,5 +112,24 @@ void wr_process_prefetch(struct wr_exec *x, const struct weir_stream *n,
 			 uint64_t hash);
 uint32_t wr_process_step(struct wr_exec *x, const struct weir_stream *n,
 			 uint32_t budget);
+struct wr_kstate_image;
+struct wr_kstate;
+int wr_process_load(struct wr_exec *x, const struct weir_stream *n,
+		    const struct wr_kstate_image *img);
+unsigned wr_process_nstates(const struct wr_exec *x,
+			    const struct weir_stream *n);
+unsigned wr_process_nstates_spec(const struct weir_stream *n);
+struct wr_kstate *wr_process_state(const struct wr_exec *x,
+				   const struct weir_stream *n, unsigned i);
+
+/* ckpt_meta.c */
+int wr_ckpt_load_op(struct wr_exec *x, const struct weir_stream *n);
+
+/* time.c: restoring from a checkpoint; `first` resets, later calls take
+ * the lowest (rescaling: several old cores). */
+void wr_time_restore_edge(struct wr_exec *x, unsigned e, int64_t wm,
+			  int64_t fired_upto, bool first);
+void wr_time_restore_node(struct wr_exec *x, unsigned i, int64_t max_ts,
+			  int64_t active_ms, bool first);
 
 #endif

@@ -141,6 +141,38 @@ static int open_arena(struct wr_exec *x)
 	return wr_arena_create(&ac, &x->arena);
 }
 
+static int build(struct wr_exec *x)
+{
+	int err = 0;
+
+	for (unsigned i = 0; err == 0 && i < x->p->nnodes; i++)
+		err = alloc_node(x, x->p->nodes[i]);
+	return err ? err : open_sources(x);
+}
+
+/* From a checkpoint: the same core count loads this core's pages and
+ * rebuilds the operators from their headers; another core count builds
+ * them empty and copies in what it owns (core/ckpt_meta.c).  Then the
+ * sources rewind. */
+static int build_restored(struct wr_exec *x)
+{
+	struct wr_ckpt *c = x->p->ck->restore;
+	int err = 0;
+
+	if (wr_ckpt_info(c)->cores == x->n) {
+		err = wr_ckpt_load_core(c, x->id, x->arena);
+		x->restore_pages = true;
+	}
+	for (unsigned i = 0; err == 0 && i < x->p->nnodes; i++)
+		err = alloc_node(x, x->p->nodes[i]);
+	x->restore_pages = false;
+	if (err == 0)
+		err = wr_ckpt_meta_restore(x);
+	if (err == 0)
+		err = open_sources(x);
+	return err ? err : wr_ckpt_sources_restore(x);
+}
+
 int wr_exec_create(struct weir_pipeline *p, struct weir_worker *w,
 		   struct wr_exec **out)
 {
@@ -166,9 +198,14 @@ int wr_exec_create(struct weir_pipeline *p, struct weir_worker *w,
 		err = open_arena(x);
 	if (err == 0)
 		wr_time_init(x);
-	for (unsigned i = 0; err == 0 && i < p->nnodes; i++)
-		err = alloc_node(x, p->nodes[i]);
-	return err ? err : open_sources(x);
+	if (err == 0 && p->ck != NULL && p->ck->restore != NULL) {
+		pthread_mutex_lock(&p->ck->restore_lock);
+		err = build_restored(x);
+		pthread_mutex_unlock(&p->ck->restore_lock);
+	} else {
+		err = err ? err : build(x);
+	}
+	return err ? err : wr_ckpt_exec_init(x);
 }
 
 int wr_exec_finish(struct wr_exec *x)
@@ -204,6 +241,7 @@ void wr_exec_destroy(struct wr_exec *x)
 {
 	if (x == NULL)
 		return;
+	wr_ckpt_exec_fini(x);
 	for (unsigned i = 0; x->nodes != NULL && i < x->p->nnodes; i++) {
 		const struct weir_stream *n = x->p->nodes[i];
 		struct wr_node_rt *nr = &x->nodes[i];

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -34,16 +35,20 @@ struct fsink_core {
 	unsigned cur;          /* buffer being filled */
 	uint32_t fill;         /* bytes in the current buffer */
 	bool busy[NBUF];       /* submitted, completion not yet reaped */
+	bool syncing;          /* a checkpoint's fsync (tag NBUF) in flight */
 	char *buf[NBUF];
 };
 
 static void reap(struct fsink_core *fc, int *err)
 {
-	struct wr_uring_done d[NBUF];
-	unsigned n = wr_uring_reap(fc->io, d, NBUF);
+	struct wr_uring_done d[NBUF + 1];
+	unsigned n = wr_uring_reap(fc->io, d, NBUF + 1);
 
 	for (unsigned i = 0; i < n; i++) {
-		fc->busy[d[i].tag] = false;
+		if (d[i].tag == NBUF)
+			fc->syncing = false;
+		else
+			fc->busy[d[i].tag] = false;
 		if (d[i].res < 0 && *err == 0)
 			*err = d[i].res;
 	}
@@ -101,6 +106,68 @@ static int fsink_write(struct wr_exec *x, const struct weir_stream *n,
 			"bytes", fs->path, WEIR_FILE_SINK_BUFFER);
 }
 
+/*
+ * A restored run: the output as the checkpoint committed it, fc->off
+ * bytes, and nothing after (rows written after the checkpoint are written
+ * again by the replay).  A job that had finished renamed the file; the
+ * replay finishes it again.
+ */
+static int reopen(const struct fsink_spec *fs, struct fsink_core *fc)
+{
+	struct stat st;
+
+	if (access(fs->tmp, F_OK) != 0 && rename(fs->path, fs->tmp) != 0)
+		return wr_error(-ENOENT, "cannot resume %s: neither it nor %s "
+				"exists (the checkpoint has %llu bytes of it)",
+				fs->path, fs->tmp,
+				(unsigned long long)fc->off);
+	fc->fd = open(fs->tmp, O_WRONLY | O_CLOEXEC);
+	if (fc->fd < 0 || fstat(fc->fd, &st) != 0)
+		return wr_error(-errno, "cannot reopen %s: %s", fs->tmp,
+				strerror(errno));
+	if ((uint64_t)st.st_size < fc->off)
+		return wr_error(-EIO, "cannot resume %s: it has %lld bytes, "
+				"the checkpoint committed %llu", fs->tmp,
+				(long long)st.st_size,
+				(unsigned long long)fc->off);
+	if (ftruncate(fc->fd, (off_t)fc->off) != 0)
+		return wr_error(-errno, "cannot truncate %s: %s", fs->tmp,
+				strerror(errno));
+	return 0;
+}
+
+/* Checkpoint barrier: the length so far; its bytes go to the disk now and
+ * an fsync ordered after them (IOSQE_IO_DRAIN) makes them durable. */
+static int fsink_barrier(struct wr_exec *x, const struct weir_stream *n,
+			 uint64_t *len)
+{
+	struct fsink_core *fc = *wr_exec_sink_state(x, n);
+	int err;
+
+	*len = fc->off + fc->fill;
+	err = rotate(fc);
+	if (err == 0)
+		err = wr_uring_fsync(fc->io, fc->fd, NBUF);
+	if (err == 0)
+		err = wr_uring_submit(fc->io);
+	if (err)
+		return wr_error(err, "checkpoint: output file: %s",
+				strerror(-err));
+	fc->syncing = true;
+	return 0;
+}
+
+static int fsink_synced(struct wr_exec *x, const struct weir_stream *n)
+{
+	struct fsink_core *fc = *wr_exec_sink_state(x, n);
+	int err = 0;
+
+	reap(fc, &err);
+	if (err)
+		return err;
+	return fc->syncing ? 0 : 1;
+}
+
 static int fsink_open(struct wr_exec *x, const struct weir_stream *n)
 {
 	const struct fsink_spec *fs = n->arg;
@@ -120,6 +187,9 @@ static int fsink_open(struct wr_exec *x, const struct weir_stream *n)
 	err = wr_uring_create(NBUF * 2, &fc->io);
 	if (err)
 		return wr_error(err, "io_uring: %s", strerror(-err));
+	err = wr_exec_restored_sink_len(x, n, &fc->off);
+	if (err)
+		return err < 0 ? err : reopen(fs, fc);
 	fc->fd = open(fs->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fc->fd < 0)
 		return wr_error(-errno, "cannot create %s: %s", fs->tmp,
@@ -208,7 +278,8 @@ int wr_sink_file_copy_arg(struct weir_pipeline *p, struct weir_stream *in,
 {
 	static const struct wr_sink_ops ops = {
 		.open = fsink_open, .write = fsink_write,
-		.finish = fsink_finish, .close = fsink_close };
+		.finish = fsink_finish, .close = fsink_close,
+		.barrier = fsink_barrier, .synced = fsink_synced };
 	struct weir_stream *global = NULL, *n = NULL;
 	struct fsink_spec *fs;
 	int err = check_spec(spec);

@@ -130,12 +130,59 @@ static void gen_close(struct weir_ctx *c, void *arg)
 	gen->cores[c->x->id] = NULL;
 }
 
+/* Checkpoint position: per split, the records produced; 0 for the splits
+ * another core owns (a split belongs to one core, so the merge of all
+ * cores' positions is the maximum). */
+static int gen_position(struct weir_ctx *c, void *pos, size_t cap, void *arg)
+{
+	struct gen *gen = arg;
+	struct gen_core *gc = gen->cores[c->x->id];
+	uint64_t out[WEIR_GENERATOR_SPLITS] = { 0 };
+
+	if (cap < sizeof(out))
+		return -ENOSPC;
+	for (unsigned s = c->x->id; s < WEIR_GENERATOR_SPLITS; s += c->x->n)
+		out[s] = gc->pos[s];
+	memcpy(pos, out, sizeof(out));
+	return (int)sizeof(out);
+}
+
+static int gen_restore(struct weir_ctx *c, const struct weir_source_pos *pos,
+		       unsigned nold, void *arg)
+{
+	struct gen *gen = arg;
+	struct gen_core *gc = gen->cores[c->x->id];
+	uint64_t at[WEIR_GENERATOR_SPLITS] = { 0 }, v;
+
+	for (unsigned i = 0; i < nold; i++) {
+		if (pos[i].len != sizeof(at))
+			return wr_error(-EINVAL, "generator: checkpoint position "
+					"of %zu bytes, expected %zu", pos[i].len,
+					sizeof(at));
+		for (unsigned s = 0; s < WEIR_GENERATOR_SPLITS; s++) {
+			memcpy(&v, (const uint8_t *)pos[i].bytes + s * 8, 8);
+			at[s] = v > at[s] ? v : at[s];
+		}
+	}
+	gc->nowned = 0;
+	for (unsigned s = c->x->id; s < WEIR_GENERATOR_SPLITS; s += c->x->n) {
+		gc->pos[s] = at[s];
+		gen->final_pos[s] = at[s];
+		if (gc->pos[s] < split_len(&gen->g, s))
+			gc->active[gc->nowned++] = s;
+	}
+	gc->live = gc->nowned;
+	gc->rr = 0;
+	return 0;
+}
+
 int weir_source_generator(struct weir_pipeline *p,
 			  const struct weir_generator *g,
 			  struct weir_stream **out)
 {
 	static const struct weir_source_ops ops = {
-		.open = gen_open, .next = gen_next, .close = gen_close };
+		.open = gen_open, .next = gen_next, .close = gen_close,
+		.position = gen_position, .restore = gen_restore };
 	struct gen *gen;
 	int err;
 

@@ -10,6 +10,7 @@
 
 #include <xxhash.h>
 
+#include "core/ckpt.h"
 #include "core/error.h"
 #include "core/pipeline_internal.h"
 
@@ -55,6 +56,11 @@ void weir_pipeline_destroy(struct weir_pipeline *p)
 		free(p->nodes[i]->states);
 		free(p->nodes[i]->owned_arg);
 		free(p->nodes[i]);
+	}
+	if (p->ck != NULL) {
+		pthread_mutex_destroy(&p->ck->restore_lock);
+		free((void *)p->ck->cfg.params);
+		free(p->ck);
 	}
 	free(p);
 }
@@ -387,6 +393,10 @@ int weir_pipeline_run(struct weir_pipeline *p)
 	err = weir_runtime_create(&rc, &p->rt);
 	if (err)
 		return err;
+	p->cfg.runtime.cores = weir_runtime_cores(p->rt);
+	err = wr_ckpt_job_open(p);
+	if (err)
+		goto out;
 	p->execs = calloc(rc.cores, sizeof(*p->execs));
 	if (p->execs == NULL) {
 		err = -ENOMEM;
@@ -396,6 +406,7 @@ int weir_pipeline_run(struct weir_pipeline *p)
 	if (err == 0)
 		err = weir_runtime_wait(p->rt);
 out:
+	wr_ckpt_job_close(p);
 	free(p->execs);
 	p->execs = NULL;
 	weir_runtime_destroy(p->rt);

@@ -60,6 +60,7 @@ struct wr_envelope {
 
 struct wr_exec;
 struct weir_stream;
+struct wr_ckpt_job;
 
 /* How a sink node lives on a core; the callback sink has only write. */
 struct wr_sink_ops {
@@ -69,6 +70,12 @@ struct wr_sink_ops {
 	/* Every input ended: make the output complete and durable. */
 	int (*finish)(struct wr_exec *x, const struct weir_stream *n);
 	void (*close)(struct wr_exec *x, const struct weir_stream *n);
+	/* Checkpoints (optional): at the barrier, the output's length that
+	 * the checkpoint commits, and start making it durable (no blocking);
+	 * synced() is 1 once it is, 0 not yet, -errno on failure. */
+	int (*barrier)(struct wr_exec *x, const struct weir_stream *n,
+		       uint64_t *len);
+	int (*synced)(struct wr_exec *x, const struct weir_stream *n);
 };
 
 struct weir_stream {
@@ -113,6 +120,7 @@ struct weir_pipeline {
 	uint32_t slot_size;
 	struct weir_runtime *rt;
 	struct wr_exec **execs;  /* per core, built by the core itself */
+	struct wr_ckpt_job *ck;  /* checkpoints, NULL when off */
 	_Atomic int stop;
 };
 
@@ -126,6 +134,10 @@ struct weir_ctx *wr_exec_ctx(struct wr_exec *x);
 /* Per-core slot a sink keeps its state in. */
 void **wr_exec_sink_state(struct wr_exec *x, const struct weir_stream *n);
 unsigned wr_exec_core(const struct wr_exec *x);
+/* A sink opening on a restored run: 1 and the length its output had at
+ * the checkpoint, 0 when not restoring, -errno (core/ckpt_meta.c). */
+int wr_exec_restored_sink_len(struct wr_exec *x, const struct weir_stream *n,
+			      uint64_t *len);
 
 /* A key_by with no key function: every record goes to core 0. */
 int wr_pipeline_global(struct weir_pipeline *p, struct weir_stream *in,

@@ -108,16 +108,19 @@ int weir_process(struct weir_pipeline *p, struct weir_stream *keyed,
 
 /* ---- per core ---- */
 
-int wr_process_open(struct wr_exec *x, const struct weir_stream *n,
-		    struct wr_keyed_state **out)
+static void full_policy(const struct wr_exec *x, struct wr_kstate_options *o)
+{
+	o->full_policy = x->p->cfg.state_full_policy == WEIR_STATE_FULL_EVICT
+				 ? WR_KSTATE_FULL_EVICT
+				 : WR_KSTATE_FULL_FAIL;
+}
+
+static int open_fresh(struct wr_exec *x, const struct weir_stream *n,
+		      struct wr_keyed_state *ks)
 {
 	const struct weir_process_spec *spec = &n->fn.process;
-	struct wr_keyed_state *ks = weir_worker_alloc_local(x->w, sizeof(*ks));
+	struct wr_kstate_options o = { 0 };
 
-	if (ks == NULL)
-		return -ENOMEM;
-	memset(ks, 0, sizeof(*ks));
-	*out = ks;
 	if (spec->on_timer != NULL) {
 		int err = wr_timers_create(x->arena, n->key_size,
 					   &x->nodes[n->id].timers);
@@ -126,11 +129,7 @@ int wr_process_open(struct wr_exec *x, const struct weir_stream *n,
 	}
 	/* Every state of the core shares one eviction group, so a pass at the
 	 * memory cap frees expired entries of all operators, not just one. */
-	struct wr_kstate_options o = {
-		.full_policy = x->p->cfg.state_full_policy == WEIR_STATE_FULL_EVICT
-				       ? WR_KSTATE_FULL_EVICT
-				       : WR_KSTATE_FULL_FAIL,
-	};
+	full_policy(x, &o);
 	for (unsigned i = 0; i < spec->nstates; i++) {
 		o.evict_group = x->evict_group;
 		int err = wr_kstate_create(x->arena, &spec->states[i],
@@ -142,6 +141,60 @@ int wr_process_open(struct wr_exec *x, const struct weir_stream *n,
 		ks->n++;
 	}
 	return 0;
+}
+
+/* Same core count restore: the states from their checkpoint headers
+ * (the arena pages are already back; core/ckpt_meta.c). */
+int wr_process_load(struct wr_exec *x, const struct weir_stream *n,
+		    const struct wr_kstate_image *img)
+{
+	const struct weir_process_spec *spec = &n->fn.process;
+	struct wr_keyed_state *ks = x->nodes[n->id].ks;
+	struct wr_kstate_options o = { 0 };
+
+	full_policy(x, &o);
+	for (unsigned i = 0; i < spec->nstates; i++) {
+		o.evict_group = x->evict_group;
+		int err = wr_kstate_load(x->arena, &spec->states[i],
+					 n->key_size, &o, &img[i], &ks->st[i]);
+		if (err)
+			return err;
+		if (x->evict_group == NULL)
+			x->evict_group = ks->st[i];
+		ks->n++;
+	}
+	return 0;
+}
+
+int wr_process_open(struct wr_exec *x, const struct weir_stream *n,
+		    struct wr_keyed_state **out)
+{
+	struct wr_keyed_state *ks = weir_worker_alloc_local(x->w, sizeof(*ks));
+
+	if (ks == NULL)
+		return -ENOMEM;
+	memset(ks, 0, sizeof(*ks));
+	*out = ks;
+	if (x->restore_pages)
+		return wr_ckpt_load_op(x, n);
+	return open_fresh(x, n, ks);
+}
+
+unsigned wr_process_nstates(const struct wr_exec *x,
+			    const struct weir_stream *n)
+{
+	return x->nodes[n->id].ks ? x->nodes[n->id].ks->n : 0;
+}
+
+unsigned wr_process_nstates_spec(const struct weir_stream *n)
+{
+	return n->fn.process.nstates;
+}
+
+struct wr_kstate *wr_process_state(const struct wr_exec *x,
+				   const struct weir_stream *n, unsigned i)
+{
+	return x->nodes[n->id].ks->st[i];
 }
 
 void wr_process_prefetch(struct wr_exec *x, const struct weir_stream *n,

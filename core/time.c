@@ -60,6 +60,9 @@ void wr_time_marker(struct wr_exec *x, unsigned from,
 	er = &x->edges[m->arg];
 	switch (m->kind) {
 	case WEIR_MARKER_END:
+		if (er->end_from[from])
+			return;
+		er->end_from[from] = true;
 		er->ends_received++;
 		er->wm_from[from] = WEIR_TS_MAX;
 		er->idle_from[from] = false;
@@ -205,4 +208,33 @@ void wr_time_send(struct wr_exec *x)
 			er->wm_sent = u;
 		er->sent_ms = x->now_ms;
 	}
+}
+
+/* ---- restore ---- */
+
+void wr_time_restore_edge(struct wr_exec *x, unsigned e, int64_t wm,
+			  int64_t fired_upto, bool first)
+{
+	struct wr_edge_rt *er = &x->edges[e];
+
+	if (first || wm < er->wm)
+		er->wm = wm;
+	if (first || fired_upto < er->fired_upto)
+		er->fired_upto = fired_upto;
+	/* Every sender starts from the edge's watermark: it never goes back,
+	 * and new markers raise it as before. */
+	for (unsigned i = 0; i < x->n; i++)
+		er->wm_from[i] = er->wm;
+}
+
+void wr_time_restore_node(struct wr_exec *x, unsigned i, int64_t max_ts,
+			  int64_t active_ms, bool first)
+{
+	struct wr_node_rt *nr = &x->nodes[i];
+
+	if (first || (max_ts != WEIR_TS_MIN &&
+		      (nr->max_ts == WEIR_TS_MIN || max_ts < nr->max_ts)))
+		nr->max_ts = max_ts;
+	if (first || active_ms > nr->active_ms)
+		nr->active_ms = active_ms;
 }

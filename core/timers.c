@@ -296,3 +296,77 @@ uint64_t wr_timers_count(const struct wr_timers *t)
 {
 	return wr_table_count(t->set);
 }
+
+/* ---- checkpoints ---- */
+
+void wr_timers_save(const struct wr_timers *t, struct wr_timers_image *img)
+{
+	memset(img, 0, sizeof(*img));
+	wr_table_save(t->set, &img->set);
+	for (int d = 0; d < WR_TIMER_DOMAINS; d++)
+		img->heap[d] = (struct wr_timers_heap_image){
+			t->heap[d].first_page, t->heap[d].npages,
+			t->heap[d].n, t->heap[d].cap };
+}
+
+static int heap_load(struct wr_timers *t, const struct wr_timers_heap_image *o,
+		     struct heap *h)
+{
+	if (o->n > o->cap ||
+	    o->cap * t->entry_size > (uint64_t)o->npages * t->a->page_size ||
+	    (o->npages && (o->first_page >= t->a->pages_total ||
+			   o->npages > t->a->pages_total - o->first_page)))
+		return -EINVAL;
+	*h = (struct heap){ o->first_page, o->npages, o->n, o->cap };
+	return 0;
+}
+
+int wr_timers_load(struct wr_arena *a, uint32_t key_size,
+		   const struct wr_timers_image *img, struct wr_timers **out)
+{
+	struct wr_timers *t = calloc(1, sizeof(*t));
+	int err = 0;
+
+	if (t == NULL)
+		return -ENOMEM;
+	t->a = a;
+	t->key_size = key_size;
+	t->entry_size = pow2_at_least(16 + key_size);
+	for (int d = 0; d < WR_TIMER_DOMAINS && err == 0; d++)
+		err = heap_load(t, &img->heap[d], &t->heap[d]);
+	if (err == 0 && img->set.key_size != 8 + key_size)
+		err = -EINVAL;
+	if (err == 0)
+		err = wr_table_load(a, &img->set, &t->set);
+	if (err) {
+		free(t);
+		return wr_error(err, "checkpoint: timers image does not fit");
+	}
+	*out = t;
+	return 0;
+}
+
+int wr_timers_copy(struct wr_timers *dst, struct wr_timers *src,
+		   bool (*keep)(uint64_t hash, void *arg), void *arg)
+{
+	/* From the heaps, which carry ts and hash; an entry is live iff
+	 * the set still holds it (lazy deletion). */
+	for (int d = 0; d < WR_TIMER_DOMAINS; d++) {
+		const struct heap *h = &src->heap[d];
+		for (uint64_t i = 0; i < h->n; i++) {
+			const uint8_t *e = entry(src, h, i);
+			int64_t ts;
+			uint64_t hash;
+			memcpy(&ts, e, 8);
+			memcpy(&hash, e + 8, 8);
+			uint64_t sh = set_key(src, d, ts, e + 16);
+			if (!keep(hash, arg) ||
+			    wr_table_get(src->set, src->scratch, sh) == NULL)
+				continue;
+			int err = wr_timers_register(dst, d, ts, e + 16, hash);
+			if (err)
+				return err;
+		}
+	}
+	return 0;
+}

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "state/arena.h"
+#include "state/table.h"
 
 #define WR_TIMER_DOMAINS 2
 
@@ -61,5 +62,24 @@ bool wr_timers_due(const struct wr_timers *t, int domain, int64_t upto);
 int wr_timers_pop(struct wr_timers *t, int domain, int64_t upto,
 		  uint32_t *budget, struct wr_timer *out);
 uint64_t wr_timers_count(const struct wr_timers *t);
+
+/* ---- checkpoints ---- */
+
+struct wr_timers_heap_image {
+	uint32_t first_page, npages;
+	uint64_t n, cap;
+};
+struct wr_timers_image {
+	struct wr_table_image set;
+	struct wr_timers_heap_image heap[WR_TIMER_DOMAINS];
+};
+void wr_timers_save(const struct wr_timers *t, struct wr_timers_image *img);
+/* Over restored arena pages.  -EINVAL for an image that does not fit. */
+int wr_timers_load(struct wr_arena *a, uint32_t key_size,
+		   const struct wr_timers_image *img, struct wr_timers **out);
+/* Rescaling: registers in dst every live timer of src whose key hash
+ * keep() accepts. */
+int wr_timers_copy(struct wr_timers *dst, struct wr_timers *src,
+		   bool (*keep)(uint64_t hash, void *arg), void *arg);
 
 #endif

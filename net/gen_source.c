@@ -33,6 +33,8 @@ struct fg_core {
 	alignas(WEIR_CACHE_LINE) struct weir_flow_counters c;
 	_Atomic uint64_t published; /* c.packets, for progress */
 	uint64_t next;       /* next global index to consider */
+	uint64_t from[SPLITS]; /* restored: first index of each split left */
+	uint64_t pace_base;  /* packets counted before this run (restore) */
 	uint64_t start_ns, deadline_ns;
 	unsigned nowned;     /* logical splits owned */
 	bool mine[SPLITS];
@@ -241,9 +243,10 @@ static long budget(const struct weir_flowgen *g, const struct fg_core *fc,
 		return max;
 	due = (uint64_t)((double)g->cfg.rate_pps * fc->nowned / SPLITS *
 			 (now - fc->start_ns) / 1e9) + 1;
-	if (due <= fc->c.packets)
+	uint64_t done = fc->c.packets - fc->pace_base;
+	if (due <= done)
 		return 0;
-	return due - fc->c.packets < max ? (long)(due - fc->c.packets) : max;
+	return due - done < max ? (long)(due - done) : max;
 }
 
 static int fg_next(struct weir_ctx *c, void *recs, int64_t *ts,
@@ -260,7 +263,8 @@ static int fg_next(struct weir_ctx *c, void *recs, int64_t *ts,
 	want = budget(g, fc, max);
 	/* At most SPLITS indexes are skipped per packet kept: bounded. */
 	for (; (long)n < want && fc->next < end; fc->next++) {
-		if (!fc->mine[fc->next % SPLITS])
+		if (!fc->mine[fc->next % SPLITS] ||
+		    fc->next < fc->from[fc->next % SPLITS])
 			continue;
 		weir_flowgen_packet(g, fc->next, (struct weir_flow_obs *)recs + n,
 				    &ts[n]);
@@ -278,11 +282,74 @@ static int fg_next(struct weir_ctx *c, void *recs, int64_t *ts,
 	return (int)n;
 }
 
+/* Checkpoint position: per owned split, the first index not produced
+ * yet (0 for splits of other cores: the merge is the maximum), and the
+ * core's counters (the summary adds them up after a restore). */
+struct fg_pos {
+	uint64_t resume[SPLITS];
+	struct weir_flow_counters c;
+};
+
+static int fg_position(struct weir_ctx *c, void *pos, size_t cap, void *arg)
+{
+	struct weir_flowgen *g = arg;
+	struct fg_core *fc = &g->core[weir_ctx_core(c)];
+	struct fg_pos p = { .c = fc->c };
+	uint64_t base = fc->next - fc->next % SPLITS;
+
+	if (cap < sizeof(p))
+		return -ENOSPC;
+	for (unsigned s = 0; s < SPLITS; s++) {
+		if (!fc->mine[s])
+			continue;
+		uint64_t i = base + s < fc->next ? base + SPLITS + s : base + s;
+		p.resume[s] = i > fc->from[s] ? i : fc->from[s];
+	}
+	memcpy(pos, &p, sizeof(p));
+	return (int)sizeof(p);
+}
+
+static int fg_restore(struct weir_ctx *c, const struct weir_source_pos *pos,
+		      unsigned nold, void *arg)
+{
+	struct weir_flowgen *g = arg;
+	struct fg_core *fc = &g->core[weir_ctx_core(c)];
+	struct fg_pos p, sum = { 0 };
+
+	for (unsigned i = 0; i < nold; i++) {
+		if (pos[i].len != sizeof(p))
+			return wr_error(-EINVAL, "generator: checkpoint position "
+					"of %zu bytes, expected %zu", pos[i].len,
+					sizeof(p));
+		memcpy(&p, pos[i].bytes, sizeof(p));
+		for (unsigned s = 0; s < SPLITS; s++)
+			if (p.resume[s] > sum.resume[s])
+				sum.resume[s] = p.resume[s];
+		sum.c.packets += p.c.packets;
+		sum.c.ip += p.c.ip;
+	}
+	fc->next = UINT64_MAX;
+	for (unsigned s = 0; s < SPLITS; s++) {
+		if (!fc->mine[s])
+			continue;
+		fc->from[s] = sum.resume[s];
+		uint64_t first = sum.resume[s] ? sum.resume[s] : s;
+		fc->next = first < fc->next ? first : fc->next;
+	}
+	if (fc->next == UINT64_MAX)
+		fc->next = 0;
+	if (weir_ctx_core(c) == 0) /* the old totals, counted once */
+		fc->c = sum.c;
+	fc->pace_base = fc->c.packets;
+	return 0;
+}
+
 int weir_flowgen_add(struct weir_pipeline *p, struct weir_flowgen *g,
 		     struct weir_stream **out)
 {
 	static const struct weir_source_ops ops = {
-		.open = fg_open, .next = fg_next };
+		.open = fg_open, .next = fg_next,
+		.position = fg_position, .restore = fg_restore };
 
 	if (g == NULL)
 		return wr_error(-EINVAL, "generator: NULL handle");

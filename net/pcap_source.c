@@ -29,6 +29,7 @@ struct weir_pcap_source {
 	uint64_t start_ns;   /* core 0, at open() */
 	uint64_t deadline_ns; /* 0: none */
 	int err;             /* the reader's error that failed the job */
+	uint64_t resumed_packets; /* counted before a restore (pacing) */
 	alignas(WEIR_CACHE_LINE) _Atomic uint64_t offset; /* progress */
 	_Atomic uint64_t published[2]; /* core 0's packets, ip: progress */
 	struct psrc_core core[WEIR_CORES_MAX];
@@ -106,9 +107,10 @@ static unsigned budget(struct weir_pcap_source *s, const struct psrc_core *pc,
 	if (s->cfg.rate_pps == 0)
 		return max;
 	due = (uint64_t)((double)s->cfg.rate_pps * (now - s->start_ns) / 1e9) + 1;
-	if (due <= pc->c.packets)
+	uint64_t done = pc->c.packets - s->resumed_packets;
+	if (due <= done)
 		return 0;
-	return due - pc->c.packets < max ? (unsigned)(due - pc->c.packets) : max;
+	return due - done < max ? (unsigned)(due - done) : max;
 }
 
 static void publish(struct weir_pcap_source *s, const struct psrc_core *pc)
@@ -190,11 +192,56 @@ static int psrc_next(struct weir_ctx *c, void *recs, int64_t *ts,
 	return (int)n; /* an end (rc == 0) is reported by the next call */
 }
 
+/* Checkpoint position: the reader's position and split 0's counters
+ * (only split 0 reads the file; the other splits record nothing). */
+struct psrc_pos {
+	struct weir_pcap_pos pos;
+	struct weir_flow_counters c;
+};
+
+static int psrc_position(struct weir_ctx *c, void *pos, size_t cap, void *arg)
+{
+	struct weir_pcap_source *s = arg;
+	struct psrc_pos p = { .c = s->core[0].c };
+
+	if (weir_ctx_core(c) != 0)
+		return 0;
+	if (cap < sizeof(p))
+		return -ENOSPC;
+	weir_pcap_tell(s->r, &p.pos);
+	memcpy(pos, &p, sizeof(p));
+	return (int)sizeof(p);
+}
+
+static int psrc_restore(struct weir_ctx *c, const struct weir_source_pos *pos,
+			unsigned nold, void *arg)
+{
+	struct weir_pcap_source *s = arg;
+	struct psrc_pos p;
+	int err;
+
+	if (weir_ctx_core(c) != 0)
+		return 0;
+	if (nold == 0 || pos[0].len != sizeof(p))
+		return wr_error(-EINVAL, "pcap source: checkpoint position of "
+				"%zu bytes, expected %zu", nold ? pos[0].len : 0,
+				sizeof(p));
+	memcpy(&p, pos[0].bytes, sizeof(p));
+	err = weir_pcap_source_seek(s, &p.pos);
+	if (err)
+		return err;
+	s->core[0].c = p.c;
+	s->resumed_packets = p.c.packets;
+	publish(s, &s->core[0]);
+	return 0;
+}
+
 int weir_pcap_source_add(struct weir_pipeline *p, struct weir_pcap_source *s,
 			 struct weir_stream **out)
 {
 	static const struct weir_source_ops ops = {
-		.open = psrc_open, .next = psrc_next };
+		.open = psrc_open, .next = psrc_next,
+		.position = psrc_position, .restore = psrc_restore };
 
 	if (s == NULL)
 		return wr_error(-EINVAL, "pcap source: NULL handle");

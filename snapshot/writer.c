@@ -49,6 +49,13 @@ struct wr_ckpt_writer {
 	size_t meta_len;
 	uint64_t pages_size, pages_checksum, meta_checksum;
 	struct wr_ckpt_core_result res;
+	/* Staging: a page is copied here before its write is queued.  The
+	 * arena's copy-on-write protects a snapshot page only until it is
+	 * touched; after that the live page (which a queued write would
+	 * still point at) changes, so the uring never gets arena memory. */
+	uint8_t *stage;			/* inflight_max pages */
+	uint32_t *stage_free;		/* stack of free slots */
+	uint32_t nstage_free;
 };
 
 static void *aligned_zalloc(size_t len)
@@ -113,9 +120,14 @@ static int alloc_buffers(struct wr_ckpt_writer *w)
 	w->view = calloc(n, sizeof(*w->view));
 	w->header = aligned_zalloc(WR_CKPT_BLOCK);
 	w->trailer = aligned_zalloc(w->trailer_cap);
-	if (!w->desc || !w->view || !w->header || !w->trailer)
+	w->stage = aligned_zalloc((size_t)w->cfg.inflight_max * w->page_size);
+	w->stage_free = calloc(w->cfg.inflight_max, sizeof(*w->stage_free));
+	if (!w->desc || !w->view || !w->header || !w->trailer || !w->stage ||
+	    !w->stage_free)
 		return wr_error(-ENOMEM, "checkpoint: no memory for the "
 				"writer of %u pages", w->pages_total);
+	for (uint32_t i = 0; i < w->cfg.inflight_max; i++)
+		w->stage_free[w->nstage_free++] = i;
 	return 0;
 }
 
@@ -156,6 +168,8 @@ int wr_ckpt_writer_create(const struct wr_ckpt_writer_config *cfg,
 	w->cfg = *cfg;
 	if (w->cfg.inflight_max == 0)
 		w->cfg.inflight_max = WR_CKPT_INFLIGHT_DEFAULT;
+	if (w->cfg.inflight_max > 4096)
+		w->cfg.inflight_max = 4096;
 	snprintf(w->dir, sizeof(w->dir), "%s", cfg->dir);
 	w->cfg.dir = w->dir;
 	w->arena = arena;
@@ -211,15 +225,23 @@ int wr_ckpt_writer_add_section(struct wr_ckpt_writer *w, const char *name,
 	return 0;
 }
 
-static int queue_write(struct wr_ckpt_writer *w, int fd, const void *buf,
-		       size_t len, uint64_t off, uint32_t kind)
+static int queue_write_slot(struct wr_ckpt_writer *w, int fd,
+			    const void *buf, size_t len, uint64_t off,
+			    uint32_t kind, uint32_t slot)
 {
 	int err = wr_uring_write(w->cfg.uring, fd, buf, (uint32_t)len, off,
-				 WR_CKPT_TAG_BIT | ((uint64_t)kind << 32) | len);
+				 WR_CKPT_TAG_BIT | ((uint64_t)slot << 40) |
+				 ((uint64_t)kind << 32) | len);
 
 	if (err == 0)
 		w->inflight++;
 	return err;
+}
+
+static int queue_write(struct wr_ckpt_writer *w, int fd, const void *buf,
+		       size_t len, uint64_t off, uint32_t kind)
+{
+	return queue_write_slot(w, fd, buf, len, off, kind, 0);
 }
 
 /* The next page of the snapshot view, or false at its end. */
@@ -265,12 +287,18 @@ static int queue_pages(struct wr_ckpt_writer *w)
 			return 0;
 		}
 		if (page_changed(w, p)) {
-			const void *b = wr_arena_snapshot_page(w->arena, p);
+			uint32_t slot = w->stage_free[--w->nstage_free];
+			uint8_t *b = w->stage + (size_t)slot * w->page_size;
+			memcpy(b, wr_arena_snapshot_page(w->arena, p),
+			       w->page_size);
 			uint64_t sum = XXH3_64bits(b, w->page_size);
 			uint64_t off = WR_CKPT_BLOCK +
 				       (uint64_t)w->ndesc * w->page_size;
-			int err = queue_write(w, w->fd_pages, b, w->page_size,
-					      off, TAG_PAGE);
+			int err = queue_write_slot(w, w->fd_pages, b,
+						   w->page_size, off, TAG_PAGE,
+						   slot);
+			if (err)
+				w->stage_free[w->nstage_free++] = slot;
 			if (err == -EAGAIN) { /* uring FIFO full: next step */
 				w->have_retry = true;
 				w->retry_page = p;
@@ -348,7 +376,14 @@ static int build_meta(struct wr_ckpt_writer *w)
 		return wr_error(-ENOMEM, "checkpoint: no memory for %zu "
 				"bytes of metadata", len);
 	fill_header(w, w->meta, WR_CKPT_MAGIC_META, w->nsections);
-	((struct wr_ckpt_file_header *)w->meta)->trailer_off = len;
+	/* The meta file's trailer follows the sections, not count pages:
+	 * set it, then seal the header again. */
+	struct wr_ckpt_file_header h;
+	memcpy(&h, w->meta, sizeof(h));
+	h.trailer_off = len;
+	h.header_checksum = XXH3_64bits(&h, offsetof(struct
+					wr_ckpt_file_header, header_checksum));
+	memcpy(w->meta, &h, sizeof(h));
 	if (w->sections_len)
 		memcpy(w->meta + WR_CKPT_BLOCK, w->sections, w->sections_len);
 	w->meta_len = len;
@@ -409,6 +444,9 @@ void wr_ckpt_writer_on_done(struct wr_ckpt_writer *w,
 	uint32_t len = (uint32_t)d->tag;
 
 	w->inflight--;
+	if (kind == TAG_PAGE)
+		w->stage_free[w->nstage_free++] = (uint32_t)(d->tag >> 40) &
+						  0xffffu;
 	if (d->res < 0) {
 		if (w->err == 0)
 			w->err = d->res;
@@ -571,5 +609,7 @@ void wr_ckpt_writer_destroy(struct wr_ckpt_writer *w)
 	free(w->trailer);
 	free(w->sections);
 	free(w->meta);
+	free(w->stage);
+	free(w->stage_free);
 	free(w);
 }

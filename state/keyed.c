@@ -134,12 +134,11 @@ static void group_join(struct wr_kstate *s, struct wr_kstate *g)
 	g->grp_next = s;
 }
 
-int wr_kstate_create(struct wr_arena *a, const struct weir_state_desc *d,
-		     uint32_t key_size, const struct wr_kstate_options *opts,
-		     struct wr_kstate **out)
+int wr_kstate_alloc(struct wr_arena *a, const struct weir_state_desc *d,
+		    uint32_t key_size, const struct wr_kstate_options *opts,
+		    struct wr_kstate **out)
 {
 	static const struct wr_kstate_options defaults;
-	struct wr_table_config tc = { key_size, 0, 0 };
 	struct wr_kstate *s;
 	int err;
 
@@ -159,6 +158,27 @@ int wr_kstate_create(struct wr_arena *a, const struct weir_state_desc *d,
 	s->key_size = key_size;
 	s->policy = opts->full_policy;
 	layout(s);
+	wr_slab_init(&s->slab, a);
+	s->grp_next = s->grp_prev = s;
+	*out = s;
+	return 0;
+}
+
+void wr_kstate_join(struct wr_kstate *s, const struct wr_kstate_options *o)
+{
+	group_join(s, o ? o->evict_group : NULL);
+}
+
+int wr_kstate_create(struct wr_arena *a, const struct weir_state_desc *d,
+		     uint32_t key_size, const struct wr_kstate_options *opts,
+		     struct wr_kstate **out)
+{
+	struct wr_table_config tc = { key_size, 0, 0 };
+	struct wr_kstate *s;
+	int err = wr_kstate_alloc(a, d, key_size, opts, &s);
+
+	if (err)
+		return err;
 	tc.value_size = s->hdr + s->payload;
 	err = wr_table_create(a, &tc, &s->table);
 	if (err) {
@@ -168,8 +188,7 @@ int wr_kstate_create(struct wr_arena *a, const struct weir_state_desc *d,
 				 "bytes per core", d->name ? d->name : "?",
 				 a->cap_bytes) : err;
 	}
-	wr_slab_init(&s->slab, a);
-	group_join(s, opts->evict_group);
+	wr_kstate_join(s, opts);
 	*out = s;
 	return 0;
 }

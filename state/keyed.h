@@ -52,6 +52,8 @@
 #include <stdbool.h>
 
 #include "state/arena.h"
+#include "state/slab.h"
+#include "state/table.h"
 #include "weir/state.h"
 
 struct wr_kstate;
@@ -173,6 +175,28 @@ uint64_t wr_kstate_count(const struct wr_kstate *s);
 void wr_kstate_get_stats(const struct wr_kstate *s,
 			 struct wr_kstate_stats *st);
 const char *wr_kstate_name(const struct wr_kstate *s);
+/* ---- checkpoints (state/keyed_image.c) ---- */
+
+/* The state's header outside the arena, as plain data. */
+struct wr_kstate_image {
+	struct wr_table_image table;
+	struct wr_slab_image slab;
+	uint64_t cursor;
+	uint64_t expired_removed, evicted, eviction_passes, cap_failures;
+};
+void wr_kstate_save(const struct wr_kstate *s, struct wr_kstate_image *img);
+/* wr_kstate_create over restored arena pages: the state as it was saved.
+ * -EINVAL with a message when the image does not match d and key_size. */
+int wr_kstate_load(struct wr_arena *a, const struct weir_state_desc *d,
+		   uint32_t key_size, const struct wr_kstate_options *opts,
+		   const struct wr_kstate_image *img, struct wr_kstate **out);
+/* Rescaling: copies every entry of src (another arena, same descriptor)
+ * whose key hash keep() accepts into dst, with its TTL stamp and its list
+ * or map data.  dst must not hold those keys yet.  0 or -ENOMEM. */
+typedef bool (*wr_kstate_keep_fn)(uint64_t hash, void *arg);
+int wr_kstate_copy_keys(struct wr_kstate *dst, struct wr_kstate *src,
+			wr_kstate_keep_fn keep, void *arg);
+
 /* Invariants 3-4 and the table's; O(entries + slots), for tests. */
 bool wr_kstate_is_valid(const struct wr_kstate *s);
 

@@ -91,6 +91,11 @@ void wr_entry_drop(struct wr_kstate *s, const void *key, uint64_t hash,
 		   uint8_t *v);
 /* Frees the slab block a LIST / MAP payload references. */
 void wr_coll_free(struct wr_kstate *s, struct wr_coll_hdr *h);
+/* wr_kstate_create without the table and without joining the group. */
+int wr_kstate_alloc(struct wr_arena *a, const struct weir_state_desc *d,
+		    uint32_t key_size, const struct wr_kstate_options *opts,
+		    struct wr_kstate **out);
+void wr_kstate_join(struct wr_kstate *s, const struct wr_kstate_options *o);
 /* Invariant 3 of keyed.h for one entry; adds its block bytes to *bytes. */
 bool wr_coll_is_valid(const struct wr_kstate *s, const void *payload,
 		      uint64_t *bytes);

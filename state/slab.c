@@ -286,3 +286,32 @@ bool wr_slab_block_is_valid(const struct wr_slab *s, uint64_t ref,
 	       off >= HDR_SIZE && (off - HDR_SIZE) % sz == 0 &&
 	       off + sz <= h->bump;
 }
+
+void wr_slab_save(const struct wr_slab *s, struct wr_slab_image *img)
+{
+	memset(img, 0, sizeof(*img));
+	img->nclasses = s->nclasses;
+	img->pages = s->pages;
+	memcpy(img->partial, s->partial, sizeof(img->partial));
+	img->bytes_live = s->bytes_live;
+	img->leaked_bytes = s->leaked_bytes;
+	img->large_pages = s->large_pages;
+}
+
+int wr_slab_load(struct wr_slab *s, struct wr_arena *a,
+		 const struct wr_slab_image *img)
+{
+	wr_slab_init(s, a);
+	if (img->nclasses != s->nclasses)
+		return -EINVAL;
+	for (uint32_t c = 0; c < WR_SLAB_CLASSES_MAX; c++)
+		if (img->partial[c] != WR_ARENA_NO_PAGE &&
+		    img->partial[c] >= a->pages_total)
+			return -EINVAL;
+	memcpy(s->partial, img->partial, sizeof(s->partial));
+	s->pages = img->pages;
+	s->bytes_live = img->bytes_live;
+	s->leaked_bytes = img->leaked_bytes;
+	s->large_pages = img->large_pages;
+	return 0;
+}

@@ -76,6 +76,18 @@ int wr_slab_touch(struct wr_arena *a, const void *p, size_t len);
 bool wr_slab_block_is_valid(const struct wr_slab *s, uint64_t ref,
 			    uint64_t size);
 
+/* Checkpoints: the class heads and counters (they live outside the
+ * arena), as plain data. */
+struct wr_slab_image {
+	uint32_t nclasses, pages;
+	uint32_t partial[WR_SLAB_CLASSES_MAX];
+	uint64_t bytes_live, leaked_bytes, large_pages;
+};
+void wr_slab_save(const struct wr_slab *s, struct wr_slab_image *img);
+/* -EINVAL if the image does not fit the arena (page size, page ids). */
+int wr_slab_load(struct wr_slab *s, struct wr_arena *a,
+		 const struct wr_slab_image *img);
+
 static inline void *wr_slab_ptr(const struct wr_arena *a, uint64_t ref)
 {
 	return a->base + ref;

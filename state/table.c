@@ -726,3 +726,89 @@ bool wr_table_is_valid(const struct wr_table *t)
 		CHECK(t->cursor < t->next.cap);
 	return live_cur + live_old == t->count;
 }
+
+/* ---- checkpoint images ---- */
+
+static void slots_save(const struct slots *a, struct wr_table_image_slots *o)
+{
+	*o = (struct wr_table_image_slots){ a->cap, a->used, a->tomb,
+					    a->first_page, a->npages };
+}
+
+static int slots_load(const struct wr_table *t,
+		      const struct wr_table_image_slots *o, struct slots *a)
+{
+	const struct wr_arena *ar = t->arena;
+
+	memset(a, 0, sizeof(*a));
+	if (o->npages == 0)
+		return o->cap == 0 ? 0 : -EINVAL;
+	if (o->cap == 0 || (o->cap & (o->cap - 1)) != 0 ||
+	    o->first_page >= ar->pages_total ||
+	    o->npages > ar->pages_total - o->first_page ||
+	    o->cap * t->slot_size > (uint64_t)o->npages * ar->page_size ||
+	    o->used + o->tomb > o->cap)
+		return -EINVAL;
+	a->base = wr_arena_page_ptr(ar, o->first_page);
+	a->cap = o->cap;
+	a->mask = o->cap - 1;
+	a->used = o->used;
+	a->tomb = o->tomb;
+	a->first_page = o->first_page;
+	a->npages = o->npages;
+	return 0;
+}
+
+void wr_table_save(const struct wr_table *t, struct wr_table_image *img)
+{
+	memset(img, 0, sizeof(*img));
+	img->key_size = t->key_size;
+	img->value_size = t->value_size;
+	img->slot_size = t->slot_size;
+	img->phase = (uint32_t)t->phase;
+	img->initial_cap = t->initial_cap;
+	img->cursor = t->cursor;
+	img->count = t->count;
+	img->resizes = t->resizes;
+	img->slots_moved = t->slots_moved;
+	img->forced_finishes = t->forced_finishes;
+	slots_save(&t->cur, &img->cur);
+	slots_save(&t->old, &img->old);
+	slots_save(&t->next, &img->next);
+}
+
+int wr_table_load(struct wr_arena *arena, const struct wr_table_image *img,
+		  struct wr_table **out)
+{
+	struct wr_table_config cfg = { img->key_size, img->value_size, 0 };
+	struct wr_table *t;
+	int err = check_config(&cfg);
+
+	if (err || img->phase > MIGRATING ||
+	    img->slot_size != slot_size_for(img->key_size, img->value_size))
+		return wr_error(-EINVAL, "checkpoint: bad table image");
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->arena = arena;
+	t->key_size = img->key_size;
+	t->value_size = img->value_size;
+	t->slot_size = img->slot_size;
+	t->key_off = 8 + ((img->value_size + 7) & ~7u);
+	t->initial_cap = img->initial_cap;
+	t->phase = (enum phase)img->phase;
+	t->cursor = img->cursor;
+	t->count = img->count;
+	t->resizes = img->resizes;
+	t->slots_moved = img->slots_moved;
+	t->forced_finishes = img->forced_finishes;
+	if (slots_load(t, &img->cur, &t->cur) || img->cur.npages == 0 ||
+	    slots_load(t, &img->old, &t->old) ||
+	    slots_load(t, &img->next, &t->next)) {
+		free(t);
+		return wr_error(-EINVAL, "checkpoint: table image pages out "
+				"of range");
+	}
+	*out = t;
+	return 0;
+}

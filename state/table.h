@@ -123,4 +123,25 @@ void wr_table_prefetch(const struct wr_table *t, uint64_t hash);
 void wr_table_get_stats(const struct wr_table *t, struct wr_table_stats *s);
 bool wr_table_is_valid(const struct wr_table *t);
 
+/*
+ * Checkpoints: the header that lives outside the arena, as plain data.
+ * save at the barrier (same tick as wr_arena_snapshot_begin); load rebuilds
+ * the table over an arena whose pages were restored at the same ids.
+ * load checks the image against the arena: -EINVAL if a page run is out of
+ * range or a field impossible (a corrupt or foreign image).
+ */
+struct wr_table_image_slots {
+	uint64_t cap, used, tomb;
+	uint32_t first_page, npages;
+};
+struct wr_table_image {
+	uint32_t key_size, value_size, slot_size, phase;
+	uint64_t initial_cap, cursor, count;
+	uint64_t resizes, slots_moved, forced_finishes;
+	struct wr_table_image_slots cur, old, next;
+};
+void wr_table_save(const struct wr_table *t, struct wr_table_image *img);
+int wr_table_load(struct wr_arena *arena, const struct wr_table_image *img,
+		  struct wr_table **out);
+
 #endif /* WR_STATE_TABLE_H */

@@ -30,8 +30,48 @@ struct weir_checkpoint_config {
 	bool incremental;	/* write only pages changed since the last */
 	uint32_t full_every;	/* a full checkpoint every K; 0 = 8 */
 	uint32_t chain_max;	/* incremental files per chain; 0 = 8 */
+	/* Optional bytes that must match for a checkpoint to be restored,
+	 * besides the pipeline's shape: the job options that change what
+	 * the state means (window size, input, generator seed...). */
+	const void *params;
+	size_t params_len;
 };
 
 #define WEIR_CHECKPOINT_RETAIN_DEFAULT 3u
+#define WEIR_CHECKPOINT_INTERVAL_DEFAULT 1000u
+#define WEIR_CHECKPOINT_TIMEOUT_DEFAULT 60000u
+
+struct weir_pipeline;
+
+/* Defaults: interval 1 s, timeout 60 s, no pause, retain 3, incremental,
+ * a full checkpoint every 8. */
+void weir_checkpoint_config_init(struct weir_checkpoint_config *cfg,
+				 const char *dir);
+
+/*
+ * Turn checkpoints on for a pipeline before weir_pipeline_run(): the run
+ * first restores from the newest committed checkpoint in cfg->dir that
+ * verifies (a corrupt one is reported on stderr with file and offset and
+ * the previous one tried), then checkpoints every interval.  Restore
+ * errors fail weir_pipeline_run: -ESTALE (another pipeline's checkpoint),
+ * -EPROTONOSUPPORT (newer format); the directory is left unchanged.
+ */
+int weir_pipeline_checkpoint(struct weir_pipeline *p,
+			     const struct weir_checkpoint_config *cfg);
+
+struct weir_checkpoint_stats {
+	uint64_t completed;	/* committed by this run */
+	uint64_t failed;	/* failed or aborted (timeout), logged */
+	uint64_t last_id;	/* newest committed, 0 none */
+	uint64_t last_duration_us; /* trigger to commit */
+	uint64_t last_bytes;	/* page and meta bytes it wrote */
+	uint64_t restored_id;	/* the checkpoint this run started from */
+	uint32_t restored_cores; /* its core count */
+	uint64_t pause_max_ns;	/* longest synchronous snapshot part */
+};
+
+/* Any thread, any time (relaxed counters). */
+void weir_pipeline_checkpoint_stats(const struct weir_pipeline *p,
+				    struct weir_checkpoint_stats *out);
 
 #endif /* WEIR_CHECKPOINT_H */

@@ -92,12 +92,33 @@ void weir_pipeline_stop_remote(struct weir_pipeline *p);
  * nothing is ready now, WEIR_SOURCE_END when the split is exhausted, or
  * -errno. */
 #define WEIR_SOURCE_END (-1000000)
+
+/* One split's replay position as a checkpoint recorded it. */
+#define WEIR_SOURCE_POS_MAX 1024u
+struct weir_source_pos {
+	const void *bytes; /* what position() wrote */
+	size_t len;
+};
+
 struct weir_source_ops {
 	int (*open)(struct weir_ctx *c, unsigned split, unsigned splits,
 		    void *arg);
 	int (*next)(struct weir_ctx *c, void *recs, int64_t *ts, unsigned max,
 		    void *arg);
 	void (*close)(struct weir_ctx *c, void *arg);
+	/*
+	 * Checkpoints (both optional; a source without them is not
+	 * replayable, and a job with checkpoints says so at start).
+	 * position(): the split's replay position, at most `cap` bytes
+	 * (WEIR_SOURCE_POS_MAX) of plain data; returns its length or -errno.
+	 * restore(): after open() and before the first next(), rewind the
+	 * split to the checkpoint: pos[i] is what old split i recorded, and
+	 * nold (the cores of the checkpointed run) may differ from today's
+	 * splits, so each split takes what it now owns from all of them.
+	 */
+	int (*position)(struct weir_ctx *c, void *pos, size_t cap, void *arg);
+	int (*restore)(struct weir_ctx *c, const struct weir_source_pos *pos,
+		       unsigned nold, void *arg);
 };
 
 int weir_source(struct weir_pipeline *p, const char *name,

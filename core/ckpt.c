@@ -1,0 +1,485 @@
+/*
+ * ckpt.c — the checkpoint protocol in the executor: the per-core phases
+ * (cut, align, snapshot, flush, report) and the coordinator on core 0
+ * (trigger, commit or abort, timeout, retention through wr_ckpt_commit).
+ * The protocol and its state machine are described in core/ckpt.h.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/ckpt.h"
+#include "core/error.h"
+#include "core/exec_internal.h"
+#include "snapshot/uring.h"
+
+#define CK_URING_DEPTH 64u
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void atomic_max(_Atomic uint64_t *a, uint64_t v)
+{
+	uint64_t cur = atomic_load_explicit(a, memory_order_relaxed);
+
+	while (v > cur && !atomic_compare_exchange_weak_explicit(
+			a, &cur, v, memory_order_relaxed, memory_order_relaxed))
+		;
+}
+
+/* ---- per core: cut ---- */
+
+static void record_positions(struct wr_exec *x)
+{
+	struct wr_exec_ckpt *c = &x->ck;
+
+	for (unsigned i = 0; i < x->nsources; i++) {
+		const struct weir_stream *s = x->sources[i];
+		int len = -1;
+		if (s->fn.source.position != NULL) {
+			x->ctx.node = s;
+			len = s->fn.source.position(&x->ctx,
+				c->pos + (size_t)i * WEIR_SOURCE_POS_MAX,
+				WEIR_SOURCE_POS_MAX, s->arg);
+			x->ctx.node = NULL;
+		}
+		c->pos_len[i] = len < 0 ? UINT32_MAX : (uint32_t)len;
+	}
+}
+
+static void mark_got(struct wr_exec *x, unsigned e, unsigned k)
+{
+	struct wr_exec_ckpt *c = &x->ck;
+
+	if (c->got[e][k])
+		return;
+	c->got[e][k] = true;
+	if (++c->got_from[k] == x->p->nedges)
+		c->blocked[k] = true;
+}
+
+/* IDLE -> ALIGN: sources stop where their positions were taken. */
+static void cut(struct wr_exec *x, uint64_t id)
+{
+	struct wr_exec_ckpt *c = &x->ck;
+
+	c->phase = WR_CK_ALIGN;
+	c->id = c->seen = id;
+	record_positions(x);
+	memset(c->got, 0, sizeof(c->got));
+	memset(c->got_from, 0, sizeof(c->got_from));
+	memset(c->blocked, 0, sizeof(c->blocked));
+	for (unsigned k = 0; k < x->n; k++)
+		c->blocked[k] = x->p->nedges == 0;
+	for (unsigned e = 0; e < x->p->nedges; e++)
+		for (unsigned k = 0; k < x->n; k++) {
+			c->sent[e][k] = x->edges[e].end_sent_to[k];
+			if (x->edges[e].end_from[k])
+				mark_got(x, e, k);
+		}
+}
+
+void wr_ckpt_marker(struct wr_exec *x, unsigned from,
+		    const struct weir_marker *m)
+{
+	struct wr_exec_ckpt *c = &x->ck;
+
+	if (x->p->ck == NULL || m->arg >= x->p->nedges)
+		return;
+	if (m->kind == WEIR_MARKER_BARRIER && c->phase == WR_CK_IDLE &&
+	    m->value > c->seen)
+		cut(x, m->value); /* a barrier can beat the trigger here */
+	if (c->phase != WR_CK_ALIGN)
+		return;
+	if (m->kind == WEIR_MARKER_END ||
+	    (m->kind == WEIR_MARKER_BARRIER && m->value == c->id))
+		mark_got(x, (unsigned)m->arg, from);
+}
+
+/* ---- per core: align ---- */
+
+/* The edge feeding key_by kb's stage, or -1 when a source does. */
+static int root_edge(const struct weir_stream *kb)
+{
+	const struct weir_stream *n = kb->up;
+
+	while (n->kind != WR_NODE_SOURCE && n->kind != WR_NODE_KEY_BY)
+		n = n->up;
+	return n->kind == WR_NODE_SOURCE ? -1 : (int)n->edge;
+}
+
+static bool edge_aligned(const struct wr_exec *x, unsigned e)
+{
+	for (unsigned k = 0; k < x->n; k++)
+		if (!x->ck.got[e][k])
+			return false;
+	return true;
+}
+
+/* Barriers out; true once every edge has one (or END) to every core. */
+static bool send_barriers(struct wr_exec *x)
+{
+	struct wr_exec_ckpt *c = &x->ck;
+	bool all = true;
+
+	for (unsigned e = 0; e < x->p->nedges; e++) {
+		int root = root_edge(x->p->edges[e]);
+		bool cut_here = root < 0 || edge_aligned(x, (unsigned)root);
+		for (unsigned d = 0; d < x->n; d++) {
+			struct weir_marker m = { WEIR_MARKER_BARRIER, e, c->id };
+			if (c->sent[e][d] || x->edges[e].end_sent_to[d]) {
+				c->sent[e][d] = true;
+				continue;
+			}
+			/* After every envelope staged for d (markers land at
+			 * the ring's current position). */
+			if (cut_here && x->out[d].n == 0 &&
+			    weir_worker_send_marker_local(x->w, d, &m) == 0)
+				c->sent[e][d] = true;
+			all &= c->sent[e][d];
+		}
+	}
+	return all;
+}
+
+static bool all_aligned(const struct wr_exec *x)
+{
+	for (unsigned e = 0; e < x->p->nedges; e++)
+		if (!edge_aligned(x, e))
+			return false;
+	return true;
+}
+
+/* ---- per core: report ---- */
+
+static void report(struct wr_exec *x, int err)
+{
+	struct wr_ckpt_job *j = x->p->ck;
+	struct wr_exec_ckpt *c = &x->ck;
+
+	j->err[x->id] = err;
+	c->phase = WR_CK_IDLE;
+	c->w = NULL;
+	memset(c->blocked, 0, sizeof(c->blocked));
+	atomic_fetch_add_explicit(&j->reported, 1, memory_order_release);
+}
+
+/* ---- per core: snapshot (ALIGN -> FLUSH) ---- */
+
+static int open_writer(struct wr_exec *x)
+{
+	struct wr_ckpt_job *j = x->p->ck;
+	struct wr_ckpt_writer_config wc = {
+		.dir = j->dir,
+		.ckpt_id = j->plan.ckpt_id,
+		.core = x->id,
+		.fingerprint = j->fingerprint,
+		.uring = x->ck.io,
+		.parent_id = j->plan.parent_id,
+		.parent_epoch = j->plan.parent_epoch[x->id],
+	};
+
+	return wr_ckpt_writer_create(&wc, x->arena, &x->ck.w);
+}
+
+static void snapshot(struct wr_exec *x)
+{
+	struct wr_exec_ckpt *c = &x->ck;
+	uint64_t t0 = mono_ns();
+	uint32_t epoch;
+	int err = wr_arena_snapshot_begin(x->arena, &epoch);
+
+	if (err == 0)
+		err = open_writer(x);
+	if (err == 0)
+		err = wr_ckpt_meta_save(x, c->w);
+	atomic_max(&x->p->ck->pause_max_ns, mono_ns() - t0);
+	memset(c->blocked, 0, sizeof(c->blocked));
+	if (err == 0) {
+		c->phase = WR_CK_FLUSH;
+		return;
+	}
+	wr_ckpt_writer_destroy(c->w);
+	wr_arena_snapshot_end(x->arena);
+	fprintf(stderr, "weir: checkpoint %llu: core %u: %s\n",
+		(unsigned long long)x->p->ck->plan.ckpt_id, x->id,
+		weir_last_error());
+	report(x, err);
+}
+
+/* ---- per core: flush (FLUSH -> IDLE) ---- */
+
+static int sinks_synced(struct wr_exec *x)
+{
+	for (unsigned i = 0; i < x->p->nnodes; i++) {
+		const struct weir_stream *n = x->p->nodes[i];
+		if (n->kind != WR_NODE_SINK || n->sink_ops->synced == NULL ||
+		    *wr_exec_sink_state(x, n) == NULL)
+			continue;
+		int r = n->sink_ops->synced(x, n);
+		if (r <= 0)
+			return r;
+	}
+	return 1;
+}
+
+static void flush_done(struct wr_exec *x, int err)
+{
+	struct wr_ckpt_job *j = x->p->ck;
+	struct wr_exec_ckpt *c = &x->ck;
+
+	if (err == 0)
+		err = wr_ckpt_writer_result(c->w, &j->res[x->id]);
+	wr_ckpt_writer_destroy(c->w); /* unlinks unless durable */
+	wr_arena_snapshot_end(x->arena);
+	if (err && err != -ECANCELED)
+		fprintf(stderr, "weir: checkpoint %llu: core %u: %s\n",
+			(unsigned long long)j->plan.ckpt_id, x->id,
+			strerror(-err));
+	report(x, err);
+}
+
+static int flush_step(struct wr_exec *x)
+{
+	struct wr_exec_ckpt *c = &x->ck;
+	int rc;
+
+	if (atomic_load_explicit(&x->p->ck->abort_id, memory_order_relaxed) ==
+	    c->id) {
+		flush_done(x, -ECANCELED);
+		return 1;
+	}
+	rc = wr_ckpt_writer_step(c->w);
+	if (rc == 1)
+		rc = sinks_synced(x);
+	if (rc != 0)
+		flush_done(x, rc < 0 ? rc : 0);
+	return 1;
+}
+
+/* ---- coordinator (core 0) ---- */
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void start(struct wr_ckpt_job *j, int64_t now)
+{
+	struct wr_ckpt_policy pol = {
+		.retain = j->cfg.retain,
+		.incremental = j->cfg.incremental,
+		.full_every = j->cfg.full_every,
+		.chain_max = j->cfg.chain_max,
+		.force_full = j->force_full,
+	};
+
+	if (wr_ckpt_plan_next(j->dir, &pol, j->cores, &j->plan) != 0) {
+		fprintf(stderr, "weir: checkpoint: %s\n", weir_last_error());
+		j->next_ms = now + j->cfg.interval_ms;
+		return;
+	}
+	j->in_flight = true;
+	j->aborting = false;
+	j->started_ms = now;
+	j->started_ns = mono_ns();
+	atomic_store_explicit(&j->reported, 0, memory_order_relaxed);
+	/* Barriers carry the run's own sequence number: a failed
+	 * checkpoint's id is planned again, a trigger never repeats. */
+	atomic_store_explicit(&j->trigger, ++j->seq, memory_order_release);
+}
+
+static int first_error(const struct wr_ckpt_job *j, unsigned *core)
+{
+	for (unsigned i = 0; i < j->cores; i++)
+		if (j->err[i]) {
+			*core = i;
+			return j->err[i];
+		}
+	return 0;
+}
+
+static void commit(struct wr_ckpt_job *j, int64_t now)
+{
+	uint64_t id = j->plan.ckpt_id, bytes = 0;
+	struct wr_ckpt_commit_info info = {
+		.dir = j->dir, .ckpt_id = id, .parent_id = j->plan.parent_id,
+		.time_unix_ms = (uint64_t)now,
+		.duration_us = (mono_ns() - j->started_ns) / 1000,
+		.cores = j->cores, .key_groups = j->key_groups,
+		.fingerprint = j->fingerprint, .job = j->job,
+		.retain = j->cfg.retain,
+	};
+
+	if (wr_ckpt_commit(&info, j->res, j->cores) != 0) {
+		fprintf(stderr, "weir: checkpoint %llu: commit: %s\n",
+			(unsigned long long)id, weir_last_error());
+		atomic_fetch_add_explicit(&j->failed, 1, memory_order_relaxed);
+		return;
+	}
+	for (unsigned i = 0; i < j->cores; i++)
+		bytes += j->res[i].pages_size + j->res[i].meta_size;
+	j->force_full = false;
+	atomic_store_explicit(&j->last_us, info.duration_us, memory_order_relaxed);
+	atomic_store_explicit(&j->last_bytes, bytes, memory_order_relaxed);
+	atomic_store_explicit(&j->last_id, id, memory_order_relaxed);
+	atomic_fetch_add_explicit(&j->completed, 1, memory_order_relaxed);
+}
+
+static void complete(struct wr_ckpt_job *j, int64_t now)
+{
+	unsigned core = 0;
+	int err = first_error(j, &core);
+
+	if (err) {
+		if (err == -ECANCELED)
+			fprintf(stderr, "weir: checkpoint %llu aborted after "
+				"the %u ms timeout\n",
+				(unsigned long long)j->plan.ckpt_id,
+				j->cfg.timeout_ms);
+		else
+			fprintf(stderr, "weir: checkpoint %llu failed on core "
+				"%u (%s); the previous one stays\n",
+				(unsigned long long)j->plan.ckpt_id, core,
+				strerror(-err));
+		(void)wr_ckpt_abort(j->dir, j->plan.ckpt_id);
+		atomic_fetch_add_explicit(&j->failed, 1, memory_order_relaxed);
+	} else {
+		commit(j, now);
+	}
+	j->in_flight = false;
+	j->next_ms = j->started_ms + j->cfg.interval_ms;
+	if (j->next_ms < now + (int64_t)j->cfg.min_pause_ms)
+		j->next_ms = now + (int64_t)j->cfg.min_pause_ms;
+}
+
+static void coordinate(struct wr_ckpt_job *j)
+{
+	int64_t now = wall_ms();
+
+	if (j->in_flight) {
+		if (atomic_load_explicit(&j->reported, memory_order_acquire) ==
+		    j->cores)
+			complete(j, now);
+		else if (!j->aborting &&
+			 now - j->started_ms > (int64_t)j->cfg.timeout_ms) {
+			j->aborting = true;
+			atomic_store_explicit(&j->abort_id, j->seq,
+					      memory_order_relaxed);
+		}
+		return;
+	}
+	if (atomic_load_explicit(&j->want_finish, memory_order_acquire) ==
+	    j->cores) {
+		atomic_store_explicit(&j->closed, 1, memory_order_release);
+		return;
+	}
+	if (now >= j->next_ms)
+		start(j, now);
+}
+
+/* ---- the tick ---- */
+
+int wr_ckpt_tick(struct wr_exec *x)
+{
+	struct wr_ckpt_job *j = x->p->ck;
+	struct wr_exec_ckpt *c = &x->ck;
+
+	if (j == NULL)
+		return 0;
+	if (x->id == 0)
+		coordinate(j);
+	if (c->phase == WR_CK_IDLE) {
+		uint64_t t = atomic_load_explicit(&j->trigger,
+						  memory_order_acquire);
+		if (t > c->seen)
+			cut(x, t);
+	}
+	if (c->phase == WR_CK_ALIGN && send_barriers(x) && all_aligned(x))
+		snapshot(x);
+	if (c->phase == WR_CK_FLUSH)
+		return flush_step(x);
+	return 0;
+}
+
+bool wr_ckpt_may_finish(struct wr_exec *x)
+{
+	struct wr_ckpt_job *j = x->p->ck;
+
+	if (j == NULL)
+		return true;
+	if (!x->ck.want_finish) {
+		x->ck.want_finish = true;
+		atomic_fetch_add_explicit(&j->want_finish, 1,
+					  memory_order_release);
+	}
+	return atomic_load_explicit(&j->closed, memory_order_acquire) &&
+	       x->ck.phase == WR_CK_IDLE;
+}
+
+bool wr_ckpt_core_is_valid(const struct wr_exec *x)
+{
+	const struct wr_exec_ckpt *c = &x->ck;
+
+	for (unsigned k = 0; k < x->n; k++) {
+		unsigned got = 0;
+		for (unsigned e = 0; e < x->p->nedges; e++)
+			got += c->got[e][k];
+		if (c->phase == WR_CK_ALIGN && got != c->got_from[k])
+			return false;
+		if (c->phase != WR_CK_ALIGN && c->blocked[k])
+			return false;
+	}
+	switch (c->phase) {
+	case WR_CK_IDLE:
+		return c->w == NULL;
+	case WR_CK_ALIGN:
+		return c->w == NULL && c->id == c->seen && c->id > 0;
+	case WR_CK_FLUSH:
+		return c->w != NULL && x->arena->snap_pending;
+	}
+	return false;
+}
+
+/* ---- per core: setup ---- */
+
+int wr_ckpt_exec_init(struct wr_exec *x)
+{
+	struct wr_exec_ckpt *c = &x->ck;
+	int err;
+
+	if (x->p->ck == NULL)
+		return 0;
+	c->pos = calloc(x->nsources + 1, WEIR_SOURCE_POS_MAX);
+	c->pos_len = calloc(x->nsources + 1, sizeof(*c->pos_len));
+	if (c->pos == NULL || c->pos_len == NULL)
+		return -ENOMEM;
+	err = wr_uring_create(CK_URING_DEPTH, &c->io);
+	if (err)
+		return wr_error(err, "checkpoint: io_uring: %s", strerror(-err));
+	return 0;
+}
+
+void wr_ckpt_exec_fini(struct wr_exec *x)
+{
+	struct wr_exec_ckpt *c = &x->ck;
+
+	if (c->w != NULL) { /* stopped mid-flush: nothing of it counts */
+		wr_ckpt_writer_destroy(c->w);
+		wr_arena_snapshot_end(x->arena);
+		c->w = NULL;
+	}
+	wr_uring_destroy(c->io);
+	free(c->pos);
+	free(c->pos_len);
+}

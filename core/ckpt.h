@@ -1,0 +1,142 @@
+/*
+ * core/ckpt.h — aligned barrier checkpoints in the executor (Flink's
+ * asynchronous barrier snapshots over the ring mesh; docs/architecture.md,
+ * "Checkpoints").
+ *
+ * PROTOCOL for checkpoint n
+ *   The coordinator (core 0's loop) plans n and publishes it (trigger).
+ *   Each core, on seeing the trigger or a first barrier n, CUTS: it records
+ *   its source positions and stops polling its sources.  For every key_by
+ *   edge e it then sends BARRIER(e, n) to each core d once the stage
+ *   feeding e is cut (e's root is a source, or barrier n arrived on the
+ *   root edge from every core) and its out buffer for d is empty; a core
+ *   that already sent END on e to d sends nothing (END stands for every
+ *   later barrier).  Once every barrier (or END) of a sender has arrived,
+ *   the ring from it is BLOCKED: what follows was produced after the
+ *   sender's snapshot.  When every edge is aligned from every core and
+ *   every barrier is sent, the core SNAPSHOTS: arena epoch bump, operator
+ *   metadata (tables, timers, watermarks, source positions, sink lengths),
+ *   writer created; the rings unblock and the sources resume.  No disk
+ *   I/O happens before the barrier is forwarded.  Timers do not fire while
+ *   a core aligns, so nothing is emitted after a barrier that the
+ *   snapshot already counts.
+ *
+ * LIFECYCLE of checkpoint n on one core (validator: wr_ckpt_core_is_valid)
+ *
+ *     IDLE ── trigger n or barrier n seen: ckpt_cut() ──> ALIGN
+ *     ALIGN ── aligned and every barrier sent: ckpt_snapshot() ──> FLUSH
+ *     ALIGN ── ckpt_snapshot() fails (writer cannot open) ──> IDLE, reported
+ *     FLUSH ── writer durable and sinks synced: ckpt_report() ──> IDLE
+ *     FLUSH ── write error or abort: ckpt_report(error) ──> IDLE
+ *
+ *   and on the coordinator (core 0): IDLE ── interval due ──> TRIGGERED
+ *   ── every core reported ──> commit (wr_ckpt_commit) or abort ──> IDLE.
+ *
+ * INVARIANTS
+ *   1. At most one checkpoint is between trigger and commit; ids increase.
+ *   2. A core in ALIGN polls no source and fires no timer; a blocked ring is
+ *      neither drained nor its markers taken.
+ *   3. The arena snapshot, the metadata and the source positions of n are
+ *      taken in the same tick, after the last barrier n was received.
+ *   4. Only a committed manifest counts (snapshot/ckpt.h).
+ */
+#ifndef WR_CORE_CKPT_H
+#define WR_CORE_CKPT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "core/pipeline_internal.h"
+#include "snapshot/ckpt.h"
+#include "weir/checkpoint.h"
+
+#define WR_CKPT_DIR_MAX 4096u
+
+enum wr_ckpt_phase { WR_CK_IDLE = 0, WR_CK_ALIGN, WR_CK_FLUSH };
+
+/* Shared by every core of one run; one per pipeline with checkpoints. */
+struct wr_ckpt_job {
+	struct weir_checkpoint_config cfg;
+	char dir[WR_CKPT_DIR_MAX];
+	uint64_t fingerprint;
+	char job[256];
+	unsigned cores;
+	uint32_t key_groups;
+	/* Coordinator -> cores. */
+	alignas(WEIR_CACHE_LINE) _Atomic uint64_t trigger;
+	_Atomic uint64_t abort_id;
+	_Atomic int closed;            /* every core may finish now */
+	struct wr_ckpt_plan plan;      /* of `trigger`, written before it */
+	/* Cores -> coordinator. */
+	alignas(WEIR_CACHE_LINE) _Atomic unsigned reported;
+	_Atomic unsigned want_finish;
+	struct wr_ckpt_core_result res[WEIR_CORES_MAX];
+	int err[WEIR_CORES_MAX];
+	uint64_t bytes[WEIR_CORES_MAX];
+	/* Coordinator only (core 0). */
+	bool in_flight, aborting, force_full;
+	uint64_t seq;                  /* triggers so far */
+	int64_t started_ms, next_ms;
+	uint64_t started_ns;
+	/* Restore, read by every core's init under restore_lock. */
+	struct wr_ckpt *restore;
+	pthread_mutex_t restore_lock;
+	/* Statistics (relaxed). */
+	_Atomic uint64_t completed, failed, last_id, last_us, last_bytes;
+	_Atomic uint64_t pause_max_ns;
+	uint64_t restored_id;
+	uint32_t restored_cores;
+};
+
+struct wr_ckpt_writer;
+struct wr_uring;
+
+/* One core's part (inside struct wr_exec). */
+struct wr_exec_ckpt {
+	enum wr_ckpt_phase phase;
+	uint64_t id;        /* ALIGN/FLUSH: the trigger's sequence number */
+	uint64_t seen;      /* newest sequence number this core cut for */
+	bool got[WR_EDGES_MAX][WEIR_CORES_MAX];  /* barrier or END from k */
+	bool sent[WR_EDGES_MAX][WEIR_CORES_MAX]; /* barrier (or END) to d */
+	unsigned got_from[WEIR_CORES_MAX];       /* edges aligned from k */
+	bool blocked[WEIR_CORES_MAX];
+	bool want_finish;
+	uint8_t *pos;       /* per source: position bytes at the cut */
+	uint32_t *pos_len;
+	struct wr_ckpt_writer *w;
+	struct wr_uring *io;
+};
+
+struct wr_exec;
+
+/* exec_setup.c / pipeline.c */
+int wr_ckpt_exec_init(struct wr_exec *x);
+void wr_ckpt_exec_fini(struct wr_exec *x);
+int wr_ckpt_job_open(struct weir_pipeline *p);  /* before the workers */
+void wr_ckpt_job_close(struct weir_pipeline *p);
+uint64_t wr_ckpt_fingerprint(const struct weir_pipeline *p, char *desc,
+			     size_t cap);
+
+/* exec.c, every tick: the coordinator (core 0), the trigger, barriers,
+ * the snapshot and the writer.  Returns work done or -errno. */
+int wr_ckpt_tick(struct wr_exec *x);
+/* A marker of kind BARRIER or END from core `from` on edge e. */
+void wr_ckpt_marker(struct wr_exec *x, unsigned from,
+		    const struct weir_marker *m);
+static inline bool wr_ckpt_aligning(const struct wr_exec_ckpt *c)
+{
+	return c->phase == WR_CK_ALIGN;
+}
+/* May this core finish (everything ended)?  Only once every core has
+ * ended and no checkpoint is in flight: see wr_ckpt_tick. */
+bool wr_ckpt_may_finish(struct wr_exec *x);
+bool wr_ckpt_core_is_valid(const struct wr_exec *x);
+
+/* core/ckpt_meta.c: operator metadata in and out. */
+int wr_ckpt_meta_save(struct wr_exec *x, struct wr_ckpt_writer *w);
+/* Restore this core's operators; called by wr_exec_create after the
+ * nodes are built fresh (rescaling) or instead (same core count). */
+int wr_ckpt_meta_restore(struct wr_exec *x);
+int wr_ckpt_sources_restore(struct wr_exec *x);
+
+#endif /* WR_CORE_CKPT_H */

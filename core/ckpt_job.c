@@ -1,0 +1,215 @@
+/*
+ * ckpt_job.c — a pipeline's checkpoint configuration, its fingerprint,
+ * and opening the checkpoint a run restores from (before any worker
+ * starts, so a refusal changes nothing and starts nothing).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "weir/state.h"
+
+#include "core/ckpt.h"
+#include "core/error.h"
+#include "state/arena.h"
+
+void weir_checkpoint_config_init(struct weir_checkpoint_config *cfg,
+				 const char *dir)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->dir = dir;
+	cfg->interval_ms = WEIR_CHECKPOINT_INTERVAL_DEFAULT;
+	cfg->timeout_ms = WEIR_CHECKPOINT_TIMEOUT_DEFAULT;
+	cfg->retain = WEIR_CHECKPOINT_RETAIN_DEFAULT;
+	cfg->incremental = true;
+}
+
+int weir_pipeline_checkpoint(struct weir_pipeline *p,
+			     const struct weir_checkpoint_config *cfg)
+{
+	struct wr_ckpt_job *j;
+
+	if (p == NULL || cfg == NULL || cfg->dir == NULL || !cfg->dir[0])
+		return wr_error(-EINVAL, "checkpoint: no directory given");
+	if (strlen(cfg->dir) >= WR_CKPT_DIR_MAX - 64)
+		return wr_error(-ENAMETOOLONG, "checkpoint: directory name is "
+				"too long");
+	if (cfg->interval_ms == 0)
+		return wr_error(-EINVAL, "checkpoint: interval must be > 0 ms");
+	if (p->rt != NULL || p->ck != NULL)
+		return wr_error(-EBUSY, "checkpoint: configure it once, "
+				"before the run");
+	j = aligned_alloc(WEIR_CACHE_LINE,
+			  (sizeof(*j) + WEIR_CACHE_LINE - 1) &
+				  ~(size_t)(WEIR_CACHE_LINE - 1));
+	if (j == NULL)
+		return -ENOMEM;
+	memset(j, 0, sizeof(*j));
+	j->cfg = *cfg;
+	snprintf(j->dir, sizeof(j->dir), "%s", cfg->dir);
+	j->cfg.dir = j->dir;
+	if (cfg->params_len > 0) {
+		void *copy = malloc(cfg->params_len);
+		if (copy == NULL) {
+			free(j);
+			return -ENOMEM;
+		}
+		memcpy(copy, cfg->params, cfg->params_len);
+		j->cfg.params = copy;
+	}
+	if (j->cfg.retain == 0)
+		j->cfg.retain = WEIR_CHECKPOINT_RETAIN_DEFAULT;
+	if (j->cfg.timeout_ms == 0)
+		j->cfg.timeout_ms = WEIR_CHECKPOINT_TIMEOUT_DEFAULT;
+	pthread_mutex_init(&j->restore_lock, NULL);
+	p->ck = j;
+	return 0;
+}
+
+void weir_pipeline_checkpoint_stats(const struct weir_pipeline *p,
+				    struct weir_checkpoint_stats *out)
+{
+	struct wr_ckpt_job *j = p ? p->ck : NULL;
+
+	memset(out, 0, sizeof(*out));
+	if (j == NULL)
+		return;
+	out->completed = atomic_load_explicit(&j->completed, memory_order_relaxed);
+	out->failed = atomic_load_explicit(&j->failed, memory_order_relaxed);
+	out->last_id = atomic_load_explicit(&j->last_id, memory_order_relaxed);
+	out->last_duration_us = atomic_load_explicit(&j->last_us,
+						     memory_order_relaxed);
+	out->last_bytes = atomic_load_explicit(&j->last_bytes,
+					       memory_order_relaxed);
+	out->pause_max_ns = atomic_load_explicit(&j->pause_max_ns,
+						 memory_order_relaxed);
+	out->restored_id = j->restored_id;
+	out->restored_cores = j->restored_cores;
+}
+
+/* ---- fingerprint: what must match for state to mean the same ---- */
+
+struct fp_node {
+	uint32_t kind, in_size, out_size, key_size, max_out, nstates;
+	uint32_t up, has_timers;
+	char name[WR_NAME_MAX];
+};
+struct fp_state {
+	uint32_t kind, value_size, map_key_size, acc_size;
+	uint64_t ttl_ms;
+};
+
+static void fp_node(XXH3_state_t *h, const struct weir_stream *n)
+{
+	struct fp_node f = { n->kind, n->in_size, n->out_size, n->key_size,
+			     n->max_out, 0, n->up ? n->up->id : UINT32_MAX,
+			     0, { 0 } };
+
+	if (n->kind == WR_NODE_PROCESS) {
+		f.nstates = n->fn.process.nstates;
+		f.has_timers = n->fn.process.on_timer != NULL;
+	}
+	memcpy(f.name, n->name, sizeof(f.name));
+	XXH3_64bits_update(h, &f, sizeof(f));
+	for (unsigned i = 0; i < f.nstates; i++) {
+		const struct weir_state_desc *d = &n->fn.process.states[i];
+		struct fp_state s = { d->kind, d->value_size, d->map_key_size,
+				      d->agg ? d->agg->acc_size : 0, d->ttl_ms };
+		XXH3_64bits_update(h, &s, sizeof(s));
+	}
+}
+
+uint64_t wr_ckpt_fingerprint(const struct weir_pipeline *p, char *desc,
+			     size_t cap)
+{
+	XXH3_state_t h;
+	uint32_t fixed[3] = { p->cfg.key_groups, WR_ARENA_PAGE_SIZE_DEFAULT,
+			      p->nnodes };
+	size_t off = 0;
+
+	XXH3_64bits_reset(&h);
+	XXH3_64bits_update(&h, fixed, sizeof(fixed));
+	if (p->ck != NULL && p->ck->cfg.params_len > 0)
+		XXH3_64bits_update(&h, p->ck->cfg.params,
+				   p->ck->cfg.params_len);
+	off += (size_t)snprintf(desc, cap, "key_groups=%u nodes=",
+				p->cfg.key_groups);
+	for (unsigned i = 0; i < p->nnodes; i++) {
+		fp_node(&h, p->nodes[i]);
+		if (off < cap)
+			off += (size_t)snprintf(desc + off, cap - off, "%s%s/%u",
+						i ? "," : "", p->nodes[i]->name,
+						p->nodes[i]->out_size);
+	}
+	return XXH3_64bits_digest(&h);
+}
+
+/* ---- opening the checkpoint to restore ---- */
+
+static void say_problem(void *arg, const char *file, uint64_t offset,
+			const char *what)
+{
+	(void)arg;
+	fprintf(stderr, "weir: checkpoint: %s at offset %llu: %s\n", file,
+		(unsigned long long)offset, what);
+}
+
+static void warn_live_sources(const struct weir_pipeline *p)
+{
+	for (unsigned i = 0; i < p->nnodes; i++) {
+		const struct weir_stream *n = p->nodes[i];
+		if (n->kind == WR_NODE_SOURCE && n->fn.source.position == NULL)
+			fprintf(stderr, "weir: source '%s' is live, not "
+				"replayable: after a restore its records from "
+				"before the crash are not replayed (its output "
+				"is at-most-once)\n", n->name);
+	}
+}
+
+int wr_ckpt_job_open(struct weir_pipeline *p)
+{
+	struct wr_ckpt_job *j = p->ck;
+	uint64_t ids[1];
+	uint32_t n = 0;
+	int err;
+
+	if (j == NULL)
+		return 0;
+	j->cores = p->cfg.runtime.cores;
+	j->key_groups = p->cfg.key_groups;
+	j->force_full = true; /* arena epochs start afresh in every run */
+	j->fingerprint = wr_ckpt_fingerprint(p, j->job, sizeof(j->job));
+	if (mkdir(j->dir, 0700) != 0 && errno != EEXIST)
+		return wr_error(-errno, "checkpoint directory %s: %s", j->dir,
+				strerror(errno));
+	warn_live_sources(p);
+	err = wr_ckpt_list(j->dir, ids, 1, &n);
+	if (err)
+		return wr_error(err, "checkpoint directory %s: %s", j->dir,
+				strerror(-err));
+	if (n == 0)
+		return 0;
+	err = wr_ckpt_open(j->dir, 0, j->fingerprint, say_problem, NULL,
+			   &j->restore);
+	if (err)
+		return err; /* the message names the reason */
+	j->restored_id = wr_ckpt_info(j->restore)->id;
+	j->restored_cores = wr_ckpt_info(j->restore)->cores;
+	atomic_store_explicit(&j->last_id, j->restored_id, memory_order_relaxed);
+	fprintf(stderr, "weir: restoring checkpoint %llu (%u cores) from %s\n",
+		(unsigned long long)j->restored_id, j->restored_cores, j->dir);
+	return 0;
+}
+
+void wr_ckpt_job_close(struct weir_pipeline *p)
+{
+	if (p->ck == NULL)
+		return;
+	wr_ckpt_close(p->ck->restore);
+	p->ck->restore = NULL;
+}
