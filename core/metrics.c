@@ -331,10 +331,13 @@ static int bind_loopback(struct weir_metrics *m, uint16_t port)
 	struct sockaddr_in sa = { .sin_family = AF_INET,
 				  .sin_port = htons(port) };
 	socklen_t sl = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), err;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), err, one = 1;
 
 	if (fd < 0)
 		return wr_error(-errno, "metrics: socket: %s", strerror(errno));
+	/* Rebinding after a previous run's scrapes (TIME_WAIT) is fine; a
+	 * socket still listening on the port is refused all the same. */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
 	    listen(fd, 16) != 0 ||
