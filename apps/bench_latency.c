@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -75,6 +76,7 @@ struct run {
 	/* results */
 	uint64_t records;
 	double elapsed_s;
+	double cpu_share;       /* CPU time got / (elapsed x cores): noise */
 	struct weir_hist *h, *h_ckpt;
 };
 
@@ -347,8 +349,25 @@ static int collect(struct run *r)
 	return 0;
 }
 
+static double cpu_s(void)
+{
+	struct rusage u;
+
+	getrusage(RUSAGE_SELF, &u);
+	return (double)u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 +
+	       (double)u.ru_stime.tv_sec + u.ru_stime.tv_usec * 1e-6;
+}
+
+/* Busy-polling workers use a whole CPU each; anything less is time other
+ * processes took from them, i.e. preemption in the latency figures. */
+static void measure_share(struct run *r, double cpu0)
+{
+	r->cpu_share = (cpu_s() - cpu0) / (r->elapsed_s * r->cores);
+}
+
 static int run_once(struct run *r, bool exported)
 {
+	double cpu0 = cpu_s();
 	struct weir_pipeline_config cfg;
 	struct weir_pipeline *p = NULL;
 	int err;
@@ -367,6 +386,7 @@ static int run_once(struct run *r, bool exported)
 		err = weir_pipeline_run(p);
 		r->elapsed_s = (double)weir_tsc_ns(r->start_tsc,
 						   weir_tsc_now()) / 1e9;
+		measure_share(r, cpu0);
 		weir_metrics_stop(r->m);
 	}
 	if (!err)
@@ -398,12 +418,13 @@ static void report(const struct run *r, const char *label)
 
 	printf("%-6s rate=%llu achieved=%.0f/s samples=%llu "
 	       "p50=%.2fus p90=%.2fus p99=%.2fus p99.9=%.2fus p99.99=%.2fus "
-	       "max=%.2fus ckpt_samples=%llu\n", label,
+	       "max=%.2fus ckpt_samples=%llu cpu=%.0f%%\n", label,
 	       (unsigned long long)r->rate, (double)r->records / r->elapsed_s,
 	       (unsigned long long)weir_hist_count_remote(h), us(h, 50),
 	       us(h, 90), us(h, 99), us(h, 99.9), us(h, 99.99),
 	       (double)weir_hist_max_remote(h) / 1000.0,
-	       (unsigned long long)weir_hist_count_remote(r->h_ckpt));
+	       (unsigned long long)weir_hist_count_remote(r->h_ckpt),
+	       100.0 * r->cpu_share);
 	fflush(stdout);
 }
 
@@ -581,8 +602,9 @@ static int peak(const struct bench_opts *o, struct weir_flowgen *g,
 			if (err)
 				break;
 			(s ? on : off)[i] = (double)r.records / r.elapsed_s;
-			printf("peak   sampling=%s throughput=%.0f/s\n",
-			       s ? "on " : "off", (s ? on : off)[i]);
+			printf("peak   sampling=%s throughput=%.0f/s cpu=%.0f%%\n",
+			       s ? "on " : "off", (s ? on : off)[i],
+			       100.0 * r.cpu_share);
 			run_free(&r);
 		}
 	}
