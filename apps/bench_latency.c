@@ -502,7 +502,7 @@ static void plot_sweep(const char *dir)
 
 	snprintf(s, sizeof(s),
 		 "set terminal png size 800,500\nset output '%s/sweep.png'\n"
-		 "set logscale y\nset grid\nset key top left\n"
+		 "set logscale y\nset grid\nset key top left noenhanced\n"
 		 "set xlabel 'achieved throughput (records/s)'\n"
 		 "set ylabel 'latency (us)'\n"
 		 "set title 'weir bench latency: throughput vs latency'\n"
