@@ -639,7 +639,7 @@ static int parse_rates(struct bench_opts *o, const char *val)
 			return EXIT_USAGE;
 	}
 	return o->nrates ? 0 : cli_usage_error("bench latency: --sweep "
-					       "needs rates, e.g. 1e5 as 100000");
+					       "needs rates, e.g. --sweep 100000,200000");
 }
 
 static int parse_value(struct bench_opts *o, const char *opt,
