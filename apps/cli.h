@@ -22,5 +22,6 @@ int cli_usage_error(const char *fmt, ...)
 int cmd_demo(int argc, char **argv);
 int cmd_flows(int argc, char **argv);
 int cmd_checkpoint(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

@@ -19,6 +19,8 @@ static const char usage[] =
 	"  flows      per-flow packet/byte counts in tumbling windows from a\n"
 	"             capture file or the built-in generator, as CSV\n"
 	"  checkpoint list, inspect or verify a checkpoint directory\n"
+	"  bench      `weir bench latency`: open-loop latency benchmark of the\n"
+	"             flows job (percentiles, .hgrm, plots)\n"
 	"  demo       generator on every core sending records to every core\n"
 	"             through the ring mesh; prints records/s per core\n"
 	"  version    print the version\n"
@@ -79,6 +81,8 @@ int main(int argc, char **argv)
 		return cmd_flows(argc > 1 ? argc - 1 : 1, argc > 1 ? argv + 1 : argv);
 	if (strcmp(cmd, "checkpoint") == 0)
 		return cmd_checkpoint(argc - 1, argv + 1);
+	if (strcmp(cmd, "bench") == 0)
+		return cmd_bench(argc - 1, argv + 1);
 	if (strcmp(cmd, "demo") == 0)
 		return cmd_demo(argc > 1 ? argc - 1 : 1, argc > 1 ? argv + 1 : argv);
 	return cli_usage_error("unknown command '%s' (try `weir help`)", cmd);

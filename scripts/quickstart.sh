@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(meson ninja-build pkg-config gcc python3 libdpdk-dev liburing-dev
           libjemalloc-dev libxxhash-dev libcriterion-dev librocksdb-dev
-          tshark)
+          tshark libmicrohttpd-dev gnuplot-nox)
 BUILD_DIR=${WEIR_BUILD_DIR:-build}
 
 die() { echo "quickstart: $*" >&2; exit 1; }

@@ -1,0 +1,839 @@
+/*
+ * bench_latency.c — `weir bench latency`: weir as an open-loop latency
+ * benchmark.
+ *
+ *   open-loop source (flow observations of the built-in generator, record
+ *   i of a core due at t_i = start + i / rate_per_core, stamped with t_i)
+ *     flows: -> watermarks -> key_by 5-tuple -> 1 s tumbling window
+ *            {packets, bytes} (the operators of `weir flows`); the
+ *            window's add() records now - t_i for every sampled record
+ *     floor: -> callback sink on the same core records now - t_i (no
+ *            key_by, no state: the "empty pipeline")
+ *
+ * Coordinated omission: the source never waits for the pipeline.  When
+ * the pipeline falls behind, records leave late, and their latency still
+ * counts from t_i, so a stall shows up in every record it delayed, not
+ * just one (Gil Tene's wrk2 / HdrHistogram argument).
+ *
+ * Latency is sampled: 1 record in --sample N is stamped (0 = unstamped);
+ * samples whose t_i falls in the warm-up (the first fifth of the run, at
+ * most 1 s) are not recorded.  Results: per-core histograms in
+ * weir_metrics, merged after the run.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "apps/cli.h"
+#include "weir/flows.h"
+#include "weir/metrics.h"
+#include "weir/tsc.h"
+#include "weir/window.h"
+
+#define SWEEP_MAX 32u
+#define START_DELAY_NS 50000000ull /* workers launch before t_0 */
+#define WARMUP_MAX_NS 1000000000ull
+#define SAMPLE_EVERY_TICKS 1024u   /* gauges refreshed every N source calls */
+
+struct bench_opts {
+	uint64_t rate, duration_s, sample, repeat, flows;
+	unsigned cores;
+	const char *out_dir, *json_path;
+	uint64_t rates[SWEEP_MAX];
+	unsigned nrates;
+	bool peak, no_floor, http;
+	uint16_t port;
+};
+
+struct lat_rec {
+	struct weir_flow_obs obs;
+	uint64_t intended_tsc; /* 0: not sampled */
+};
+
+struct src_core {
+	alignas(WEIR_CACHE_LINE) uint64_t made, total, last_tsc;
+	unsigned calls;
+};
+
+enum run_kind { RUN_FLOWS, RUN_FLOOR };
+
+struct run {
+	const struct bench_opts *o;
+	enum run_kind kind;
+	uint64_t rate;          /* records/s, all cores; 0 = unpaced */
+	bool sampling;
+	unsigned cores;
+	struct weir_flowgen *gen;
+	struct weir_metrics *m;
+	uint64_t start_tsc, warm_tsc, end_tsc; /* end: unpaced runs only */
+	double ticks_per_rec;   /* per core */
+	struct src_core sc[WEIR_CORES_MAX];
+	/* results */
+	uint64_t records;
+	double elapsed_s;
+	double cpu_share;       /* CPU time got / (elapsed x cores): noise */
+	struct weir_hist *h, *h_ckpt;
+};
+
+struct flow_acc {
+	uint64_t packets, bytes;
+};
+
+static __thread unsigned tl_core;
+
+static const char bench_usage[] =
+	"usage: weir bench latency --rate PPS --duration S [--cores N]\n"
+	"                          [--sweep R1,R2,...] [--peak] [--out DIR]\n"
+	"                          [--sample N] [--repeat N] [--no-floor]\n"
+	"                          [--metrics-port P] [--metrics-json FILE]\n"
+	"                          [--checkpoint-interval MS]\n"
+	"\n"
+	"Open-loop latency benchmark of the flows job (key_by 5-tuple, 1 s\n"
+	"tumbling window).  Record i is due at start + i/rate and its latency\n"
+	"counts from then (free of coordinated omission).  Prints p50, p90,\n"
+	"p99, p99.9, p99.99, max and the achieved throughput, for the flows\n"
+	"job and for the empty pipeline (source -> sink, same rate) as floor.\n"
+	"\n"
+	"  --rate PPS        offered load, records/s over all cores\n"
+	"  --duration S      seconds of load per run, > 0 (default 5)\n"
+	"  --cores N         worker cores (default: every usable CPU)\n"
+	"  --sweep R1,R2,..  one run per rate; DIR/sweep.tsv, DIR/sweep.png\n"
+	"  --peak            measure peak throughput (unpaced, sampling off and\n"
+	"                    on: the sampling overhead), then run at half of it\n"
+	"                    unless --rate is given\n"
+	"  --out DIR         output directory (default latency-out): latency.hgrm,\n"
+	"                    floor.hgrm (HdrHistogram text), latency.png (gnuplot)\n"
+	"  --sample N        stamp 1 record in N (default 1: every record)\n"
+	"  --repeat N        --peak: runs per variant, medians (default 3)\n"
+	"  --no-floor        skip the empty-pipeline run\n"
+	"  --metrics-port P  Prometheus text on 127.0.0.1:P/metrics while running\n"
+	"  --metrics-json F  a JSON line of per-core metrics every second to F\n"
+	"  --checkpoint-interval MS  not available yet (the engine cannot\n"
+	"                    checkpoint); latency during checkpoints is kept\n"
+	"                    apart (phase=\"checkpoint\") once it can\n"
+	"\n"
+	"Exit status: 0 done, 1 a run failed, 2 bad options.\n";
+
+/* ---- the open-loop source ---- */
+
+static int src_open(struct weir_ctx *c, unsigned split, unsigned splits,
+		    void *arg)
+{
+	struct run *r = arg;
+	struct src_core *s = &r->sc[split];
+	uint64_t per = r->rate * r->o->duration_s;
+
+	(void)c;
+	tl_core = split;
+	memset(s, 0, sizeof(*s));
+	s->total = r->rate ? per / splits + (split < per % splits) : UINT64_MAX;
+	s->last_tsc = r->start_tsc;
+	return 0;
+}
+
+/* Records due by `now` that are not made yet, at most max. */
+static unsigned due(const struct run *r, const struct src_core *s,
+		    uint64_t now, unsigned max)
+{
+	uint64_t n;
+
+	if (now < r->start_tsc)
+		return 0;
+	if (r->rate == 0)
+		return max;
+	n = (uint64_t)((double)(now - r->start_tsc) / r->ticks_per_rec) + 1;
+	n = n > s->total ? s->total : n;
+	return n - s->made > max ? max : (unsigned)(n - s->made);
+}
+
+static void make(const struct run *r, uint64_t i, unsigned core,
+		 uint64_t now, struct lat_rec *rec, int64_t *ts)
+{
+	uint64_t t = r->rate ? r->start_tsc +
+		     (uint64_t)((double)i * r->ticks_per_rec) : now;
+
+	weir_flowgen_packet(r->gen, i * r->cores + core, &rec->obs, ts);
+	rec->intended_tsc = r->sampling && i % r->o->sample == 0 &&
+			    t >= r->warm_tsc ? t : 0;
+}
+
+/* Backpressure: time between two calls while the source stayed more than
+ * a burst behind its schedule (the engine did not take records). */
+static void account(struct run *r, struct weir_ctx *c, struct src_core *s,
+		    uint64_t now, unsigned n, unsigned max)
+{
+	unsigned core = weir_ctx_core(c);
+
+	weir_metrics_add_local(r->m, core, WEIR_METRIC_RECORDS_OUT, n);
+	if (r->rate && n == max && due(r, s, now, max) == max)
+		weir_metrics_add_local(r->m, core, WEIR_METRIC_BACKPRESSURE_NS,
+				       weir_tsc_ns(s->last_tsc, now));
+	s->last_tsc = now;
+	if (++s->calls % SAMPLE_EVERY_TICKS == 0)
+		weir_metrics_sample_local(r->m, c);
+}
+
+static int src_next(struct weir_ctx *c, void *recs, int64_t *ts,
+		    unsigned max, void *arg)
+{
+	struct run *r = arg;
+	unsigned core = weir_ctx_core(c), n;
+	struct src_core *s = &r->sc[core];
+	struct lat_rec *out = recs;
+	uint64_t now = weir_tsc_now();
+
+	if (s->made >= s->total || (r->rate == 0 && now >= r->end_tsc))
+		return WEIR_SOURCE_END;
+	n = due(r, s, now, max);
+	for (unsigned k = 0; k < n; k++)
+		make(r, s->made + k, core, now, &out[k], &ts[k]);
+	s->made += n;
+	account(r, c, s, now, n, max);
+	return (int)n;
+}
+
+/* ---- where latency is recorded ---- */
+
+static inline void arrived(struct run *r, unsigned core, uint64_t stamp)
+{
+	weir_metrics_add_local(r->m, core, WEIR_METRIC_RECORDS_IN, 1);
+	if (stamp != 0)
+		weir_metrics_latency_local(r->m, core,
+					   weir_tsc_ns(stamp, weir_tsc_now()));
+}
+
+static int floor_sink(struct weir_ctx *c, const void *rec, void *arg)
+{
+	arrived(arg, weir_ctx_core(c), ((const struct lat_rec *)rec)->intended_tsc);
+	return 0;
+}
+
+static void acc_create(void *acc, void *arg)
+{
+	(void)arg;
+	memset(acc, 0, sizeof(struct flow_acc));
+}
+
+/* The window's add() runs on the core owning the flow (tl_core: set when
+ * that core opened its source split). */
+static void acc_add(void *acc, const void *in, void *arg)
+{
+	const struct lat_rec *rec = in;
+	struct flow_acc *a = acc;
+
+	a->packets++;
+	a->bytes += rec->obs.ip_bytes;
+	arrived(arg, tl_core, rec->intended_tsc);
+}
+
+static void acc_merge(void *acc, const void *other, void *arg)
+{
+	struct flow_acc *a = acc;
+	const struct flow_acc *b = other;
+
+	(void)arg;
+	a->packets += b->packets;
+	a->bytes += b->bytes;
+}
+
+static void to_row(const void *key, int64_t start, int64_t end,
+		   const void *acc, void *out, void *arg)
+{
+	(void)key, (void)start, (void)end, (void)arg;
+	memcpy(out, acc, sizeof(struct flow_acc));
+}
+
+static int row_sink(struct weir_ctx *c, const void *rec, void *arg)
+{
+	(void)c, (void)rec, (void)arg;
+	return 0;
+}
+
+static void key_of(const void *rec, void *key, void *arg)
+{
+	(void)arg;
+	memcpy(key, &((const struct lat_rec *)rec)->obs.key,
+	       sizeof(struct weir_flow_key));
+}
+
+/* ---- one run ---- */
+
+static int build_flows(struct weir_pipeline *p, struct run *r,
+		       struct weir_stream *src)
+{
+	static const struct weir_aggregate_ops agg = {
+		.create = acc_create, .add = acc_add, .merge = acc_merge,
+		.acc_size = sizeof(struct flow_acc) };
+	struct weir_window_spec win = {
+		.name = "flows", .kind = WEIR_WINDOW_TUMBLING, .size_ms = 1000,
+		.agg = &agg, .output = to_row,
+		.out_size = sizeof(struct flow_acc), .arg = r };
+	struct weir_stream *keyed, *rows;
+	int err;
+
+	err = weir_watermarks(p, src, 1000, 0);
+	if (!err)
+		err = weir_key_by(p, src, key_of, sizeof(struct weir_flow_key),
+				  NULL, &keyed);
+	if (!err)
+		err = weir_window(p, keyed, &win, &rows, NULL);
+	if (!err)
+		err = weir_sink_callback(p, rows, row_sink, r);
+	return err;
+}
+
+static int build(struct weir_pipeline *p, struct run *r)
+{
+	static const struct weir_source_ops ops = {
+		.open = src_open, .next = src_next };
+	struct weir_stream *src;
+	int err = weir_source(p, "open-loop", &ops, sizeof(struct lat_rec),
+			      r, &src);
+
+	if (err)
+		return err;
+	if (r->kind == RUN_FLOOR)
+		return weir_sink_callback(p, src, floor_sink, r);
+	return build_flows(p, r, src);
+}
+
+static int make_metrics(struct run *r, bool exported)
+{
+	struct weir_metrics_config mc;
+	int err;
+
+	weir_metrics_config_init(&mc);
+	mc.cores = r->cores;
+	if (exported) {
+		mc.json_path = r->o->json_path;
+		mc.http = r->o->http;
+		mc.http_port = r->o->port;
+	}
+	err = weir_metrics_create(&mc, &r->m);
+	if (!err)
+		err = weir_metrics_start(r->m);
+	return err;
+}
+
+static void schedule(struct run *r)
+{
+	double hz = weir_tsc_hz();
+	uint64_t warm = r->o->duration_s * 1000000000ull / 5;
+
+	r->ticks_per_rec = r->rate ? hz * r->cores / (double)r->rate : 0;
+	r->start_tsc = weir_tsc_now() + weir_tsc_from_ns(START_DELAY_NS);
+	r->warm_tsc = r->start_tsc + weir_tsc_from_ns(
+		warm < WARMUP_MAX_NS ? warm : WARMUP_MAX_NS);
+	r->end_tsc = r->start_tsc +
+		     weir_tsc_from_ns(r->o->duration_s * 1000000000ull);
+}
+
+static int collect(struct run *r)
+{
+	int err = weir_hist_create(&r->h);
+
+	if (!err)
+		err = weir_hist_create(&r->h_ckpt);
+	if (err)
+		return err;
+	weir_metrics_latency_merge_remote(r->m, false, r->h);
+	weir_metrics_latency_merge_remote(r->m, true, r->h_ckpt);
+	for (unsigned i = 0; i < r->cores; i++)
+		r->records += weir_metrics_get_remote(r->m, i,
+						      WEIR_METRIC_RECORDS_OUT);
+	return 0;
+}
+
+static double cpu_s(void)
+{
+	struct rusage u;
+
+	getrusage(RUSAGE_SELF, &u);
+	return (double)u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 +
+	       (double)u.ru_stime.tv_sec + u.ru_stime.tv_usec * 1e-6;
+}
+
+/* Busy-polling workers use a whole CPU each; anything less is time other
+ * processes took from them, i.e. preemption in the latency figures. */
+static void measure_share(struct run *r, double cpu0)
+{
+	r->cpu_share = (cpu_s() - cpu0) / (r->elapsed_s * r->cores);
+}
+
+static int run_once(struct run *r, bool exported)
+{
+	double cpu0 = cpu_s();
+	struct weir_pipeline_config cfg;
+	struct weir_pipeline *p = NULL;
+	int err;
+
+	weir_pipeline_config_init(&cfg);
+	cfg.runtime.cores = r->cores;
+	cfg.runtime.idle = WEIR_IDLE_BUSY_POLL;
+	cfg.runtime.handle_signals = true;
+	err = weir_pipeline_create(&cfg, &p);
+	if (!err)
+		err = build(p, r);
+	if (!err)
+		err = make_metrics(r, exported);
+	if (!err) {
+		schedule(r);
+		err = weir_pipeline_run(p);
+		r->elapsed_s = (double)weir_tsc_ns(r->start_tsc,
+						   weir_tsc_now()) / 1e9;
+		measure_share(r, cpu0);
+		weir_metrics_stop(r->m);
+	}
+	if (!err)
+		err = collect(r);
+	if (err)
+		fprintf(stderr, "weir: bench latency: %s\n", weir_last_error());
+	weir_pipeline_destroy(p);
+	return err;
+}
+
+static void run_free(struct run *r)
+{
+	weir_metrics_destroy(r->m);
+	weir_hist_destroy(r->h);
+	weir_hist_destroy(r->h_ckpt);
+	r->m = NULL, r->h = r->h_ckpt = NULL;
+}
+
+/* ---- reporting ---- */
+
+static double us(const struct weir_hist *h, double p)
+{
+	return (double)weir_hist_percentile_remote(h, p) / 1000.0;
+}
+
+static void report(const struct run *r, const char *label)
+{
+	const struct weir_hist *h = r->h;
+
+	printf("%-6s rate=%llu achieved=%.0f/s samples=%llu "
+	       "p50=%.2fus p90=%.2fus p99=%.2fus p99.9=%.2fus p99.99=%.2fus "
+	       "max=%.2fus ckpt_samples=%llu cpu=%.0f%%\n", label,
+	       (unsigned long long)r->rate, (double)r->records / r->elapsed_s,
+	       (unsigned long long)weir_hist_count_remote(h), us(h, 50),
+	       us(h, 90), us(h, 99), us(h, 99.9), us(h, 99.99),
+	       (double)weir_hist_max_remote(h) / 1000.0,
+	       (unsigned long long)weir_hist_count_remote(r->h_ckpt),
+	       100.0 * r->cpu_share);
+	fflush(stdout);
+}
+
+static int write_hgrm(const struct weir_hist *h, const char *dir,
+		      const char *name)
+{
+	char path[4096];
+	FILE *f;
+	int err;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	if (f == NULL) {
+		fprintf(stderr, "weir: bench latency: cannot write %s: %s\n",
+			path, strerror(errno));
+		return -errno;
+	}
+	err = weir_hist_write_hgrm(h, f, 1000.0);
+	if (fclose(f) != 0 && !err)
+		err = -EIO;
+	return err;
+}
+
+static bool have_gnuplot(void)
+{
+	return system("command -v gnuplot >/dev/null 2>&1") == 0;
+}
+
+/* Run gnuplot on `script`; false (with a note) when it is missing. */
+static bool gnuplot(const char *script, const char *png)
+{
+	FILE *g;
+
+	if (!have_gnuplot()) {
+		fprintf(stderr, "weir: bench latency: gnuplot not found, "
+			"skipped %s (apt-get install gnuplot-nox)\n", png);
+		return false;
+	}
+	g = popen("gnuplot", "w");
+	if (g == NULL)
+		return false;
+	fputs(script, g);
+	if (pclose(g) != 0) {
+		fprintf(stderr, "weir: bench latency: gnuplot failed on %s\n",
+			png);
+		return false;
+	}
+	return true;
+}
+
+static void plot_percentiles(const char *dir, bool floor)
+{
+	char s[4096];
+
+	snprintf(s, sizeof(s),
+		 "set terminal png size 800,500\nset output '%s/latency.png'\n"
+		 "set logscale x\nset logscale y\nset grid\n"
+		 "set xtics ('50%%%%' 2, '90%%%%' 10, '99%%%%' 100, '99.9%%%%' 1000, "
+		 "'99.99%%%%' 10000, '99.999%%%%' 100000)\n"
+		 "set xlabel 'percentile'\nset ylabel 'latency (us)'\n"
+		 "set title 'weir bench latency: flows job vs empty pipeline'\n"
+		 "set key bottom right\n"
+		 "plot '%s/latency.hgrm' using 4:1 with lines lw 2 "
+		 "title 'flows job'%s%s%s\n",
+		 dir, dir, floor ? ", '" : "", floor ? dir : "",
+		 floor ? "/floor.hgrm' using 4:1 with lines lw 2 "
+			 "title 'empty pipeline (floor)'" : "");
+	if (gnuplot(s, "latency.png"))
+		printf("wrote %s/latency.png\n", dir);
+}
+
+static void plot_sweep(const char *dir)
+{
+	char s[4096];
+
+	snprintf(s, sizeof(s),
+		 "set terminal png size 800,500\nset output '%s/sweep.png'\n"
+		 "set logscale y\nset grid\nset key top left noenhanced\n"
+		 "set xlabel 'achieved throughput (records/s)'\n"
+		 "set ylabel 'latency (us)'\n"
+		 "set title 'weir bench latency: throughput vs latency'\n"
+		 "plot for [c=3:7] '%s/sweep.tsv' using 2:c with linespoints "
+		 "title columnheader(c)\n", dir, dir);
+	if (gnuplot(s, "sweep.png"))
+		printf("wrote %s/sweep.png\n", dir);
+}
+
+/* ---- modes ---- */
+
+static int one(const struct bench_opts *o, struct weir_flowgen *g,
+	       enum run_kind kind, uint64_t rate, bool sampling,
+	       bool exported, struct run *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->o = o, r->kind = kind, r->rate = rate, r->sampling = sampling;
+	r->cores = o->cores, r->gen = g;
+	return run_once(r, exported);
+}
+
+static int fixed_rate(const struct bench_opts *o, struct weir_flowgen *g,
+		      uint64_t rate)
+{
+	struct run r, fl;
+	int err = one(o, g, RUN_FLOWS, rate, true, true, &r);
+
+	if (err)
+		return err;
+	report(&r, "flows");
+	err = write_hgrm(r.h, o->out_dir, "latency.hgrm");
+	if (!err && !o->no_floor && !(err = one(o, g, RUN_FLOOR, rate, true,
+						false, &fl))) {
+		report(&fl, "floor");
+		err = write_hgrm(fl.h, o->out_dir, "floor.hgrm");
+		run_free(&fl);
+	}
+	if (!err)
+		plot_percentiles(o->out_dir, !o->no_floor);
+	run_free(&r);
+	return err;
+}
+
+static int sweep(const struct bench_opts *o, struct weir_flowgen *g)
+{
+	char path[4096];
+	FILE *f;
+	int err = 0;
+
+	snprintf(path, sizeof(path), "%s/sweep.tsv", o->out_dir);
+	f = fopen(path, "w");
+	if (f == NULL)
+		return -errno;
+	fputs("rate\tachieved\tp50_us\tp90_us\tp99_us\tp99.9_us\tp99.99_us"
+	      "\tmax_us\n", f);
+	for (unsigned i = 0; i < o->nrates && !err; i++) {
+		struct run r;
+
+		err = one(o, g, RUN_FLOWS, o->rates[i], true, i == 0, &r);
+		if (err)
+			break;
+		report(&r, "flows");
+		fprintf(f, "%llu\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\n",
+			(unsigned long long)r.rate,
+			(double)r.records / r.elapsed_s, us(r.h, 50),
+			us(r.h, 90), us(r.h, 99), us(r.h, 99.9),
+			us(r.h, 99.99), (double)weir_hist_max_remote(r.h) / 1e3);
+		run_free(&r);
+	}
+	fclose(f);
+	if (!err)
+		plot_sweep(o->out_dir);
+	return err;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Unpaced runs, sampling off and on interleaved; medians.  *peak gets the
+ * median throughput without sampling. */
+static int peak(const struct bench_opts *o, struct weir_flowgen *g,
+		double *peak_pps)
+{
+	double off[16], on[16];
+	unsigned n = (unsigned)o->repeat;
+	int err = 0;
+
+	for (unsigned i = 0; i < n && !err; i++) {
+		for (int s = 0; s < 2 && !err; s++) {
+			struct run r;
+
+			err = one(o, g, RUN_FLOWS, 0, s == 1, false, &r);
+			if (err)
+				break;
+			(s ? on : off)[i] = (double)r.records / r.elapsed_s;
+			printf("peak   sampling=%s throughput=%.0f/s cpu=%.0f%%\n",
+			       s ? "on " : "off", (s ? on : off)[i],
+			       100.0 * r.cpu_share);
+			run_free(&r);
+		}
+	}
+	if (err)
+		return err;
+	qsort(off, n, sizeof(double), cmp_double);
+	qsort(on, n, sizeof(double), cmp_double);
+	*peak_pps = off[n / 2];
+	printf("peak   median off=%.0f/s on=%.0f/s sampling overhead=%.1f%% "
+	       "(1 in %llu records stamped)\n", off[n / 2], on[n / 2],
+	       100.0 * (1.0 - on[n / 2] / off[n / 2]),
+	       (unsigned long long)o->sample);
+	return 0;
+}
+
+/* ---- options ---- */
+
+static int parse_rates(struct bench_opts *o, const char *val)
+{
+	char buf[1024], *tok, *save = NULL;
+
+	if (strlen(val) >= sizeof(buf))
+		return cli_usage_error("bench latency: --sweep list too long");
+	strcpy(buf, val);
+	for (tok = strtok_r(buf, ",", &save); tok != NULL;
+	     tok = strtok_r(NULL, ",", &save)) {
+		if (o->nrates == SWEEP_MAX)
+			return cli_usage_error("bench latency: --sweep takes at "
+					       "most %u rates", SWEEP_MAX);
+		if (!cli_parse_u64("--sweep rate", tok, 1, UINT64_MAX / 4,
+				   &o->rates[o->nrates++]))
+			return EXIT_USAGE;
+	}
+	return o->nrates ? 0 : cli_usage_error("bench latency: --sweep "
+					       "needs rates, e.g. --sweep 100000,200000");
+}
+
+static int parse_value(struct bench_opts *o, const char *opt,
+		       const char *val)
+{
+	uint64_t v;
+
+	if (strcmp(opt, "--rate") == 0) {
+		if (strcmp(val, "0") == 0)
+			return cli_usage_error("bench latency: --rate 0: the "
+					       "offered load must be at least 1 "
+					       "record/s");
+		return cli_parse_u64(opt, val, 1, UINT64_MAX / 4, &o->rate) ?
+		       0 : EXIT_USAGE;
+	}
+	if (strcmp(opt, "--duration") == 0) {
+		if (strcmp(val, "0") == 0)
+			return cli_usage_error("bench latency: --duration 0: "
+					       "a run needs at least 1 s");
+		return cli_parse_u64(opt, val, 1, 86400, &o->duration_s) ?
+		       0 : EXIT_USAGE;
+	}
+	if (strcmp(opt, "--cores") == 0) {
+		if (!cli_parse_u64(opt, val, 1, WEIR_CORES_MAX, &v))
+			return EXIT_USAGE;
+		o->cores = (unsigned)v;
+		return 0;
+	}
+	if (strcmp(opt, "--sweep") == 0)
+		return parse_rates(o, val);
+	if (strcmp(opt, "--out") == 0) {
+		o->out_dir = val;
+		return 0;
+	}
+	if (strcmp(opt, "--metrics-json") == 0) {
+		o->json_path = val;
+		return 0;
+	}
+	if (strcmp(opt, "--sample") == 0)
+		return cli_parse_u64(opt, val, 1, 1u << 30, &o->sample) ?
+		       0 : EXIT_USAGE;
+	if (strcmp(opt, "--repeat") == 0)
+		return cli_parse_u64(opt, val, 1, 15, &o->repeat) ?
+		       0 : EXIT_USAGE;
+	if (strcmp(opt, "--metrics-port") == 0) {
+		if (!cli_parse_u64(opt, val, 1, 65535, &v))
+			return EXIT_USAGE;
+		o->http = true;
+		o->port = (uint16_t)v;
+		return 0;
+	}
+	if (strcmp(opt, "--checkpoint-interval") == 0)
+		return cli_usage_error("bench latency: --checkpoint-interval: "
+				       "the engine cannot checkpoint yet");
+	return cli_usage_error("bench latency: unknown option '%s' (try "
+			       "`weir bench latency --help`)", opt);
+}
+
+/* 0, -1 after --help, or an exit status. */
+static int parse_opts(int argc, char **argv, struct bench_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->duration_s = 5, o->sample = 1, o->repeat = 3;
+	o->out_dir = "latency-out";
+	for (int i = 1; i < argc; i++) {
+		const char *opt = argv[i];
+		int rc;
+
+		if (strcmp(opt, "--help") == 0 || strcmp(opt, "-h") == 0) {
+			fputs(bench_usage, stdout);
+			return -1;
+		}
+		if (strcmp(opt, "--peak") == 0 || strcmp(opt, "--no-floor") == 0) {
+			*(opt[2] == 'p' ? &o->peak : &o->no_floor) = true;
+			continue;
+		}
+		if (i + 1 >= argc)
+			return cli_usage_error("bench latency: %s needs a value",
+					       opt);
+		rc = parse_value(o, opt, argv[++i]);
+		if (rc)
+			return rc;
+	}
+	if (!o->rate && !o->nrates && !o->peak)
+		return cli_usage_error("bench latency: give --rate PPS, "
+				       "--sweep R1,R2,... or --peak");
+	return 0;
+}
+
+/* Records/s one core's generator can make, measured for 20 ms. */
+static double generator_pps(const struct weir_flowgen *g)
+{
+	struct weir_flow_obs obs;
+	int64_t ts;
+	uint64_t t0 = weir_tsc_now(), n = 0, stop;
+
+	stop = t0 + weir_tsc_from_ns(20000000);
+	while (weir_tsc_now() < stop)
+		for (int k = 0; k < 256; k++, n++)
+			weir_flowgen_packet(g, n, &obs, &ts);
+	return (double)n * 1e9 / (double)weir_tsc_ns(t0, weir_tsc_now());
+}
+
+/* Every rate must be one the generator can offer on these cores. */
+static int check_rates(const struct bench_opts *o,
+		       const struct weir_flowgen *g)
+{
+	double cap = generator_pps(g) * o->cores;
+	uint64_t worst = o->rate;
+
+	for (unsigned i = 0; i < o->nrates; i++)
+		worst = o->rates[i] > worst ? o->rates[i] : worst;
+	if ((double)worst > cap)
+		return cli_usage_error("bench latency: rate %llu records/s is "
+				       "above what the generator can offer on "
+				       "%u cores (~%.0f records/s measured)",
+				       (unsigned long long)worst, o->cores, cap);
+	return 0;
+}
+
+/* Refuse a port in use, an unwritable directory or JSON file now. */
+static int preflight(struct bench_opts *o)
+{
+	struct weir_metrics_config mc;
+	struct weir_metrics *m;
+
+	if (o->cores == 0) {
+		struct weir_runtime_config rc;
+
+		weir_runtime_config_init(&rc);
+		o->cores = rc.cores;
+	}
+	if (mkdir(o->out_dir, 0777) != 0 && errno != EEXIST)
+		return cli_usage_error("bench latency: cannot create %s: %s",
+				       o->out_dir, strerror(errno));
+	weir_metrics_config_init(&mc);
+	mc.http = o->http, mc.http_port = o->port, mc.json_path = o->json_path;
+	if (weir_metrics_create(&mc, &m) != 0)
+		return cli_usage_error("bench latency: %s", weir_last_error());
+	weir_metrics_destroy(m);
+	return 0;
+}
+
+static int make_gen(const struct bench_opts *o, struct weir_flowgen **g)
+{
+	struct weir_flowgen_config gc;
+
+	weir_flowgen_config_init(&gc);
+	gc.packets = 0;
+	gc.duration_ms = 1;
+	gc.event_pps = o->rate ? o->rate : 1000000;
+	if (weir_flowgen_create(&gc, g) != 0)
+		return cli_usage_error("bench latency: %s", weir_last_error());
+	return 0;
+}
+
+static int bench_latency(int argc, char **argv)
+{
+	struct bench_opts o;
+	struct weir_flowgen *g = NULL;
+	double pk;
+	int rc = parse_opts(argc, argv, &o), err = 0;
+
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	weir_tsc_calibrate();
+	if ((rc = preflight(&o)) || (rc = make_gen(&o, &g)) ||
+	    (rc = check_rates(&o, g)))
+		goto out;
+	if (o.peak) {
+		err = peak(&o, g, &pk);
+		if (!err && !o.rate && !o.nrates)
+			o.rate = (uint64_t)(pk / 2);
+	}
+	if (!err && o.rate)
+		err = fixed_rate(&o, g, o.rate);
+	if (!err && o.nrates)
+		err = sweep(&o, g);
+	rc = err ? 1 : 0;
+out:
+	weir_flowgen_destroy(g);
+	return rc;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+		fputs("usage: weir bench latency [options]   "
+		      "(`weir bench latency --help`)\n", argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_USAGE : 0;
+	}
+	if (strcmp(argv[1], "latency") == 0)
+		return bench_latency(argc - 1, argv + 1);
+	return cli_usage_error("bench: unknown benchmark '%s' (there is "
+			       "`weir bench latency`)", argv[1]);
+}

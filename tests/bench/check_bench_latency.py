@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""check_bench_latency.py WEIR — `weir bench latency` end to end, TAP output.
+
+Test plan (no assertion on absolute times: the machine is shared):
+  - a short run (1 core, 20000 records/s, 1 s) prints a flows and a floor
+    line with p50 <= p90 <= p99 <= p99.9 <= p99.99 <= max and the achieved
+    throughput, and writes latency.hgrm and floor.hgrm in HdrHistogram's
+    text format whose total count equals the samples printed; latency.png
+    exists when gnuplot is installed.
+  - the Prometheus endpoint answers while the run goes on; the JSON metrics
+    file's last line has records_in total == records_out total ==
+    rate * duration (every offered record reached the window operator).
+  - sweep over two rates writes sweep.tsv with one row per rate.
+  - errors -> exit 2 and one line on stderr: --rate 0, --duration 0, a
+    rate above what the generator can offer, a port in use, an unknown
+    option, --checkpoint-interval (not available yet).
+"""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+WEIR = sys.argv[1]
+results = []
+LINE = re.compile(r"^(flows|floor)\s+rate=(\d+) achieved=(\d+)/s samples=(\d+) "
+                  r"p50=([\d.]+)us p90=([\d.]+)us p99=([\d.]+)us "
+                  r"p99\.9=([\d.]+)us p99\.99=([\d.]+)us max=([\d.]+)us")
+
+
+def test(name):
+    def wrap(fn):
+        results.append((name, fn))
+        return fn
+    return wrap
+
+
+def bench(*args, **kw):
+    return subprocess.run([WEIR, "bench", "latency", *args], capture_output=True,
+                          text=True, timeout=120, **kw)
+
+
+def hgrm_total(path):
+    text = open(path).read()
+    assert text.startswith("       Value     Percentile TotalCount "
+                           "1/(1-Percentile)\n\n"), text[:80]
+    m = re.search(r"#\[Max     = +[\d.]+, Total count    = +(\d+)\]", text)
+    assert m, "no #[Max footer"
+    last = [l for l in text.splitlines() if l and not l.startswith("#")][-1]
+    assert float(last.split()[1]) == 1.0, last
+    assert "#[Mean    =" in text and "#[Buckets =" in text
+    return int(m.group(1))
+
+
+@test("short run: percentiles, .hgrm files, plot")
+def short_run():
+    d = tempfile.mkdtemp()
+    r = bench("--rate", "20000", "--duration", "1", "--cores", "1", "--out", d)
+    assert r.returncode == 0, r.stderr
+    lines = [LINE.match(l) for l in r.stdout.splitlines() if LINE.match(l)]
+    assert [m.group(1) for m in lines] == ["flows", "floor"], r.stdout
+    for m, name in zip(lines, ["latency.hgrm", "floor.hgrm"]):
+        p = [float(m.group(i)) for i in range(5, 11)]
+        assert p == sorted(p), p
+        assert int(m.group(3)) > 0
+        samples = int(m.group(4))
+        assert samples > 0 and hgrm_total(os.path.join(d, name)) == samples
+    if shutil.which("gnuplot"):
+        assert os.path.getsize(os.path.join(d, "latency.png")) > 1000
+    shutil.rmtree(d)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@test("metrics: endpoint scraped during the run, JSON totals consistent")
+def metrics():
+    d = tempfile.mkdtemp()
+    port, js = free_port(), os.path.join(d, "m.jsonl")
+    p = subprocess.Popen([WEIR, "bench", "latency", "--rate", "30000",
+                          "--duration", "2", "--cores", "2", "--no-floor",
+                          "--out", d, "--metrics-port", str(port),
+                          "--metrics-json", js],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    body = None
+    for _ in range(200):
+        try:
+            body = urllib.request.urlopen(
+                "http://127.0.0.1:%d/metrics" % port, timeout=2).read().decode()
+            break
+        except OSError:
+            time.sleep(0.02)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert body is not None, "endpoint never answered"
+    for name in ["weir_records_in_total{core=\"0\"}",
+                 "weir_records_out_total{core=\"1\"}",
+                 "weir_backpressure_ns_total", "weir_ring_occupancy",
+                 "weir_state_bytes", "weir_checkpoint_duration_ns",
+                 "weir_latency_ns{phase=\"steady\",quantile=\"0.99\"}",
+                 "weir_latency_ns_count{phase=\"checkpoint\"}"]:
+        assert name in body, name
+    last = json.loads(open(js).read().splitlines()[-1])
+    rin = sum(c["records_in"] for c in last["cores"])
+    rout = sum(c["records_out"] for c in last["cores"])
+    assert rin == rout == 60000, (rin, rout)
+    assert last["latency_ns"]["count"] > 0
+    shutil.rmtree(d)
+
+
+@test("sweep: one row per rate in sweep.tsv")
+def sweep():
+    d = tempfile.mkdtemp()
+    r = bench("--sweep", "10000,20000", "--duration", "1", "--cores", "1",
+              "--out", d)
+    assert r.returncode == 0, r.stderr
+    rows = open(os.path.join(d, "sweep.tsv")).read().splitlines()
+    assert rows[0].startswith("rate\tachieved\tp50_us"), rows[0]
+    assert [x.split("\t")[0] for x in rows[1:]] == ["10000", "20000"], rows
+    shutil.rmtree(d)
+
+
+def refused(args, words):
+    r = bench(*args, "--out", tempfile.mkdtemp())
+    assert r.returncode == 2, (args, r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("weir: "), r.stderr
+    assert words in lines[0], (words, lines[0])
+
+
+@test("errors: rate 0, duration 0, rate too high, port in use, bad option")
+def errors():
+    refused(["--rate", "0", "--duration", "1"], "--rate 0")
+    refused(["--rate", "1000", "--duration", "0"], "--duration 0")
+    refused(["--rate", "99000000000", "--duration", "1"],
+            "above what the generator can offer")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    refused(["--rate", "1000", "--duration", "1", "--metrics-port",
+             str(s.getsockname()[1])], "already in use")
+    s.close()
+    refused(["--rate", "1000", "--bogus", "1"], "unknown option")
+    refused(["--rate", "1000", "--checkpoint-interval", "100"],
+            "cannot checkpoint yet")
+    refused(["--duration", "1"], "--rate")
+
+
+print("1..%d" % len(results))
+failed = 0
+for i, (name, fn) in enumerate(results, 1):
+    try:
+        fn()
+        print("ok %d - %s" % (i, name))
+    except Exception as e:  # noqa: BLE001 - report any failure as TAP
+        failed += 1
+        print("not ok %d - %s" % (i, name))
+        for line in repr(e).splitlines():
+            print("# " + line)
+    sys.stdout.flush()
+sys.exit(1 if failed else 0)
