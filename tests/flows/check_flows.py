@@ -14,7 +14,7 @@ Test plan:
     per-packet fields aggregated the same way equal weir's rows.
   - generator: same rows on 1 and 2 cores, packets sum to --packets.
   - errors: missing file, non-capture file, --window 0, unknown option,
-    --checkpoint-dir, --dpdk -> exit 2, one line on stderr, no output file.
+    --checkpoint-interval 0, --dpdk -> exit 2, one line on stderr, no output file.
 """
 import collections
 import decimal
@@ -215,8 +215,9 @@ ERRORS = [
      "not a pcap or pcapng file"),
     ("--window 0", lambda t: ["--window", "0"], "--window"),
     ("unknown option", lambda t: ["--frobnicate", "1"], "--frobnicate"),
-    ("--checkpoint-dir", lambda t: ["--checkpoint-dir", t],
-     "checkpointing is not available yet"),
+    ("--checkpoint-interval 0",
+     lambda t: ["--checkpoint-dir", t, "--checkpoint-interval", "0"],
+     "--checkpoint-interval"),
     ("--dpdk", lambda t: ["--dpdk", "-l 0"], "not built yet"),
 ]
 for name, args, needle in ERRORS:

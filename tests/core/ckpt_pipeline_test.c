@@ -1,0 +1,402 @@
+/*
+ * ckpt_pipeline_test.c — checkpoints through the whole engine: every state
+ * kind and timers survive a SIGKILL, on the same and on another core
+ * count, and the output is exactly what an uninterrupted run writes.
+ *
+ * Test plan:
+ *   - the job: generator (paced, so a kill lands mid-run) -> key_by ->
+ *     process with a VALUE (sum), a LIST (values mod 1000), a MAP (value
+ *     mod 5 -> count) and an AGGREGATING (count, max) state; each key
+ *     registers an event timer at FINAL_TS, so every key's final state is
+ *     emitted once, when the input ends -> CSV file sink.  The rows are
+ *     the final state, so "output equal" is "state equal".
+ *   - reference: one uninterrupted run on 2 cores, no checkpoints.
+ *   - kill: a child runs the job with checkpoints every 20-60 ms and is
+ *     SIGKILLed after a random delay; the same job is run again (1 or 2
+ *     cores: 2->2, 2->1, 1->2) until it ends.  The output file equals the
+ *     reference byte for byte once sorted, and no .inprogress is left.
+ *   - refusal: a job whose state differs (another value size) finds the
+ *     checkpoints of the first, weir_pipeline_run fails with -ESTALE and
+ *     the directory is unchanged (same names, sizes and bytes).
+ *   - a checkpointing job that runs to the end without a kill writes the
+ *     reference output and commits checkpoints (stats > 0).
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "weir/checkpoint.h"
+#include "weir/state.h"
+
+#define NREC 240000u
+#define NKEY 4001u
+#define RATE 160000u /* records/s: the run takes ~1.5 s */
+#define FINAL_TS (1ll << 40)
+
+enum { ST_SUM, ST_LIST, ST_MAP, ST_AGG, NST };
+
+struct in_rec {
+	uint64_t key, val;
+};
+
+struct out_rec {
+	uint64_t key, sum, list_len, list_sum, map_size, map_total, count, max;
+};
+
+static void make(uint64_t i, uint64_t seed, void *rec, int64_t *ts, void *arg)
+{
+	struct in_rec r = { (i * 7919u + seed) % NKEY, i };
+
+	(void)arg;
+	memcpy(rec, &r, sizeof(r));
+	*ts = (int64_t)(i / 64);
+}
+
+static void key_of(const void *rec, void *key, void *arg)
+{
+	(void)arg;
+	memcpy(key, rec, 8);
+}
+
+struct cm {
+	uint64_t count, max;
+};
+
+static void cm_create(void *acc, void *arg)
+{
+	(void)arg;
+	memset(acc, 0, sizeof(struct cm));
+}
+
+static void cm_add(void *acc, const void *in, void *arg)
+{
+	struct cm *a = acc;
+	const struct in_rec *r = in;
+
+	(void)arg;
+	a->count++;
+	if (r->val > a->max)
+		a->max = r->val;
+}
+
+static void cm_result(const void *acc, void *out, void *arg)
+{
+	(void)arg;
+	memcpy(out, acc, sizeof(struct cm));
+}
+
+static const struct weir_aggregate_ops cm_ops = {
+	.create = cm_create, .add = cm_add, .result = cm_result,
+	.acc_size = sizeof(struct cm), .out_size = sizeof(struct cm) };
+
+static int process(struct weir_ctx *c, const void *rec, void *arg)
+{
+	const struct in_rec *r = rec;
+	uint64_t *sum, *cnt, mkey = r->val % 5;
+	uint32_t elem = (uint32_t)(r->val % 1000);
+	int err;
+
+	(void)arg;
+	if ((err = weir_value_update(c, ST_SUM, (void **)&sum, NULL)) != 0)
+		return err;
+	*sum += r->val;
+	if ((err = weir_list_append(c, ST_LIST, &elem)) != 0)
+		return err;
+	if ((err = weir_map_update(c, ST_MAP, &mkey, (void **)&cnt, NULL)) != 0)
+		return err;
+	(*cnt)++;
+	if ((err = weir_aggregate_add(c, ST_AGG, r)) != 0)
+		return err;
+	return weir_timer_register(c, WEIR_EVENT_TIME, FINAL_TS);
+}
+
+static void collect_lists(struct weir_ctx *c, struct out_rec *o)
+{
+	const void *elems;
+	uint32_t n = 0;
+
+	cr_assert_eq(weir_list_view(c, ST_LIST, &elems, &n), 0);
+	o->list_len = n;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t e;
+		memcpy(&e, (const uint8_t *)elems + i * 4, 4);
+		o->list_sum += e;
+	}
+}
+
+static int on_timer(struct weir_ctx *c, int64_t ts, int domain, void *arg)
+{
+	struct out_rec o = { 0 };
+	struct weir_map_iter it = WEIR_MAP_ITER_INIT;
+	const void *mk, *mv;
+	struct cm cm;
+	void *sum;
+	uint32_t n;
+
+	(void)ts, (void)domain, (void)arg;
+	memcpy(&o.key, weir_ctx_key(c), 8);
+	cr_assert_eq(weir_value_get(c, ST_SUM, &sum), 0);
+	memcpy(&o.sum, sum, 8);
+	collect_lists(c, &o);
+	cr_assert_eq(weir_map_size(c, ST_MAP, &n), 0);
+	o.map_size = n;
+	while (weir_map_next(c, ST_MAP, &it, &mk, &mv) == 0) {
+		uint64_t v;
+		memcpy(&v, mv, 8);
+		o.map_total += v;
+	}
+	cr_assert_eq(weir_aggregate_result(c, ST_AGG, &cm), 0);
+	o.count = cm.count;
+	o.max = cm.max;
+	return weir_emit(c, &o);
+}
+
+static const struct weir_field fields[] = {
+	{ "key", WEIR_FIELD_U64, 0, 0 },
+	{ "sum", WEIR_FIELD_U64, 8, 0 },
+	{ "list_len", WEIR_FIELD_U64, 16, 0 },
+	{ "list_sum", WEIR_FIELD_U64, 24, 0 },
+	{ "map_size", WEIR_FIELD_U64, 32, 0 },
+	{ "map_total", WEIR_FIELD_U64, 40, 0 },
+	{ "count", WEIR_FIELD_U64, 48, 0 },
+	{ "max", WEIR_FIELD_U64, 56, 0 },
+};
+
+struct job_opts {
+	unsigned cores;
+	const char *out, *dir;
+	uint32_t interval_ms;
+	uint32_t sum_size; /* 8; another value makes another job */
+	uint64_t rate;
+};
+
+static int run_job(const struct job_opts *o, struct weir_checkpoint_stats *st)
+{
+	struct weir_state_desc states[NST] = {
+		{ .name = "sum", .kind = WEIR_STATE_VALUE,
+		  .value_size = o->sum_size },
+		{ .name = "list", .kind = WEIR_STATE_LIST, .value_size = 4 },
+		{ .name = "map", .kind = WEIR_STATE_MAP, .value_size = 8,
+		  .map_key_size = 8 },
+		{ .name = "agg", .kind = WEIR_STATE_AGGREGATING, .agg = &cm_ops },
+	};
+	struct weir_process_spec spec = {
+		.name = "final", .process = process, .on_timer = on_timer,
+		.out_size = sizeof(struct out_rec), .states = states,
+		.nstates = NST };
+	struct weir_generator g = { .count = NREC, .rate = o->rate, .seed = 3,
+				    .record_size = sizeof(struct in_rec),
+				    .make = make };
+	struct weir_pipeline_config cfg;
+	struct weir_pipeline *p;
+	struct weir_stream *src, *keyed, *out;
+	int err;
+
+	weir_pipeline_config_init(&cfg);
+	cfg.runtime.cores = o->cores;
+	cfg.state_bytes_max = 256u << 20;
+	cr_assert_eq(weir_pipeline_create(&cfg, &p), 0, "%s", weir_last_error());
+	cr_assert_eq(weir_source_generator(p, &g, &src), 0);
+	cr_assert_eq(weir_watermarks(p, src, 0, 0), 0);
+	cr_assert_eq(weir_key_by(p, src, key_of, 8, NULL, &keyed), 0);
+	cr_assert_eq(weir_process(p, keyed, &spec, &out), 0, "%s",
+		     weir_last_error());
+	cr_assert_eq(weir_sink_csv(p, out, o->out, fields, 8), 0);
+	if (o->dir != NULL) {
+		struct weir_checkpoint_config cc;
+		weir_checkpoint_config_init(&cc, o->dir);
+		cc.interval_ms = o->interval_ms;
+		cr_assert_eq(weir_pipeline_checkpoint(p, &cc), 0);
+	}
+	err = weir_pipeline_run(p);
+	if (st != NULL)
+		weir_pipeline_checkpoint_stats(p, st);
+	weir_pipeline_destroy(p);
+	return err;
+}
+
+/* ---- helpers ---- */
+
+static char *sorted(const char *path)
+{
+	char cmd[512], *buf = calloc(1, 64u << 20);
+	FILE *f;
+	size_t n;
+
+	snprintf(cmd, sizeof(cmd), "LC_ALL=C sort '%s'", path);
+	f = popen(cmd, "r");
+	cr_assert_not_null(f);
+	n = fread(buf, 1, (64u << 20) - 1, f);
+	pclose(f);
+	buf[n] = '\0';
+	return buf;
+}
+
+static void tmpdir(char *out, size_t cap)
+{
+	snprintf(out, cap, "/tmp/weir-ckpt-XXXXXX");
+	cr_assert_not_null(mkdtemp(out));
+}
+
+static void rm_rf(const char *dir)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+static const char *reference(const char *dir)
+{
+	static char ref[600];
+	struct job_opts o = { .cores = 2, .sum_size = 8 };
+
+	snprintf(ref, sizeof(ref), "%s/ref.csv", dir);
+	o.out = ref;
+	cr_assert_eq(run_job(&o, NULL), 0, "%s", weir_last_error());
+	return ref;
+}
+
+/* Runs o in a child and SIGKILLs it after delay_ms (if it is still up). */
+static void run_and_kill(const struct job_opts *o, unsigned delay_ms)
+{
+	struct timespec d = { delay_ms / 1000, (delay_ms % 1000) * 1000000L };
+	pid_t pid = fork();
+	int status;
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int err = run_job(o, NULL);
+		_exit(err ? 1 : 0);
+	}
+	nanosleep(&d, NULL);
+	kill(pid, SIGKILL);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+}
+
+static void kill_and_resume(unsigned cores_before, unsigned cores_after,
+			    unsigned trials)
+{
+	char dir[256], out[600], ck[600], tmp[620];
+	const char *ref;
+	unsigned seed = (unsigned)time(NULL);
+
+	tmpdir(dir, sizeof(dir));
+	ref = reference(dir);
+	char *want = sorted(ref);
+	srand(seed);
+	for (unsigned t = 0; t < trials; t++) {
+		struct weir_checkpoint_stats st;
+		struct job_opts o = { .cores = cores_before, .sum_size = 8,
+				      .rate = RATE };
+		snprintf(out, sizeof(out), "%s/out%u.csv", dir, t);
+		snprintf(ck, sizeof(ck), "%s/ck%u", dir, t);
+		snprintf(tmp, sizeof(tmp), "%s.inprogress", out);
+		o.out = out;
+		o.dir = ck;
+		o.interval_ms = 20 + (unsigned)rand() % 40;
+		unsigned delay = 300 + (unsigned)rand() % 1000;
+		run_and_kill(&o, delay);
+		o.cores = cores_after;
+		o.rate = 0;
+		cr_assert_eq(run_job(&o, &st), 0, "trial %u (seed %u): %s", t,
+			     seed, weir_last_error());
+		char *got = sorted(out);
+		cr_assert_str_eq(got, want, "trial %u (seed %u, kill after %u "
+				 "ms, restored %llu): output differs", t, seed,
+				 delay, (unsigned long long)st.restored_id);
+		cr_assert_neq(access(tmp, F_OK), 0, "%s left behind", tmp);
+		free(got);
+	}
+	free(want);
+	rm_rf(dir);
+}
+
+Test(ckpt_pipeline, kill_resume_same_cores, .timeout = 120)
+{
+	kill_and_resume(2, 2, 3);
+}
+
+Test(ckpt_pipeline, kill_resume_two_to_one, .timeout = 120)
+{
+	kill_and_resume(2, 1, 2);
+}
+
+Test(ckpt_pipeline, kill_resume_one_to_two, .timeout = 120)
+{
+	kill_and_resume(1, 2, 2);
+}
+
+Test(ckpt_pipeline, uninterrupted_with_checkpoints, .timeout = 120)
+{
+	char dir[256], out[600], ck[600];
+	struct weir_checkpoint_stats st;
+	struct job_opts o = { .cores = 2, .sum_size = 8, .rate = RATE,
+			      .interval_ms = 50 };
+	const char *ref;
+
+	tmpdir(dir, sizeof(dir));
+	ref = reference(dir);
+	snprintf(out, sizeof(out), "%s/out.csv", dir);
+	snprintf(ck, sizeof(ck), "%s/ck", dir);
+	o.out = out;
+	o.dir = ck;
+	cr_assert_eq(run_job(&o, &st), 0, "%s", weir_last_error());
+	cr_assert_gt(st.completed, 0, "no checkpoint committed in ~1.5 s");
+	cr_assert_eq(st.failed, 0);
+	cr_assert_eq(st.restored_id, 0);
+	char *a = sorted(ref), *b = sorted(out);
+	cr_assert_str_eq(a, b);
+	free(a);
+	free(b);
+	rm_rf(dir);
+}
+
+/* Names, sizes and contents of every file in dir, as one string. */
+static char *dir_digest(const char *dir)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "cd '%s' && ls -l --time-style=+ | "
+		 "awk '{print $5, $6}' > /tmp/.wd.$$ && cat * | md5sum >> "
+		 "/tmp/.wd.$$ && cat /tmp/.wd.$$ && rm /tmp/.wd.$$", dir);
+	FILE *f = popen(cmd, "r");
+	char *buf = calloc(1, 1 << 16);
+	cr_assert_not_null(f);
+	buf[fread(buf, 1, (1 << 16) - 1, f)] = '\0';
+	pclose(f);
+	return buf;
+}
+
+Test(ckpt_pipeline, other_job_refused_dir_unchanged, .timeout = 120)
+{
+	char dir[256], out[600], ck[600];
+	struct job_opts o = { .cores = 2, .sum_size = 8, .rate = RATE,
+			      .interval_ms = 30 };
+
+	tmpdir(dir, sizeof(dir));
+	snprintf(out, sizeof(out), "%s/out.csv", dir);
+	snprintf(ck, sizeof(ck), "%s/ck", dir);
+	o.out = out;
+	o.dir = ck;
+	run_and_kill(&o, 600);
+	char *before = dir_digest(ck);
+	o.sum_size = 16; /* another job: its state means something else */
+	o.rate = 0;
+	cr_assert_eq(run_job(&o, NULL), -ESTALE);
+	cr_assert(strstr(weir_last_error(), "fingerprint") != NULL ||
+		  strstr(weir_last_error(), "pipeline") != NULL,
+		  "message: %s", weir_last_error());
+	char *after = dir_digest(ck);
+	cr_assert_str_eq(before, after, "the checkpoint directory changed");
+	free(before);
+	free(after);
+	rm_rf(dir);
+}
