@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/exec_internal.h"
 #include "snapshot/uring.h"
+#include "weir/metrics.h"
 
 #define CK_URING_DEPTH 64u
 
@@ -72,6 +73,8 @@ static void cut(struct wr_exec *x, uint64_t id)
 
 	c->phase = WR_CK_ALIGN;
 	c->id = c->seen = id;
+	if (x->p->metrics != NULL)
+		weir_metrics_checkpoint_local(x->p->metrics, x->id, true);
 	record_positions(x);
 	memset(c->got, 0, sizeof(c->got));
 	memset(c->got_from, 0, sizeof(c->got_from));
@@ -166,6 +169,8 @@ static void report(struct wr_exec *x, int err)
 
 	j->err[x->id] = err;
 	c->phase = WR_CK_IDLE;
+	if (x->p->metrics != NULL)
+		weir_metrics_checkpoint_local(x->p->metrics, x->id, false);
 	c->w = NULL;
 	memset(c->blocked, 0, sizeof(c->blocked));
 	atomic_fetch_add_explicit(&j->reported, 1, memory_order_release);
@@ -336,6 +341,21 @@ static void commit(struct wr_ckpt_job *j, int64_t now)
 	atomic_fetch_add_explicit(&j->completed, 1, memory_order_relaxed);
 }
 
+static void publish(struct wr_exec *x)
+{
+	struct wr_ckpt_job *j = x->p->ck;
+	struct weir_metrics *m = x->p->metrics;
+
+	if (m == NULL)
+		return;
+	weir_metrics_set_local(m, 0, WEIR_METRIC_CHECKPOINTS,
+		atomic_load_explicit(&j->completed, memory_order_relaxed));
+	weir_metrics_set_local(m, 0, WEIR_METRIC_CHECKPOINT_DURATION_NS,
+		atomic_load_explicit(&j->last_us, memory_order_relaxed) * 1000);
+	weir_metrics_set_local(m, 0, WEIR_METRIC_CHECKPOINT_BYTES,
+		atomic_load_explicit(&j->last_bytes, memory_order_relaxed));
+}
+
 static void complete(struct wr_ckpt_job *j, int64_t now)
 {
 	unsigned core = 0;
@@ -363,14 +383,17 @@ static void complete(struct wr_ckpt_job *j, int64_t now)
 		j->next_ms = now + (int64_t)j->cfg.min_pause_ms;
 }
 
-static void coordinate(struct wr_ckpt_job *j)
+static void coordinate(struct wr_exec *x)
 {
+	struct wr_ckpt_job *j = x->p->ck;
 	int64_t now = wall_ms();
 
 	if (j->in_flight) {
 		if (atomic_load_explicit(&j->reported, memory_order_acquire) ==
-		    j->cores)
+		    j->cores) {
 			complete(j, now);
+			publish(x);
+		}
 		else if (!j->aborting &&
 			 now - j->started_ms > (int64_t)j->cfg.timeout_ms) {
 			j->aborting = true;
@@ -398,7 +421,7 @@ int wr_ckpt_tick(struct wr_exec *x)
 	if (j == NULL)
 		return 0;
 	if (x->id == 0)
-		coordinate(j);
+		coordinate(x);
 	if (c->phase == WR_CK_IDLE) {
 		uint64_t t = atomic_load_explicit(&j->trigger,
 						  memory_order_acquire);

@@ -16,6 +16,8 @@
 
 #include "core/error.h"
 #include "core/exec_internal.h"
+#include "state/keyed.h"
+#include "weir/metrics.h"
 
 /* ---- staging envelopes per destination core ---- */
 
@@ -381,9 +383,18 @@ static void housekeeping(struct wr_exec *x, uint32_t work)
 {
 	if (work > 0 && (++x->ticks & 63) != 0)
 		return;
-	for (unsigned i = 0; i < x->p->nnodes; i++)
-		if (x->p->nodes[i]->kind == WR_NODE_PROCESS)
-			wr_process_step(x, x->p->nodes[i], STEP_BUDGET);
+	uint64_t keys = 0;
+	for (unsigned i = 0; i < x->p->nnodes; i++) {
+		const struct weir_stream *n = x->p->nodes[i];
+		if (n->kind != WR_NODE_PROCESS)
+			continue;
+		wr_process_step(x, n, STEP_BUDGET);
+		for (unsigned s = 0; s < wr_process_nstates(x, n); s++)
+			keys += wr_kstate_count(wr_process_state(x, n, s));
+	}
+	if (x->p->metrics != NULL)
+		weir_metrics_set_local(x->p->metrics, x->id,
+				       WEIR_METRIC_STATE_KEYS, keys);
 }
 
 int wr_exec_poll(struct wr_exec *x)

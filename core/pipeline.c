@@ -414,6 +414,12 @@ out:
 	return err;
 }
 
+void weir_pipeline_metrics(struct weir_pipeline *p, struct weir_metrics *m)
+{
+	if (p != NULL && p->rt == NULL)
+		p->metrics = m;
+}
+
 void weir_pipeline_stop_remote(struct weir_pipeline *p)
 {
 	atomic_store_explicit(&p->stop, 1, memory_order_relaxed);

@@ -121,6 +121,7 @@ struct weir_pipeline {
 	struct weir_runtime *rt;
 	struct wr_exec **execs;  /* per core, built by the core itself */
 	struct wr_ckpt_job *ck;  /* checkpoints, NULL when off */
+	struct weir_metrics *metrics; /* weir_pipeline_metrics(), or NULL */
 	_Atomic int stop;
 };
 

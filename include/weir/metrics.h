@@ -19,9 +19,9 @@
  *     that core's gauges it can read without help: records queued in the
  *     rings into the core (RING_OCCUPANCY) and its state arena's bytes in
  *     use (STATE_BYTES).  Cheap (~N ring reads); call it every ms or so.
- *   - STATE_KEYS, CHECKPOINTS, CHECKPOINT_DURATION_NS and CHECKPOINT_BYTES
- *     are NOT YET WIRED: the checkpoint work will set them (and call
- *     weir_metrics_checkpoint_local()); until then they read 0.
+ *   - STATE_KEYS, CHECKPOINTS, CHECKPOINT_DURATION_NS, CHECKPOINT_BYTES
+ *     and the per-core checkpoint flag are written by the engine itself
+ *     once weir_pipeline_metrics() gave it the metrics.
  *
  * INVARIANTS
  *   1. weir_metrics_*_local(m, core, ...) only from core `core`'s thread
@@ -53,13 +53,13 @@ enum weir_metric {
 	WEIR_METRIC_BACKPRESSURE_NS, /* time a source was held back */
 	WEIR_METRIC_DROPS,
 	WEIR_METRIC_MALFORMED,
-	WEIR_METRIC_CHECKPOINTS,     /* not yet wired */
+	WEIR_METRIC_CHECKPOINTS,     /* committed (core 0) */
 	/* gauges */
 	WEIR_METRIC_RING_OCCUPANCY,  /* records queued in rings into the core */
 	WEIR_METRIC_STATE_BYTES,
-	WEIR_METRIC_STATE_KEYS,      /* not yet wired */
-	WEIR_METRIC_CHECKPOINT_DURATION_NS, /* last one; not yet wired */
-	WEIR_METRIC_CHECKPOINT_BYTES,       /* last one; not yet wired */
+	WEIR_METRIC_STATE_KEYS,      /* keys in keyed state */
+	WEIR_METRIC_CHECKPOINT_DURATION_NS, /* last committed (core 0) */
+	WEIR_METRIC_CHECKPOINT_BYTES,       /* last committed (core 0) */
 	WEIR_METRIC_COUNT_
 };
 
@@ -102,6 +102,16 @@ void weir_metrics_checkpoint_local(struct weir_metrics *m, unsigned core,
 				   bool active);
 /* Refresh the gauges of the calling core (see WHO WRITES WHAT). */
 void weir_metrics_sample_local(struct weir_metrics *m, struct weir_ctx *c);
+
+/*
+ * Let the engine write what only it knows into m while p runs: per core,
+ * the checkpoint flag (set from the cut to the core's report, so latency
+ * samples taken meanwhile land in the checkpoint histogram) and
+ * STATE_KEYS (every ~64 loop ticks); on core 0, CHECKPOINTS (committed),
+ * CHECKPOINT_DURATION_NS and CHECKPOINT_BYTES of the last one.  Before
+ * weir_pipeline_run(); m must outlive the run and have >= its cores.
+ */
+void weir_pipeline_metrics(struct weir_pipeline *p, struct weir_metrics *m);
 
 /* ---- readers (any thread) ---- */
 
