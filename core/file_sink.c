@@ -73,10 +73,17 @@ static int rotate(struct fsink_core *fc)
 		fc->cur = (fc->cur + 1) % NBUF;
 	}
 	reap(fc, &err);
-	if (err == 0 && fc->busy[fc->cur])
+	if (err == 0 && fc->busy[fc->cur]) {
+		/* Every buffer is in flight: wait for the disk.  Only then
+		 * is every buffer free (a checkpoint's fsync, queued with
+		 * IOSQE_IO_DRAIN, is done too); a buffer whose write is
+		 * still queued must never be refilled. */
 		err = wr_uring_drain(fc->io);
-	if (err == 0) /* drained: every buffer is free again */
-		memset(fc->busy, 0, sizeof(fc->busy));
+		if (err == 0) {
+			memset(fc->busy, 0, sizeof(fc->busy));
+			fc->syncing = false;
+		}
+	}
 	return err;
 }
 
