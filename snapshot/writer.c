@@ -315,8 +315,9 @@ static int queue_pages(struct wr_ckpt_writer *w)
 	return 0;
 }
 
+/* The header block; trailer_off is set before the checksum is taken. */
 static void fill_header(const struct wr_ckpt_writer *w, uint8_t *block,
-			const char *magic, uint32_t count)
+			const char *magic, uint32_t count, uint64_t trailer_off)
 {
 	struct wr_ckpt_file_header h = { 0 };
 
@@ -333,7 +334,7 @@ static void fill_header(const struct wr_ckpt_writer *w, uint8_t *block,
 	h.snap_epoch = w->snap_epoch;
 	h.parent_epoch = w->cfg.parent_epoch;
 	h.body_off = WR_CKPT_BLOCK;
-	h.trailer_off = WR_CKPT_BLOCK + (uint64_t)count * w->page_size;
+	h.trailer_off = trailer_off;
 	h.header_checksum = XXH3_64bits(&h, offsetof(struct
 					wr_ckpt_file_header, header_checksum));
 	memset(block, 0, WR_CKPT_BLOCK);
@@ -375,15 +376,10 @@ static int build_meta(struct wr_ckpt_writer *w)
 	if (w->meta == NULL)
 		return wr_error(-ENOMEM, "checkpoint: no memory for %zu "
 				"bytes of metadata", len);
-	fill_header(w, w->meta, WR_CKPT_MAGIC_META, w->nsections);
-	/* The meta file's trailer follows the sections, not count pages:
-	 * set it, then seal the header again. */
-	struct wr_ckpt_file_header h;
-	memcpy(&h, w->meta, sizeof(h));
-	h.trailer_off = len;
-	h.header_checksum = XXH3_64bits(&h, offsetof(struct
-					wr_ckpt_file_header, header_checksum));
-	memcpy(w->meta, &h, sizeof(h));
+	/* The meta file's trailer is its tail: trailer_off = len.  (Setting
+	 * it after the checksum broke every meta file whose section count
+	 * times page size was not len - 4096.) */
+	fill_header(w, w->meta, WR_CKPT_MAGIC_META, w->nsections, len);
 	if (w->sections_len)
 		memcpy(w->meta + WR_CKPT_BLOCK, w->sections, w->sections_len);
 	w->meta_len = len;
@@ -401,7 +397,7 @@ static int queue_tail(struct wr_ckpt_writer *w)
 
 	if (err)
 		return err;
-	fill_header(w, w->header, WR_CKPT_MAGIC_PAGES, w->ndesc);
+	fill_header(w, w->header, WR_CKPT_MAGIC_PAGES, w->ndesc, toff);
 	w->trailer_len = wr_ckpt_round_up(dlen + w->nview * sizeof(uint32_t) +
 			 sizeof(struct wr_ckpt_file_tail), WR_CKPT_BLOCK);
 	memset(w->trailer, 0, w->trailer_len);
