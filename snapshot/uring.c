@@ -10,18 +10,24 @@
 
 #include "snapshot/uring.h"
 
-enum op_kind { OP_WRITE, OP_FSYNC };
+enum op_kind { OP_WRITE, OP_WRITEV, OP_FALLOCATE, OP_FSYNC };
 
 struct op {
 	enum op_kind kind;
 	int fd;
 	const uint8_t *buf;
-	uint32_t len;     /* bytes still to write */
+	uint32_t len;     /* bytes still to write (fallocate: unused) */
 	uint32_t done;    /* bytes written so far */
 	uint64_t off;
 	uint64_t tag;
+	uint64_t alloc_len;	/* OP_FALLOCATE */
 	bool in_kernel;
+	uint8_t iovcnt;		/* OP_WRITEV: iov[0..iovcnt) still to write */
+	struct iovec iov[WR_URING_IOV_MAX];
+	struct iovec sub[WR_URING_IOV_MAX]; /* as submitted (test cap) */
 };
+
+uint32_t wr_uring_test_write_max;
 
 struct wr_uring {
 	struct io_uring ring;
@@ -86,25 +92,92 @@ static int enqueue(struct wr_uring *u, const struct op *o)
 int wr_uring_write(struct wr_uring *u, int fd, const void *buf, uint32_t len,
 		   uint64_t off, uint64_t tag)
 {
-	struct op o = { OP_WRITE, fd, buf, len, 0, off, tag, false };
+	struct op o = { .kind = OP_WRITE, .fd = fd, .buf = buf, .len = len,
+			.off = off, .tag = tag };
+
+	return enqueue(u, &o);
+}
+
+int wr_uring_writev(struct wr_uring *u, int fd, const struct iovec *iov,
+		    unsigned iovcnt, uint64_t off, uint64_t tag)
+{
+	struct op o = { .kind = OP_WRITEV, .fd = fd, .off = off, .tag = tag,
+			.iovcnt = (uint8_t)iovcnt };
+	uint64_t len = 0;
+
+	if (iovcnt == 0 || iovcnt > WR_URING_IOV_MAX)
+		return -EINVAL;
+	for (unsigned i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	if (len > UINT32_MAX / 2)
+		return -EINVAL;	/* res is an int32_t */
+	memcpy(o.iov, iov, iovcnt * sizeof(*iov));
+	o.len = (uint32_t)len;
+	return enqueue(u, &o);
+}
+
+int wr_uring_fallocate(struct wr_uring *u, int fd, uint64_t off,
+		       uint64_t len, uint64_t tag)
+{
+	struct op o = { .kind = OP_FALLOCATE, .fd = fd, .off = off,
+			.alloc_len = len, .tag = tag };
 
 	return enqueue(u, &o);
 }
 
 int wr_uring_fsync(struct wr_uring *u, int fd, uint64_t tag)
 {
-	struct op o = { OP_FSYNC, fd, NULL, 0, 0, 0, tag, false };
+	struct op o = { .kind = OP_FSYNC, .fd = fd, .tag = tag };
 
 	return enqueue(u, &o);
+}
+
+/* The iovecs to submit for o: its remaining ones, cut at the test cap. */
+static unsigned iov_submit(struct op *o)
+{
+	uint32_t left = wr_uring_test_write_max ? wr_uring_test_write_max
+						: o->len;
+	unsigned n = 0;
+
+	for (; n < o->iovcnt && left > 0; n++) {
+		o->sub[n] = o->iov[n];
+		if (o->sub[n].iov_len > left)
+			o->sub[n].iov_len = left;
+		left -= (uint32_t)o->sub[n].iov_len;
+	}
+	return n;
+}
+
+/* After a short vectored write of res bytes: drop the written prefix. */
+static void iov_advance(struct op *o, uint32_t res)
+{
+	unsigned i = 0;
+
+	while (i < o->iovcnt && res >= o->iov[i].iov_len)
+		res -= (uint32_t)o->iov[i++].iov_len;
+	memmove(o->iov, o->iov + i, (o->iovcnt - i) * sizeof(o->iov[0]));
+	o->iovcnt = (uint8_t)(o->iovcnt - i);
+	if (res > 0) {
+		o->iov[0].iov_base = (uint8_t *)o->iov[0].iov_base + res;
+		o->iov[0].iov_len -= res;
+	}
 }
 
 static void prep(struct wr_uring *u, struct io_uring_sqe *sqe, uint32_t slot)
 {
 	struct op *o = &u->ops[slot];
 
+	uint32_t cap = wr_uring_test_write_max;
+
 	if (o->kind == OP_WRITE) {
-		io_uring_prep_write(sqe, o->fd, o->buf + o->done, o->len,
+		io_uring_prep_write(sqe, o->fd, o->buf + o->done,
+				    cap && cap < o->len ? cap : o->len,
 				    o->off + o->done);
+	} else if (o->kind == OP_WRITEV) {
+		io_uring_prep_writev(sqe, o->fd, o->sub, iov_submit(o),
+				     o->off + o->done);
+	} else if (o->kind == OP_FALLOCATE) {
+		io_uring_prep_fallocate(sqe, o->fd, 0, o->off, o->alloc_len);
 	} else {
 		io_uring_prep_fsync(sqe, o->fd, 0);
 		/* Runs after everything submitted before it completed. */
@@ -143,13 +216,17 @@ static int complete(struct wr_uring *u, uint32_t slot, int32_t res,
 
 	o->in_kernel = false;
 	u->in_kernel--;
-	if (o->kind == OP_WRITE && res > 0 && (uint32_t)res < o->len) {
+	bool write = o->kind == OP_WRITE || o->kind == OP_WRITEV;
+
+	if (write && res > 0 && (uint32_t)res < o->len) {
+		if (o->kind == OP_WRITEV)
+			iov_advance(o, (uint32_t)res);
 		o->done += (uint32_t)res;
 		o->len -= (uint32_t)res;
 		u->queue[(u->qhead + u->qlen++) % WR_URING_FIFO_MAX] = slot;
 		return 0;
 	}
-	if (o->kind == OP_WRITE && res == 0 && o->len > 0)
+	if (write && res == 0 && o->len > 0)
 		res = -EIO; /* no progress: would loop forever */
 	d->tag = o->tag;
 	d->res = res < 0 ? res : (int32_t)(o->done + (uint32_t)res);
