@@ -17,15 +17,17 @@
  *          writes serialise in io-wq (measured: fio 64 KiB x 32 O_DIRECT
  *          318 MB/s without fallocate, 1006 MB/s with; this writer 52 MB/s
  *          before);
- *   write  merges up to WR_URING_IOV_MAX consecutive descs into one
- *          vectored write (consecutive descs are adjacent in the file
- *          whatever their page ids; pages adjacent in memory share one
- *          iovec), checksummed just before it is queued, only inside the
- *          allocated range, at most STEP_WRITES writes per step (bounds
- *          the hashing per loop tick to ~2 MiB, ~100 us).
- * Zero-copy writev beats copying into staging buffers here: the copy would
- * cost the engine core a second pass over every byte (the checksum is the
- * first), for no fewer system calls.
+ *   write  copies up to MERGE_PAGES consecutive descs into one staging
+ *          slot and queues one write of it (consecutive descs are adjacent
+ *          in the file whatever their page ids), each page checksummed from
+ *          its staged copy just before the write is queued, only inside the
+ *          allocated range, at most STEP_WRITES writes per step (bounds the
+ *          copy + hash per loop tick to ~2 MiB, ~150 us).
+ * Why copy: the arena's copy-on-write protects a snapshot page only until
+ * it is touched; after that the live page, which a queued zero-copy write
+ * would still point at, changes under the kernel (docs/architecture.md).
+ * A slot is MERGE_PAGES pages (1 MiB at 64 KiB pages); at most STAGE_SLOTS
+ * slots, so <= 8 MiB per core in flight.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +47,8 @@
 enum { TAG_PAGE = 1, TAG_TAIL = 2, TAG_SYNC = 3, TAG_ALLOC = 4 };
 #define REAP_BATCH 64u
 #define STEP_WRITES 2u			/* merged writes queued per step */
+#define MERGE_PAGES 16u			/* pages per merged write: 1 MiB */
+#define STAGE_SLOTS 8u			/* merged writes in flight, at most */
 #define ALLOC_MIN_BYTES (16ull << 20)	/* fallocate granule... */
 #define ALLOC_MAX_BYTES (256ull << 20)	/* ...and most per request */
 
@@ -75,6 +79,9 @@ struct wr_ckpt_writer {
 	size_t meta_len;
 	uint64_t pages_size, pages_checksum, meta_checksum;
 	struct wr_ckpt_core_result res;
+	uint8_t *stage;			/* nslots x MERGE_PAGES pages */
+	uint32_t stage_free[STAGE_SLOTS];	/* stack of free slots */
+	uint32_t nslots, nstage_free;
 };
 
 static void *aligned_zalloc(size_t len)
@@ -139,9 +146,15 @@ static int alloc_buffers(struct wr_ckpt_writer *w)
 	w->view = calloc(n, sizeof(*w->view));
 	w->header = aligned_zalloc(WR_CKPT_BLOCK);
 	w->trailer = aligned_zalloc(w->trailer_cap);
-	if (!w->desc || !w->view || !w->header || !w->trailer)
+	w->nslots = w->cfg.inflight_max < STAGE_SLOTS ? w->cfg.inflight_max
+						      : STAGE_SLOTS;
+	w->stage = aligned_zalloc((size_t)w->nslots * MERGE_PAGES *
+				  w->page_size);
+	if (!w->desc || !w->view || !w->header || !w->trailer || !w->stage)
 		return wr_error(-ENOMEM, "checkpoint: no memory for the "
 				"writer of %u pages", w->pages_total);
+	for (uint32_t i = 0; i < w->nslots; i++)
+		w->stage_free[w->nstage_free++] = i;
 	return 0;
 }
 
@@ -237,6 +250,7 @@ int wr_ckpt_writer_add_section(struct wr_ckpt_writer *w, const char *name,
 	return 0;
 }
 
+/* Tag: bit 63 ckpt, bits 40.. staging slot, 32..39 kind, 0..31 length. */
 static uint64_t tag_of(uint32_t kind, uint32_t len)
 {
 	return WR_CKPT_TAG_BIT | ((uint64_t)kind << 32) | len;
@@ -320,12 +334,15 @@ static int queue_alloc(struct wr_ckpt_writer *w)
 	return err;
 }
 
-/* Descs [nqueued, *end) for the next merged write: up to IOV_MAX, inside
- * the allocated range, short only at the end of the scan.  False: wait. */
+/* Descs [nqueued, *end) for the next merged write: up to MERGE_PAGES,
+ * inside the allocated range, short only at the end of the scan, and a
+ * free staging slot.  False: wait. */
 static bool next_run(const struct wr_ckpt_writer *w, uint32_t *end)
 {
-	uint32_t e = w->nqueued + WR_URING_IOV_MAX;
+	uint32_t e = w->nqueued + MERGE_PAGES;
 
+	if (w->nstage_free == 0)
+		return false;
 	if (e > w->ndesc) {
 		if (!w->scan_done || w->nqueued == w->ndesc)
 			return false;
@@ -338,32 +355,28 @@ static bool next_run(const struct wr_ckpt_writer *w, uint32_t *end)
 	return true;
 }
 
-/* One vectored write of descs [nqueued, end), checksummed first. */
+/* Copies descs [nqueued, end) into a staging slot, checksums each staged
+ * page, queues one write of the slot. */
 static int queue_run(struct wr_ckpt_writer *w, uint32_t end)
 {
-	struct iovec iov[WR_URING_IOV_MAX];
-	uint64_t sum[WR_URING_IOV_MAX];
+	uint32_t slot = w->stage_free[w->nstage_free - 1];
+	uint8_t *buf = w->stage + (size_t)slot * MERGE_PAGES * w->page_size;
+	uint64_t sum[MERGE_PAGES];
 	uint64_t off = WR_CKPT_BLOCK + (uint64_t)w->nqueued * w->page_size;
 	uint32_t len = (end - w->nqueued) * w->page_size;
-	unsigned n = 0;
 	int err;
 
 	for (uint32_t i = w->nqueued; i < end; i++) {
-		const uint8_t *b = wr_arena_snapshot_page(w->arena,
-							  w->desc[i].page_id);
+		uint8_t *b = buf + (size_t)(i - w->nqueued) * w->page_size;
+		memcpy(b, wr_arena_snapshot_page(w->arena, w->desc[i].page_id),
+		       w->page_size);
 		sum[i - w->nqueued] = XXH3_64bits(b, w->page_size);
-		if (n > 0 && (uint8_t *)iov[n - 1].iov_base +
-		    iov[n - 1].iov_len == b) {
-			iov[n - 1].iov_len += w->page_size; /* adjacent */
-			continue;
-		}
-		iov[n].iov_base = (void *)b;
-		iov[n++].iov_len = w->page_size;
 	}
-	err = wr_uring_writev(w->cfg.uring, w->fd_pages, iov, n, off,
-			      tag_of(TAG_PAGE, len));
+	err = wr_uring_write(w->cfg.uring, w->fd_pages, buf, len, off,
+			     tag_of(TAG_PAGE, len) | ((uint64_t)slot << 40));
 	if (err)
 		return err == -EAGAIN ? 0 : err; /* FIFO full: next step */
+	w->nstage_free--;
 	for (uint32_t i = w->nqueued; i < end; i++)
 		w->desc[i].checksum = sum[i - w->nqueued];
 	w->nqueued = end;
@@ -514,6 +527,9 @@ void wr_ckpt_writer_on_done(struct wr_ckpt_writer *w,
 	uint32_t len = (uint32_t)d->tag;
 
 	w->inflight--;
+	if (kind == TAG_PAGE)
+		w->stage_free[w->nstage_free++] = (uint32_t)(d->tag >> 40) &
+						  0xffffu;
 	if (kind == TAG_ALLOC) {
 		w->alloc_busy = false;
 		if (d->res == -EOPNOTSUPP || d->res == -EINVAL) {
@@ -645,7 +661,8 @@ bool wr_ckpt_writer_is_valid(const struct wr_ckpt_writer *w)
 	if (w->inflight > w->cfg.inflight_max + 3)
 		return false;
 	if (w->ndesc > w->nview || w->nview > w->pages_total ||
-	    w->nqueued > w->ndesc || w->alloc_end > w->alloc_req)
+	    w->nqueued > w->ndesc || w->alloc_end > w->alloc_req ||
+	    w->nstage_free > w->nslots)
 		return false;
 	if (w->state != WR_CKPT_PAGES && w->state != WR_CKPT_FAILED &&
 	    !w->scan_done)
@@ -688,5 +705,6 @@ void wr_ckpt_writer_destroy(struct wr_ckpt_writer *w)
 	free(w->trailer);
 	free(w->sections);
 	free(w->meta);
+	free(w->stage);
 	free(w);
 }

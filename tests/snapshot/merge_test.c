@@ -1,18 +1,19 @@
 /*
- * merge_test.c — merged (vectored) page writes of the checkpoint writer and
- * their short-write requeue in snapshot/uring.c.
+ * merge_test.c — merged page writes of the checkpoint writer (up to 16
+ * pages copied into one staging slot, one write) and their short-write
+ * requeue in snapshot/uring.c.
  *
  * TEST PLAN
  *   merge/short_writes_requeued  every write submitted with at most 3 pages
  *                        (O_DIRECT) or 5000 bytes (buffered, mid-page) by the
  *                        uring test cap: the kernel returns short writes
- *                        inside merged writes, inside one coalesced iovec and
- *                        across iovecs; the checkpoint restores byte-identical
+ *                        inside merged writes, at and between page
+ *                        boundaries; the checkpoint restores byte-identical
  *                        and verifies.
  *   merge/run_broken     a full checkpoint of pages with holes (freed pages,
  *                        not in the snapshot) and COW shadows (written during
- *                        the flush), so merged writes mix arena-adjacent and
- *                        scattered pages: restores to the snapshot's bytes.
+ *                        the flush), so merged writes mix adjacent and
+ *                        scattered page ids: restores to the snapshot's bytes.
  *   merge/incremental_scattered  an incremental checkpoint of 37 scattered
  *                        changed pages among 600 (runs of 1..3): exactly those
  *                        pages are written, the file is exactly header + 37
