@@ -10,18 +10,21 @@
 
 #include "snapshot/uring.h"
 
-enum op_kind { OP_WRITE, OP_FSYNC };
+enum op_kind { OP_WRITE, OP_FALLOCATE, OP_FSYNC };
 
 struct op {
 	enum op_kind kind;
 	int fd;
 	const uint8_t *buf;
-	uint32_t len;     /* bytes still to write */
+	uint32_t len;     /* bytes still to write (fallocate: unused) */
 	uint32_t done;    /* bytes written so far */
 	uint64_t off;
 	uint64_t tag;
+	uint64_t alloc_len;	/* OP_FALLOCATE */
 	bool in_kernel;
 };
+
+uint32_t wr_uring_test_write_max;
 
 struct wr_uring {
 	struct io_uring ring;
@@ -86,14 +89,24 @@ static int enqueue(struct wr_uring *u, const struct op *o)
 int wr_uring_write(struct wr_uring *u, int fd, const void *buf, uint32_t len,
 		   uint64_t off, uint64_t tag)
 {
-	struct op o = { OP_WRITE, fd, buf, len, 0, off, tag, false };
+	struct op o = { .kind = OP_WRITE, .fd = fd, .buf = buf, .len = len,
+			.off = off, .tag = tag };
+
+	return enqueue(u, &o);
+}
+
+int wr_uring_fallocate(struct wr_uring *u, int fd, uint64_t off,
+		       uint64_t len, uint64_t tag)
+{
+	struct op o = { .kind = OP_FALLOCATE, .fd = fd, .off = off,
+			.alloc_len = len, .tag = tag };
 
 	return enqueue(u, &o);
 }
 
 int wr_uring_fsync(struct wr_uring *u, int fd, uint64_t tag)
 {
-	struct op o = { OP_FSYNC, fd, NULL, 0, 0, 0, tag, false };
+	struct op o = { .kind = OP_FSYNC, .fd = fd, .tag = tag };
 
 	return enqueue(u, &o);
 }
@@ -102,9 +115,14 @@ static void prep(struct wr_uring *u, struct io_uring_sqe *sqe, uint32_t slot)
 {
 	struct op *o = &u->ops[slot];
 
+	uint32_t cap = wr_uring_test_write_max;
+
 	if (o->kind == OP_WRITE) {
-		io_uring_prep_write(sqe, o->fd, o->buf + o->done, o->len,
+		io_uring_prep_write(sqe, o->fd, o->buf + o->done,
+				    cap && cap < o->len ? cap : o->len,
 				    o->off + o->done);
+	} else if (o->kind == OP_FALLOCATE) {
+		io_uring_prep_fallocate(sqe, o->fd, 0, o->off, o->alloc_len);
 	} else {
 		io_uring_prep_fsync(sqe, o->fd, 0);
 		/* Runs after everything submitted before it completed. */
@@ -143,13 +161,15 @@ static int complete(struct wr_uring *u, uint32_t slot, int32_t res,
 
 	o->in_kernel = false;
 	u->in_kernel--;
-	if (o->kind == OP_WRITE && res > 0 && (uint32_t)res < o->len) {
+	bool write = o->kind == OP_WRITE;
+
+	if (write && res > 0 && (uint32_t)res < o->len) {
 		o->done += (uint32_t)res;
 		o->len -= (uint32_t)res;
 		u->queue[(u->qhead + u->qlen++) % WR_URING_FIFO_MAX] = slot;
 		return 0;
 	}
-	if (o->kind == OP_WRITE && res == 0 && o->len > 0)
+	if (write && res == 0 && o->len > 0)
 		res = -EIO; /* no progress: would loop forever */
 	d->tag = o->tag;
 	d->res = res < 0 ? res : (int32_t)(o->done + (uint32_t)res);

@@ -43,6 +43,10 @@ void wr_uring_destroy(struct wr_uring *u);
 /* Queue a write of len bytes of buf at offset off of fd. */
 int wr_uring_write(struct wr_uring *u, int fd, const void *buf, uint32_t len,
 		   uint64_t off, uint64_t tag);
+/* Queue fallocate(fd, 0, off, len): allocates blocks (and i_size) ahead of
+ * O_DIRECT writes, which ext4 otherwise serialises as size-extending. */
+int wr_uring_fallocate(struct wr_uring *u, int fd, uint64_t off,
+		       uint64_t len, uint64_t tag);
 /* Queue an fsync of fd ordered after every operation queued before it. */
 int wr_uring_fsync(struct wr_uring *u, int fd, uint64_t tag);
 
@@ -57,5 +61,9 @@ unsigned wr_uring_reap(struct wr_uring *u, struct wr_uring_done *out,
 int wr_uring_drain(struct wr_uring *u);
 /* Operations queued or in flight. */
 unsigned wr_uring_pending(const struct wr_uring *u);
+
+/* Test hook: when nonzero, every write is submitted with at most this many
+ * bytes, so the kernel returns short writes and the requeue path runs. */
+extern uint32_t wr_uring_test_write_max;
 
 #endif

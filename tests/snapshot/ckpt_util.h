@@ -66,6 +66,9 @@ static inline void t_populate(struct wr_arena *a, uint32_t n, uint32_t salt)
 	}
 }
 
+/* Set by a test to open checkpoint files without O_DIRECT. */
+static bool t_no_direct;
+
 struct t_run {
 	uint64_t bytes_written;		/* page file bytes, all cores */
 	uint32_t pages_written;
@@ -104,7 +107,7 @@ static inline struct t_run t_checkpoint(const char *dir, struct wr_arena **a,
 	cr_assert_eq(wr_uring_create(16, &u), 0);
 	for (uint32_t c = 0; c < cores; c++) {
 		struct wr_ckpt_writer_config cfg = { dir, plan.ckpt_id, c, T_FP,
-			u, 8, plan.parent_id, plan.parent_epoch[c] };
+			u, 8, plan.parent_id, plan.parent_epoch[c], t_no_direct };
 		uint32_t e;
 		cr_assert_eq(wr_arena_snapshot_begin(a[c], &e), 0);
 		cr_assert_eq(wr_ckpt_writer_create(&cfg, a[c], &w[c]), 0);

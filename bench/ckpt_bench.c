@@ -1,0 +1,741 @@
+/*
+ * bench/ckpt_bench.c — checkpoints of one core's keyed state: pause, flush
+ * bandwidth, update throughput while checkpointing, restore, incremental
+ * size.  bench/run_ckpt.sh drives it and adds Redis side by side.
+ *
+ * State: one arena and one state/table.h table of 8-byte keys and 8-byte
+ * values (32-byte slots) whose slot array is --sizes bytes, filled to 70%
+ * (below the 3/4 growth point, so no migration runs while measuring).
+ * Updates are random upserts (value += 1) in batches of 32 with the next
+ * batch prefetched, as bench/state_bench.c drives tables.
+ *
+ * Per size, in this order, one JSON object per line on stdout:
+ *   pause      --pauses times: 4096 random updates, then the synchronous
+ *              part of a checkpoint (wr_arena_snapshot_begin + the table
+ *              header stats), timed; snapshot_end.  p50/p99/max us.
+ *   flush      --reps full checkpoints of the idle table, the writer stepped
+ *              in a tight loop, alternating with fio (64 KiB, io_uring,
+ *              iodepth 32, O_DIRECT, end_fsync, same bytes, same dir): the
+ *              durations, bandwidths and their ratio (medians).
+ *   restore    caches dropped (needs root; "cold":false otherwise), then
+ *              wr_ckpt_open + wr_ckpt_load_core of the newest checkpoint,
+ *              vs caches dropped and dd (1 MiB blocks) of the same files;
+ *              the restored arena must equal the source page for page.
+ *   increment  1% of keys updated at random, then 1% of keys chosen so their
+ *              slots lie in the first 1% of the slot array; an incremental
+ *              checkpoint after each: bytes and pages vs the full one.
+ *   update     --seconds of random upserts without checkpoints, then with an
+ *              incremental checkpoint started every second (the writer
+ *              stepped between batches of 1024 updates, as the engine loop
+ *              does), alternated --reps times: updates/s and the ratio.
+ *
+ *   ckpt_bench [--quick] [--sizes 64M,1G,4G] [--dir DIR] [--reps R]
+ *              [--seconds S] [--pauses N] [--cpu N] [--no-fio]
+ *
+ * --quick: 8 MiB, 1 rep, short phases, no fio, no cache dropping (the
+ * bench-ckpt-smoke test; fails only on a wrong result, never on speed).
+ * --dir defaults to ckpt-data beside the binary (the build dir), not /tmp:
+ * bandwidths must be measured on a real disk, not tmpfs.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "snapshot/ckpt.h"
+#include "state/table.h"
+
+#define BATCH 32u
+#define REPS_MAX 15
+#define FP 0xc4e7b3e1c4e7b3e1ull
+#define SIZES_MAX 8
+
+struct opts {
+	bool quick, fio, cold;
+	int cpu, reps, pauses;
+	double seconds;
+	char dir[PATH_MAX - 64];
+	uint64_t sizes[SIZES_MAX];
+	int nsizes;
+};
+
+/* One case: the arena, its table and the key space. */
+struct state {
+	const struct opts *o;
+	char name[16];
+	struct wr_arena *a;
+	struct wr_table *t;
+	uint64_t nkeys, capacity, rng, sum;
+	struct wr_uring *u;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t splitmix64(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Sorts v; the q-quantile (nearest rank). */
+static double quantile(double *v, int n, double q)
+{
+	int i = (int)(q * (n - 1) + 0.5);
+
+	qsort(v, (size_t)n, sizeof(double), cmp_double);
+	return v[i < n ? i : n - 1];
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(double), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void emit(const struct state *s, const char *metric, double v,
+		 const char *unit, const char *extra)
+{
+	printf("{\"bench\":\"ckpt\",\"case\":\"%s\",\"metric\":\"%s\","
+	       "\"value\":%.6g,\"unit\":\"%s\"%s%s}\n", s->name, metric, v,
+	       unit, extra ? "," : "", extra ? extra : "");
+	fflush(stdout);
+}
+
+/* ---- table driving ------------------------------------------------------ */
+
+/* Upserts keys[0..n) (value += 1), batch i+1 prefetched before batch i. */
+static int apply(struct state *s, const uint64_t *keys, uint32_t n)
+{
+	uint64_t h[BATCH];
+	void *vals[BATCH];
+
+	for (uint32_t i = 0; i < n; i += BATCH) {
+		uint32_t m = n - i < BATCH ? n - i : BATCH;
+		for (uint32_t j = 0; j < m; j++)
+			h[j] = wr_table_hash(&keys[i + j], 8);
+		for (uint32_t j = 0; i + BATCH + j < n && j < BATCH; j++)
+			wr_table_prefetch(s->t,
+				wr_table_hash(&keys[i + BATCH + j], 8));
+		int err = wr_table_upsert_batch(s->t, &keys[i], h, m, vals);
+		if (err)
+			return err;
+		for (uint32_t j = 0; j < m; j++)
+			(*(uint64_t *)vals[j])++;
+	}
+	s->sum += n;
+	return 0;
+}
+
+/* n random existing keys. */
+static void random_keys(struct state *s, uint64_t *keys, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		keys[i] = splitmix64(&s->rng) % s->nkeys;
+}
+
+static int random_updates(struct state *s, uint64_t n)
+{
+	uint64_t keys[1024];
+
+	while (n > 0) {
+		uint32_t m = n < 1024 ? (uint32_t)n : 1024;
+		random_keys(s, keys, m);
+		int err = apply(s, keys, m);
+		if (err)
+			return err;
+		n -= m;
+	}
+	return 0;
+}
+
+static int state_create(struct state *s, const struct opts *o, uint64_t size)
+{
+	struct wr_arena_config ac = { 2 * size + (64u << 20), 0, 256 };
+	struct wr_table_config tc = { 8, 8, size / 32 };
+	uint64_t keys[1024];
+	int err;
+
+	memset(s, 0, sizeof(*s));
+	s->o = o;
+	s->rng = 42;
+	snprintf(s->name, sizeof(s->name), "%lluM",
+		 (unsigned long long)(size >> 20));
+	s->capacity = size / 32;
+	s->nkeys = s->capacity / 10 * 7;
+	err = wr_arena_create(&ac, &s->a);
+	if (!err)
+		err = wr_table_create(s->a, &tc, &s->t);
+	if (!err)
+		err = wr_uring_create(64, &s->u);
+	for (uint64_t k = 0; !err && k < s->nkeys; k += 1024) {
+		uint32_t m = s->nkeys - k < 1024 ? (uint32_t)(s->nkeys - k)
+						 : 1024;
+		for (uint32_t j = 0; j < m; j++)
+			keys[j] = k + j;
+		err = apply(s, keys, m);
+	}
+	return err;
+}
+
+static void state_destroy(struct state *s)
+{
+	wr_table_destroy(s->t);
+	wr_arena_destroy(s->a);
+	wr_uring_destroy(s->u);
+}
+
+/* The sum of all values must be every update ever applied. */
+static int state_check(struct state *s)
+{
+	struct wr_table_iter it = { 0 };
+	const void *k;
+	void *v;
+	uint64_t sum = 0;
+
+	while (wr_table_next(s->t, &it, &k, &v))
+		sum += *(uint64_t *)v;
+	if (sum == s->sum && wr_table_count(s->t) == s->nkeys)
+		return 0;
+	fprintf(stderr, "ckpt_bench: lost updates (%llu of %llu)\n",
+		(unsigned long long)sum, (unsigned long long)s->sum);
+	return -EIO;
+}
+
+/* ---- one checkpoint ----------------------------------------------------- */
+
+struct ckpt {
+	struct wr_ckpt_plan plan;
+	struct wr_ckpt_writer *w;
+	double t0, pause_s;
+	uint64_t bytes;
+	uint32_t pages, view;
+};
+
+/* The synchronous part plus the writer: begin, header stats, create. */
+static int ckpt_start(struct state *s, struct ckpt *c, bool incremental)
+{
+	struct wr_ckpt_policy pol = { .retain = 2, .incremental = incremental };
+	struct wr_table_stats ts;
+	uint32_t e;
+	int err = wr_ckpt_plan_next(s->o->dir, &pol, 1, &c->plan);
+
+	if (err)
+		return err;
+	c->t0 = now_s();
+	err = wr_arena_snapshot_begin(s->a, &e);
+	wr_table_get_stats(s->t, &ts);
+	c->pause_s = now_s() - c->t0;
+	if (err)
+		return err;
+	struct wr_ckpt_writer_config cfg = { s->o->dir, c->plan.ckpt_id, 0, FP,
+		s->u, 0, c->plan.parent_id, c->plan.parent_epoch[0] };
+	err = wr_ckpt_writer_create(&cfg, s->a, &c->w);
+	if (!err)
+		err = wr_ckpt_writer_add_section(c->w, "table", &ts,
+						 sizeof(ts));
+	return err;
+}
+
+/* After the writer returned rc (1 durable or -errno): commit, end. */
+static int ckpt_finish(struct state *s, struct ckpt *c, int rc)
+{
+	struct wr_ckpt_core_result r;
+	int err = rc < 0 ? rc : wr_ckpt_writer_result(c->w, &r);
+
+	wr_arena_snapshot_end(s->a);
+	if (!err) {
+		struct wr_ckpt_commit_info ci = { s->o->dir, c->plan.ckpt_id,
+			c->plan.parent_id, 0,
+			(uint64_t)((now_s() - c->t0) * 1e6), 1, 4096, FP,
+			"ckpt_bench", 2 };
+		err = wr_ckpt_commit(&ci, &r, 1);
+		c->bytes = r.pages_size + r.meta_size;
+		c->pages = r.pages_written;
+		c->view = r.view_pages;
+	}
+	wr_ckpt_writer_destroy(c->w);
+	c->w = NULL;
+	if (err)
+		fprintf(stderr, "ckpt_bench: checkpoint: %s (%d)\n",
+			weir_last_error(), err);
+	return err;
+}
+
+/* A whole checkpoint with nothing else running: seconds to durable. */
+static int ckpt_idle(struct state *s, bool incremental, struct ckpt *c,
+		     double *secs)
+{
+	int rc = ckpt_start(s, c, incremental);
+
+	while (rc == 0)
+		rc = wr_ckpt_writer_step(c->w);
+	*secs = now_s() - c->t0;
+	return ckpt_finish(s, c, rc);
+}
+
+/* ---- phases ------------------------------------------------------------- */
+
+static int phase_pause(struct state *s)
+{
+	int n = s->o->pauses;
+	double *p = malloc(sizeof(double) * (size_t)n);
+	int err = p ? 0 : -ENOMEM;
+
+	for (int i = 0; !err && i < n; i++) {
+		struct wr_table_stats ts;
+		uint32_t e;
+		err = random_updates(s, 4096);
+		double t0 = now_s();
+		if (!err)
+			err = wr_arena_snapshot_begin(s->a, &e);
+		wr_table_get_stats(s->t, &ts);
+		p[i] = (now_s() - t0) * 1e6;
+		wr_arena_snapshot_end(s->a);
+	}
+	if (!err) {
+		char x[64];
+		snprintf(x, sizeof(x), "\"n\":%d", n);
+		emit(s, "pause_us_p50", quantile(p, n, 0.5), "us", x);
+		emit(s, "pause_us_p99", quantile(p, n, 0.99), "us", x);
+		emit(s, "pause_us_max", p[n - 1], "us", x);
+	}
+	free(p);
+	return err;
+}
+
+/* fio's sequential write of `bytes` in dir, blocks of bs, O_DIRECT,
+ * fsync at the end: fio's own bandwidth in MB/s, or < 0. */
+static double fio_write(const struct opts *o, uint64_t bytes, const char *bs)
+{
+	char cmd[PATH_MAX + 512];
+	double kbps = -1;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "fio --name=ckptfio --directory='%s' "
+		 "--rw=write --bs=%s --ioengine=io_uring --iodepth=32 "
+		 "--direct=1 --size=%llu --end_fsync=1 --output-format=terse "
+		 "--terse-version=3 2>/dev/null | awk -F';' '{print $48}'",
+		 o->dir, bs, (unsigned long long)((bytes + 65535) / 65536 * 65536));
+	f = popen(cmd, "r");
+	if (f == NULL || fscanf(f, "%lf", &kbps) != 1)
+		kbps = -1;
+	if (f && pclose(f) != 0)
+		kbps = -1;
+	snprintf(cmd, sizeof(cmd), "rm -f '%s'/ckptfio*", o->dir);
+	if (system(cmd) != 0)
+		return -1;
+	return kbps * 1024 / 1e6;
+}
+
+/* Full checkpoints alternating with fio (64 KiB blocks, the issue's
+ * baseline, and 1 MiB, the writer's merged size), same bytes, same dir. */
+static int phase_flush(struct state *s)
+{
+	double d[REPS_MAX], bw[REPS_MAX], f64[REPS_MAX], f1m[REPS_MAX];
+	double r64[REPS_MAX], r1m[REPS_MAX];
+	struct ckpt c = { 0 };
+	int n = 0, err = 0, nf = 0;
+
+	for (int i = 0; !err && i < s->o->reps; i++, n++) {
+		err = ckpt_idle(s, false, &c, &d[i]);
+		bw[i] = (double)c.bytes / d[i] / 1e6;
+		if (err || !s->o->fio)
+			continue;
+		f64[nf] = fio_write(s->o, c.bytes, "64k");
+		f1m[nf] = fio_write(s->o, c.bytes, "1m");
+		if (f64[nf] > 0 && f1m[nf] > 0) {
+			r64[nf] = bw[i] / f64[nf], r1m[nf] = bw[i] / f1m[nf];
+			nf++;
+		}
+	}
+	if (err)
+		return err;
+	emit(s, "flush_s", median(d, n), "s", NULL);
+	emit(s, "flush_MBps", median(bw, n), "MB/s", NULL);
+	if (nf > 0) {
+		emit(s, "fio_64k_MBps", median(f64, nf), "MB/s",
+		     "\"impl\":\"fio\"");
+		emit(s, "fio_1m_MBps", median(f1m, nf), "MB/s",
+		     "\"impl\":\"fio\"");
+		emit(s, "flush_vs_fio_64k", median(r64, nf), "ratio",
+		     "\"baseline\":\"fio 64k\"");
+		emit(s, "flush_vs_fio_1m", median(r1m, nf), "ratio",
+		     "\"baseline\":\"fio 1m\"");
+	}
+	return 0;
+}
+
+/* Drops the page cache (root only); whether it worked. */
+static bool drop_caches(const struct opts *o)
+{
+	FILE *f;
+
+	if (!o->cold)
+		return false;
+	sync();
+	f = fopen("/proc/sys/vm/drop_caches", "w");
+	if (f == NULL)
+		return false;
+	bool ok = fputs("3\n", f) >= 0;
+	return fclose(f) == 0 && ok;
+}
+
+static void on_report(void *arg, const char *file, uint64_t off,
+		      const char *what)
+{
+	(void)arg;
+	fprintf(stderr, "ckpt_bench: %s at %llu: %s\n", file,
+		(unsigned long long)off, what);
+}
+
+/* Restores the newest checkpoint into b; seconds. */
+static int restore_into(struct state *s, struct wr_arena *b, double *secs)
+{
+	struct wr_ckpt *ck;
+	double t0 = now_s();
+	int err = wr_ckpt_open(s->o->dir, 0, FP, on_report, NULL, &ck);
+
+	if (err)
+		return err;
+	err = wr_ckpt_load_core(ck, 0, b);
+	*secs = now_s() - t0;
+	wr_ckpt_close(ck);
+	return err;
+}
+
+/* Every page of a's current view has the same bytes in b. */
+static int same_pages(const struct wr_arena *a, const struct wr_arena *b)
+{
+	struct wr_arena_iter ia = { 0 }, ib = { 0 };
+
+	for (;;) {
+		bool ha = wr_arena_pages_written_since(a, 0, &ia);
+		bool hb = wr_arena_pages_written_since(b, 0, &ib);
+		if (ha != hb || (ha && ia.page != ib.page))
+			return -EIO;
+		if (!ha)
+			return 0;
+		if (memcmp(wr_arena_page_ptr(a, ia.page),
+			   wr_arena_page_ptr(b, ib.page), a->page_size) != 0)
+			return -EIO;
+	}
+}
+
+/* dd (1 MiB blocks) of the files of the newest checkpoint, which must be
+ * a full one: seconds. */
+static double dd_read(const struct opts *o)
+{
+	char cmd[PATH_MAX * 2 + 256];
+	uint64_t ids[64];
+	uint32_t n;
+	double t0;
+
+	if (wr_ckpt_list(o->dir, ids, 64, &n) != 0 || n == 0 || n > 64)
+		return -1;
+	snprintf(cmd, sizeof(cmd), "for f in '%s'/ckpt-%020llu-*; do "
+		 "dd if=\"$f\" of=/dev/null bs=1M status=none || exit 1; "
+		 "done", o->dir, (unsigned long long)ids[n - 1]);
+	t0 = now_s();
+	return system(cmd) == 0 ? now_s() - t0 : -1;
+}
+
+static int phase_restore(struct state *s)
+{
+	struct wr_arena_config ac = { 2 * s->capacity * 32 + (64u << 20), 0, 256 };
+	double r[REPS_MAX], d[REPS_MAX], ratio[REPS_MAX];
+	bool cold = true;
+	int err = 0, n = 0;
+
+	for (int i = 0; !err && i < s->o->reps; i++, n++) {
+		struct wr_arena *b;
+		err = wr_arena_create(&ac, &b);
+		if (err)
+			break;
+		cold &= drop_caches(s->o);
+		err = restore_into(s, b, &r[i]);
+		if (!err)
+			err = same_pages(s->a, b);
+		wr_arena_destroy(b);
+		cold &= drop_caches(s->o);
+		d[i] = dd_read(s->o);
+		ratio[i] = r[i] / d[i];
+	}
+	if (err) {
+		fprintf(stderr, "ckpt_bench: restore: %s (%d)\n",
+			err == -EIO ? "pages differ" : weir_last_error(), err);
+		return err;
+	}
+	const char *x = cold ? "\"cold\":true" : "\"cold\":false";
+	emit(s, "restore_s", median(r, n), "s", x);
+	emit(s, "read_s", median(d, n), "s", x);
+	emit(s, "restore_vs_read", median(ratio, n), "ratio", x);
+	return 0;
+}
+
+/* n keys whose home slot lies in the first 1% of the slot array. */
+static void clustered_keys(struct state *s, uint64_t *keys, uint64_t n)
+{
+	uint64_t lim = s->capacity / 100;
+
+	for (uint64_t i = 0, k = 0; i < n && k < s->nkeys; k++) {
+		uint64_t h = wr_table_hash(&k, 8);
+		if (((h >> 32) & (s->capacity - 1)) < lim)
+			keys[i++] = k;
+	}
+}
+
+static int incremental_case(struct state *s, const char *what, bool random,
+			    const struct ckpt *full)
+{
+	uint64_t n = s->nkeys / 100;
+	uint64_t *keys = calloc(n, sizeof(*keys));
+	struct ckpt c = { 0 };
+	double secs;
+	char x[160];
+	int err = keys ? 0 : -ENOMEM;
+
+	if (!err && random)
+		random_keys(s, keys, (uint32_t)n);
+	else if (!err)
+		clustered_keys(s, keys, n);
+	for (uint64_t i = 0; !err && i < n; i += 1024)
+		err = apply(s, keys + i, n - i < 1024 ? (uint32_t)(n - i) : 1024);
+	free(keys);
+	if (!err)
+		err = ckpt_idle(s, true, &c, &secs);
+	if (err)
+		return err;
+	snprintf(x, sizeof(x), "\"keys_changed\":\"1%%/%s\",\"pages\":%u,"
+		 "\"view_pages\":%u", what, c.pages, c.view);
+	emit(s, random ? "incr_bytes_random" : "incr_bytes_clustered",
+	     (double)c.bytes, "bytes", x);
+	emit(s, random ? "incr_vs_full_random" : "incr_vs_full_clustered",
+	     (double)c.bytes / (double)full->bytes, "ratio", x);
+	emit(s, random ? "incr_pages_frac_random" : "incr_pages_frac_clustered",
+	     (double)c.pages / (double)c.view, "ratio", x);
+	return 0;
+}
+
+static int phase_incremental(struct state *s)
+{
+	struct ckpt full = { 0 };
+	double secs;
+	int err = ckpt_idle(s, false, &full, &secs);
+
+	if (!err) {
+		emit(s, "full_bytes", (double)full.bytes, "bytes", NULL);
+		err = incremental_case(s, "random", true, &full);
+	}
+	if (!err)
+		err = incremental_case(s, "clustered", false, &full);
+	return err;
+}
+
+/* Updates for o->seconds; with ckpt, an incremental checkpoint starts
+ * every second (when none is in flight) and its writer is stepped between
+ * batches.  Updates/s; *nckpt checkpoints completed; pauses appended. */
+static int run_updates(struct state *s, bool ckpt, double *rate,
+		       int *nckpt, double *pauses, int *np, int np_max)
+{
+	struct ckpt c = { 0 };
+	double t0 = now_s(), next = t0 + (ckpt ? 1.0 : 1e30), t = t0;
+	uint64_t n = 0;
+	int err = 0, rc = 0;
+
+	*nckpt = 0;
+	while (!err && (t = now_s()) - t0 < s->o->seconds) {
+		if (c.w == NULL && t >= next) {
+			next += 1.0;
+			err = ckpt_start(s, &c, true);
+			if (!err && *np < np_max)
+				pauses[(*np)++] = c.pause_s * 1e6;
+		}
+		if (!err)
+			err = random_updates(s, 1024);
+		n += 1024;
+		if (!err && c.w && (rc = wr_ckpt_writer_step(c.w)) != 0) {
+			err = ckpt_finish(s, &c, rc);
+			++*nckpt;
+		}
+	}
+	*rate = (double)n / (t - t0);
+	while (!err && c.w && (rc = wr_ckpt_writer_step(c.w)) == 0)
+		;
+	if (!err && c.w)
+		err = ckpt_finish(s, &c, rc);
+	return err;
+}
+
+static int phase_updates(struct state *s)
+{
+	double off[REPS_MAX], on[REPS_MAX], ratio[REPS_MAX], pauses[4096];
+	int err = 0, n = 0, nck = 0, np = 0, k;
+
+	for (int i = 0; !err && i < s->o->reps; i++, n++) {
+		err = run_updates(s, false, &off[i], &k, NULL, &np, 0);
+		if (!err)
+			err = run_updates(s, true, &on[i], &k, pauses, &np,
+					  4096);
+		ratio[i] = on[i] / off[i];
+		nck += k;
+	}
+	if (err)
+		return err;
+	char x[64];
+	snprintf(x, sizeof(x), "\"checkpoints\":%d", nck);
+	emit(s, "updates_per_s_no_ckpt", median(off, n), "updates/s", NULL);
+	emit(s, "updates_per_s_ckpt_1s", median(on, n), "updates/s", x);
+	emit(s, "updates_ckpt_vs_none", median(ratio, n), "ratio", x);
+	if (np > 0) {
+		snprintf(x, sizeof(x), "\"n\":%d", np);
+		emit(s, "pause_in_run_us_p50", quantile(pauses, np, 0.5), "us", x);
+		emit(s, "pause_in_run_us_max", pauses[np - 1], "us", x);
+	}
+	return 0;
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+static int run_size(const struct opts *o, uint64_t size)
+{
+	struct state s;
+	char cmd[PATH_MAX + 64];
+	double t0 = now_s();
+	int err = state_create(&s, o, size);
+
+	if (!err)
+		fprintf(stderr, "ckpt_bench: %s: %llu keys filled in %.1f s\n",
+			s.name, (unsigned long long)s.nkeys, now_s() - t0);
+	if (!err)
+		err = phase_pause(&s);
+	if (!err)
+		err = phase_flush(&s);
+	if (!err)
+		err = phase_restore(&s);
+	if (!err)
+		err = phase_incremental(&s);
+	if (!err)
+		err = phase_updates(&s);
+	if (!err)
+		err = state_check(&s);
+	if (err)
+		fprintf(stderr, "ckpt_bench: %s failed: %s (%d)\n", s.name,
+			weir_last_error(), err);
+	state_destroy(&s);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", o->dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "ckpt_bench: could not remove %s\n", o->dir);
+	return err;
+}
+
+static uint64_t parse_size(const char *s)
+{
+	char *end;
+	uint64_t v = strtoull(s, &end, 10);
+
+	switch (*end) {
+	case 'G': case 'g': return v << 30;
+	case 'M': case 'm': return v << 20;
+	case 'K': case 'k': return v << 10;
+	default: return v;
+	}
+}
+
+static void parse_sizes(struct opts *o, char *list)
+{
+	o->nsizes = 0;
+	for (char *tok = strtok(list, ","); tok && o->nsizes < SIZES_MAX;
+	     tok = strtok(NULL, ","))
+		o->sizes[o->nsizes++] = parse_size(tok);
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: ckpt_bench [--quick] [--sizes 64M,1G,4G] "
+		"[--dir DIR] [--reps R] [--seconds S] [--pauses N] "
+		"[--cpu N] [--no-fio]\n");
+	return 2;
+}
+
+static int parse_opts(struct opts *o, int argc, char **argv)
+{
+	char sizes[] = "64M,1G,4G", *slash = strrchr(argv[0], '/');
+
+	*o = (struct opts){ .fio = true, .cold = true, .cpu = 0, .reps = 3,
+			    .pauses = 2000, .seconds = 5 };
+	snprintf(o->dir, sizeof(o->dir), "%.*s/ckpt-data",
+		 slash ? (int)(slash - argv[0]) : 1, slash ? argv[0] : ".");
+	parse_sizes(o, sizes);
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (strcmp(a, "--quick") == 0) {
+			o->quick = true, o->fio = o->cold = false;
+			o->reps = 1, o->pauses = 200, o->seconds = 0.3;
+			o->sizes[0] = 8u << 20, o->nsizes = 1;
+		} else if (strcmp(a, "--no-fio") == 0) {
+			o->fio = false;
+		} else if (v == NULL) {
+			return usage();
+		} else if (strcmp(a, "--sizes") == 0) {
+			parse_sizes(o, argv[++i]);
+		} else if (strcmp(a, "--dir") == 0) {
+			snprintf(o->dir, sizeof(o->dir), "%s", argv[++i]);
+		} else if (strcmp(a, "--reps") == 0) {
+			o->reps = atoi(argv[++i]);
+		} else if (strcmp(a, "--seconds") == 0) {
+			o->seconds = atof(argv[++i]);
+		} else if (strcmp(a, "--pauses") == 0) {
+			o->pauses = atoi(argv[++i]);
+		} else if (strcmp(a, "--cpu") == 0) {
+			o->cpu = atoi(argv[++i]);
+		} else {
+			return usage();
+		}
+	}
+	if (o->reps < 1 || o->reps > REPS_MAX || o->pauses < 1 ||
+	    o->nsizes == 0 || o->seconds <= 0)
+		return usage();
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	cpu_set_t set;
+	int err = parse_opts(&o, argc, argv);
+
+	if (err)
+		return err;
+	if (o.fio && system("command -v fio >/dev/null 2>&1") != 0) {
+		fprintf(stderr, "ckpt_bench: no fio: fio columns skipped\n");
+		o.fio = false;
+	}
+	CPU_ZERO(&set);
+	CPU_SET(o.cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		perror("ckpt_bench: sched_setaffinity");
+	for (int i = 0; !err && i < o.nsizes; i++)
+		err = run_size(&o, o.sizes[i]);
+	return err ? 1 : 0;
+}
