@@ -23,16 +23,26 @@ TEST PLAN
   must commit checkpoints again without failure (checkpoints>=1,
   checkpoint_failures=0, `weir checkpoint list` shows ids above the old
   newest), verify clean, leave no orphan, and write the same rows.
+  phase 3 (transient disk full inside one run, JOB3: 1 s windows, rows
+  written all along): once a checkpoint is committed, a filler leaves 1 MiB
+  free; once a checkpoint failure is logged, the filler is deleted; once a
+  newer checkpoint is committed (the first after a failed one; the TAP line
+  says whether it is incremental), the job is SIGKILLed.  The same command
+  must then restore that newest checkpoint and finish with exit 0, the
+  input's packets= and exactly the rows of a run without checkpoints.
   The tmpfs is unmounted in a finally block (lazily if still busy).
 
 ENVIRONMENT  WEIR_KEEP_TMP=1 keeps the reference directory (not the tmpfs).
 """
+import errno
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import snaplib as S  # noqa: E402
@@ -43,6 +53,10 @@ TMPFS_MB, FREE_MB = 256, 16
 PACKETS = 300000
 JOB = ["--gen", "--packets", str(PACKETS), "--flows", "100000",
        "--window", "600000", "--seed", "3", "--cores", "2"]
+# phase 3: rows written all along (1 s windows), several seconds of input.
+PACKETS3 = 1500000
+JOB3 = ["--gen", "--packets", str(PACKETS3), "--flows", "20000", "--seed", "5",
+        "--cores", "2"]
 FAIL_RE = re.compile(r"^weir: checkpoint \d+ (failed|aborted)", re.M)
 
 
@@ -57,6 +71,42 @@ def mount(mnt):
 def umount(mnt):
     if subprocess.run(["umount", mnt], capture_output=True).returncode != 0:
         subprocess.run(["umount", "-l", mnt], capture_output=True)
+
+
+def wait_for(p, cond, what, limit=120):
+    """Poll cond() while p runs; its value once true.  Fails if p ends
+    first (the input is then too small for this machine)."""
+    t0 = time.monotonic()
+    while True:
+        v = cond()
+        if v:
+            return v
+        assert p.poll() is None, \
+            f"the job ended (exit {p.returncode}) before {what}; input too small"
+        assert time.monotonic() - t0 < limit, f"no {what} after {limit} s"
+        time.sleep(0.002)
+
+
+def fill_up(path, leave):
+    """Write path until the file system is full, then give back `leave`
+    bytes (the job writes concurrently: no statvfs arithmetic)."""
+    chunk = b"\x5a" * (1 << 20)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        size = 0
+        while True:
+            try:
+                n = os.write(fd, chunk)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                break
+            size += n
+            if n < len(chunk):
+                break
+        os.ftruncate(fd, max(0, size - leave))
+    finally:
+        os.close(fd)
 
 
 def fill(path, mb):
@@ -74,7 +124,9 @@ def main():
     mnt = os.path.join(tmp, "mnt")
     os.mkdir(mnt)
     names = ["phase 1: checkpoints outgrow the tmpfs, job still ok and exact",
-             "phase 2: room again (filler deleted), checkpoints commit again"]
+             "phase 2: room again (filler deleted), checkpoints commit again",
+             "phase 3: disk full then freed inside one run, killed after the "
+             "next commit, resumed exactly"]
     mounted = False
     st = {}
     try:
@@ -147,8 +199,63 @@ def main():
             S.same_rows(out, st["ref"])
             return f"restored {old}, checkpoints={ok}, ids now {ids}"
 
+        def phase3():
+            # A transient disk full inside one run: fill the tmpfs once a
+            # checkpoint is committed, wait for a failure, free the space,
+            # wait for a newer commit (the first after a failed one), then
+            # SIGKILL and resume: the rows must still be exact.
+            shutil.rmtree(d, ignore_errors=True)  # phase 2's directory
+            d3 = os.path.join(mnt, "ck3")
+            out3 = os.path.join(tmp, "out3.csv")
+            ref3 = os.path.join(tmp, "ref3.csv")
+            S.run(S.flows_cmd(WEIR, JOB3, ref3), ref3 + ".err").expect_ok()
+            cmd3 = S.flows_cmd(WEIR, JOB3, out3, d3, 50)
+            filler = os.path.join(mnt, "filler3")
+            err3 = out3 + ".err"
+            steps = []
+            with open(err3, "w") as ef:
+                p = subprocess.Popen(cmd3, stdout=subprocess.DEVNULL, stderr=ef)
+                try:
+                    ids0 = wait_for(p, lambda: S.committed_files(d3), "a commit")
+                    fill_up(filler, 1 << 20)
+                    steps.append(f"filled after ckpt {ids0[-1]}")
+                    wait_for(p, lambda: FAIL_RE.search(open(err3).read()),
+                             "a checkpoint failure")
+                    full = S.committed_files(d3)
+                    os.unlink(filler)
+                    steps.append(f"failed, freed at ckpt {full[-1]}")
+                    ids = wait_for(p, lambda: [i for i in
+                                               S.committed_files(d3)
+                                               if i > full[-1]],
+                                   "a commit after the space was freed")
+                    p.send_signal(signal.SIGKILL)
+                finally:
+                    if p.poll() is None:
+                        p.kill()
+                    p.wait()
+            if os.path.exists(filler):
+                os.unlink(filler)
+            text = open(err3).read()
+            assert "No space left on device" in text, \
+                f"no ENOSPC reported on stderr:\n{S.tail(text)}"
+            listed = S.ckpt_list(WEIR, d3)
+            newest = listed[-1]
+            par = S.manifest(d3, newest).get("parent", 0)
+            steps.append(f"killed at ckpt {newest} (parent {par})")
+            r = S.run(cmd3, err3)
+            s = r.expect_ok()
+            assert int(s["restored_from"]) == newest, \
+                f"restored_from={s['restored_from']}, newest committed " \
+                f"{newest}:\n{S.tail(r.stderr)}"
+            assert int(s["packets"]) == PACKETS3, f"packets={s['packets']}"
+            assert not os.path.exists(out3 + ".inprogress")
+            S.same_rows(out3, S.rows(ref3))
+            del ids
+            return ", ".join(steps)
+
         tap.point(names[0], phase1)
         tap.point(names[1], phase2)
+        tap.point(names[2], phase3)
     finally:
         if mounted:
             umount(mnt)
