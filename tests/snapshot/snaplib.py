@@ -224,9 +224,14 @@ def manifest(ckdir, ckid):
     return m
 
 
-def orphans(ckdir):
+FILE_ID_RE = re.compile(r"^(?:ckpt-|MANIFEST-)(\d{20})")
+
+
+def orphans(ckdir, upto=None):
     """ckpt-* files no committed manifest names, and *.tmp manifests: what a
-    finished (not killed) run must not leave behind."""
+    finished (not killed) run must not leave behind.  upto: only files of
+    checkpoint ids <= upto (retention sweeps those; newer ones may be left
+    by a killed run until a later commit)."""
     named = set()
     for i in committed_files(ckdir):
         for c in manifest(ckdir, i)["files"].values():
@@ -235,6 +240,9 @@ def orphans(ckdir):
                 named.add(c["meta"])
     left = []
     for n in sorted(os.listdir(ckdir)):
+        m = FILE_ID_RE.match(n)
+        if upto is not None and (not m or int(m.group(1)) > upto):
+            continue
         if (n.startswith("ckpt-") and n not in named) or n.endswith(".tmp"):
             left.append(n)
     return left
