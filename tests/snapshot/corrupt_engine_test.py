@@ -19,6 +19,12 @@ TEST PLAN
                   .inprogress left, rows equal to an uninterrupted run's;
                 - leave a directory whose newest checkpoint verifies (it
                   committed at least one checkpoint after the restore).
+  shared      the same kill; then one byte of a page file that every
+              retained checkpoint's chain contains (the full checkpoint the
+              incremental ones build on) is flipped: no checkpoint verifies,
+              so the run must exit non-zero (not silently start over), name
+              the file and the damaged page's offset, leave the directory
+              byte-for-byte unchanged and write no output file.
   foreign     a directory written by the same job with --window 1000 is
               given to a job with --window 500: exit status non-zero, exactly
               one line on stderr besides the summary, naming the reason
@@ -131,6 +137,42 @@ def corrupt_trial(tmp, ref, mode, rng):
             f"restored {got}")
 
 
+def shared_parent(tmp, rng):
+    """Damage a page file every retained checkpoint's chain contains: none
+    verifies, so the job must refuse to start (not silently start over),
+    report the damage, and leave the directory as it was."""
+    d, out, cmd, ids = killed_dir(tmp, "shared", None)
+    core = rng.randrange(S.manifest(d, ids[-1])["cores"])
+    chains = [set(S.manifest(d, i)["files"][core]["pages"]) for i in ids]
+    common = sorted(set.intersection(*chains))
+    if not common:
+        return "SKIP no page file shared by every retained checkpoint " \
+               f"{ids} (a full checkpoint among them)"
+    name = common[0]
+    path = os.path.join(d, name)
+    page_size, count = page_file_header(path)
+    assert count > 0, f"{name} holds no page"
+    off = 4096 + rng.randrange(count * page_size)
+    with open(path, "r+b") as f:
+        f.seek(off)
+        b = f.read(1)
+        f.seek(off)
+        f.write(bytes([b[0] ^ 0x01]))
+    want_off = 4096 + (off - 4096) // page_size * page_size
+    before = S.tree_hash(d)
+    r = S.run(cmd, out + ".err")
+    after = S.tree_hash(d)
+    assert r.rc != 0, \
+        f"exit 0 although no retained checkpoint {ids} verifies:\n" \
+        f"{S.tail(r.stderr)}"
+    needle = f"{name} at offset {want_off}"
+    assert needle in r.stderr, \
+        f"stderr does not name the damage ('{needle}'):\n{S.tail(r.stderr)}"
+    assert before == after, "the refused job changed the directory"
+    assert not os.path.exists(out), f"{out} written by a refused job"
+    return f"ckpts {ids} all contain {name}; exit {r.rc}"
+
+
 def foreign(tmp):
     d = os.path.join(tmp, "ck-foreign")
     job = ["--gen", "--packets", "300000", "--flows", "20000", "--cores", "2"]
@@ -182,6 +224,10 @@ def main():
                     AssertionError("no reference (see above)")))
                 continue
             tap.point(name, lambda: corrupt_trial(tmp, ref["rows"], mode, rng))
+        rng = random.Random(f"{SEED}:2")
+        tap.point(f"a page file every retained checkpoint shares is damaged "
+                  f"-> refused, reported, directory unchanged (seed={SEED}:2)",
+                  lambda: shared_parent(tmp, rng))
         tap.point("a directory of another job (--window 1000 vs 500) is "
                   "refused, one line, non-zero exit, directory unchanged",
                   lambda: foreign(tmp))
