@@ -121,14 +121,23 @@ def reference(tap, tmp, cfg):
         assert int(s["checkpoints"]) >= 1, \
             f"an uninterrupted run of {r.secs:.2f} s committed no checkpoint " \
             f"(checkpoints={s['checkpoints']}): input too small to test kills"
-        S.same_rows(out2, cfg.ref[cores], "uninterrupted checkpointed run: ")
         cfg.secs[cores] = r.secs
         shutil.rmtree(ck)
         return (f"{sum(cfg.ref[cores].values())} rows, "
                 f"{r.secs:.2f} s with checkpoints")
 
-    ok = all([tap.point(f"reference {cfg.name} cores={c}",
-                        lambda c=c: one(c)) for c in (1, 2)])
+    def same(cores):
+        out2 = os.path.join(tmp, f"ref-{cfg.name}-{cores}.csv.ck.csv")
+        S.same_rows(out2, cfg.ref[cores], "uninterrupted checkpointed run: ")
+
+    ok = True
+    for c in (1, 2):
+        if tap.point(f"reference {cfg.name} cores={c}", lambda: one(c)):
+            # Separate point: a known bug here (BUG-1) must not stop trials.
+            tap.point(f"uninterrupted checkpointed run = reference "
+                      f"{cfg.name} cores={c}", lambda: same(c))
+        else:
+            ok = False
     cfg.ready = ok
 
 
@@ -153,13 +162,24 @@ def plan(i, rng, npcap_base):
 
 
 def trial(tmp, i, cfg, rng, seq, double, wait_ckpt):
+    notes = []
+    try:
+        return trial_body(tmp, i, cfg, rng, seq, double, wait_ckpt, notes)
+    except AssertionError as e:  # say what the trial did before failing
+        e.args = (f"{e.args[0] if e.args else e}\ntrial so far: "
+                  f"{' '.join(notes)}; files kept under {tmp} with "
+                  f"WEIR_KEEP_TMP=1",)
+        raise
+
+
+def trial_body(tmp, i, cfg, rng, seq, double, wait_ckpt, notes):
     interval = rng.randint(50, 100)
     d = os.path.join(tmp, f"ck-{i}")
     out = os.path.join(tmp, f"out-{i}.csv")
     err = out + ".err"
     cmd = lambda c: S.flows_cmd(WEIR, cfg.args + ["--cores", str(c)], out, d,
                                 interval)
-    notes = [f"interval={interval}ms"]
+    notes.append(f"interval={interval}ms")
 
     def kill(c, frac_lo, frac_hi, need):
         before = S.ckpt_list(WEIR, d) if os.path.isdir(d) else []
