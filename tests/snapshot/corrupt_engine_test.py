@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""corrupt_engine_test.py WEIR [FLOWS_CAPTURE] — corrupt checkpoints seen by
+`weir flows` itself (the format-level cases are in ckpt_test.c).  TAP.
+
+TEST PLAN
+  flip / truncate  a checkpointing `weir flows` run is SIGKILLed once its
+              directory holds at least 3 committed checkpoints.  Then, in the
+              newest checkpoint N's page file of one core (the first `pages`
+              file of that core in MANIFEST-N):
+                flip      one byte inside a page is inverted;
+                truncate  the file is cut to half its size (4 KiB aligned).
+              `weir checkpoint verify DIR` must exit 1 naming the file.  The
+              same command is run again and must:
+                - say on stderr "<file> at offset <O>", O being the start of
+                  the damaged page (flip) or the truncated size (truncate);
+                - restore the previous checkpoint: restored_from = the id
+                  before N in `weir checkpoint list`;
+                - exit 0, status=ok, packets= the input's count, no
+                  .inprogress left, rows equal to an uninterrupted run's;
+                - leave a directory whose newest checkpoint verifies (it
+                  committed at least one checkpoint after the restore).
+  shared      the same kill; then one byte of a page file that every
+              retained checkpoint's chain contains (the full checkpoint the
+              incremental ones build on) is flipped: no checkpoint verifies,
+              so the run must exit non-zero (not silently start over), name
+              the file and the damaged page's offset, leave the directory
+              byte-for-byte unchanged and write no output file.
+  foreign     a directory written by the same job with --window 1000 is
+              given to a job with --window 500: exit status non-zero, exactly
+              one line on stderr besides the summary, naming the reason
+              ("another pipeline ... refused"), no .inprogress output left,
+              and every file of the directory byte-for-byte unchanged (names,
+              modes, SHA-256 before and after).
+
+ENVIRONMENT  WEIR_CORRUPT_SEED (default random, printed), WEIR_KEEP_TMP=1.
+"""
+import os
+import random
+import shutil
+import struct
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import snaplib as S  # noqa: E402
+
+WEIR = sys.argv[1]
+SEED = int(os.environ.get("WEIR_CORRUPT_SEED") or
+           int.from_bytes(os.urandom(4), "little"))
+KEEP = os.environ.get("WEIR_KEEP_TMP") == "1"
+PACKETS = 1500000
+JOB = ["--gen", "--packets", str(PACKETS), "--flows", "20000", "--seed", "4",
+       "--cores", "2"]
+
+
+def page_file_header(path):
+    """(page_size, count) from a page file's header (docs/checkpoint-format.md)."""
+    with open(path, "rb") as f:
+        h = f.read(96)
+    assert h[:8] == b"WEIRPAGE", f"{path}: magic {h[:8]!r}"
+    page_size, count = struct.unpack_from("<II", h, 44)
+    return page_size, count
+
+
+def killed_dir(tmp, name, ref_out):
+    """Kill a checkpointing run once 3 checkpoints are committed.  Returns
+    (dir, out, cmd)."""
+    d = os.path.join(tmp, f"ck-{name}")
+    out = os.path.join(tmp, f"out-{name}.csv")
+    cmd = S.flows_cmd(WEIR, JOB, out, d, 50)
+    r = S.run_killed(cmd, out + ".err", 0.0, d, 3)
+    assert r.killed, ("the job finished before 3 checkpoints were committed "
+                      f"({S.committed_files(d)}); input too small:\n"
+                      f"{S.tail(r.stderr)}")
+    ids = S.ckpt_list(WEIR, d)
+    assert len(ids) >= 2, f"`weir checkpoint list` shows {ids} after the kill"
+    return d, out, cmd, ids
+
+
+def corrupt_trial(tmp, ref, mode, rng):
+    d, out, cmd, ids = killed_dir(tmp, mode, ref)
+    newest, prev = ids[-1], ids[-2]
+    m = S.manifest(d, newest)
+    core = rng.randrange(m["cores"])
+    name = m["files"][core]["pages"][0]
+    path = os.path.join(d, name)
+    size = os.path.getsize(path)
+    page_size, count = page_file_header(path)
+    if mode == "flip":
+        if count == 0:  # nothing written on this core: take another core
+            for c in range(m["cores"]):
+                n = m["files"][c]["pages"][0]
+                if page_file_header(os.path.join(d, n))[1]:
+                    core, name = c, n
+                    path = os.path.join(d, name)
+                    page_size, count = page_file_header(path)
+                    break
+        assert count > 0, f"checkpoint {newest} wrote no page on any core"
+        off = 4096 + rng.randrange(count * page_size)
+        with open(path, "r+b") as f:
+            f.seek(off)
+            b = f.read(1)
+            f.seek(off)
+            f.write(bytes([b[0] ^ 0xFF]))
+        want_off = 4096 + (off - 4096) // page_size * page_size
+        what = f"byte {off} flipped"
+    else:
+        cut = size // 2 // 4096 * 4096
+        os.truncate(path, cut)
+        want_off = cut
+        what = f"truncated {size} -> {cut}"
+    rc, text = S.ckpt_verify(WEIR, d)
+    assert rc == 1 and name in text, \
+        f"`weir checkpoint verify` after the damage: exit {rc}, want 1 " \
+        f"naming {name}:\n{S.tail(text)}"
+
+    r = S.run(cmd, out + ".err")
+    s = r.expect_ok()
+    needle = f"{name} at offset {want_off}"
+    assert needle in r.stderr, \
+        f"stderr does not name the damage ('{needle}'):\n{S.tail(r.stderr)}"
+    got = int(s["restored_from"])
+    assert got == prev, \
+        f"restored_from={got}; newest {newest} is corrupt, so the previous " \
+        f"one, {prev}, must be restored:\n{S.tail(r.stderr)}"
+    assert int(s["packets"]) == PACKETS, f"packets={s['packets']}, want {PACKETS}"
+    assert not os.path.exists(out + ".inprogress"), f"{out}.inprogress left"
+    S.same_rows(out, ref)
+    assert int(s["checkpoints"]) >= 1, \
+        f"no checkpoint committed after the restore (checkpoints=" \
+        f"{s['checkpoints']}); cannot check the directory's health"
+    rc, text = S.ckpt_verify(WEIR, d)
+    assert rc == 0, \
+        f"after the recovery the newest checkpoint does not verify " \
+        f"(exit {rc}):\n{S.tail(text)}"
+    return (f"ckpts {ids}, {name} {what}, reported at offset {want_off}, "
+            f"restored {got}")
+
+
+def shared_parent(tmp, rng):
+    """Damage a page file every retained checkpoint's chain contains: none
+    verifies, so the job must refuse to start (not silently start over),
+    report the damage, and leave the directory as it was."""
+    d, out, cmd, ids = killed_dir(tmp, "shared", None)
+    core = rng.randrange(S.manifest(d, ids[-1])["cores"])
+    chains = [set(S.manifest(d, i)["files"][core]["pages"]) for i in ids]
+    common = sorted(set.intersection(*chains))
+    if not common:
+        return "SKIP no page file shared by every retained checkpoint " \
+               f"{ids} (a full checkpoint among them)"
+    name = common[0]
+    path = os.path.join(d, name)
+    page_size, count = page_file_header(path)
+    assert count > 0, f"{name} holds no page"
+    off = 4096 + rng.randrange(count * page_size)
+    with open(path, "r+b") as f:
+        f.seek(off)
+        b = f.read(1)
+        f.seek(off)
+        f.write(bytes([b[0] ^ 0x01]))
+    want_off = 4096 + (off - 4096) // page_size * page_size
+    before = S.tree_hash(d)
+    r = S.run(cmd, out + ".err")
+    after = S.tree_hash(d)
+    assert r.rc != 0, \
+        f"exit 0 although no retained checkpoint {ids} verifies:\n" \
+        f"{S.tail(r.stderr)}"
+    needle = f"{name} at offset {want_off}"
+    assert needle in r.stderr, \
+        f"stderr does not name the damage ('{needle}'):\n{S.tail(r.stderr)}"
+    assert before == after, "the refused job changed the directory"
+    assert not os.path.exists(out), f"{out} written by a refused job"
+    return f"ckpts {ids} all contain {name}; exit {r.rc}"
+
+
+def foreign(tmp):
+    d = os.path.join(tmp, "ck-foreign")
+    job = ["--gen", "--packets", "300000", "--flows", "20000", "--cores", "2"]
+    r = S.run(S.flows_cmd(WEIR, job + ["--window", "1000"],
+                          os.path.join(tmp, "w1000.csv"), d, 50),
+              os.path.join(tmp, "w1000.err"))
+    r.expect_ok()
+    ids = S.ckpt_list(WEIR, d)
+    assert ids, "the --window 1000 run left no checkpoint"
+    before = S.tree_hash(d)
+    out = os.path.join(tmp, "w500.csv")
+    r = S.run(S.flows_cmd(WEIR, job + ["--window", "500"], out, d, 50),
+              out + ".err")
+    after = S.tree_hash(d)
+    assert r.rc != 0, f"a --window 500 job accepted a --window 1000 " \
+                      f"checkpoint (exit 0):\n{S.tail(r.stderr)}"
+    lines = [l for l in r.stderr.splitlines() if not l.startswith("weir flows: ")]
+    assert len(lines) == 1, \
+        f"want one error line on stderr, got {len(lines)}:\n{S.tail(r.stderr)}"
+    assert "refused" in lines[0] and "another pipeline" in lines[0], \
+        f"the error does not say why: {lines[0]!r}"
+    assert before == after, \
+        "the refused job changed the directory: " + ", ".join(
+            sorted(n for n in set(before) | set(after)
+                   if before.get(n) != after.get(n)))
+    assert not os.path.exists(out + ".inprogress"), f"{out}.inprogress left"
+    return f"exit {r.rc}: {lines[0][:90]}"
+
+
+def main():
+    tap = S.Tap()
+    tmp = tempfile.mkdtemp(prefix="weir-corrupt-")
+    tap.diag(f"seed {SEED} (WEIR_CORRUPT_SEED); tmp {tmp}")
+    ref = {}
+    try:
+        def reference():
+            out = os.path.join(tmp, "ref.csv")
+            s = S.run(S.flows_cmd(WEIR, JOB, out), out + ".err").expect_ok()
+            assert int(s["packets"]) == PACKETS
+            ref["rows"] = S.rows(out)
+            return f"{sum(ref['rows'].values())} rows"
+        have_ref = tap.point("reference run (no checkpoints)", reference)
+        for k, mode in enumerate(("flip", "truncate")):
+            rng = random.Random(f"{SEED}:{k}")
+            name = (f"{mode} a page file of the newest checkpoint -> reported, "
+                    f"previous one restored, exact output (seed={SEED}:{k})")
+            if not have_ref:
+                tap.point(name, lambda: (_ for _ in ()).throw(
+                    AssertionError("no reference (see above)")))
+                continue
+            tap.point(name, lambda: corrupt_trial(tmp, ref["rows"], mode, rng))
+        rng = random.Random(f"{SEED}:2")
+        tap.point(f"a page file every retained checkpoint shares is damaged "
+                  f"-> refused, reported, directory unchanged (seed={SEED}:2)",
+                  lambda: shared_parent(tmp, rng))
+        tap.point("a directory of another job (--window 1000 vs 500) is "
+                  "refused, one line, non-zero exit, directory unchanged",
+                  lambda: foreign(tmp))
+    finally:
+        if KEEP:
+            tap.diag(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return tap.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,373 @@
+"""snaplib.py — shared helpers of the checkpoint fault tests (kill_test.py,
+diskfull_engine_test.py, corrupt_engine_test.py).  Python 3 stdlib only.
+
+Every check is a TAP test point printed as soon as it is done; the plan line
+comes last (TAP allows a trailing plan), so a crash half way still shows what
+passed.  A failure is an AssertionError whose message says what a user would
+see: the command, the exit status, the stderr tail, the rows that differ.
+"""
+import collections
+import glob
+import hashlib
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import traceback
+
+HEADER = "window_start_ms,window_end_ms,proto,src,sport,dst,dport,packets,bytes"
+RUN_TIMEOUT = 300  # a hung run fails the test instead of hanging CI
+
+
+class Tap:
+    """TAP producer: ok/not ok/# SKIP/# TODO, plan at the end."""
+
+    def __init__(self):
+        self.n = 0
+        self.failed = 0
+
+    def diag(self, text):
+        for line in str(text).splitlines():
+            print(f"# {line}")
+        sys.stdout.flush()
+
+    def point(self, name, fn, todo=None):
+        """Run fn(); ok if it returns, not ok if it raises.  fn may return a
+        string starting with 'SKIP ' (skipped visibly) or any other string
+        (appended to the name as detail).  todo: a reason; the point is then
+        marked # TODO (a known engine bug: a failure does not fail CI)."""
+        self.n += 1
+        detail, skip = "", None
+        try:
+            r = fn()
+            ok = True
+            if isinstance(r, str):
+                if r.startswith("SKIP"):
+                    skip = r[4:].strip()
+                else:
+                    detail = r
+        except KnownBug as e:
+            ok = False
+            todo = e.todo
+            msg = f"{type(e).__name__}: {e}"
+        except Exception as e:  # noqa: BLE001 - every failure is reported
+            ok = False
+            msg = f"{type(e).__name__}: {e}"
+            if not isinstance(e, AssertionError):
+                msg += "\n" + traceback.format_exc()
+        line = f"{'ok' if ok else 'not ok'} {self.n} - {name}"
+        if detail:
+            line += f" [{detail}]"
+        if skip is not None:
+            line += f" # SKIP {skip}"
+        elif todo:
+            line += f" # TODO {todo}"
+        print(line)
+        if not ok:
+            if not todo:
+                self.failed += 1
+            for m in msg.splitlines():
+                print(f"#   {m}")
+        sys.stdout.flush()
+        return ok
+
+    def skip(self, name, reason):
+        self.n += 1
+        print(f"ok {self.n} - {name} # SKIP {reason}")
+        sys.stdout.flush()
+
+    def finish(self):
+        print(f"1..{self.n}")
+        sys.stdout.flush()
+        return 1 if self.failed else 0
+
+
+def cmdline(cmd):
+    return " ".join(shlex.quote(c) for c in cmd)
+
+
+def tail(text, n=12):
+    lines = text.strip().splitlines()
+    more = f"... ({len(lines) - n} lines before)\n" if len(lines) > n else ""
+    return more + "\n".join(lines[-n:])
+
+
+def summary(stderr):
+    """The key=value fields of the `weir flows:` summary line on stderr."""
+    lines = [l for l in stderr.splitlines() if l.startswith("weir flows: ")]
+    assert len(lines) == 1, \
+        f"expected one summary line on stderr, got {len(lines)}:\n{tail(stderr)}"
+    return dict(kv.split("=", 1) for kv in lines[0].split()[2:] if "=" in kv)
+
+
+class Run:
+    def __init__(self, cmd, rc, stderr, secs, killed=False):
+        self.cmd, self.rc, self.stderr, self.secs = cmd, rc, stderr, secs
+        self.killed = killed
+
+    def summary(self):
+        return summary(self.stderr)
+
+    def expect_ok(self):
+        """Exit 0, status=ok; returns the summary."""
+        assert self.rc == 0, (f"exit status {self.rc} from {cmdline(self.cmd)}"
+                              f"\nstderr:\n{tail(self.stderr)}")
+        s = self.summary()
+        assert s.get("status") == "ok", \
+            f"summary status={s.get('status')}:\n{tail(self.stderr)}"
+        return s
+
+
+def flows_cmd(weir, args, out, ckdir=None, interval=None):
+    cmd = [weir, "flows"] + list(args) + ["--out", out]
+    if ckdir is not None:
+        cmd += ["--checkpoint-dir", ckdir]
+    if interval is not None:
+        cmd += ["--checkpoint-interval", str(interval)]
+    return cmd
+
+
+def run(cmd, errfile):
+    """Run to completion; stderr goes to errfile (never a pipe that fills)."""
+    t0 = time.monotonic()
+    with open(errfile, "w") as ef:
+        try:
+            p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=ef,
+                               timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"no exit after {RUN_TIMEOUT} s: "
+                                 f"{cmdline(cmd)}") from None
+    with open(errfile) as ef:
+        return Run(cmd, p.returncode, ef.read(), time.monotonic() - t0)
+
+
+def run_killed(cmd, errfile, delay, ckdir=None, need_ids=0):
+    """Start cmd, SIGKILL it `delay` seconds after the start — and, when
+    need_ids > 0, not before ckdir holds that many committed manifests (the
+    kill must land after a checkpoint).  Returns a Run with killed=False
+    when the job ended on its own first."""
+    t0 = time.monotonic()
+    with open(errfile, "w") as ef:
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=ef)
+        try:
+            while p.poll() is None:
+                el = time.monotonic() - t0
+                if el >= delay and (need_ids == 0 or
+                                    len(committed_files(ckdir)) >= need_ids):
+                    break
+                if el > RUN_TIMEOUT:
+                    break
+                time.sleep(0.002)
+            killed = p.poll() is None
+            if killed:
+                p.send_signal(signal.SIGKILL)
+            rc = p.wait()
+        except BaseException:
+            p.kill()
+            p.wait()
+            raise
+    with open(errfile) as ef:
+        return Run(cmd, rc, ef.read(), time.monotonic() - t0, killed)
+
+
+MANIFEST_RE = re.compile(r"^MANIFEST-(\d{20})$")
+
+
+def committed_files(ckdir):
+    """Ids of the committed manifests in ckdir (names only; no parsing)."""
+    try:
+        names = os.listdir(ckdir)
+    except FileNotFoundError:
+        return []
+    return sorted(int(m.group(1)) for m in map(MANIFEST_RE.match, names) if m)
+
+
+def ckpt_list(weir, ckdir):
+    """Ids printed by `weir checkpoint list DIR`, oldest first."""
+    r = subprocess.run([weir, "checkpoint", "list", ckdir], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, \
+        f"weir checkpoint list {ckdir}: exit {r.returncode}: {r.stderr.strip()}"
+    ids = []
+    for line in r.stdout.splitlines()[1:]:
+        f = line.split()
+        if f and f[0].isdigit():
+            ids.append(int(f[0]))
+    return ids
+
+
+def ckpt_verify(weir, ckdir, ckid=None):
+    cmd = [weir, "checkpoint", "verify", ckdir] + ([str(ckid)] if ckid else [])
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    return r.returncode, r.stdout + r.stderr
+
+
+def manifest(ckdir, ckid):
+    """{'cores': n, 'page_size': n, 'files': {core: {'pages': [names newest
+    first], 'meta': name}}} from MANIFEST-<id>."""
+    path = os.path.join(ckdir, f"MANIFEST-{ckid:020d}")
+    m = {"files": {}}
+    core = None
+    with open(path) as f:
+        for line in f:
+            w = line.split()
+            if not w:
+                continue
+            if w[0] in ("cores", "page_size", "id", "parent"):
+                m[w[0]] = int(w[1])
+            elif w[0] == "core":
+                core = int(w[1])
+                m["files"][core] = {"pages": [], "meta": None}
+            elif w[0] == "pages":
+                m["files"][core]["pages"].append(w[1])
+            elif w[0] == "meta":
+                m["files"][core]["meta"] = w[1]
+    return m
+
+
+FILE_ID_RE = re.compile(r"^(?:ckpt-|MANIFEST-)(\d{20})")
+
+
+def orphans(ckdir, upto=None):
+    """ckpt-* files no committed manifest names, and *.tmp manifests: what a
+    finished (not killed) run must not leave behind.  upto: only files of
+    checkpoint ids <= upto (retention sweeps those; newer ones may be left
+    by a killed run until a later commit)."""
+    named = set()
+    for i in committed_files(ckdir):
+        for c in manifest(ckdir, i)["files"].values():
+            named.update(c["pages"])
+            if c["meta"]:
+                named.add(c["meta"])
+    left = []
+    for n in sorted(os.listdir(ckdir)):
+        m = FILE_ID_RE.match(n)
+        if upto is not None and (not m or int(m.group(1)) > upto):
+            continue
+        if (n.startswith("ckpt-") and n not in named) or n.endswith(".tmp"):
+            left.append(n)
+    return left
+
+
+def rows(path):
+    """The CSV's data rows as a multiset (header checked)."""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    assert lines and lines[0] == HEADER, \
+        f"{path}: first line {lines[0] if lines else '(empty file)'!r}"
+    return collections.Counter(lines[1:])
+
+
+class KnownBug(AssertionError):
+    """A failure matching a known engine bug: Tap marks the point # TODO."""
+
+    def __init__(self, msg, todo):
+        super().__init__(msg)
+        self.todo = todo
+
+
+# Known engine bug BUG-1 (tests/snapshot/README.md): core/file_sink.c
+# rotate() clears every buffer's busy flag even when it did not drain the
+# ring, so a buffer whose write is still in flight (queued behind a
+# checkpoint's IOSQE_IO_DRAIN fsync) is refilled, and the file gets rows of
+# ~NBUF buffers later at the earlier offset: those rows appear twice, the
+# rows that belonged there are lost, sometimes with a torn row or a NUL.
+SINK_NBUF, SINK_BUF = 4, 256 << 10
+BUG1 = ("BUG-1 file sink reuses a buffer still being written "
+        "(core/file_sink.c rotate()); tests/snapshot/README.md")
+
+
+def sink_reuse_signature(path, ref):
+    """A description if the difference between path's rows and ref is
+    exactly BUG-1's damage, else None: every extra row is either torn (not a
+    row of ref; at most a few) or a duplicate whose other copy lies
+    k x (NBUF buffers) later in the file (k = 1..4; a buffer holds up to 256
+    KiB of whole rows); every missing row's window and flow is absent."""
+    with open(path, "rb") as f:
+        data = f.read()
+    got = collections.Counter()
+    where = collections.defaultdict(list)
+    keys = collections.Counter()
+    off = 0
+    for i, raw in enumerate(data.split(b"\n")):
+        line = raw.decode("latin-1")
+        if i > 0 and raw:
+            got[line] += 1
+            where[line].append(off)
+            keys[tuple(line.split(",")[:7])] += 1
+        off += len(raw) + 1
+    missing, extra = ref - got, got - ref
+    if not missing or not extra:
+        return None
+    torn, dists = 0, []
+    for line, n in extra.items():
+        if line not in ref:
+            torn += n
+            continue
+        offs = where[line]
+        if len(offs) != ref[line] + n or len(offs) != 2:
+            return None
+        d = offs[1] - offs[0]
+        span = SINK_NBUF * SINK_BUF
+        if not any(k * (span - SINK_NBUF * 1024) <= d <= k * span
+                   for k in range(1, 5)):
+            return None
+        dists.append(d)
+    if torn > 8:
+        return None
+    for line in missing:
+        if keys[tuple(line.split(",")[:7])]:
+            return None
+    return (f"{sum(extra.values()) - torn} rows duplicated "
+            f"{min(dists)}..{max(dists)} bytes apart, {torn} torn, "
+            f"{sum(missing.values())} lost, NUL bytes: {data.count(0)}")
+
+
+def same_rows(path, ref, what=""):
+    """Assert the rows of path equal ref (a Counter) as multisets.  A
+    difference that is exactly BUG-1's damage raises KnownBug."""
+    got = rows(path)
+    if got == ref:
+        return
+    sig = sink_reuse_signature(path, ref)
+    if sig:
+        raise KnownBug(f"{what}output differs from the uninterrupted run "
+                       f"exactly as BUG-1 damages it: {sig}", BUG1)
+    missing = ref - got
+    extra = got - ref
+    ex = lambda c: "\n".join(f"    {l} (x{n})" for l, n in list(c.items())[:5])
+    raise AssertionError(
+        f"{what}output differs from the uninterrupted run: "
+        f"{sum(got.values())} rows, reference {sum(ref.values())}; "
+        f"{sum(missing.values())} missing, {sum(extra.values())} extra or "
+        f"duplicated\n  missing e.g.:\n{ex(missing)}\n  extra e.g.:\n{ex(extra)}")
+
+
+def tree_hash(d):
+    """{relative name: (mode, sha256)} of every file under d."""
+    out = {}
+    for root, _, files in os.walk(d):
+        for n in files:
+            p = os.path.join(root, n)
+            with open(p, "rb") as f:
+                out[os.path.relpath(p, d)] = (os.stat(p).st_mode,
+                                              hashlib.sha256(f.read()).hexdigest())
+    return out
+
+
+def restoring_line(stderr):
+    """(id, cores) of 'weir: restoring checkpoint ID (C cores) from DIR'."""
+    m = re.search(r"^weir: restoring checkpoint (\d+) \((\d+) cores\)", stderr,
+                  re.M)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def cleanup_glob(pattern):
+    for p in glob.glob(pattern):
+        try:
+            os.unlink(p)
+        except OSError:
+            pass
