@@ -269,73 +269,11 @@ class KnownBug(AssertionError):
         self.todo = todo
 
 
-# Known engine bug BUG-1 (tests/snapshot/README.md): core/file_sink.c
-# rotate() clears every buffer's busy flag even when it did not drain the
-# ring, so a buffer whose write is still in flight (queued behind a
-# checkpoint's IOSQE_IO_DRAIN fsync) is refilled, and the file gets rows of
-# ~NBUF buffers later at the earlier offset: those rows appear twice, the
-# rows that belonged there are lost, sometimes with a torn row or a NUL.
-SINK_NBUF, SINK_BUF = 4, 256 << 10
-BUG1 = ("BUG-1 file sink reuses a buffer still being written "
-        "(core/file_sink.c rotate()); tests/snapshot/README.md")
-
-
-def sink_reuse_signature(path, ref):
-    """A description if the difference between path's rows and ref is
-    exactly BUG-1's damage, else None: every extra row is either torn (not a
-    row of ref; at most a few) or a duplicate whose other copy lies
-    k x (NBUF buffers) later in the file (k = 1..4; a buffer holds up to 256
-    KiB of whole rows); every missing row's window and flow is absent."""
-    with open(path, "rb") as f:
-        data = f.read()
-    got = collections.Counter()
-    where = collections.defaultdict(list)
-    keys = collections.Counter()
-    off = 0
-    for i, raw in enumerate(data.split(b"\n")):
-        line = raw.decode("latin-1")
-        if i > 0 and raw:
-            got[line] += 1
-            where[line].append(off)
-            keys[tuple(line.split(",")[:7])] += 1
-        off += len(raw) + 1
-    missing, extra = ref - got, got - ref
-    if not missing or not extra:
-        return None
-    torn, dists = 0, []
-    for line, n in extra.items():
-        if line not in ref:
-            torn += n
-            continue
-        offs = where[line]
-        if len(offs) != ref[line] + n or len(offs) != 2:
-            return None
-        d = offs[1] - offs[0]
-        span = SINK_NBUF * SINK_BUF
-        if not any(k * (span - SINK_NBUF * 1024) <= d <= k * span
-                   for k in range(1, 5)):
-            return None
-        dists.append(d)
-    if torn > 8:
-        return None
-    for line in missing:
-        if keys[tuple(line.split(",")[:7])]:
-            return None
-    return (f"{sum(extra.values()) - torn} rows duplicated "
-            f"{min(dists)}..{max(dists)} bytes apart, {torn} torn, "
-            f"{sum(missing.values())} lost, NUL bytes: {data.count(0)}")
-
-
 def same_rows(path, ref, what=""):
-    """Assert the rows of path equal ref (a Counter) as multisets.  A
-    difference that is exactly BUG-1's damage raises KnownBug."""
+    """Assert the rows of path equal ref (a Counter) as multisets."""
     got = rows(path)
     if got == ref:
         return
-    sig = sink_reuse_signature(path, ref)
-    if sig:
-        raise KnownBug(f"{what}output differs from the uninterrupted run "
-                       f"exactly as BUG-1 damages it: {sig}", BUG1)
     missing = ref - got
     extra = got - ref
     ex = lambda c: "\n".join(f"    {l} (x{n})" for l, n in list(c.items())[:5])
