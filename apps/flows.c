@@ -383,7 +383,8 @@ static void summary(struct flows_job *j, int err, double elapsed)
 	fprintf(stderr, "weir flows: input=%s packets=%llu ip=%llu "
 		"malformed=%llu non_ip=%llu unsupported=%llu truncated=%llu "
 		"late=%llu rows=%llu checkpoints=%llu checkpoint_failures=%llu "
-		"restored_from=%llu checkpoint_pause_max_us=%.1f cores=%u "
+		"restored_from=%llu checkpoint_pause_us=%.1f/%.1f/%.1f "
+		"cores=%u "
 		"elapsed=%.3f "
 		"mpps=%.3f status=%s out=%s\n", j->pcap ? "pcap" : "gen",
 		(unsigned long long)c.packets, (unsigned long long)c.ip,
@@ -392,7 +393,8 @@ static void summary(struct flows_job *j, int err, double elapsed)
 		(unsigned long long)c.truncated, (unsigned long long)late,
 		(unsigned long long)j->rows, (unsigned long long)ck.completed,
 		(unsigned long long)ck.failed,
-		(unsigned long long)ck.restored_id, ck.pause_max_ns / 1e3,
+		(unsigned long long)ck.restored_id, ck.pause_p50_ns / 1e3,
+		ck.pause_p99_ns / 1e3, ck.pause_max_ns / 1e3,
 		j->o->cores, elapsed,
 		elapsed > 0 ? c.packets / elapsed / 1e6 : 0.0,
 		err ? "failed" : "ok", j->o->out);

@@ -194,6 +194,48 @@ static int open_writer(struct wr_exec *x)
 	return wr_ckpt_writer_create(&wc, x->arena, &x->ck.w);
 }
 
+/* Metadata sections captured at the snapshot: [name 32][u64 len][bytes,
+ * padded to 8], handed to the writer once it exists. */
+struct meta_rec {
+	char name[32];
+	uint64_t len;
+};
+
+static int collect(void *ctx, const char *name, const void *b, size_t len)
+{
+	struct wr_exec_ckpt *c = ctx;
+	size_t need = c->meta_len + sizeof(struct meta_rec) + ((len + 7) & ~7ul);
+	struct meta_rec r = { { 0 }, len };
+
+	if (need > c->meta_cap) {
+		size_t cap = need * 2;
+		uint8_t *m = realloc(c->meta, cap);
+		if (m == NULL)
+			return -ENOMEM;
+		c->meta = m;
+		c->meta_cap = cap;
+	}
+	snprintf(r.name, sizeof(r.name), "%s", name);
+	memcpy(c->meta + c->meta_len, &r, sizeof(r));
+	if (len)
+		memcpy(c->meta + c->meta_len + sizeof(r), b, len);
+	c->meta_len = need;
+	c->nmeta++;
+	return 0;
+}
+
+static void record_pause(struct wr_ckpt_job *j, uint64_t ns)
+{
+	uint64_t i = atomic_fetch_add_explicit(&j->npauses, 1,
+					       memory_order_relaxed);
+
+	atomic_store_explicit(&j->pause_ns[i % WR_CKPT_PAUSES],
+			      ns > UINT32_MAX ? UINT32_MAX : (uint32_t)ns,
+			      memory_order_relaxed);
+	atomic_max(&j->pause_max_ns, ns);
+}
+
+/* ALIGN -> FLUSH: memory only (the pause); files come next tick. */
 static void snapshot(struct wr_exec *x)
 {
 	struct wr_exec_ckpt *c = &x->ck;
@@ -201,22 +243,40 @@ static void snapshot(struct wr_exec *x)
 	uint32_t epoch;
 	int err = wr_arena_snapshot_begin(x->arena, &epoch);
 
+	c->meta_len = 0;
+	c->nmeta = 0;
 	if (err == 0)
-		err = open_writer(x);
-	if (err == 0)
-		err = wr_ckpt_meta_save(x, c->w);
-	atomic_max(&x->p->ck->pause_max_ns, mono_ns() - t0);
+		err = wr_ckpt_meta_save(x, collect, c);
+	c->snap_ns = mono_ns();
+	record_pause(x->p->ck, c->snap_ns - t0);
 	memset(c->blocked, 0, sizeof(c->blocked));
 	if (err == 0) {
 		c->phase = WR_CK_FLUSH;
 		return;
 	}
-	wr_ckpt_writer_destroy(c->w);
-	wr_arena_snapshot_end(x->arena);
+	if (x->arena->snap_pending)
+		wr_arena_snapshot_end(x->arena);
 	fprintf(stderr, "weir: checkpoint %llu: core %u: %s\n",
 		(unsigned long long)x->p->ck->plan.ckpt_id, x->id,
 		weir_last_error());
 	report(x, err);
+}
+
+/* The first FLUSH tick: files opened, the captured sections added. */
+static int start_writer(struct wr_exec *x)
+{
+	struct wr_exec_ckpt *c = &x->ck;
+	int err = open_writer(x);
+
+	for (size_t off = 0; err == 0 && off < c->meta_len;) {
+		struct meta_rec r;
+		memcpy(&r, c->meta + off, sizeof(r));
+		err = wr_ckpt_writer_add_section(c->w, r.name,
+						 c->meta + off + sizeof(r),
+						 r.len);
+		off += sizeof(r) + ((r.len + 7) & ~7ul);
+	}
+	return err;
 }
 
 /* ---- per core: flush (FLUSH -> IDLE) ---- */
@@ -235,7 +295,7 @@ static int sinks_synced(struct wr_exec *x)
 	return 1;
 }
 
-static void flush_done(struct wr_exec *x, int err)
+static void flush_done(struct wr_exec *x, int err, const char *why)
 {
 	struct wr_ckpt_job *j = x->p->ck;
 	struct wr_exec_ckpt *c = &x->ck;
@@ -247,7 +307,7 @@ static void flush_done(struct wr_exec *x, int err)
 	if (err && err != -ECANCELED)
 		fprintf(stderr, "weir: checkpoint %llu: core %u: %s\n",
 			(unsigned long long)j->plan.ckpt_id, x->id,
-			strerror(-err));
+			why ? why : strerror(-err));
 	report(x, err);
 }
 
@@ -256,16 +316,21 @@ static int flush_step(struct wr_exec *x)
 	struct wr_exec_ckpt *c = &x->ck;
 	int rc;
 
+	if (c->w == NULL && (rc = start_writer(x)) != 0) {
+		flush_done(x, rc, weir_last_error());
+		return 1;
+	}
+
 	if (atomic_load_explicit(&x->p->ck->abort_id, memory_order_relaxed) ==
 	    c->id) {
-		flush_done(x, -ECANCELED);
+		flush_done(x, -ECANCELED, NULL);
 		return 1;
 	}
 	rc = wr_ckpt_writer_step(c->w);
 	if (rc == 1)
 		rc = sinks_synced(x);
 	if (rc != 0)
-		flush_done(x, rc < 0 ? rc : 0);
+		flush_done(x, rc < 0 ? rc : 0, NULL);
 	return 1;
 }
 
@@ -469,7 +534,7 @@ bool wr_ckpt_core_is_valid(const struct wr_exec *x)
 	case WR_CK_ALIGN:
 		return c->w == NULL && c->id == c->seen && c->id > 0;
 	case WR_CK_FLUSH:
-		return c->w != NULL && x->arena->snap_pending;
+		return x->arena->snap_pending;
 	}
 	return false;
 }
@@ -497,12 +562,14 @@ void wr_ckpt_exec_fini(struct wr_exec *x)
 {
 	struct wr_exec_ckpt *c = &x->ck;
 
-	if (c->w != NULL) { /* stopped mid-flush: nothing of it counts */
-		wr_ckpt_writer_destroy(c->w);
+	/* Stopped mid-flush: nothing of it counts (destroy unlinks). */
+	wr_ckpt_writer_destroy(c->w);
+	c->w = NULL;
+	if (x->arena != NULL && x->arena->snap_pending)
 		wr_arena_snapshot_end(x->arena);
-		c->w = NULL;
-	}
 	wr_uring_destroy(c->io);
+	wr_ckpt_writer_cache_release();
+	free(c->meta);
 	free(c->pos);
 	free(c->pos_len);
 }

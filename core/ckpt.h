@@ -51,6 +51,7 @@
 #include "weir/checkpoint.h"
 
 #define WR_CKPT_DIR_MAX 4096u
+#define WR_CKPT_PAUSES 1024u
 
 enum wr_ckpt_phase { WR_CK_IDLE = 0, WR_CK_ALIGN, WR_CK_FLUSH };
 
@@ -84,6 +85,9 @@ struct wr_ckpt_job {
 	/* Statistics (relaxed). */
 	_Atomic uint64_t completed, failed, last_id, last_us, last_bytes;
 	_Atomic uint64_t pause_max_ns;
+	/* The last WR_CKPT_PAUSES pauses (any core), for percentiles. */
+	_Atomic uint32_t pause_ns[WR_CKPT_PAUSES];
+	_Atomic uint64_t npauses;
 	uint64_t restored_id;
 	uint32_t restored_cores;
 };
@@ -103,8 +107,14 @@ struct wr_exec_ckpt {
 	bool want_finish;
 	uint8_t *pos;       /* per source: position bytes at the cut */
 	uint32_t *pos_len;
-	struct wr_ckpt_writer *w;
+	struct wr_ckpt_writer *w;   /* FLUSH: created the tick after the cut */
 	struct wr_uring *io;
+	/* The metadata captured at the snapshot, handed to the writer the
+	 * next tick: the snapshot itself stays memory-only (no syscall). */
+	uint8_t *meta;
+	size_t meta_len, meta_cap;
+	uint32_t nmeta;
+	uint64_t snap_ns;           /* when the snapshot was taken */
 };
 
 struct wr_exec;
@@ -132,8 +142,11 @@ static inline bool wr_ckpt_aligning(const struct wr_exec_ckpt *c)
 bool wr_ckpt_may_finish(struct wr_exec *x);
 bool wr_ckpt_core_is_valid(const struct wr_exec *x);
 
-/* core/ckpt_meta.c: operator metadata in and out. */
-int wr_ckpt_meta_save(struct wr_exec *x, struct wr_ckpt_writer *w);
+/* core/ckpt_meta.c: operator metadata in and out.  save() hands each
+ * section to add(). */
+typedef int (*wr_ckpt_add_fn)(void *ctx, const char *name, const void *b,
+			      size_t len);
+int wr_ckpt_meta_save(struct wr_exec *x, wr_ckpt_add_fn add, void *ctx);
 /* Restore this core's operators; called by wr_exec_create after the
  * nodes are built fresh (rescaling) or instead (same core count). */
 int wr_ckpt_meta_restore(struct wr_exec *x);

@@ -71,6 +71,31 @@ int weir_pipeline_checkpoint(struct weir_pipeline *p,
 	return 0;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void pause_percentiles(struct wr_ckpt_job *j,
+			      struct weir_checkpoint_stats *out)
+{
+	uint32_t v[WR_CKPT_PAUSES];
+	uint64_t n = atomic_load_explicit(&j->npauses, memory_order_relaxed);
+	uint32_t k = n < WR_CKPT_PAUSES ? (uint32_t)n : WR_CKPT_PAUSES;
+
+	out->pauses = n;
+	if (k == 0)
+		return;
+	for (uint32_t i = 0; i < k; i++)
+		v[i] = atomic_load_explicit(&j->pause_ns[i],
+					    memory_order_relaxed);
+	qsort(v, k, sizeof(v[0]), cmp_u32);
+	out->pause_p50_ns = v[k / 2];
+	out->pause_p99_ns = v[(uint64_t)k * 99 / 100];
+}
+
 void weir_pipeline_checkpoint_stats(const struct weir_pipeline *p,
 				    struct weir_checkpoint_stats *out)
 {
@@ -88,6 +113,7 @@ void weir_pipeline_checkpoint_stats(const struct weir_pipeline *p,
 					       memory_order_relaxed);
 	out->pause_max_ns = atomic_load_explicit(&j->pause_max_ns,
 						 memory_order_relaxed);
+	pause_percentiles(j, out);
 	out->restored_id = j->restored_id;
 	out->restored_cores = j->restored_cores;
 }

@@ -34,23 +34,25 @@ struct edge_img {
 struct node_img {
 	int64_t max_ts, active_ms;
 };
+#define OP_STATES_MAX 32u /* process.c's STATES_MAX */
 struct op_head {
 	uint32_t nstates, has_timers;
 };
 
 /* ---- saving (at the barrier, no I/O: the writer copies the bytes) ---- */
 
-static int save_time(struct wr_exec *x, struct wr_ckpt_writer *w)
+static int save_time(struct wr_exec *x, wr_ckpt_add_fn add, void *ctx)
 {
+	/* On the stack: this runs inside the snapshot's pause. */
+	_Alignas(8) uint8_t buf[sizeof(struct time_head) +
+				WR_EDGES_MAX * sizeof(struct edge_img) +
+				WR_NODES_MAX * sizeof(struct node_img)];
 	size_t len = sizeof(struct time_head) +
 		     x->p->nedges * sizeof(struct edge_img) +
 		     x->p->nnodes * sizeof(struct node_img);
-	uint8_t *buf = malloc(len), *q = buf;
+	uint8_t *q = buf;
 	struct time_head h = { x->p->nedges, x->p->nnodes };
-	int err;
 
-	if (buf == NULL)
-		return -ENOMEM;
 	memcpy(q, &h, sizeof(h));
 	q += sizeof(h);
 	for (unsigned e = 0; e < x->p->nedges; e++, q += sizeof(struct edge_img))
@@ -60,25 +62,27 @@ static int save_time(struct wr_exec *x, struct wr_ckpt_writer *w)
 	for (unsigned i = 0; i < x->p->nnodes; i++, q += sizeof(struct node_img))
 		memcpy(q, &(struct node_img){ x->nodes[i].max_ts,
 			x->nodes[i].active_ms }, sizeof(struct node_img));
-	err = wr_ckpt_writer_add_section(w, "time", buf, len);
-	free(buf);
-	return err;
+	return add(ctx, "time", buf, len);
 }
 
 static int save_op(struct wr_exec *x, const struct weir_stream *n,
-		   struct wr_ckpt_writer *w)
+		   wr_ckpt_add_fn add, void *ctx)
 {
 	struct wr_timers *t = x->nodes[n->id].timers;
 	unsigned ns = wr_process_nstates(x, n);
+	_Alignas(8) uint8_t buf[sizeof(struct op_head) +
+				OP_STATES_MAX * sizeof(struct wr_kstate_image) +
+				sizeof(struct wr_timers_image)];
 	size_t len = sizeof(struct op_head) +
 		     ns * sizeof(struct wr_kstate_image) +
 		     sizeof(struct wr_timers_image);
-	uint8_t *buf = calloc(1, len), *q = buf;
+	uint8_t *q = buf;
 	char name[WR_CKPT_SECTION_NAME_MAX + 1];
-	int err;
 
-	if (buf == NULL)
-		return -ENOMEM;
+	if (ns > OP_STATES_MAX)
+		return wr_error(-E2BIG, "checkpoint: '%s' has %u states",
+				n->name, ns);
+	memset(buf, 0, len);
 	memcpy(q, &(struct op_head){ ns, t != NULL }, sizeof(struct op_head));
 	q += sizeof(struct op_head);
 	for (unsigned i = 0; i < ns; i++, q += sizeof(struct wr_kstate_image))
@@ -87,25 +91,23 @@ static int save_op(struct wr_exec *x, const struct weir_stream *n,
 	if (t != NULL)
 		wr_timers_save(t, (struct wr_timers_image *)q);
 	snprintf(name, sizeof(name), "op.%u", n->id);
-	err = wr_ckpt_writer_add_section(w, name, buf, len);
-	free(buf);
-	return err;
+	return add(ctx, name, buf, len);
 }
 
 static int save_node(struct wr_exec *x, const struct weir_stream *n,
-		     struct wr_ckpt_writer *w, unsigned src_index)
+		     wr_ckpt_add_fn add, void *ctx, unsigned src_index)
 {
 	char name[WR_CKPT_SECTION_NAME_MAX + 1];
 	uint64_t len;
 
 	switch (n->kind) {
 	case WR_NODE_PROCESS:
-		return save_op(x, n, w);
+		return save_op(x, n, add, ctx);
 	case WR_NODE_SOURCE:
 		if (x->ck.pos_len[src_index] == UINT32_MAX)
 			return 0; /* not replayable */
 		snprintf(name, sizeof(name), "src.%u", n->id);
-		return wr_ckpt_writer_add_section(w, name,
+		return add(ctx, name,
 			x->ck.pos + (size_t)src_index * WEIR_SOURCE_POS_MAX,
 			x->ck.pos_len[src_index]);
 	case WR_NODE_SINK:
@@ -116,20 +118,20 @@ static int save_node(struct wr_exec *x, const struct weir_stream *n,
 		if (err)
 			return err;
 		snprintf(name, sizeof(name), "sink.%u", n->id);
-		return wr_ckpt_writer_add_section(w, name, &len, sizeof(len));
+		return add(ctx, name, &len, sizeof(len));
 	default:
 		return 0;
 	}
 }
 
-int wr_ckpt_meta_save(struct wr_exec *x, struct wr_ckpt_writer *w)
+int wr_ckpt_meta_save(struct wr_exec *x, wr_ckpt_add_fn add, void *ctx)
 {
 	unsigned src = 0;
-	int err = save_time(x, w);
+	int err = save_time(x, add, ctx);
 
 	for (unsigned i = 0; err == 0 && i < x->p->nnodes; i++) {
 		const struct weir_stream *n = x->p->nodes[i];
-		err = save_node(x, n, w, src);
+		err = save_node(x, n, add, ctx, src);
 		if (n->kind == WR_NODE_SOURCE)
 			src++;
 	}

@@ -36,6 +36,7 @@ struct fsink_core {
 	uint32_t fill;         /* bytes in the current buffer */
 	bool busy[NBUF];       /* submitted, completion not yet reaped */
 	bool syncing;          /* a checkpoint's fsync (tag NBUF) in flight */
+	bool sync_wanted;      /* barrier seen, its fsync not queued yet */
 	char *buf[NBUF];
 };
 
@@ -143,16 +144,24 @@ static int reopen(const struct fsink_spec *fs, struct fsink_core *fc)
 	return 0;
 }
 
-/* Checkpoint barrier: the length so far; its bytes go to the disk now and
- * an fsync ordered after them (IOSQE_IO_DRAIN) makes them durable. */
+/* Checkpoint barrier: the length so far, no I/O (it is part of the
+ * snapshot's pause).  synced() then writes the bytes out and queues an
+ * fsync ordered after them (IOSQE_IO_DRAIN); rows appended meanwhile go
+ * out too, which is harmless: restore truncates to the length. */
 static int fsink_barrier(struct wr_exec *x, const struct weir_stream *n,
 			 uint64_t *len)
 {
 	struct fsink_core *fc = *wr_exec_sink_state(x, n);
-	int err;
 
 	*len = fc->off + fc->fill;
-	err = rotate(fc);
+	fc->sync_wanted = true;
+	return 0;
+}
+
+static int start_sync(struct fsink_core *fc)
+{
+	int err = rotate(fc);
+
 	if (err == 0)
 		err = wr_uring_fsync(fc->io, fc->fd, NBUF);
 	if (err == 0)
@@ -160,6 +169,7 @@ static int fsink_barrier(struct wr_exec *x, const struct weir_stream *n,
 	if (err)
 		return wr_error(err, "checkpoint: output file: %s",
 				strerror(-err));
+	fc->sync_wanted = false;
 	fc->syncing = true;
 	return 0;
 }
@@ -169,6 +179,8 @@ static int fsink_synced(struct wr_exec *x, const struct weir_stream *n)
 	struct fsink_core *fc = *wr_exec_sink_state(x, n);
 	int err = 0;
 
+	if (fc->sync_wanted)
+		return start_sync(fc);
 	reap(fc, &err);
 	if (err)
 		return err;

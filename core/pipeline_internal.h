@@ -71,8 +71,9 @@ struct wr_sink_ops {
 	int (*finish)(struct wr_exec *x, const struct weir_stream *n);
 	void (*close)(struct wr_exec *x, const struct weir_stream *n);
 	/* Checkpoints (optional): at the barrier, the output's length that
-	 * the checkpoint commits, and start making it durable (no blocking);
-	 * synced() is 1 once it is, 0 not yet, -errno on failure. */
+	 * the checkpoint commits (memory only: no I/O in the snapshot);
+	 * synced(), called each flush tick, makes it durable without
+	 * blocking: 1 once it is, 0 not yet, -errno on failure. */
 	int (*barrier)(struct wr_exec *x, const struct weir_stream *n,
 		       uint64_t *len);
 	int (*synced)(struct wr_exec *x, const struct weir_stream *n);

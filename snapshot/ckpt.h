@@ -139,8 +139,10 @@ int wr_ckpt_writer_result(const struct wr_ckpt_writer *w,
 enum wr_ckpt_state wr_ckpt_writer_state(const struct wr_ckpt_writer *w);
 bool wr_ckpt_writer_is_valid(const struct wr_ckpt_writer *w);
 /* Unlinks the files unless DURABLE; blocks (drains) if writes are in
- * flight.  NULL is a no-op. */
+ * flight.  NULL is a no-op.  The staging memory is kept for the thread's
+ * next writer; wr_ckpt_writer_cache_release() frees it (thread exit). */
 void wr_ckpt_writer_destroy(struct wr_ckpt_writer *w);
+void wr_ckpt_writer_cache_release(void);
 
 /* ---- coordinator: plan, commit, retention, abort ---- */
 

@@ -135,6 +135,45 @@ static int open_files(struct wr_ckpt_writer *w)
 	return err;
 }
 
+/*
+ * Staging memory is kept per thread between checkpoints: a writer lives
+ * for one checkpoint, and allocating (and faulting in) megabytes each time
+ * cost milliseconds on the core's loop.  Only the owning core's thread
+ * creates and destroys its writers, so a thread-local cache needs no lock.
+ */
+static __thread uint8_t *stage_cache;
+static __thread size_t stage_cache_len;
+
+static uint8_t *stage_take(size_t len)
+{
+	void *p = NULL;
+
+	if (stage_cache != NULL && stage_cache_len == len) {
+		p = stage_cache;
+		stage_cache = NULL;
+		return p;
+	}
+	if (posix_memalign(&p, WR_CKPT_BLOCK, len) != 0)
+		return NULL;
+	return p; /* every byte is written before it is read */
+}
+
+static void stage_give(uint8_t *p, size_t len)
+{
+	if (p == NULL)
+		return;
+	if (stage_cache != NULL)
+		free(stage_cache);
+	stage_cache = p;
+	stage_cache_len = len;
+}
+
+void wr_ckpt_writer_cache_release(void)
+{
+	free(stage_cache);
+	stage_cache = NULL;
+}
+
 static int alloc_buffers(struct wr_ckpt_writer *w)
 {
 	size_t n = w->pages_total;
@@ -148,8 +187,7 @@ static int alloc_buffers(struct wr_ckpt_writer *w)
 	w->trailer = aligned_zalloc(w->trailer_cap);
 	w->nslots = w->cfg.inflight_max < STAGE_SLOTS ? w->cfg.inflight_max
 						      : STAGE_SLOTS;
-	w->stage = aligned_zalloc((size_t)w->nslots * MERGE_PAGES *
-				  w->page_size);
+	w->stage = stage_take((size_t)w->nslots * MERGE_PAGES * w->page_size);
 	if (!w->desc || !w->view || !w->header || !w->trailer || !w->stage)
 		return wr_error(-ENOMEM, "checkpoint: no memory for the "
 				"writer of %u pages", w->pages_total);
@@ -705,6 +743,6 @@ void wr_ckpt_writer_destroy(struct wr_ckpt_writer *w)
 	free(w->trailer);
 	free(w->sections);
 	free(w->meta);
-	free(w->stage);
+	stage_give(w->stage, (size_t)w->nslots * MERGE_PAGES * w->page_size);
 	free(w);
 }

@@ -68,6 +68,8 @@ struct weir_checkpoint_stats {
 	uint64_t restored_id;	/* the checkpoint this run started from */
 	uint32_t restored_cores; /* its core count */
 	uint64_t pause_max_ns;	/* longest synchronous snapshot part */
+	uint64_t pause_p50_ns, pause_p99_ns; /* over the last 1024 pauses */
+	uint64_t pauses;	/* core snapshots taken (all cores) */
 };
 
 /* Any thread, any time (relaxed counters). */
