@@ -61,7 +61,7 @@ struct dsrc_core {
 struct dsrc_port {
 	uint16_t id, queues, rx_desc;
 	int socket;
-	bool rss;
+	bool rss, configured, started;
 };
 
 struct weir_dpdk_source {
@@ -193,6 +193,7 @@ static int port_start(struct weir_dpdk_source *s, struct dsrc_port *pp)
 			di.flow_type_rss_offloads & DPDK_RSS_HF;
 	}
 	err = rte_eth_dev_configure(pp->id, pp->queues, 0, &conf);
+	pp->configured = err == 0;
 	for (uint16_t q = 0; err == 0 && q < pp->queues; q++) {
 		what = "RX queue setup";
 		err = rte_eth_rx_queue_setup(pp->id, q, pp->rx_desc, pp->socket,
@@ -202,6 +203,7 @@ static int port_start(struct weir_dpdk_source *s, struct dsrc_port *pp)
 		what = "start";
 		(void)rte_eth_promiscuous_enable(pp->id); /* -ENOTSUP is fine */
 		err = rte_eth_dev_start(pp->id);
+		pp->started = err == 0;
 	}
 	if (err == 0 && pp->rss) {
 		what = "RSS redirection table";
@@ -276,8 +278,10 @@ void weir_dpdk_source_close(struct weir_dpdk_source *s)
 		return;
 	/* Stop and close every port first: their queues hold pool mbufs. */
 	for (unsigned i = 0; i < s->nports; i++) {
-		(void)rte_eth_dev_stop(s->port[i].id);
-		(void)rte_eth_dev_close(s->port[i].id);
+		if (s->port[i].started)
+			(void)rte_eth_dev_stop(s->port[i].id);
+		if (s->port[i].configured)
+			(void)rte_eth_dev_close(s->port[i].id);
 	}
 	for (int k = 0; k < RTE_MAX_NUMA_NODES; k++)
 		rte_mempool_free(s->pool[k]);
