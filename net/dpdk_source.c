@@ -341,7 +341,12 @@ static unsigned claim(struct weir_dpdk_source *s, unsigned want)
 					  memory_order_relaxed);
 		return 0;
 	}
-	return n - c < want ? (unsigned)(n - c) : want;
+	if (n - c >= want)
+		return want;
+	/* Only n - c left: hand the rest of the claim back at once. */
+	atomic_fetch_sub_explicit(&s->claimed, want - (n - c),
+				  memory_order_relaxed);
+	return (unsigned)(n - c);
 }
 
 /* Return the unused part of a claim of `want`, count `got` received. */
