@@ -47,7 +47,7 @@
  * cannot be initialised twice, and cannot be retried after most failures
  * either (it keeps half its state), so the answer is remembered. */
 static _Atomic int eal_state;
-/* The split words: the EAL may keep pointers into argv (kept reachable). */
+/* The split words: the EAL may keep pointers into argv until cleanup. */
 static char *eal_words;
 /* The first complaint of a successful initialisation (wr_dpdk_eal_complaint). */
 static char eal_complaint[256];
@@ -236,6 +236,9 @@ void weir_dpdk_eal_cleanup(void)
 	int up = 1;
 
 	/* After cleanup the EAL cannot come back in this process. */
-	if (atomic_compare_exchange_strong(&eal_state, &up, -ESHUTDOWN))
+	if (atomic_compare_exchange_strong(&eal_state, &up, -ESHUTDOWN)) {
 		rte_eal_cleanup();
+		free(eal_words);
+		eal_words = NULL;
+	}
 }
