@@ -21,10 +21,11 @@ Test plan:
   - --duration 1 on net_null (endless frames of zeros): ends by itself,
     exit 0, packets > 0 all non_ip, a CSV with only the header; with 2
     cores net_null's RETA is programmed (rss_ports=1, queues=2).
+  - --checkpoint-dir with --dpdk: the first stderr line says the source is
+    live and not replayable (at-most-once), checkpoints are taken, exit 0.
   - errors, each exit 2, one stderr line, no output file: an unknown EAL
     option (named), no ports (the missing capture named), --rate with
-    --dpdk, and --checkpoint-dir with --dpdk (the note that the source is
-    live and not replayable comes first).
+    --dpdk.
 """
 import collections
 import os
@@ -215,12 +216,19 @@ def rate(tmp):
                 ["--rate does not apply to --dpdk"])
 
 
-@test("--checkpoint-dir with --dpdk: says live, not replayable")
+@test("--checkpoint-dir with --dpdk: says live, not replayable, runs")
 def live(tmp):
-    args, _ = eal(["--vdev=net_null0"])
-    check_error(tmp, ["--dpdk", args, "--checkpoint-dir", tmp],
-                ["live source and not replayable", "checkpoint"],
-                lines_max=2)
+    args, prefix = eal(["--vdev=net_null0"])
+    out = os.path.join(tmp, "k.csv")
+    r = flows(["--dpdk", args, "--duration", "2", "--cores", "2",
+               "--checkpoint-dir", os.path.join(tmp, "ck"),
+               "--checkpoint-interval", "200"], out, prefix)
+    assert r.returncode == 0, r.stderr
+    first = r.stderr.strip().splitlines()[0]
+    assert "'dpdk' is live, not replayable" in first, first
+    assert "at-most-once" in first, first
+    s = summary(r.stderr)
+    assert s["status"] == "ok" and int(s["checkpoints"]) > 0, s
 
 
 def no_dpdk(tmp):
