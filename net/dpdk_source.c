@@ -59,7 +59,8 @@ struct dsrc_core {
 };
 
 struct dsrc_port {
-	uint16_t id, queues, rx_desc;
+	uint16_t id, queues, rx_desc, reta_size;
+	uint64_t rss_hf; /* hash types asked for, 0: no RSS */
 	int socket;
 	bool rss, configured, started;
 };
@@ -110,8 +111,9 @@ static int port_plan(struct weir_dpdk_source *s, struct dsrc_port *pp)
 		return wr_error(-EINVAL, "--dpdk: port %u (%s) has no RX "
 				"queue", pp->id, di.driver_name);
 	pp->queues = (uint16_t)RTE_MIN(s->cfg.cores, di.max_rx_queues);
-	pp->rss = di.reta_size > 0 && pp->queues > 1 &&
-		  (di.flow_type_rss_offloads & DPDK_RSS_HF) != 0;
+	pp->rss_hf = di.flow_type_rss_offloads & DPDK_RSS_HF;
+	pp->reta_size = di.reta_size;
+	pp->rss = di.reta_size > 0 && pp->queues > 1 && pp->rss_hf != 0;
 	pp->rx_desc = s->cfg.rx_desc ? s->cfg.rx_desc : DPDK_RX_DESC;
 	pp->socket = port_socket(pp->id);
 	err = rte_eth_dev_adjust_nb_rx_tx_desc(pp->id, &pp->rx_desc, &tx);
@@ -154,25 +156,21 @@ static int make_pools(struct weir_dpdk_source *s)
  * the NIC's hash buckets (docs/net.md: why not per key group). */
 static int reta_program(const struct dsrc_port *pp)
 {
-	struct rte_eth_dev_info di;
 	struct rte_eth_rss_reta_entry64 *conf;
-	unsigned groups;
-	int err = rte_eth_dev_info_get(pp->id, &di);
+	unsigned groups = (pp->reta_size + RTE_ETH_RETA_GROUP_SIZE - 1) /
+			  RTE_ETH_RETA_GROUP_SIZE;
+	int err;
 
-	if (err)
-		return err;
-	groups = (di.reta_size + RTE_ETH_RETA_GROUP_SIZE - 1) /
-		 RTE_ETH_RETA_GROUP_SIZE;
 	conf = calloc(groups, sizeof(*conf));
 	if (conf == NULL)
 		return -ENOMEM;
-	for (unsigned i = 0; i < di.reta_size; i++) {
+	for (unsigned i = 0; i < pp->reta_size; i++) {
 		conf[i / RTE_ETH_RETA_GROUP_SIZE].mask |=
 			1ull << (i % RTE_ETH_RETA_GROUP_SIZE);
 		conf[i / RTE_ETH_RETA_GROUP_SIZE].reta[i %
 			RTE_ETH_RETA_GROUP_SIZE] = (uint16_t)(i % pp->queues);
 	}
-	err = rte_eth_dev_rss_reta_update(pp->id, conf, di.reta_size);
+	err = rte_eth_dev_rss_reta_update(pp->id, conf, pp->reta_size);
 	free(conf);
 	return err;
 }
@@ -186,11 +184,8 @@ static int port_start(struct weir_dpdk_source *s, struct dsrc_port *pp)
 
 	memset(&conf, 0, sizeof(conf));
 	if (pp->rss) {
-		struct rte_eth_dev_info di;
-		rte_eth_dev_info_get(pp->id, &di);
 		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
-		conf.rx_adv_conf.rss_conf.rss_hf =
-			di.flow_type_rss_offloads & DPDK_RSS_HF;
+		conf.rx_adv_conf.rss_conf.rss_hf = pp->rss_hf;
 	}
 	err = rte_eth_dev_configure(pp->id, pp->queues, 0, &conf);
 	pp->configured = err == 0;
