@@ -1,9 +1,10 @@
 /*
  * flows.c — `weir flows`: per-flow packet and byte counts in event-time
- * tumbling windows, from a capture file or the built-in generator, written
- * as CSV through the file sink.
+ * tumbling windows, from a capture file, DPDK ports or the built-in
+ * generator, written as CSV through the file sink.
  *
- *   source (pcap file on core 0 | generator on every core)
+ *   source (pcap file on core 0 | DPDK: one RX queue per core on every
+ *           port, arrival time | generator on every core)
  *     -> watermarks (bounded out-of-orderness --max-delay)
  *     -> key_by 5-tuple (40-byte weir_flow_key: key group -> core)
  *     -> tumbling window --window, aggregate {packets, bytes}
@@ -12,9 +13,14 @@
  * Everything that can be refused (options, the input file) is checked
  * before the pipeline exists, so a refused run leaves no output at all; a
  * run that fails later leaves only the ".inprogress" file.
+ *
+ * DPDK is live: SIGINT/SIGTERM end its input (not the runtime), so every
+ * window is still written; a second signal exits at once.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,12 +35,15 @@
 #define FLOWS_CSV_HEADER \
 	"window_start_ms,window_end_ms,proto,src,sport,dst,dport,packets,bytes\n"
 
+#define DPDK_IDLE_MS 1000
+
 struct flows_opts {
-	const char *pcap, *out, *ckpt_dir;
+	const char *pcap, *out, *ckpt_dir, *dpdk;
 	uint64_t ckpt_interval_ms;
 	bool gen, idle_sleep;
 	unsigned cores;
 	uint64_t window_ms, max_delay_ms, rate, duration_s;
+	uint64_t packets; /* --packets as given, 0 if not */
 	struct weir_flowgen_config gen_cfg;
 };
 
@@ -49,8 +58,8 @@ struct flow_row {
 };
 
 static const char flows_usage[] =
-	"usage: weir flows [--pcap FILE | --gen] [--cores N] [--window MS]\n"
-	"                  [--out FILE] [--max-delay MS] [--rate PPS]\n"
+	"usage: weir flows [--pcap FILE | --dpdk \"EAL ARGS\" | --gen] [--cores N]\n"
+	"                  [--window MS] [--out FILE] [--max-delay MS] [--rate PPS]\n"
 	"                  [--duration S] [--idle busy|sleep] [--flows N]\n"
 	"                  [--packets N] [--seed S] [--zipf S] [--ipv6 F]\n"
 	"\n"
@@ -59,6 +68,13 @@ static const char flows_usage[] =
 	"  " FLOWS_CSV_HEADER
 	"\n"
 	"  --pcap FILE      read a pcap or pcapng capture (timestamps = event time)\n"
+	"  --dpdk \"ARGS\"    every DPDK port the EAL finds with ARGS (one string,\n"
+	"                   split like a shell), one RX queue per core; event\n"
+	"                   time = arrival time; live: not replayable, device\n"
+	"                   drops counted (drops=N); ends with --packets,\n"
+	"                   --duration or SIGINT/SIGTERM, every window written.\n"
+	"                   e.g. --dpdk \"--no-huge --no-pci -m 256 --vdev=\n"
+	"                   net_pcap0,rx_pcap=FILE,infinite_rx=0\" --packets N\n"
 	"  --gen            the built-in traffic generator (the default input)\n"
 	"  --cores N        worker cores (default: every usable CPU)\n"
 	"  --window MS      window size in ms, > 0 (default 1000)\n"
@@ -66,11 +82,13 @@ static const char flows_usage[] =
 	"                   running, renamed when every window is written)\n"
 	"  --max-delay MS   out-of-orderness the watermark allows (default 1000);\n"
 	"                   packets later than that are counted as late=N\n"
-	"  --rate PPS       pace the input to PPS packets/s (default: full speed)\n"
+	"  --rate PPS       pace the input to PPS packets/s (default: full speed;\n"
+	"                   not with --dpdk)\n"
 	"  --duration S     end the input after S seconds (default: none)\n"
 	"  --idle POLICY    busy (spin) or sleep (eventfd) when idle (default busy)\n"
 	"  --flows N        generator: distinct flows (default 100000)\n"
-	"  --packets N      generator: packets (default 4000000)\n"
+	"  --packets N      generator: packets (default 4000000); --dpdk: stop\n"
+	"                   after N frames (default: no limit)\n"
 	"  --seed S         generator: seed (default 1)\n"
 	"  --zipf S         generator: flow popularity skew (default 1.1)\n"
 	"  --ipv6 F         generator: share of IPv6 flows, 0..1 (default 0.2)\n"
@@ -82,7 +100,6 @@ static const char flows_usage[] =
 	"                   uninterrupted run writes\n"
 	"  --checkpoint-interval MS  between checkpoints (default 1000)\n"
 	"\n"
-	"Not available yet: --dpdk.\n"
 	"Exit status: 0 done, 1 the job failed, 2 bad options or input.\n";
 
 static int parse_double(const char *opt, const char *val, double lo,
@@ -113,6 +130,7 @@ static int parse_gen(struct flows_opts *o, const char *opt, const char *val,
 		if (!cli_parse_u64(opt, val, 1, UINT64_MAX / 2,
 				   &o->gen_cfg.packets))
 			return EXIT_USAGE;
+		o->packets = o->gen_cfg.packets;
 	} else if (strcmp(opt, "--seed") == 0) {
 		if (!cli_parse_u64(opt, val, 0, UINT64_MAX, &o->gen_cfg.seed))
 			return EXIT_USAGE;
@@ -132,9 +150,6 @@ static int parse_one(struct flows_opts *o, const char *opt, const char *val)
 	bool known;
 	int rc;
 
-	if (strcmp(opt, "--dpdk") == 0)
-		return cli_usage_error("flows: --dpdk: the DPDK source is not "
-				       "built yet");
 	if (val == NULL)
 		return cli_usage_error("flows: %s needs a value (try `weir flows "
 				       "--help`)", opt);
@@ -148,6 +163,8 @@ static int parse_one(struct flows_opts *o, const char *opt, const char *val)
 			return EXIT_USAGE;
 	} else if (strcmp(opt, "--pcap") == 0) {
 		o->pcap = val;
+	} else if (strcmp(opt, "--dpdk") == 0) {
+		o->dpdk = val;
 	} else if (strcmp(opt, "--out") == 0) {
 		o->out = val;
 	} else if (strcmp(opt, "--cores") == 0) {
@@ -178,6 +195,22 @@ static int parse_one(struct flows_opts *o, const char *opt, const char *val)
 	return 0;
 }
 
+static int check_opts(const struct flows_opts *o)
+{
+	if ((o->gen + !!o->pcap + !!o->dpdk) > 1)
+		return cli_usage_error("flows: --pcap, --dpdk and --gen exclude "
+				       "each other");
+	if (o->dpdk && o->rate)
+		return cli_usage_error("flows: --rate does not apply to --dpdk "
+				       "(a live source is not paced)");
+	if (o->dpdk && !weir_dpdk_available())
+		return cli_usage_error("flows: --dpdk: this weir was built "
+				       "without DPDK (-Ddpdk=disabled)");
+	if (*o->out == '\0')
+		return cli_usage_error("flows: --out needs a file name");
+	return 0;
+}
+
 /* 0 to run, -1 after --help, or EXIT_USAGE. */
 static int parse_opts(int argc, char **argv, struct flows_opts *o)
 {
@@ -197,19 +230,12 @@ static int parse_opts(int argc, char **argv, struct flows_opts *o)
 			o->gen = true;
 			continue;
 		}
-		bool novalue = strcmp(a, "--dpdk") == 0;
-		int rc = parse_one(o, a, i + 1 < argc && !novalue ? argv[i + 1] :
-				   NULL);
+		int rc = parse_one(o, a, i + 1 < argc ? argv[i + 1] : NULL);
 		if (rc)
 			return rc;
 		i++;
 	}
-	if (o->gen && o->pcap)
-		return cli_usage_error("flows: --pcap and --gen exclude each "
-				       "other");
-	if (*o->out == '\0')
-		return cli_usage_error("flows: --out needs a file name");
-	return 0;
+	return check_opts(o);
 }
 
 /* ---- the job ---- */
@@ -285,6 +311,7 @@ struct flows_job {
 	struct flows_opts *o;
 	struct weir_pcap_source *pcap;
 	struct weir_flowgen *gen;
+	struct weir_dpdk_source *dpdk;
 	struct weir_pipeline *p;
 	struct weir_stream *rows_stream;
 	uint64_t rows;
@@ -308,10 +335,15 @@ static int build(struct flows_job *j)
 
 	if (j->pcap)
 		err = weir_pcap_source_add(j->p, j->pcap, &src);
+	else if (j->dpdk)
+		err = weir_dpdk_source_add(j->p, j->dpdk, &src);
 	else
 		err = weir_flowgen_add(j->p, j->gen, &src);
+	/* A core without an RX queue (or without traffic) must not hold the
+	 * arrival-time watermark back: idle after DPDK_IDLE_MS. */
 	if (!err)
-		err = weir_watermarks(j->p, src, (int64_t)j->o->max_delay_ms, 0);
+		err = weir_watermarks(j->p, src, (int64_t)j->o->max_delay_ms,
+				      j->dpdk ? DPDK_IDLE_MS : 0);
 	if (!err)
 		err = weir_key_by(j->p, src, key_of, sizeof(struct weir_flow_key),
 				  NULL, &keyed);
@@ -349,7 +381,12 @@ static void *progress(void *arg)
 		if (ck.last_id)
 			snprintf(ckbuf, sizeof(ckbuf), "%llu",
 				 (unsigned long long)ck.last_id);
-		if (j->pcap) {
+		if (j->dpdk) {
+			pkts = weir_dpdk_source_progress(j->dpdk);
+			fprintf(stderr, "\rweir flows: %.2f Mpps, %llu packets "
+				"received, checkpoint %s   ", (pkts - last) /
+				(t - tl) / 1e6, (unsigned long long)pkts, ckbuf);
+		} else if (j->pcap) {
 			weir_pcap_source_progress(j->pcap, &off, &size, &pkts);
 			fprintf(stderr, "\rweir flows: %.2f Mpps, %.1f%% of the "
 				"file, checkpoint %s   ", (pkts - last) /
@@ -368,6 +405,23 @@ static void *progress(void *arg)
 	return NULL;
 }
 
+/* The DPDK part of the summary: drops = imissed + rx_nombuf. */
+static void dpdk_summary(struct weir_dpdk_source *d,
+			 struct weir_flow_counters *c, char *buf, size_t cap)
+{
+	struct weir_dpdk_stats st;
+
+	weir_dpdk_source_counters(d, c);
+	weir_dpdk_source_stats(d, &st);
+	snprintf(buf, cap, "ports=%u queues=%u rss_ports=%u lcores=%u "
+		 "drops=%llu imissed=%llu rx_nombuf=%llu ierrors=%llu ",
+		 st.ports, st.queues, st.rss_ports, st.lcores_registered,
+		 (unsigned long long)(st.imissed + st.rx_nombuf),
+		 (unsigned long long)st.imissed,
+		 (unsigned long long)st.rx_nombuf,
+		 (unsigned long long)st.ierrors);
+}
+
 static void summary(struct flows_job *j, int err, double elapsed)
 {
 	struct weir_flow_counters c;
@@ -375,22 +429,27 @@ static void summary(struct flows_job *j, int err, double elapsed)
 	uint64_t late = j->rows_stream ?
 		weir_window_late_records(j->rows_stream) : 0;
 
+	char live[256] = "";
+
 	if (j->pcap)
 		weir_pcap_source_counters(j->pcap, &c);
+	else if (j->dpdk)
+		dpdk_summary(j->dpdk, &c, live, sizeof(live));
 	else
 		weir_flowgen_counters(j->gen, &c);
 	weir_pipeline_checkpoint_stats(j->p, &ck);
 	fprintf(stderr, "weir flows: input=%s packets=%llu ip=%llu "
 		"malformed=%llu non_ip=%llu unsupported=%llu truncated=%llu "
-		"late=%llu rows=%llu checkpoints=%llu checkpoint_failures=%llu "
+		"%slate=%llu rows=%llu checkpoints=%llu checkpoint_failures=%llu "
 		"restored_from=%llu checkpoint_pause_us=%.1f/%.1f/%.1f "
 		"cores=%u "
 		"elapsed=%.3f "
-		"mpps=%.3f status=%s out=%s\n", j->pcap ? "pcap" : "gen",
+		"mpps=%.3f status=%s out=%s\n",
+		j->pcap ? "pcap" : j->dpdk ? "dpdk" : "gen",
 		(unsigned long long)c.packets, (unsigned long long)c.ip,
 		(unsigned long long)c.malformed, (unsigned long long)c.non_ip,
 		(unsigned long long)c.unsupported,
-		(unsigned long long)c.truncated, (unsigned long long)late,
+		(unsigned long long)c.truncated, live, (unsigned long long)late,
 		(unsigned long long)j->rows, (unsigned long long)ck.completed,
 		(unsigned long long)ck.failed,
 		(unsigned long long)ck.restored_id, ck.pause_p50_ns / 1e3,
@@ -419,7 +478,8 @@ static int checkpointing(struct flows_job *j)
 
 	if (o->ckpt_dir == NULL)
 		return 0;
-	snprintf(fp.input, sizeof(fp.input), "%s", o->pcap ? o->pcap : "gen");
+	snprintf(fp.input, sizeof(fp.input), "%s",
+		 o->pcap ? o->pcap : o->dpdk ? "dpdk" : "gen");
 	weir_checkpoint_config_init(&cc, o->ckpt_dir);
 	cc.interval_ms = (uint32_t)o->ckpt_interval_ms;
 	cc.params = &fp;
@@ -427,8 +487,40 @@ static int checkpointing(struct flows_job *j)
 	return weir_pipeline_checkpoint(j->p, &cc);
 }
 
+/* ---- signals for a live source: end the input, not the runtime ---- */
+
+static _Atomic(struct weir_dpdk_source *) live_src;
+static _Atomic int live_signals;
+
+static void on_live_signal(int sig)
+{
+	if (atomic_fetch_add(&live_signals, 1) > 0)
+		_exit(128 + sig); /* second signal: leave at once */
+	weir_dpdk_source_stop(atomic_load(&live_src));
+}
+
+static void live_signals_take(struct weir_dpdk_source *d,
+			      struct sigaction old[2])
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_live_signal;
+	sigemptyset(&sa.sa_mask);
+	atomic_store(&live_src, d);
+	sigaction(SIGINT, &sa, &old[0]);
+	sigaction(SIGTERM, &sa, &old[1]);
+}
+
+static void live_signals_give_back(const struct sigaction old[2])
+{
+	sigaction(SIGINT, &old[0], NULL);
+	sigaction(SIGTERM, &old[1], NULL);
+}
+
 static int run(struct flows_job *j)
 {
+	struct sigaction old_sa[2];
 	struct weir_pipeline_config cfg;
 	pthread_t th;
 	bool tty = isatty(STDERR_FILENO);
@@ -438,7 +530,7 @@ static int run(struct flows_job *j)
 	weir_pipeline_config_init(&cfg);
 	if (j->o->cores)
 		cfg.runtime.cores = j->o->cores;
-	cfg.runtime.handle_signals = true;
+	cfg.runtime.handle_signals = j->dpdk == NULL;
 	cfg.runtime.idle = j->o->idle_sleep ? WEIR_IDLE_SLEEP : WEIR_IDLE_BUSY_POLL;
 	err = weir_pipeline_create(&cfg, &j->p);
 	if (err)
@@ -454,7 +546,11 @@ static int run(struct flows_job *j)
 	t0 = now_s();
 	if (tty && pthread_create(&th, NULL, progress, j) != 0)
 		tty = false;
+	if (j->dpdk)
+		live_signals_take(j->dpdk, old_sa);
 	err = weir_pipeline_run(j->p);
+	if (j->dpdk)
+		live_signals_give_back(old_sa);
 	atomic_store(&j->done, true);
 	if (tty)
 		pthread_join(th, NULL);
@@ -464,6 +560,23 @@ static int run(struct flows_job *j)
 	if (err)
 		return j->pcap && weir_pcap_source_error(j->pcap) ? EXIT_USAGE : 1;
 	return 0;
+}
+
+/* EAL and ports; the worker count must be known first (one RX queue per
+ * core). */
+static int open_dpdk(struct flows_opts *o, struct weir_dpdk_source **out)
+{
+	struct weir_dpdk_source_config dc = {
+		.eal_args = o->dpdk, .packets = o->packets,
+		.duration_ms = o->duration_s * 1000 };
+
+	if (o->cores == 0) {
+		struct weir_pipeline_config pc;
+		weir_pipeline_config_init(&pc);
+		o->cores = pc.runtime.cores;
+	}
+	dc.cores = o->cores;
+	return weir_dpdk_source_open(&dc, out);
 }
 
 /* Open the input now: a refusal happens before any output exists. */
@@ -476,6 +589,8 @@ static int open_input(struct flows_job *j)
 		struct weir_pcap_source_config pc = {
 			.rate_pps = o->rate, .duration_ms = o->duration_s * 1000 };
 		err = weir_pcap_source_open(o->pcap, &pc, &j->pcap);
+	} else if (o->dpdk) {
+		err = open_dpdk(o, &j->dpdk);
 	} else {
 		o->gen_cfg.rate_pps = o->rate;
 		if (o->rate)
@@ -504,5 +619,8 @@ int cmd_flows(int argc, char **argv)
 	weir_pipeline_destroy(j.p);
 	weir_pcap_source_close(j.pcap);
 	weir_flowgen_destroy(j.gen);
+	weir_dpdk_source_close(j.dpdk);
+	if (o.dpdk)
+		weir_dpdk_eal_cleanup(); /* its runtime files, if it came up */
 	return rc;
 }

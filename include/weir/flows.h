@@ -137,6 +137,88 @@ void weir_flowgen_counters(const struct weir_flowgen *g,
 /* Packets generated so far over all cores; any thread, at any time. */
 uint64_t weir_flowgen_progress(const struct weir_flowgen *g);
 
+/* ---- DPDK ethdev source (live) ----
+ *
+ * Every ethdev port the EAL found (DPDK's own devices and --vdev ones) is
+ * configured with one RX queue per worker core (fewer when the device has
+ * fewer: core k polls queue k of every port with more than k queues).
+ * Each core polls its queues with rte_eth_rx_burst, parses every frame as
+ * Ethernet with weir_parse() (malformed and non-IP counted, never fatal)
+ * and frees the mbufs at once.  The event timestamp is the arrival time:
+ * the wall clock (CLOCK_REALTIME, ms) read once per received burst.
+ *
+ * Records always go through weir_key_by(): where a port supports RSS with
+ * a redirection table, its RETA is programmed to spread the NIC's hash
+ * buckets evenly over the queues (parse load balanced), not per key group
+ * -- the NIC's Toeplitz hash is not weir's XXH3, see docs/net.md.
+ *
+ * LIVE: the source is not replayable.  A packet is seen once; nothing
+ * applies backpressure to the wire, so what the device could not deliver
+ * is dropped by it and counted (weir_dpdk_stats: imissed, rx_nombuf).
+ *
+ * EAL: initialised once per process (weir_dpdk_eal_init, or implicitly by
+ * weir_dpdk_source_open from cfg->eal_args).  The workers are the
+ * runtime's pthreads, not EAL lcores: each registers itself with
+ * rte_thread_register() when its split opens, so its mbuf allocations go
+ * through a per-lcore mempool cache (an unregistered thread would hit the
+ * pool's shared ring for every mbuf).
+ */
+
+struct weir_dpdk_source;
+
+/* 1 if this build has the DPDK source, else 0 (every call below then
+ * returns -ENOTSUP with a message). */
+int weir_dpdk_available(void);
+
+/* Initialise the EAL from an argument string split like a POSIX shell
+ * would (blanks, '...', "...", backslash), argv[0] "weir".  EAL output is
+ * captured: on failure the message is EAL's last log line.  -EALREADY when
+ * the EAL is already up (it cannot be initialised twice per process). */
+int weir_dpdk_eal_init(const char *eal_args);
+/* rte_eal_cleanup() (removes the EAL's runtime files) after every source
+ * is closed; the EAL cannot be initialised again in this process. */
+void weir_dpdk_eal_cleanup(void);
+
+struct weir_dpdk_source_config {
+	const char *eal_args; /* NULL: the EAL must already be initialised */
+	unsigned cores;       /* worker cores of the pipeline, >= 1 */
+	uint64_t packets;     /* stop after this many frames, all ports; 0 = no */
+	uint64_t duration_ms; /* stop after this wall time; 0 = never */
+	uint16_t rx_desc;     /* RX descriptors per queue; 0 = 1024 */
+};
+
+struct weir_dpdk_stats {
+	unsigned ports;       /* ports configured */
+	unsigned queues;      /* RX queues over all ports */
+	unsigned rss_ports;   /* ports whose RETA was programmed */
+	unsigned lcores_registered; /* workers with an lcore id (mempool cache) */
+	uint64_t imissed;     /* dropped by the device: no free descriptor */
+	uint64_t rx_nombuf;   /* dropped: no mbuf in the pool */
+	uint64_t ierrors;     /* erroneous frames the device saw */
+};
+
+/* Initialise the EAL if asked, then configure and start every port.
+ * -EINVAL (bad arguments, no ports), -ENOMEM (mempool), or the ethdev
+ * error, each with one line for weir_last_error(). */
+int weir_dpdk_source_open(const struct weir_dpdk_source_config *cfg,
+			  struct weir_dpdk_source **out);
+/* Add it to a pipeline of cfg->cores cores as a source of
+ * struct weir_flow_obs. */
+int weir_dpdk_source_add(struct weir_pipeline *p, struct weir_dpdk_source *s,
+			 struct weir_stream **out);
+/* End the input: every split ends at its next poll, so every window is
+ * still emitted.  Any thread, async-signal-safe (one atomic store). */
+void weir_dpdk_source_stop(struct weir_dpdk_source *s);
+/* Frames received so far over all cores; any thread, any time. */
+uint64_t weir_dpdk_source_progress(const struct weir_dpdk_source *s);
+void weir_dpdk_source_counters(const struct weir_dpdk_source *s,
+			       struct weir_flow_counters *out);
+/* Device counters (rte_eth_stats_get summed over ports) and the setup. */
+void weir_dpdk_source_stats(const struct weir_dpdk_source *s,
+			    struct weir_dpdk_stats *out);
+/* Stops and closes the ports (the EAL stays up until exit). */
+void weir_dpdk_source_close(struct weir_dpdk_source *s);
+
 /* ---- text ---- */
 
 /* Address of a flow key side in standard text: dotted quad when

@@ -14,7 +14,8 @@ Test plan:
     per-packet fields aggregated the same way equal weir's rows.
   - generator: same rows on 1 and 2 cores, packets sum to --packets.
   - errors: missing file, non-capture file, --window 0, unknown option,
-    --checkpoint-interval 0, --dpdk -> exit 2, one line on stderr, no output file.
+    --checkpoint-interval 0, --dpdk with --pcap -> exit 2, one line on
+    stderr, no output file.  (The DPDK source's own tests: check_dpdk.py.)
 """
 import collections
 import decimal
@@ -218,7 +219,8 @@ ERRORS = [
     ("--checkpoint-interval 0",
      lambda t: ["--checkpoint-dir", t, "--checkpoint-interval", "0"],
      "--checkpoint-interval"),
-    ("--dpdk", lambda t: ["--dpdk", "-l 0"], "not built yet"),
+    ("--dpdk with --pcap", lambda t: ["--dpdk", "-l 0", "--pcap", "x"],
+     "exclude each other"),
 ]
 for name, args, needle in ERRORS:
     test(f"error: {name} -> exit 2, one line, no output")(
