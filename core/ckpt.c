@@ -4,6 +4,7 @@
  * (trigger, commit or abort, timeout, retention through wr_ckpt_commit).
  * The protocol and its state machine are described in core/ckpt.h.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,6 +174,7 @@ static void report(struct wr_exec *x, int err)
 		weir_metrics_checkpoint_local(x->p->metrics, x->id, false);
 	c->w = NULL;
 	memset(c->blocked, 0, sizeof(c->blocked));
+	assert(wr_ckpt_core_is_valid(x));
 	atomic_fetch_add_explicit(&j->reported, 1, memory_order_release);
 }
 
@@ -490,11 +492,15 @@ int wr_ckpt_tick(struct wr_exec *x)
 	if (c->phase == WR_CK_IDLE) {
 		uint64_t t = atomic_load_explicit(&j->trigger,
 						  memory_order_acquire);
-		if (t > c->seen)
+		if (t > c->seen) {
 			cut(x, t);
+			assert(wr_ckpt_core_is_valid(x));
+		}
 	}
-	if (c->phase == WR_CK_ALIGN && send_barriers(x) && all_aligned(x))
+	if (c->phase == WR_CK_ALIGN && send_barriers(x) && all_aligned(x)) {
 		snapshot(x);
+		assert(wr_ckpt_core_is_valid(x));
+	}
 	if (c->phase == WR_CK_FLUSH)
 		return flush_step(x);
 	return 0;
