@@ -25,6 +25,10 @@
 #define BAD_PAGES_REPORTED_MAX 16u
 
 /* Where each page of one core's snapshot view lives. */
+/* Pages per read: 1 MiB reads instead of 64 KiB ones (restore read 5x
+ * slower than dd with one pread per page). */
+#define CHUNK_PAGES 16u
+
 struct resolved {
 	uint32_t n;
 	uint32_t *page_id;
@@ -38,7 +42,7 @@ struct wr_ckpt {
 	struct wr_ckpt_manifest m;
 	struct resolved *res;		/* per core */
 	uint8_t **meta;			/* per core: the meta file */
-	uint8_t *page;			/* one page buffer */
+	uint8_t *page;			/* CHUNK_PAGES pages */
 	int *fds;			/* [core][chain file], lazily opened */
 };
 
@@ -171,18 +175,22 @@ static int check_pages(struct vctx *v, const char *name, int fd,
 {
 	uint32_t ps = v->m->page_size, bad = 0;
 
-	for (uint32_t i = 0; i < count; i++) {
+	for (uint32_t i = 0; i < count; i += CHUNK_PAGES) {
+		uint32_t n = count - i < CHUNK_PAGES ? count - i : CHUNK_PAGES;
 		uint64_t off = WR_CKPT_BLOCK + (uint64_t)i * ps;
-		if (i > 0 && d[i].page_id <= d[i - 1].page_id)
-			return say(v, name, off, "descriptors out of order"),
-			       -EBADMSG;
-		if (pread_full(fd, page, ps, off) != 0)
+		if (pread_full(fd, page, (size_t)n * ps, off) != 0)
 			return say(v, name, off, "read error"), -EBADMSG;
-		if (XXH3_64bits(page, ps) == d[i].checksum)
-			continue;
-		if (bad++ < BAD_PAGES_REPORTED_MAX)
-			say(v, name, off, "checksum mismatch in page %u",
-			    d[i].page_id);
+		for (uint32_t j = i; j < i + n; j++, off += ps) {
+			if (j > 0 && d[j].page_id <= d[j - 1].page_id)
+				return say(v, name, off, "descriptors out of "
+					   "order"), -EBADMSG;
+			if (XXH3_64bits(page + (size_t)(j - i) * ps, ps) ==
+			    d[j].checksum)
+				continue;
+			if (bad++ < BAD_PAGES_REPORTED_MAX)
+				say(v, name, off, "checksum mismatch in page "
+				    "%u", d[j].page_id);
+		}
 	}
 	return bad ? -EBADMSG : 0;
 }
@@ -348,7 +356,8 @@ static int verify_all(struct vctx *v, struct wr_ckpt *c)
 	uint8_t *page = NULL;
 	int err = 0;
 
-	if (posix_memalign((void **)&page, WR_CKPT_BLOCK, v->m->page_size))
+	if (posix_memalign((void **)&page, WR_CKPT_BLOCK,
+			   (size_t)CHUNK_PAGES * v->m->page_size))
 		return -ENOMEM;
 	for (uint32_t core = 0; core < v->m->cores; core++) {
 		int e = verify_core(v, core, page, c ? &c->res[core] : NULL,
@@ -526,28 +535,53 @@ const struct wr_ckpt_manifest *wr_ckpt_info(const struct wr_ckpt *c)
 	return &c->m;
 }
 
-/* Page i of core's view into c->page, checksum verified again. */
-static int read_page(struct wr_ckpt *c, uint32_t core, uint32_t i)
+/* Pages i.. of core's view that lie back to back in one file, at most
+ * CHUNK_PAGES: how many. */
+static uint32_t run_of(const struct wr_ckpt *c, uint32_t core, uint32_t i)
+{
+	const struct resolved *r = &c->res[core];
+	uint32_t n = 1;
+
+	while (n < CHUNK_PAGES && i + n < r->n &&
+	       r->file[i + n] == r->file[i] &&
+	       r->off[i + n] == r->off[i] + (uint64_t)n * c->m.page_size)
+		n++;
+	return n;
+}
+
+/* Pages [i, i + n) of core's view into c->page, checksums verified again
+ * (the files may have changed since wr_ckpt_open verified them). */
+static int read_pages(struct wr_ckpt *c, uint32_t core, uint32_t i,
+		      uint32_t n)
 {
 	const struct resolved *r = &c->res[core];
 	const struct wr_ckpt_file_ref *f = &c->m.core[core].chain[r->file[i]];
 	int *fd = &c->fds[core * WR_CKPT_CHAIN_MAX + r->file[i]];
+	uint32_t ps = c->m.page_size;
 	int err;
 
 	if (*fd < 0 && (*fd = openat(c->dirfd, f->name, O_RDONLY |
 				     O_CLOEXEC)) < 0)
 		return wr_error(-errno, "checkpoint: cannot open %s: %s",
 				f->name, strerror(errno));
-	err = pread_full(*fd, c->page, c->m.page_size, r->off[i]);
+	err = pread_full(*fd, c->page, (size_t)n * ps, r->off[i]);
 	if (err)
 		return wr_error(err, "checkpoint: reading %s at offset %llu: %s",
 				f->name, (unsigned long long)r->off[i],
 				strerror(-err));
-	if (XXH3_64bits(c->page, c->m.page_size) != r->checksum[i])
-		return wr_error(-EBADMSG, "checkpoint: %s changed since it was "
-				"verified: checksum mismatch at offset %llu",
-				f->name, (unsigned long long)r->off[i]);
+	for (uint32_t j = 0; j < n; j++)
+		if (XXH3_64bits(c->page + (size_t)j * ps, ps) !=
+		    r->checksum[i + j])
+			return wr_error(-EBADMSG, "checkpoint: %s changed since "
+					"it was verified: checksum mismatch at "
+					"offset %llu", f->name,
+					(unsigned long long)r->off[i + j]);
 	return 0;
+}
+
+static int read_page(struct wr_ckpt *c, uint32_t core, uint32_t i)
+{
+	return read_pages(c, core, i, 1);
 }
 
 int wr_ckpt_load_core(struct wr_ckpt *c, uint32_t core, struct wr_arena *a)
@@ -557,11 +591,12 @@ int wr_ckpt_load_core(struct wr_ckpt *c, uint32_t core, struct wr_arena *a)
 		return wr_error(-EINVAL, "checkpoint: cannot load core %u of %u "
 				"(page size %u into %u, or snapshot pending)",
 				core, c->m.cores, c->m.page_size, a->page_size);
-	for (uint32_t i = 0; i < c->res[core].n; i++) {
-		int err = read_page(c, core, i);
-		if (err == 0)
-			err = wr_arena_restore_page(a, c->res[core].page_id[i],
-						    c->page);
+	for (uint32_t i = 0, n; i < c->res[core].n; i += n) {
+		n = run_of(c, core, i);
+		int err = read_pages(c, core, i, n);
+		for (uint32_t j = 0; err == 0 && j < n; j++)
+			err = wr_arena_restore_page(a, c->res[core].page_id[i + j],
+				c->page + (size_t)j * c->m.page_size);
 		if (err)
 			return err;
 	}
