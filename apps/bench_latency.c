@@ -19,17 +19,31 @@
  * samples whose t_i falls in the warm-up (the first fifth of the run, at
  * most 1 s) are not recorded.  Results: per-core histograms in
  * weir_metrics, merged after the run.
+ *
+ * With --checkpoint-interval the flows runs checkpoint (fresh directory
+ * per run); the engine flags each core from its cut to its report, so
+ * weir_metrics keeps samples taken meanwhile apart (latency-checkpoint.hgrm).
+ * The timeline (timeline.tsv/.png) is per-window percentiles, windows
+ * by due time, kept by each core in its own histograms; a sampler thread
+ * polls weir_pipeline_checkpoint_stats() every few ms and notes when each
+ * checkpoint committed and how long it took (checkpoints.tsv, marked on
+ * the plot).
  */
 #include <errno.h>
+#include <ftw.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "apps/cli.h"
+#include "weir/checkpoint.h"
 #include "weir/flows.h"
 #include "weir/metrics.h"
 #include "weir/tsc.h"
@@ -39,11 +53,15 @@
 #define START_DELAY_NS 50000000ull /* workers launch before t_0 */
 #define WARMUP_MAX_NS 1000000000ull
 #define SAMPLE_EVERY_TICKS 1024u   /* gauges refreshed every N source calls */
+#define TL_WIN_NS 100000000ull     /* timeline window: 100 ms (or wider) */
+#define TL_HISTS_MAX 1024u         /* windows x cores (31 KiB each) */
+#define MARKS_MAX 4096u            /* checkpoints noted per run */
+#define SAMPLER_NAP_NS 5000000L    /* checkpoint stats polled every 5 ms */
 
 struct bench_opts {
-	uint64_t rate, duration_s, sample, repeat, flows;
+	uint64_t rate, duration_s, sample, repeat, flows, ckpt_ms;
 	unsigned cores;
-	const char *out_dir, *json_path;
+	const char *out_dir, *json_path, *ckpt_dir;
 	uint64_t rates[SWEEP_MAX];
 	unsigned nrates;
 	bool peak, no_floor, http;
@@ -62,6 +80,29 @@ struct src_core {
 
 enum run_kind { RUN_FLOWS, RUN_FLOOR };
 
+/* Per-window latency, windows by due time: h[core * nwin + w], each
+ * written only by its core. */
+struct timeline {
+	struct weir_hist **h;
+	unsigned nwin, cores;
+	uint64_t win_ns, win_ticks;
+};
+
+/* A committed checkpoint as the sampler saw it, in s since start. */
+struct ckpt_mark {
+	double start_s, end_s;
+	uint64_t bytes;
+};
+
+struct sampler {
+	pthread_t th;
+	_Atomic bool stop;
+	const struct weir_pipeline *p;
+	uint64_t start_tsc, seen;
+	struct ckpt_mark marks[MARKS_MAX];
+	unsigned n;
+};
+
 struct run {
 	const struct bench_opts *o;
 	enum run_kind kind;
@@ -73,11 +114,16 @@ struct run {
 	uint64_t start_tsc, warm_tsc, end_tsc; /* end: unpaced runs only */
 	double ticks_per_rec;   /* per core */
 	struct src_core sc[WEIR_CORES_MAX];
+	struct timeline tl;     /* h NULL: no timeline */
+	bool ckpt;              /* checkpoints on in this run */
+	char ckpt_dir[4096];
+	struct sampler *smp;
 	/* results */
 	uint64_t records;
 	double elapsed_s;
 	double cpu_share;       /* CPU time got / (elapsed x cores): noise */
 	struct weir_hist *h, *h_ckpt;
+	struct weir_checkpoint_stats ck;
 };
 
 struct flow_acc {
@@ -91,7 +137,7 @@ static const char bench_usage[] =
 	"                          [--sweep R1,R2,...] [--peak] [--out DIR]\n"
 	"                          [--sample N] [--repeat N] [--no-floor]\n"
 	"                          [--metrics-port P] [--metrics-json FILE]\n"
-	"                          [--checkpoint-interval MS]\n"
+	"                          [--checkpoint-interval MS] [--checkpoint-dir D]\n"
 	"\n"
 	"Open-loop latency benchmark of the flows job (key_by 5-tuple, 1 s\n"
 	"tumbling window).  Record i is due at start + i/rate and its latency\n"
@@ -107,15 +153,21 @@ static const char bench_usage[] =
 	"                    on: the sampling overhead), then run at half of it\n"
 	"                    unless --rate is given\n"
 	"  --out DIR         output directory (default latency-out): latency.hgrm,\n"
-	"                    floor.hgrm (HdrHistogram text), latency.png (gnuplot)\n"
+	"                    floor.hgrm (HdrHistogram text), latency.png (gnuplot),\n"
+	"                    timeline.tsv/.png (p50/p99/max per 100 ms window)\n"
 	"  --sample N        stamp 1 record in N (default 1: every record)\n"
 	"  --repeat N        --peak: runs per variant, medians (default 3)\n"
 	"  --no-floor        skip the empty-pipeline run\n"
 	"  --metrics-port P  Prometheus text on 127.0.0.1:P/metrics while running\n"
 	"  --metrics-json F  a JSON line of per-core metrics every second to F\n"
-	"  --checkpoint-interval MS  not available yet (the engine cannot\n"
-	"                    checkpoint); latency during checkpoints is kept\n"
-	"                    apart (phase=\"checkpoint\") once it can\n"
+	"  --checkpoint-interval MS  checkpoint the flows job every MS ms;\n"
+	"                    latency while a core checkpoints (cut to report) is\n"
+	"                    printed apart (\"ckpt\" line, latency-checkpoint.hgrm,\n"
+	"                    phase=\"checkpoint\" on the endpoint); checkpoints are\n"
+	"                    marked on timeline.png and listed in checkpoints.tsv\n"
+	"  --checkpoint-dir D  where the checkpoints go: a fresh run-XXXXXX\n"
+	"                    directory in D per run, kept (default: one in --out,\n"
+	"                    removed after the run)\n"
 	"\n"
 	"Exit status: 0 done, 1 a run failed, 2 bad options.\n";
 
@@ -197,14 +249,41 @@ static int src_next(struct weir_ctx *c, void *recs, int64_t *ts,
 	return (int)n;
 }
 
+/* Checkpoint position: the records the split made.  Never restored (each
+ * run checkpoints into a fresh directory); it makes the cut do what a
+ * replayable source's does. */
+static int src_position(struct weir_ctx *c, void *pos, size_t cap, void *arg)
+{
+	const struct run *r = arg;
+
+	if (cap < sizeof(uint64_t))
+		return -ENOSPC;
+	memcpy(pos, &r->sc[weir_ctx_core(c)].made, sizeof(uint64_t));
+	return (int)sizeof(uint64_t);
+}
+
 /* ---- where latency is recorded ---- */
+
+static inline void timeline_record(struct run *r, unsigned core,
+				   uint64_t stamp, uint64_t ns)
+{
+	uint64_t w = (stamp - r->start_tsc) / r->tl.win_ticks;
+
+	if (w < r->tl.nwin)
+		weir_hist_record_local(r->tl.h[core * r->tl.nwin + w], ns);
+}
 
 static inline void arrived(struct run *r, unsigned core, uint64_t stamp)
 {
+	uint64_t ns;
+
 	weir_metrics_add_local(r->m, core, WEIR_METRIC_RECORDS_IN, 1);
-	if (stamp != 0)
-		weir_metrics_latency_local(r->m, core,
-					   weir_tsc_ns(stamp, weir_tsc_now()));
+	if (stamp == 0)
+		return;
+	ns = weir_tsc_ns(stamp, weir_tsc_now());
+	weir_metrics_latency_local(r->m, core, ns);
+	if (r->tl.h != NULL)
+		timeline_record(r, core, stamp, ns);
 }
 
 static int floor_sink(struct weir_ctx *c, const void *rec, void *arg)
@@ -290,7 +369,7 @@ static int build_flows(struct weir_pipeline *p, struct run *r,
 static int build(struct weir_pipeline *p, struct run *r)
 {
 	static const struct weir_source_ops ops = {
-		.open = src_open, .next = src_next };
+		.open = src_open, .next = src_next, .position = src_position };
 	struct weir_stream *src;
 	int err = weir_source(p, "open-loop", &ops, sizeof(struct lat_rec),
 			      r, &src);
@@ -365,9 +444,176 @@ static void measure_share(struct run *r, double cpu0)
 	r->cpu_share = (cpu_s() - cpu0) / (r->elapsed_s * r->cores);
 }
 
-static int run_once(struct run *r, bool exported)
+/* ---- timeline and checkpoint marks ---- */
+
+/* 100 ms windows, wider when the run would need more than TL_HISTS_MAX
+ * histograms over all cores. */
+static int timeline_init(struct timeline *t, unsigned cores,
+			 uint64_t duration_ns)
+{
+	uint64_t max_win = TL_HISTS_MAX / cores;
+
+	t->win_ns = TL_WIN_NS;
+	while (duration_ns / t->win_ns + 1 > max_win)
+		t->win_ns += TL_WIN_NS;
+	t->nwin = (unsigned)(duration_ns / t->win_ns + 1);
+	t->cores = cores;
+	t->win_ticks = weir_tsc_from_ns(t->win_ns);
+	t->h = calloc((size_t)cores * t->nwin, sizeof(*t->h));
+	if (t->h == NULL)
+		return -ENOMEM;
+	for (unsigned i = 0; i < cores * t->nwin; i++)
+		if (weir_hist_create(&t->h[i]) != 0)
+			return -ENOMEM;
+	return 0;
+}
+
+static void timeline_free(struct timeline *t)
+{
+	for (unsigned i = 0; t->h != NULL && i < t->cores * t->nwin; i++)
+		weir_hist_destroy(t->h[i]);
+	free(t->h);
+	t->h = NULL;
+}
+
+/* A newly committed checkpoint: it ended about now and lasted
+ * last_duration_us. */
+static void sampler_poll(struct sampler *s)
+{
+	struct weir_checkpoint_stats st;
+	double end;
+
+	weir_pipeline_checkpoint_stats(s->p, &st);
+	if (st.completed == s->seen || s->n == MARKS_MAX)
+		return;
+	s->seen = st.completed;
+	end = ((double)weir_tsc_now() - (double)s->start_tsc) / weir_tsc_hz();
+	s->marks[s->n++] = (struct ckpt_mark){
+		end - (double)st.last_duration_us / 1e6, end, st.last_bytes };
+}
+
+static void *sampler_main(void *arg)
+{
+	struct sampler *s = arg;
+	struct timespec nap = { 0, SAMPLER_NAP_NS };
+
+	while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+		nanosleep(&nap, NULL);
+		sampler_poll(s);
+	}
+	sampler_poll(s);
+	return NULL;
+}
+
+static int sampler_start(struct run *r, const struct weir_pipeline *p)
+{
+	struct sampler *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return -ENOMEM;
+	s->p = p;
+	s->start_tsc = r->start_tsc;
+	if (pthread_create(&s->th, NULL, sampler_main, s) != 0) {
+		free(s);
+		fprintf(stderr, "weir: bench latency: no sampler thread\n");
+		return -EAGAIN;
+	}
+	r->smp = s;
+	return 0;
+}
+
+static void sampler_stop(struct run *r)
+{
+	if (r->smp == NULL)
+		return;
+	atomic_store_explicit(&r->smp->stop, true, memory_order_relaxed);
+	pthread_join(r->smp->th, NULL);
+}
+
+/* ---- one run ---- */
+
+/* Checkpoints into a fresh directory: never a restore from an old run. */
+static int ckpt_setup(struct run *r, struct weir_pipeline *p)
+{
+	const struct bench_opts *o = r->o;
+	struct weir_checkpoint_config cc;
+
+	snprintf(r->ckpt_dir, sizeof(r->ckpt_dir), "%s/%s-XXXXXX",
+		 o->ckpt_dir ? o->ckpt_dir : o->out_dir,
+		 o->ckpt_dir ? "run" : "ckpt");
+	if (mkdtemp(r->ckpt_dir) == NULL) {
+		int err = -errno;
+
+		fprintf(stderr, "weir: bench latency: cannot create %s: %s\n",
+			r->ckpt_dir, strerror(errno));
+		r->ckpt_dir[0] = '\0';
+		return err;
+	}
+	weir_checkpoint_config_init(&cc, r->ckpt_dir);
+	cc.interval_ms = (uint32_t)o->ckpt_ms;
+	r->ckpt = true;
+	if (weir_pipeline_checkpoint(p, &cc) != 0) {
+		fprintf(stderr, "weir: bench latency: %s\n", weir_last_error());
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag,
+		    struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(path);
+}
+
+/* The default checkpoint directory goes; one under --checkpoint-dir stays. */
+static void ckpt_cleanup(struct run *r)
+{
+	if (r->ckpt_dir[0] == '\0' || r->o->ckpt_dir != NULL)
+		return;
+	if (nftw(r->ckpt_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+		fprintf(stderr, "weir: bench latency: could not remove %s: %s\n",
+			r->ckpt_dir, strerror(errno));
+	r->ckpt_dir[0] = '\0';
+}
+
+/* What only the flows runs at a fixed rate get: the engine's metrics,
+ * checkpoints, the timeline. */
+static int extras(struct run *r, struct weir_pipeline *p, bool timeline)
+{
+	int err = 0;
+
+	weir_pipeline_metrics(p, r->m);
+	if (r->kind != RUN_FLOWS || r->rate == 0)
+		return 0;
+	if (r->o->ckpt_ms)
+		err = ckpt_setup(r, p);
+	if (!err && timeline)
+		err = timeline_init(&r->tl, r->cores,
+				    r->o->duration_s * 1000000000ull);
+	return err;
+}
+
+static int execute(struct run *r, struct weir_pipeline *p)
 {
 	double cpu0 = cpu_s();
+	int err = 0;
+
+	schedule(r);
+	if (r->ckpt)
+		err = sampler_start(r, p);
+	if (!err && (err = weir_pipeline_run(p)) != 0)
+		fprintf(stderr, "weir: bench latency: %s\n", weir_last_error());
+	r->elapsed_s = (double)weir_tsc_ns(r->start_tsc, weir_tsc_now()) / 1e9;
+	measure_share(r, cpu0);
+	sampler_stop(r);
+	weir_pipeline_checkpoint_stats(p, &r->ck);
+	weir_metrics_stop(r->m);
+	return err;
+}
+
+static int run_once(struct run *r, bool exported, bool timeline)
+{
 	struct weir_pipeline_config cfg;
 	struct weir_pipeline *p = NULL;
 	int err;
@@ -381,19 +627,16 @@ static int run_once(struct run *r, bool exported)
 		err = build(p, r);
 	if (!err)
 		err = make_metrics(r, exported);
-	if (!err) {
-		schedule(r);
-		err = weir_pipeline_run(p);
-		r->elapsed_s = (double)weir_tsc_ns(r->start_tsc,
-						   weir_tsc_now()) / 1e9;
-		measure_share(r, cpu0);
-		weir_metrics_stop(r->m);
-	}
-	if (!err)
-		err = collect(r);
 	if (err)
 		fprintf(stderr, "weir: bench latency: %s\n", weir_last_error());
+	if (!err)
+		err = extras(r, p, timeline);
+	if (!err)
+		err = execute(r, p);
+	if (!err)
+		err = collect(r);
 	weir_pipeline_destroy(p);
+	ckpt_cleanup(r);
 	return err;
 }
 
@@ -402,7 +645,9 @@ static void run_free(struct run *r)
 	weir_metrics_destroy(r->m);
 	weir_hist_destroy(r->h);
 	weir_hist_destroy(r->h_ckpt);
-	r->m = NULL, r->h = r->h_ckpt = NULL;
+	timeline_free(&r->tl);
+	free(r->smp);
+	r->m = NULL, r->h = r->h_ckpt = NULL, r->smp = NULL;
 }
 
 /* ---- reporting ---- */
@@ -412,19 +657,40 @@ static double us(const struct weir_hist *h, double p)
 	return (double)weir_hist_percentile_remote(h, p) / 1000.0;
 }
 
-static void report(const struct run *r, const char *label)
+static void report_hist(const struct run *r, const char *label,
+			const struct weir_hist *h, const char *other,
+			const struct weir_hist *o)
 {
-	const struct weir_hist *h = r->h;
-
 	printf("%-6s rate=%llu achieved=%.0f/s samples=%llu "
 	       "p50=%.2fus p90=%.2fus p99=%.2fus p99.9=%.2fus p99.99=%.2fus "
-	       "max=%.2fus ckpt_samples=%llu cpu=%.0f%%\n", label,
+	       "max=%.2fus %s=%llu cpu=%.0f%%\n", label,
 	       (unsigned long long)r->rate, (double)r->records / r->elapsed_s,
 	       (unsigned long long)weir_hist_count_remote(h), us(h, 50),
 	       us(h, 90), us(h, 99), us(h, 99.9), us(h, 99.99),
-	       (double)weir_hist_max_remote(h) / 1000.0,
-	       (unsigned long long)weir_hist_count_remote(r->h_ckpt),
+	       (double)weir_hist_max_remote(h) / 1000.0, other,
+	       (unsigned long long)weir_hist_count_remote(o),
 	       100.0 * r->cpu_share);
+}
+
+/* The steady line; with checkpoints also the during-checkpoint line
+ * ("ckpt") and what the checkpoints were. */
+static void report(const struct run *r, const char *label)
+{
+	const struct weir_checkpoint_stats *ck = &r->ck;
+
+	report_hist(r, label, r->h, "ckpt_samples", r->h_ckpt);
+	if (r->ckpt) {
+		report_hist(r, "ckpt", r->h_ckpt, "steady_samples", r->h);
+		printf("checkpoints interval=%llums completed=%llu failed=%llu "
+		       "last_duration=%.1fms last_bytes=%llu pause_max=%.1fus"
+		       "%s%s\n", (unsigned long long)r->o->ckpt_ms,
+		       (unsigned long long)ck->completed,
+		       (unsigned long long)ck->failed,
+		       (double)ck->last_duration_us / 1e3,
+		       (unsigned long long)ck->last_bytes,
+		       (double)ck->pause_max_ns / 1e3,
+		       r->ckpt_dir[0] ? " dir=" : "", r->ckpt_dir);
+	}
 	fflush(stdout);
 }
 
@@ -475,11 +741,12 @@ static bool gnuplot(const char *script, const char *png)
 	return true;
 }
 
-static void plot_percentiles(const char *dir, bool floor)
+static void plot_percentiles(const char *dir, bool floor, bool ckpt)
 {
 	char s[4096];
+	int n;
 
-	snprintf(s, sizeof(s),
+	n = snprintf(s, sizeof(s),
 		 "set terminal png size 800,500\nset output '%s/latency.png'\n"
 		 "set logscale x\nset logscale y\nset grid\n"
 		 "set xtics ('50%%%%' 2, '90%%%%' 10, '99%%%%' 100, '99.9%%%%' 1000, "
@@ -488,12 +755,118 @@ static void plot_percentiles(const char *dir, bool floor)
 		 "set title 'weir bench latency: flows job vs empty pipeline'\n"
 		 "set key bottom right\n"
 		 "plot '%s/latency.hgrm' using 4:1 with lines lw 2 "
-		 "title 'flows job'%s%s%s\n",
-		 dir, dir, floor ? ", '" : "", floor ? dir : "",
-		 floor ? "/floor.hgrm' using 4:1 with lines lw 2 "
-			 "title 'empty pipeline (floor)'" : "");
+		 "title 'flows job%s'", dir, dir, ckpt ? " (steady)" : "");
+	if (ckpt)
+		n += snprintf(s + n, sizeof(s) - (size_t)n,
+			      ", '%s/latency-checkpoint.hgrm' using 4:1 with "
+			      "lines lw 2 title 'flows job (during checkpoints)'",
+			      dir);
+	if (floor)
+		n += snprintf(s + n, sizeof(s) - (size_t)n,
+			      ", '%s/floor.hgrm' using 4:1 with lines lw 2 "
+			      "title 'empty pipeline (floor)'", dir);
+	snprintf(s + n, sizeof(s) - (size_t)n, "\n");
 	if (gnuplot(s, "latency.png"))
 		printf("wrote %s/latency.png\n", dir);
+}
+
+/* Checkpoints first (shaded spans from trigger to commit, a line at the
+ * trigger), then the percentile lines over them. */
+static void plot_timeline(const char *dir, const struct timeline *t,
+			  bool marks)
+{
+	char s[4096];
+	int n;
+
+	n = snprintf(s, sizeof(s),
+		 "set terminal png size 900,500\nset output '%s/timeline.png'\n"
+		 "set logscale y\nset grid\nset key top left noenhanced\n"
+		 "set xlabel 'time since start (s)'\nset ylabel 'latency (us)'\n"
+		 "set y2range [0:1]\nunset y2tics\n"
+		 "set title 'weir bench latency: flows job per %llu ms window%s'\n"
+		 "plot ", dir, (unsigned long long)(t->win_ns / 1000000),
+		 marks ? " (red: checkpoints, trigger to commit)" : "");
+	if (marks)
+		n += snprintf(s + n, sizeof(s) - (size_t)n,
+			"'%s/checkpoints.tsv' using (($1+$2)/2):(0.5):1:2:(0):(1) "
+			"axes x1y2 with boxxyerror fs solid 0.2 noborder "
+			"lc rgb '#ff8080' title 'checkpoint', "
+			"'' using 1:(0):(0):(1) axes x1y2 with vectors nohead "
+			"lc rgb 'red' notitle, ", dir);
+	snprintf(s + n, sizeof(s) - (size_t)n,
+		 "'%s/timeline.tsv' using 1:6 with lines lw 1 title 'max', "
+		 "'' using 1:4 with lines lw 2 title 'p99', "
+		 "'' using 1:3 with lines lw 2 title 'p50'\n", dir);
+	if (gnuplot(s, "timeline.png"))
+		printf("wrote %s/timeline.png\n", dir);
+}
+
+static FILE *open_out(const char *dir, const char *name)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	if (f == NULL)
+		fprintf(stderr, "weir: bench latency: cannot write %s: %s\n",
+			path, strerror(errno));
+	return f;
+}
+
+static int close_out(FILE *f)
+{
+	return fclose(f) == 0 ? 0 : -EIO;
+}
+
+/* One row per window that has samples: its middle, in s since start. */
+static void timeline_rows(const struct timeline *t, struct weir_hist *h,
+			  FILE *f)
+{
+	for (unsigned w = 0; w < t->nwin; w++) {
+		weir_hist_reset_local(h);
+		for (unsigned c = 0; c < t->cores; c++)
+			weir_hist_merge_remote(h, t->h[c * t->nwin + w]);
+		if (weir_hist_count_remote(h) == 0)
+			continue;
+		fprintf(f, "%.3f\t%llu\t%.3f\t%.3f\t%.3f\t%.3f\n",
+			((double)w + 0.5) * (double)t->win_ns / 1e9,
+			(unsigned long long)weir_hist_count_remote(h),
+			us(h, 50), us(h, 99), us(h, 99.99),
+			(double)weir_hist_max_remote(h) / 1e3);
+	}
+}
+
+static int write_timeline(const struct timeline *t, const char *dir)
+{
+	struct weir_hist *h;
+	FILE *f = open_out(dir, "timeline.tsv");
+	int err;
+
+	if (f == NULL)
+		return -EIO;
+	err = weir_hist_create(&h);
+	if (!err) {
+		fputs("# t_s\tsamples\tp50_us\tp99_us\tp99.99_us\tmax_us\n", f);
+		timeline_rows(t, h, f);
+		weir_hist_destroy(h);
+	}
+	return close_out(f) ? -EIO : err;
+}
+
+static int write_marks(const struct sampler *smp, const char *dir)
+{
+	FILE *f = open_out(dir, "checkpoints.tsv");
+
+	if (f == NULL)
+		return -EIO;
+	fputs("# start_s\tend_s\tduration_ms\tbytes\n", f);
+	for (unsigned i = 0; i < smp->n; i++)
+		fprintf(f, "%.4f\t%.4f\t%.2f\t%llu\n", smp->marks[i].start_s,
+			smp->marks[i].end_s, (smp->marks[i].end_s -
+			smp->marks[i].start_s) * 1e3,
+			(unsigned long long)smp->marks[i].bytes);
+	return close_out(f);
 }
 
 static void plot_sweep(const char *dir)
@@ -514,34 +887,54 @@ static void plot_sweep(const char *dir)
 
 /* ---- modes ---- */
 
+enum { ONE_EXPORTED = 1, ONE_TIMELINE = 2 };
+
 static int one(const struct bench_opts *o, struct weir_flowgen *g,
 	       enum run_kind kind, uint64_t rate, bool sampling,
-	       bool exported, struct run *r)
+	       unsigned flags, struct run *r)
 {
 	memset(r, 0, sizeof(*r));
 	r->o = o, r->kind = kind, r->rate = rate, r->sampling = sampling;
 	r->cores = o->cores, r->gen = g;
-	return run_once(r, exported);
+	return run_once(r, flags & ONE_EXPORTED, flags & ONE_TIMELINE);
+}
+
+/* latency.hgrm, latency-checkpoint.hgrm, timeline.tsv, checkpoints.tsv. */
+static int flows_outputs(const struct run *r, const char *dir)
+{
+	int err = write_hgrm(r->h, dir, "latency.hgrm");
+
+	if (!err && r->ckpt)
+		err = write_hgrm(r->h_ckpt, dir, "latency-checkpoint.hgrm");
+	if (!err && r->ckpt)
+		err = write_marks(r->smp, dir);
+	if (!err)
+		err = write_timeline(&r->tl, dir);
+	return err;
 }
 
 static int fixed_rate(const struct bench_opts *o, struct weir_flowgen *g,
 		      uint64_t rate)
 {
 	struct run r, fl;
-	int err = one(o, g, RUN_FLOWS, rate, true, true, &r);
+	int err = one(o, g, RUN_FLOWS, rate, true,
+		      ONE_EXPORTED | ONE_TIMELINE, &r);
 
 	if (err)
 		return err;
 	report(&r, "flows");
-	err = write_hgrm(r.h, o->out_dir, "latency.hgrm");
+	err = flows_outputs(&r, o->out_dir);
 	if (!err && !o->no_floor && !(err = one(o, g, RUN_FLOOR, rate, true,
-						false, &fl))) {
+						0, &fl))) {
 		report(&fl, "floor");
 		err = write_hgrm(fl.h, o->out_dir, "floor.hgrm");
 		run_free(&fl);
 	}
-	if (!err)
-		plot_percentiles(o->out_dir, !o->no_floor);
+	if (!err) {
+		plot_percentiles(o->out_dir, !o->no_floor, r.ckpt &&
+				 weir_hist_count_remote(r.h_ckpt) > 0);
+		plot_timeline(o->out_dir, &r.tl, r.ckpt && r.smp->n > 0);
+	}
 	run_free(&r);
 	return err;
 }
@@ -561,7 +954,8 @@ static int sweep(const struct bench_opts *o, struct weir_flowgen *g)
 	for (unsigned i = 0; i < o->nrates && !err; i++) {
 		struct run r;
 
-		err = one(o, g, RUN_FLOWS, o->rates[i], true, i == 0, &r);
+		err = one(o, g, RUN_FLOWS, o->rates[i], true,
+			  i == 0 ? ONE_EXPORTED : 0, &r);
 		if (err)
 			break;
 		report(&r, "flows");
@@ -598,7 +992,7 @@ static int peak(const struct bench_opts *o, struct weir_flowgen *g,
 		for (int s = 0; s < 2 && !err; s++) {
 			struct run r;
 
-			err = one(o, g, RUN_FLOWS, 0, s == 1, false, &r);
+			err = one(o, g, RUN_FLOWS, 0, s == 1, 0, &r);
 			if (err)
 				break;
 			(s ? on : off)[i] = (double)r.records / r.elapsed_s;
@@ -692,8 +1086,12 @@ static int parse_value(struct bench_opts *o, const char *opt,
 		return 0;
 	}
 	if (strcmp(opt, "--checkpoint-interval") == 0)
-		return cli_usage_error("bench latency: --checkpoint-interval: "
-				       "the engine cannot checkpoint yet");
+		return cli_parse_u64(opt, val, 1, 3600u * 1000, &o->ckpt_ms) ?
+		       0 : EXIT_USAGE;
+	if (strcmp(opt, "--checkpoint-dir") == 0) {
+		o->ckpt_dir = val;
+		return 0;
+	}
 	return cli_usage_error("bench latency: unknown option '%s' (try "
 			       "`weir bench latency --help`)", opt);
 }
@@ -726,6 +1124,9 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 	if (!o->rate && !o->nrates && !o->peak)
 		return cli_usage_error("bench latency: give --rate PPS, "
 				       "--sweep R1,R2,... or --peak");
+	if (o->ckpt_dir && !o->ckpt_ms)
+		return cli_usage_error("bench latency: --checkpoint-dir needs "
+				       "--checkpoint-interval MS");
 	return 0;
 }
 
@@ -775,6 +1176,9 @@ static int preflight(struct bench_opts *o)
 	if (mkdir(o->out_dir, 0777) != 0 && errno != EEXIST)
 		return cli_usage_error("bench latency: cannot create %s: %s",
 				       o->out_dir, strerror(errno));
+	if (o->ckpt_dir && mkdir(o->ckpt_dir, 0700) != 0 && errno != EEXIST)
+		return cli_usage_error("bench latency: cannot create %s: %s",
+				       o->ckpt_dir, strerror(errno));
 	weir_metrics_config_init(&mc);
 	mc.http = o->http, mc.http_port = o->port, mc.json_path = o->json_path;
 	if (weir_metrics_create(&mc, &m) != 0)
