@@ -11,9 +11,16 @@ Test plan (no assertion on absolute times: the machine is shared):
     file's last line has records_in total == records_out total ==
     rate * duration (every offered record reached the window operator).
   - sweep over two rates writes sweep.tsv with one row per rate.
+  - checkpoints every 50 ms over 2 s: a "ckpt" line with samples > 0 next
+    to the steady line; latency.hgrm and latency-checkpoint.hgrm hold
+    exactly the steady and the during-checkpoint samples; timeline.tsv's
+    windows add up to both; checkpoints.tsv lists committed checkpoints;
+    the JSON metrics show checkpoints > 0 and checkpoint bytes > 0 on
+    core 0; the default checkpoint directory is gone afterwards, one under
+    --checkpoint-dir is kept and holds the checkpoints.
   - errors -> exit 2 and one line on stderr: --rate 0, --duration 0, a
     rate above what the generator can offer, a port in use, an unknown
-    option, --checkpoint-interval (not available yet).
+    option, --checkpoint-interval 0, --checkpoint-dir alone.
 """
 import json
 import os
@@ -28,7 +35,7 @@ import urllib.request
 
 WEIR = sys.argv[1]
 results = []
-LINE = re.compile(r"^(flows|floor)\s+rate=(\d+) achieved=(\d+)/s samples=(\d+) "
+LINE = re.compile(r"^(flows|floor|ckpt)\s+rate=(\d+) achieved=(\d+)/s samples=(\d+) "
                   r"p50=([\d.]+)us p90=([\d.]+)us p99=([\d.]+)us "
                   r"p99\.9=([\d.]+)us p99\.99=([\d.]+)us max=([\d.]+)us")
 
@@ -119,6 +126,58 @@ def metrics():
     shutil.rmtree(d)
 
 
+def checkpoint_run(d, *extra):
+    js = os.path.join(d, "m.jsonl")
+    r = bench("--rate", "20000", "--duration", "2", "--cores", "2",
+              "--no-floor", "--checkpoint-interval", "50", "--out", d,
+              "--metrics-json", js, *extra)
+    assert r.returncode == 0, r.stderr
+    lines = {m.group(1): m for m in map(LINE.match, r.stdout.splitlines())
+             if m}
+    assert sorted(lines) == ["ckpt", "flows"], r.stdout
+    ck = re.search(r"^checkpoints interval=50ms completed=(\d+) failed=\d+ "
+                   r"last_duration=[\d.]+ms last_bytes=(\d+)", r.stdout, re.M)
+    assert ck and int(ck.group(1)) > 0 and int(ck.group(2)) > 0, r.stdout
+    return r, lines, json.loads(open(js).read().splitlines()[-1]), \
+        int(ck.group(1))
+
+
+@test("checkpoints: steady and during-checkpoint apart, timeline, metrics")
+def checkpoints():
+    d = tempfile.mkdtemp()
+    r, lines, last, completed = checkpoint_run(d)
+    steady, during = (int(lines[k].group(4)) for k in ("flows", "ckpt"))
+    assert during > 0, r.stdout
+    assert hgrm_total(os.path.join(d, "latency.hgrm")) == steady
+    assert hgrm_total(os.path.join(d, "latency-checkpoint.hgrm")) == during
+    rows = [l.split("\t") for l in open(os.path.join(d, "timeline.tsv"))
+            if not l.startswith("#")]
+    assert sum(int(x[1]) for x in rows) == steady + during, rows
+    marks = [l.split("\t") for l in open(os.path.join(d, "checkpoints.tsv"))
+             if not l.startswith("#")]
+    assert 0 < len(marks) <= completed, (marks, completed)
+    assert all(float(m[0]) <= float(m[1]) for m in marks), marks
+    core0 = last["cores"][0]
+    assert core0["checkpoints"] > 0 and core0["checkpoint_bytes"] > 0, core0
+    assert not [f for f in os.listdir(d) if f.startswith("ckpt-")], \
+        os.listdir(d)
+    if shutil.which("gnuplot"):
+        assert os.path.getsize(os.path.join(d, "timeline.png")) > 1000
+    shutil.rmtree(d)
+
+
+@test("checkpoints: --checkpoint-dir keeps a run-XXXXXX directory")
+def checkpoint_dir():
+    d, keep = tempfile.mkdtemp(), tempfile.mkdtemp()
+    r, _, _, _ = checkpoint_run(d, "--checkpoint-dir", keep)
+    runs = os.listdir(keep)
+    assert len(runs) == 1 and runs[0].startswith("run-"), runs
+    assert "dir=%s/%s" % (keep, runs[0]) in r.stdout, r.stdout
+    assert os.listdir(os.path.join(keep, runs[0])), "no checkpoint files"
+    shutil.rmtree(d)
+    shutil.rmtree(keep)
+
+
 @test("sweep: one row per rate in sweep.tsv")
 def sweep():
     d = tempfile.mkdtemp()
@@ -139,7 +198,8 @@ def refused(args, words):
     assert words in lines[0], (words, lines[0])
 
 
-@test("errors: rate 0, duration 0, rate too high, port in use, bad option")
+@test("errors: rate 0, duration 0, rate too high, port in use, bad option, "
+      "checkpoint options")
 def errors():
     refused(["--rate", "0", "--duration", "1"], "--rate 0")
     refused(["--rate", "1000", "--duration", "0"], "--duration 0")
@@ -152,8 +212,10 @@ def errors():
              str(s.getsockname()[1])], "already in use")
     s.close()
     refused(["--rate", "1000", "--bogus", "1"], "unknown option")
-    refused(["--rate", "1000", "--checkpoint-interval", "100"],
-            "cannot checkpoint yet")
+    refused(["--rate", "1000", "--checkpoint-interval", "0"],
+            "--checkpoint-interval")
+    refused(["--rate", "1000", "--checkpoint-dir", "/tmp"],
+            "needs --checkpoint-interval")
     refused(["--duration", "1"], "--rate")
 
 
