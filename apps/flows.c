@@ -30,6 +30,7 @@
 #include "apps/cli.h"
 #include "weir/checkpoint.h"
 #include "weir/flows.h"
+#include "weir/metrics.h"
 #include "weir/window.h"
 
 #define FLOWS_CSV_HEADER \
@@ -38,8 +39,8 @@
 #define DPDK_IDLE_MS 1000
 
 struct flows_opts {
-	const char *pcap, *out, *ckpt_dir, *dpdk;
-	uint64_t ckpt_interval_ms;
+	const char *pcap, *out, *ckpt_dir, *dpdk, *metrics_json;
+	uint64_t ckpt_interval_ms, metrics_port;
 	bool gen, idle_sleep;
 	unsigned cores;
 	uint64_t window_ms, max_delay_ms, rate, duration_s;
@@ -100,6 +101,14 @@ static const char flows_usage[] =
 	"                   uninterrupted run writes\n"
 	"  --checkpoint-interval MS  between checkpoints (default 1000)\n"
 	"\n"
+	"  --metrics-json FILE  a JSON line of metrics every second to FILE:\n"
+	"                   per core records_in (into the window) and state_keys;\n"
+	"                   on core 0 the input's records_out and malformed (job\n"
+	"                   totals) and checkpoints, checkpoint_duration_ns,\n"
+	"                   checkpoint_bytes (the last one)\n"
+	"  --metrics-port PORT  the same as Prometheus text on\n"
+	"                   http://127.0.0.1:PORT/metrics while the job runs\n"
+	"\n"
 	"Exit status: 0 done, 1 the job failed, 2 bad options or input.\n";
 
 static int parse_double(const char *opt, const char *val, double lo,
@@ -158,6 +167,11 @@ static int parse_one(struct flows_opts *o, const char *opt, const char *val)
 		return rc;
 	if (strcmp(opt, "--checkpoint-dir") == 0) {
 		o->ckpt_dir = val;
+	} else if (strcmp(opt, "--metrics-json") == 0) {
+		o->metrics_json = val;
+	} else if (strcmp(opt, "--metrics-port") == 0) {
+		if (!cli_parse_u64(opt, val, 1, 65535, &o->metrics_port))
+			return EXIT_USAGE;
 	} else if (strcmp(opt, "--checkpoint-interval") == 0) {
 		if (!cli_parse_u64(opt, val, 1, 3600u * 1000, &o->ckpt_interval_ms))
 			return EXIT_USAGE;
@@ -253,13 +267,18 @@ static void acc_create(void *acc, void *arg)
 	memset(acc, 0, sizeof(struct flow_acc));
 }
 
+struct flows_job;
+static void count_in(struct flows_job *j, const struct weir_flow_obs *o);
+
+/* arg: the job when metrics are on, else NULL. */
 static void acc_add(void *acc, const void *in, void *arg)
 {
 	struct flow_acc *a = acc;
 
-	(void)arg;
 	a->packets++;
 	a->bytes += ((const struct weir_flow_obs *)in)->ip_bytes;
+	if (arg != NULL)
+		count_in(arg, in);
 }
 
 static void acc_merge(void *acc, const void *other, void *arg)
@@ -316,7 +335,108 @@ struct flows_job {
 	struct weir_stream *rows_stream;
 	uint64_t rows;
 	_Atomic bool done;
+	struct weir_metrics *m;     /* --metrics-*: else NULL */
+	uint32_t key_groups;
+	pthread_t feeder;
+	bool feeding;
 };
+
+/* ---- metrics (--metrics-json, --metrics-port) ---- */
+
+/* The window's add() runs on the core that owns the record's key, so the
+ * first record a worker thread aggregates tells it which core it is. */
+static _Thread_local int tl_core = -1;
+
+static void count_in(struct flows_job *j, const struct weir_flow_obs *o)
+{
+	if (tl_core < 0)
+		tl_core = (int)weir_key_group_owner(weir_key_group(&o->key,
+			sizeof(o->key), j->key_groups), j->key_groups,
+			j->o->cores);
+	weir_metrics_add_local(j->m, (unsigned)tl_core,
+			       WEIR_METRIC_RECORDS_IN, 1);
+}
+
+/* The input's totals go on core 0: the sources count per core inside and
+ * publish only totals while running.  The feeder thread (then the main
+ * thread, after the run) is their only writer. */
+static void publish_input(struct flows_job *j, bool final)
+{
+	struct weir_flow_counters c = { 0 };
+	uint64_t off, size;
+
+	if (final && j->pcap)
+		weir_pcap_source_counters(j->pcap, &c);
+	else if (final)
+		weir_flowgen_counters(j->gen, &c);
+	else if (j->pcap)
+		weir_pcap_source_progress(j->pcap, &off, &size, &c.packets);
+	else
+		c.packets = weir_flowgen_progress(j->gen);
+	weir_metrics_set_local(j->m, 0, WEIR_METRIC_RECORDS_OUT, c.packets);
+	if (final)
+		weir_metrics_set_local(j->m, 0, WEIR_METRIC_MALFORMED,
+				       c.malformed);
+}
+
+static void *feeder(void *arg)
+{
+	struct flows_job *j = arg;
+	struct timespec nap = { 0, 100 * 1000 * 1000 };
+
+	while (!atomic_load(&j->done)) {
+		nanosleep(&nap, NULL);
+		publish_input(j, false);
+	}
+	return NULL;
+}
+
+/* Before any output: a port in use or an unwritable file is refused. */
+static int metrics_open(struct flows_job *j)
+{
+	struct flows_opts *o = j->o;
+	struct weir_metrics_config mc;
+
+	if (o->metrics_json == NULL && o->metrics_port == 0)
+		return 0;
+	if (o->cores == 0) {
+		struct weir_runtime_config rc;
+
+		weir_runtime_config_init(&rc);
+		o->cores = rc.cores;
+	}
+	weir_metrics_config_init(&mc);
+	mc.cores = o->cores;
+	mc.json_path = o->metrics_json;
+	mc.http = o->metrics_port != 0;
+	mc.http_port = (uint16_t)o->metrics_port;
+	if (weir_metrics_create(&mc, &j->m) != 0)
+		return cli_usage_error("flows: %s", weir_last_error());
+	return 0;
+}
+
+static int metrics_start(struct flows_job *j)
+{
+	if (j->m == NULL)
+		return 0;
+	weir_pipeline_metrics(j->p, j->m);
+	if (weir_metrics_start(j->m) != 0)
+		return -1;
+	j->feeding = pthread_create(&j->feeder, NULL, feeder, j) == 0;
+	return 0;
+}
+
+/* After the run (j->done set): exact input totals, the last JSON line. */
+static void metrics_finish(struct flows_job *j)
+{
+	if (j->m == NULL)
+		return;
+	if (j->feeding)
+		pthread_join(j->feeder, NULL);
+	j->feeding = false;
+	publish_input(j, true);
+	weir_metrics_stop(j->m);
+}
 
 static int build(struct flows_job *j)
 {
@@ -326,7 +446,8 @@ static int build(struct flows_job *j)
 	struct weir_window_spec win = {
 		.name = "flows", .kind = WEIR_WINDOW_TUMBLING,
 		.size_ms = (int64_t)j->o->window_ms, .agg = &agg,
-		.output = to_row, .out_size = sizeof(struct flow_row) };
+		.output = to_row, .out_size = sizeof(struct flow_row),
+		.arg = j->m ? j : NULL };
 	struct weir_file_sink sink = {
 		.path = j->o->out, .header = FLOWS_CSV_HEADER,
 		.format = format_row, .arg = &j->rows };
@@ -536,9 +657,12 @@ static int run(struct flows_job *j)
 	if (err)
 		return cli_usage_error("flows: %s", weir_last_error());
 	j->o->cores = cfg.runtime.cores;
+	j->key_groups = cfg.key_groups;
 	err = build(j);
 	if (err == 0)
 		err = checkpointing(j);
+	if (err == 0)
+		err = metrics_start(j);
 	if (err) {
 		fprintf(stderr, "weir: flows: %s\n", weir_last_error());
 		return 1;
@@ -554,6 +678,7 @@ static int run(struct flows_job *j)
 	atomic_store(&j->done, true);
 	if (tty)
 		pthread_join(th, NULL);
+	metrics_finish(j);
 	if (err)
 		fprintf(stderr, "weir: flows: %s\n", weir_last_error());
 	summary(j, err, now_s() - t0);
@@ -615,8 +740,11 @@ int cmd_flows(int argc, char **argv)
 	j.o = &o;
 	rc = open_input(&j);
 	if (rc == 0)
+		rc = metrics_open(&j);
+	if (rc == 0)
 		rc = run(&j);
 	weir_pipeline_destroy(j.p);
+	weir_metrics_destroy(j.m);
 	weir_pcap_source_close(j.pcap);
 	weir_flowgen_destroy(j.gen);
 	weir_dpdk_source_close(j.dpdk);

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""check_bench_latency.py WEIR — `weir bench latency` end to end, TAP output.
+"""check_bench_latency.py WEIR — `weir bench latency` and the metrics of
+`weir flows` (issue 6) end to end, TAP output.
 
 Test plan (no assertion on absolute times: the machine is shared):
   - a short run (1 core, 20000 records/s, 1 s) prints a flows and a floor
@@ -21,12 +22,19 @@ Test plan (no assertion on absolute times: the machine is shared):
   - errors -> exit 2 and one line on stderr: --rate 0, --duration 0, a
     rate above what the generator can offer, a port in use, an unknown
     option, --checkpoint-interval 0, --checkpoint-dir alone.
+  - weir flows --metrics-json/--metrics-port with checkpoints: the endpoint
+    answers during the run; the JSON file's last line has records_in over
+    the cores == core 0's records_out == --packets, and core 0's
+    checkpoints equal the summary's checkpoints= (> 0) with bytes > 0.
+  - weir flows --pcap: malformed frames show in core 0's malformed.
+  - weir flows with the metrics port in use: exit 2, one line, no output.
 """
 import json
 import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -217,6 +225,105 @@ def errors():
     refused(["--rate", "1000", "--checkpoint-dir", "/tmp"],
             "needs --checkpoint-interval")
     refused(["--duration", "1"], "--rate")
+
+
+def scrape(port, proc):
+    """The endpoint's body, tried until it answers or proc ends."""
+    while proc.poll() is None:
+        try:
+            return urllib.request.urlopen(
+                "http://127.0.0.1:%d/metrics" % port, timeout=2).read().decode()
+        except OSError:
+            time.sleep(0.02)
+    return None
+
+
+def flows_summary(stderr):
+    line = [l for l in stderr.splitlines() if l.startswith("weir flows: input=")]
+    assert line, stderr
+    return dict(kv.split("=", 1) for kv in line[-1].split()[2:])
+
+
+@test("flows: metrics endpoint and JSON with checkpoints")
+def flows_metrics():
+    d = tempfile.mkdtemp()
+    port, js = free_port(), os.path.join(d, "m.jsonl")
+    p = subprocess.Popen([WEIR, "flows", "--packets", "200000", "--rate",
+                          "100000", "--cores", "2", "--out",
+                          os.path.join(d, "o.csv"), "--checkpoint-dir",
+                          os.path.join(d, "ck"), "--checkpoint-interval", "100",
+                          "--metrics-json", js, "--metrics-port", str(port)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    body = scrape(port, p)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert body is not None, "endpoint never answered"
+    for name in ["weir_records_in_total{core=\"1\"}",
+                 "weir_records_out_total{core=\"0\"}",
+                 "weir_state_keys{core=\"1\"}", "weir_checkpoints_total"]:
+        assert name in body, name
+    last = json.loads(open(js).read().splitlines()[-1])
+    core0 = last["cores"][0]
+    assert sum(c["records_in"] for c in last["cores"]) == 200000, last
+    assert core0["records_out"] == 200000, core0
+    summary = flows_summary(err)
+    assert int(summary["checkpoints"]) > 0, summary
+    assert core0["checkpoints"] == int(summary["checkpoints"]), (core0, summary)
+    assert core0["checkpoint_bytes"] > 0, core0
+    shutil.rmtree(d)
+
+
+def write_pcap(path, frames):
+    """pcap, microseconds, Ethernet; frames: bytes, 1 ms apart."""
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+        for i, fr in enumerate(frames):
+            f.write(struct.pack("<IIII", 1700000000, i * 1000, len(fr),
+                                len(fr)) + fr)
+
+
+def udp_frame(first_byte):
+    eth = b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00"
+    ip = struct.pack(">BBHHHBBH4s4s", first_byte, 0, 28, 1, 0, 64, 17, 0,
+                     bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+    return eth + ip + struct.pack(">HHHH", 1234, 53, 8, 0)
+
+
+@test("flows: malformed frames of a capture in the metrics")
+def flows_malformed():
+    d = tempfile.mkdtemp()
+    cap, js = os.path.join(d, "m.pcap"), os.path.join(d, "m.jsonl")
+    write_pcap(cap, [udp_frame(0x45), udp_frame(0x44), udp_frame(0x45),
+                     udp_frame(0x44), udp_frame(0x44)])
+    r = subprocess.run([WEIR, "flows", "--pcap", cap, "--cores", "2", "--out",
+                        os.path.join(d, "o.csv"), "--metrics-json", js],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert flows_summary(r.stderr)["malformed"] == "3", r.stderr
+    last = json.loads(open(js).read().splitlines()[-1])
+    assert last["cores"][0]["malformed"] == 3, last
+    assert sum(c["records_in"] for c in last["cores"]) == 2, last
+    shutil.rmtree(d)
+
+
+@test("flows: metrics port in use -> exit 2, one line, no output")
+def flows_port_in_use():
+    d = tempfile.mkdtemp()
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    r = subprocess.run([WEIR, "flows", "--packets", "1000", "--out",
+                        os.path.join(d, "o.csv"), "--metrics-port",
+                        str(s.getsockname()[1])],
+                       capture_output=True, text=True, timeout=120)
+    s.close()
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "already in use" in lines[0], r.stderr
+    assert lines[0].startswith("weir: flows: "), lines
+    assert os.listdir(d) == [], os.listdir(d)
+    shutil.rmtree(d)
 
 
 print("1..%d" % len(results))
