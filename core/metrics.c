@@ -59,15 +59,15 @@ static const struct {
 	  false },
 	{ "drops", "Records dropped (live sources)", false },
 	{ "malformed", "Malformed packets skipped", false },
-	{ "checkpoints", "Checkpoints completed (not yet wired)", false },
+	{ "checkpoints", "Checkpoints committed (core 0)", false },
 	{ "ring_occupancy", "Records queued in the rings into the core",
 	  true },
 	{ "state_bytes", "State arena bytes in use", true },
-	{ "state_keys", "Keys in keyed state (not yet wired)", true },
-	{ "checkpoint_duration_ns", "Last checkpoint's duration "
-	  "(not yet wired)", true },
-	{ "checkpoint_bytes", "Last checkpoint's size (not yet wired)",
-	  true },
+	{ "state_keys", "Keys in keyed state", true },
+	{ "checkpoint_duration_ns", "Last committed checkpoint's duration, "
+	  "trigger to commit (core 0)", true },
+	{ "checkpoint_bytes", "Bytes the last committed checkpoint wrote "
+	  "(core 0)", true },
 };
 
 static uint64_t mono_ns(void)

@@ -23,9 +23,14 @@
  *     and the per-core checkpoint flag are written by the engine itself
  *     once weir_pipeline_metrics() gave it the metrics.
  *
+ *   - An application whose sources only publish totals (weir flows) may
+ *     set a value the core itself never writes from one other thread
+ *     (weir flows: the input's records_out and malformed on core 0).
+ *
  * INVARIANTS
- *   1. weir_metrics_*_local(m, core, ...) only from core `core`'s thread
- *      (or a single thread standing in for it, as in tests).
+ *   1. One writer per value: weir_metrics_*_local(m, core, ...) from core
+ *      `core`'s thread, or, for a value nothing on that core writes, from
+ *      a single thread standing in for it (tests; see WHO WRITES WHAT).
  *   2. Counters never decrease; a reader sees each value whole (see
  *      weir/hist.h for the histograms' read guarantees).
  *   3. weir_metrics_create() binds the port before returning, so "port in
