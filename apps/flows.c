@@ -103,8 +103,9 @@ static const char flows_usage[] =
 	"\n"
 	"  --metrics-json FILE  a JSON line of metrics every second to FILE:\n"
 	"                   per core records_in (into the window) and state_keys;\n"
-	"                   on core 0 the input's records_out and malformed (job\n"
-	"                   totals) and checkpoints, checkpoint_duration_ns,\n"
+	"                   on core 0 the input's records_out (packets read; the\n"
+	"                   generator's at the end) and malformed (at the end),\n"
+	"                   job totals, and checkpoints, checkpoint_duration_ns,\n"
 	"                   checkpoint_bytes (the last one)\n"
 	"  --metrics-port PORT  the same as Prometheus text on\n"
 	"                   http://127.0.0.1:PORT/metrics while the job runs\n"
@@ -359,7 +360,10 @@ static void count_in(struct flows_job *j, const struct weir_flow_obs *o)
 
 /* The input's totals go on core 0: the sources count per core inside and
  * publish only totals while running.  The feeder thread (then the main
- * thread, after the run) is their only writer. */
+ * thread, after the run) is their only writer.  While running only the
+ * pcap source's progress is read: the generator's per-core progress is
+ * zeroed by its open() on the workers without ordering against
+ * weir_flowgen_progress() (TSan), so its totals come after the run. */
 static void publish_input(struct flows_job *j, bool final)
 {
 	struct weir_flow_counters c = { 0 };
@@ -369,10 +373,8 @@ static void publish_input(struct flows_job *j, bool final)
 		weir_pcap_source_counters(j->pcap, &c);
 	else if (final)
 		weir_flowgen_counters(j->gen, &c);
-	else if (j->pcap)
-		weir_pcap_source_progress(j->pcap, &off, &size, &c.packets);
 	else
-		c.packets = weir_flowgen_progress(j->gen);
+		weir_pcap_source_progress(j->pcap, &off, &size, &c.packets);
 	weir_metrics_set_local(j->m, 0, WEIR_METRIC_RECORDS_OUT, c.packets);
 	if (final)
 		weir_metrics_set_local(j->m, 0, WEIR_METRIC_MALFORMED,
@@ -422,7 +424,8 @@ static int metrics_start(struct flows_job *j)
 	weir_pipeline_metrics(j->p, j->m);
 	if (weir_metrics_start(j->m) != 0)
 		return -1;
-	j->feeding = pthread_create(&j->feeder, NULL, feeder, j) == 0;
+	j->feeding = j->pcap != NULL &&
+		     pthread_create(&j->feeder, NULL, feeder, j) == 0;
 	return 0;
 }
 
