@@ -103,8 +103,8 @@ static const char flows_usage[] =
 	"\n"
 	"  --metrics-json FILE  a JSON line of metrics every second to FILE:\n"
 	"                   per core records_in (into the window) and state_keys;\n"
-	"                   on core 0 the input's records_out (packets read; the\n"
-	"                   generator's at the end) and malformed (at the end),\n"
+	"                   on core 0 the input's records_out (packets read; for\n"
+	"                   --gen/--dpdk at the end) and malformed (at the end),\n"
 	"                   job totals, and checkpoints, checkpoint_duration_ns,\n"
 	"                   checkpoint_bytes (the last one)\n"
 	"  --metrics-port PORT  the same as Prometheus text on\n"
@@ -361,9 +361,9 @@ static void count_in(struct flows_job *j, const struct weir_flow_obs *o)
 /* The input's totals go on core 0: the sources count per core inside and
  * publish only totals while running.  The feeder thread (then the main
  * thread, after the run) is their only writer.  While running only the
- * pcap source's progress is read: the generator's per-core progress is
- * zeroed by its open() on the workers without ordering against
- * weir_flowgen_progress() (TSan), so its totals come after the run. */
+ * pcap source's progress is read: the generator's and DPDK's per-core
+ * progress is zeroed by their open() on the workers without ordering
+ * against their _progress() (TSan), so their totals come after the run. */
 static void publish_input(struct flows_job *j, bool final)
 {
 	struct weir_flow_counters c = { 0 };
@@ -371,6 +371,8 @@ static void publish_input(struct flows_job *j, bool final)
 
 	if (final && j->pcap)
 		weir_pcap_source_counters(j->pcap, &c);
+	else if (final && j->dpdk)
+		weir_dpdk_source_counters(j->dpdk, &c);
 	else if (final)
 		weir_flowgen_counters(j->gen, &c);
 	else
