@@ -24,6 +24,7 @@
  *   deadline (duration), or the frame budget used up.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,7 +296,11 @@ static int dsrc_open(struct weir_ctx *c, unsigned split, unsigned splits,
 	if (splits != s->cfg.cores)
 		return wr_error(-EINVAL, "dpdk source: opened for %u cores, "
 				"the pipeline has %u", s->cfg.cores, splits);
-	memset(pc, 0, sizeof(*pc));
+	/* Not `published`: a progress reader may load it right now. */
+	memset(&pc->c, 0, sizeof(pc->c));
+	memset((char *)pc + offsetof(struct dsrc_core, deadline_ns), 0,
+	       sizeof(*pc) - offsetof(struct dsrc_core, deadline_ns));
+	atomic_store_explicit(&pc->published, 0, memory_order_relaxed);
 	for (unsigned i = 0; i < s->nports; i++)
 		if (split < s->port[i].queues)
 			pc->q[pc->nq++] = (struct dsrc_rxq){

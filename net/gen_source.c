@@ -16,6 +16,7 @@
  * never decrease; its position is the next index to consider.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -215,7 +216,12 @@ static int fg_open(struct weir_ctx *c, unsigned split, unsigned splits,
 	struct fg_core *fc = &g->core[split];
 
 	(void)c;
-	memset(fc, 0, sizeof(*fc));
+	/* Everything but `published`, which weir_flowgen_progress() may be
+	 * reading right now: that one only through an atomic store. */
+	memset(&fc->c, 0, sizeof(fc->c));
+	memset((char *)fc + offsetof(struct fg_core, next), 0,
+	       sizeof(*fc) - offsetof(struct fg_core, next));
+	atomic_store_explicit(&fc->published, 0, memory_order_relaxed);
 	for (unsigned s = split; s < SPLITS; s += splits) {
 		fc->mine[s] = true;
 		fc->nowned++;
