@@ -26,8 +26,8 @@ static uint32_t outbuf_room(const struct wr_exec *x)
 	uint32_t room = WR_OUTBUF_CAP;
 
 	for (unsigned d = 0; d < x->n; d++)
-		if (WR_OUTBUF_CAP - x->out[d].n < room)
-			room = WR_OUTBUF_CAP - x->out[d].n;
+		if (x->out[d].cap - x->out[d].n < room)
+			room = x->out[d].cap - x->out[d].n;
 	return room;
 }
 
@@ -89,7 +89,7 @@ static int stage(struct wr_exec *x, const struct weir_stream *kb,
 		d = 0;
 	}
 	o = &x->out[d];
-	if (WEIR_UNLIKELY(o->n == WR_OUTBUF_CAP))
+	if (WEIR_UNLIKELY(o->n == o->cap))
 		return wr_error(-EOVERFLOW, "operator before '%s' emitted more "
 				"records than it declared", kb->name);
 	env = (struct wr_envelope *)(o->slots + (size_t)o->n * x->slot);
@@ -397,6 +397,55 @@ static void housekeeping(struct wr_exec *x, uint32_t work)
 				       WEIR_METRIC_STATE_KEYS, keys);
 }
 
+/*
+ * Deadlock breaker for the shared mesh (docs/architecture.md, "Known
+ * limits"): when a core holds a ring's head envelope for lack of out-buffer
+ * room and has done no work for STALL_TICKS ticks, every ring it would
+ * write to may be full of envelopes that only it or its peers can drain
+ * (e.g. its own ring to itself).  It then doubles its out buffers, up to
+ * STALL_CAP_MAX slots each: the held envelope runs, its ring drains, and
+ * the cycle is broken.  Memory stays bounded (the records in flight).
+ */
+#define STALL_TICKS 1024u
+#define STALL_CAP_MAX (64u * WR_OUTBUF_CAP)
+
+static bool holding_input(const struct wr_exec *x)
+{
+	for (unsigned from = 0; from < x->n; from++)
+		if (x->pend_full[from])
+			return true;
+	return false;
+}
+
+static void grow_outbufs(struct wr_exec *x)
+{
+	for (unsigned d = 0; d < x->n; d++) {
+		struct wr_outbuf *o = &x->out[d];
+		uint32_t cap = o->cap * 2;
+		if (cap > STALL_CAP_MAX)
+			continue;
+		uint8_t *s = weir_worker_alloc_local(x->w, (size_t)cap * x->slot);
+		if (s == NULL)
+			continue;
+		memcpy(s, o->slots, (size_t)o->n * x->slot);
+		weir_worker_free_local(x->w, o->slots);
+		o->slots = s;
+		o->cap = cap;
+	}
+}
+
+static void watch_stall(struct wr_exec *x, uint32_t work)
+{
+	if (work > 0 || !holding_input(x)) {
+		x->stalled = 0;
+		return;
+	}
+	if (++x->stalled >= STALL_TICKS) {
+		grow_outbufs(x);
+		x->stalled = 0;
+	}
+}
+
 int wr_exec_poll(struct wr_exec *x)
 {
 	uint32_t work = 0;
@@ -422,6 +471,7 @@ int wr_exec_poll(struct wr_exec *x)
 	if (err < 0)
 		return err;
 	work += (uint32_t)err;
+	watch_stall(x, work);
 	housekeeping(x, work);
 	if (all_ended(x) && wr_ckpt_may_finish(x)) {
 		err = wr_exec_finish(x);

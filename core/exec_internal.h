@@ -14,7 +14,8 @@
 struct wr_outbuf {
 	uint32_t n;     /* staged envelopes */
 	uint32_t head;  /* first one not yet in the ring */
-	uint8_t *slots; /* WR_OUTBUF_CAP slots */
+	uint32_t cap;   /* WR_OUTBUF_CAP, more after a stall (exec.c) */
+	uint8_t *slots; /* cap slots */
 };
 
 struct wr_keyed_state; /* process.c */
@@ -77,6 +78,7 @@ struct wr_exec {
 	struct wr_arena *arena; /* every state byte of this core */
 	struct wr_kstate *evict_group; /* first state opened on this core */
 	uint32_t ticks;
+	uint32_t stalled;       /* ticks in a row with input held, no work */
 	int64_t now_ms;         /* processing time, read once per tick */
 	uint8_t *inbuf;  /* WR_BURST slots (rings) or source records */
 	int64_t *tsbuf;  /* WR_BURST source timestamps */

@@ -63,6 +63,7 @@ static int alloc_buffers(struct wr_exec *x)
 	    !x->pend)
 		return -ENOMEM;
 	for (unsigned d = 0; d < x->n; d++) {
+		x->out[d].cap = WR_OUTBUF_CAP;
 		x->out[d].slots = zalloc(x, (size_t)WR_OUTBUF_CAP * x->slot);
 		if (x->out[d].slots == NULL)
 			return -ENOMEM;

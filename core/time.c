@@ -88,8 +88,8 @@ static uint32_t room_for(const struct wr_exec *x, const struct weir_stream *n)
 	uint32_t room = WR_OUTBUF_CAP;
 
 	for (unsigned d = 0; d < x->n; d++)
-		if (WR_OUTBUF_CAP - x->out[d].n < room)
-			room = WR_OUTBUF_CAP - x->out[d].n;
+		if (x->out[d].cap - x->out[d].n < room)
+			room = x->out[d].cap - x->out[d].n;
 	room /= n->amp ? n->amp : 1;
 	return room < TIMER_BUDGET ? room : TIMER_BUDGET;
 }

@@ -10,7 +10,7 @@
 
 #include "snapshot/uring.h"
 
-enum op_kind { OP_WRITE, OP_FALLOCATE, OP_FSYNC };
+enum op_kind { OP_WRITE, OP_FALLOCATE, OP_FSYNC, OP_FSYNC_NOW };
 
 struct op {
 	enum op_kind kind;
@@ -111,6 +111,13 @@ int wr_uring_fsync(struct wr_uring *u, int fd, uint64_t tag)
 	return enqueue(u, &o);
 }
 
+int wr_uring_fsync_now(struct wr_uring *u, int fd, uint64_t tag)
+{
+	struct op o = { .kind = OP_FSYNC_NOW, .fd = fd, .tag = tag };
+
+	return enqueue(u, &o);
+}
+
 static void prep(struct wr_uring *u, struct io_uring_sqe *sqe, uint32_t slot)
 {
 	struct op *o = &u->ops[slot];
@@ -126,7 +133,8 @@ static void prep(struct wr_uring *u, struct io_uring_sqe *sqe, uint32_t slot)
 	} else {
 		io_uring_prep_fsync(sqe, o->fd, 0);
 		/* Runs after everything submitted before it completed. */
-		sqe->flags |= IOSQE_IO_DRAIN;
+		if (o->kind == OP_FSYNC)
+			sqe->flags |= IOSQE_IO_DRAIN;
 	}
 	io_uring_sqe_set_data64(sqe, slot);
 	o->in_kernel = true;

@@ -49,6 +49,10 @@ int wr_uring_fallocate(struct wr_uring *u, int fd, uint64_t off,
 		       uint64_t len, uint64_t tag);
 /* Queue an fsync of fd ordered after every operation queued before it. */
 int wr_uring_fsync(struct wr_uring *u, int fd, uint64_t tag);
+/* An fsync not ordered after anything (no IOSQE_IO_DRAIN, so it holds
+ * back nothing queued after it either): for a caller that has already
+ * reaped the writes it must cover. */
+int wr_uring_fsync_now(struct wr_uring *u, int fd, uint64_t tag);
 
 /* Move queued operations into the kernel (bounded by depth). */
 int wr_uring_submit(struct wr_uring *u);
