@@ -49,6 +49,7 @@
 
 #include "snapshot/ckpt.h"
 #include "state/table.h"
+#include "bench_util.h"
 
 #define BATCH 32u
 #define REPS_MAX 15
@@ -74,30 +75,6 @@ struct state {
 	struct wr_uring *u;
 };
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
 /* Sorts v; the q-quantile (nearest rank). */
 static double quantile(double *v, int n, double q)
 {
@@ -105,12 +82,6 @@ static double quantile(double *v, int n, double q)
 
 	qsort(v, (size_t)n, sizeof(double), cmp_double);
 	return v[i < n ? i : n - 1];
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(double), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static void emit(const struct state *s, const char *metric, double v,

@@ -59,6 +59,7 @@
 #if WEIR_HAVE_DPDK
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
+#include "bench_util.h"
 #endif
 
 #define BATCH_MAX 32u
@@ -457,13 +458,6 @@ struct ctx {
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
 
 	return (x > y) - (x < y);
 }

@@ -51,6 +51,7 @@
 #endif
 #if BENCH_HAVE_ROCKSDB
 #include <rocksdb/c.h>
+#include "bench_util.h"
 #endif
 
 #define BATCH 32u
@@ -71,23 +72,6 @@ struct workload {
 	uint64_t *ops;		/* the timed key stream */
 	uint64_t nops;
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
 
 static double unit_rand(uint64_t *s)
 {
@@ -199,19 +183,6 @@ static void emit(const char *cs, const char *metric, double v, const char *unit,
 		printf(",\"baseline\":\"%s\"", baseline);
 	printf("}\n");
 	fflush(stdout);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(double), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 /* ---- weir ---------------------------------------------------------------- */
