@@ -389,7 +389,8 @@ static void housekeeping(struct wr_exec *x, uint32_t work)
 		if (n->kind != WR_NODE_PROCESS)
 			continue;
 		wr_process_step(x, n, STEP_BUDGET);
-		for (unsigned s = 0; s < wr_process_nstates(x, n); s++)
+		for (unsigned s = 0; x->p->metrics != NULL &&
+				     s < wr_process_nstates(x, n); s++)
 			keys += wr_kstate_count(wr_process_state(x, n, s));
 	}
 	if (x->p->metrics != NULL)
