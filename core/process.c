@@ -115,25 +115,24 @@ static void full_policy(const struct wr_exec *x, struct wr_kstate_options *o)
 				 : WR_KSTATE_FULL_FAIL;
 }
 
-static int open_fresh(struct wr_exec *x, const struct weir_stream *n,
-		      struct wr_keyed_state *ks)
+/* n's states: created empty (img NULL) or from their checkpoint images.
+ * Every state of the core shares one eviction group, so a pass at the
+ * memory cap frees expired entries of all operators, not just one. */
+static int open_states(struct wr_exec *x, const struct weir_stream *n,
+		       struct wr_keyed_state *ks,
+		       const struct wr_kstate_image *img)
 {
 	const struct weir_process_spec *spec = &n->fn.process;
 	struct wr_kstate_options o = { 0 };
 
-	if (spec->on_timer != NULL) {
-		int err = wr_timers_create(x->arena, n->key_size,
-					   &x->nodes[n->id].timers);
-		if (err)
-			return err;
-	}
-	/* Every state of the core shares one eviction group, so a pass at the
-	 * memory cap frees expired entries of all operators, not just one. */
 	full_policy(x, &o);
 	for (unsigned i = 0; i < spec->nstates; i++) {
+		const struct weir_state_desc *d = &spec->states[i];
 		o.evict_group = x->evict_group;
-		int err = wr_kstate_create(x->arena, &spec->states[i],
-					   n->key_size, &o, &ks->st[i]);
+		int err = img ? wr_kstate_load(x->arena, d, n->key_size, &o,
+					       &img[i], &ks->st[i])
+			      : wr_kstate_create(x->arena, d, n->key_size, &o,
+						 &ks->st[i]);
 		if (err)
 			return err;
 		if (x->evict_group == NULL)
@@ -143,27 +142,26 @@ static int open_fresh(struct wr_exec *x, const struct weir_stream *n,
 	return 0;
 }
 
+static int open_fresh(struct wr_exec *x, const struct weir_stream *n,
+		      struct wr_keyed_state *ks)
+{
+	const struct weir_process_spec *spec = &n->fn.process;
+
+	if (spec->on_timer != NULL) {
+		int err = wr_timers_create(x->arena, n->key_size,
+					   &x->nodes[n->id].timers);
+		if (err)
+			return err;
+	}
+	return open_states(x, n, ks, NULL);
+}
+
 /* Same core count restore: the states from their checkpoint headers
  * (the arena pages are already back; core/ckpt_meta.c). */
 int wr_process_load(struct wr_exec *x, const struct weir_stream *n,
 		    const struct wr_kstate_image *img)
 {
-	const struct weir_process_spec *spec = &n->fn.process;
-	struct wr_keyed_state *ks = x->nodes[n->id].ks;
-	struct wr_kstate_options o = { 0 };
-
-	full_policy(x, &o);
-	for (unsigned i = 0; i < spec->nstates; i++) {
-		o.evict_group = x->evict_group;
-		int err = wr_kstate_load(x->arena, &spec->states[i],
-					 n->key_size, &o, &img[i], &ks->st[i]);
-		if (err)
-			return err;
-		if (x->evict_group == NULL)
-			x->evict_group = ks->st[i];
-		ks->n++;
-	}
-	return 0;
+	return open_states(x, n, x->nodes[n->id].ks, img);
 }
 
 int wr_process_open(struct wr_exec *x, const struct weir_stream *n,
