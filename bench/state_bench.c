@@ -8,7 +8,9 @@
  * inserted once before the timed run, so the timed run is all updates.
  *
  * Side by side in the same run:
- *   weir     wr_table_upsert_batch, batches of 32, value += 1 in place
+ *   weir     batches of 32 software-pipelined: batch i+1 hashed (inline
+ *            XXH3) and its slots prefetched before batch i is updated
+ *            (wr_table_upsert_prefetched), value += 1 in place
  *   rte_hash DPDK 22.11 rte_hash_lookup_bulk_data (CRC32 hash, 8-way cuckoo
  *            buckets, ext table), value behind the data pointer += 1
  *   rocksdb  librocksdb 7.8 C API as Flink's RocksDB backend uses it: Get,
@@ -22,7 +24,8 @@
  * bytes_per_key lines.  Each case runs --reps times (default 5); the value is
  * the median.  --quick: 1M keys only, 1 rep, one small RocksDB case (< 10 s).
  *
- *   state_bench [--quick] [--cpu N] [--reps R] [--no-rocksdb] [--no-dpdk]
+ *   state_bench [--quick] [--cpu N] [--reps R] [--only CASE] [--no-rocksdb]
+ *               [--no-dpdk]          CASE: 1M/uniform 1M/zipf1.1 16M/...
  */
 #include <errno.h>
 #include <math.h>
@@ -33,6 +36,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Inline XXH3, as the engine's key_by hashes (core/exec.c). */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 #include "state/table.h"
 
 #ifndef BENCH_HAVE_DPDK
@@ -63,6 +69,7 @@ struct opts {
 	bool dpdk;
 	int cpu;
 	int reps;
+	const char *only;	/* run just this case, e.g. "1M/uniform" */
 };
 
 struct workload {
@@ -190,10 +197,9 @@ static void emit(const char *cs, const char *metric, double v, const char *unit,
 static void weir_hash_batch(const struct wr_table *t, const uint64_t *keys,
 			    uint32_t m, uint64_t *hashes)
 {
-	for (uint32_t j = 0; j < m; j++) {
+	for (uint32_t j = 0; j < m; j++)
 		hashes[j] = XXH3_64bits(&keys[j], 8);
-		wr_table_prefetch(t, hashes[j]);
-	}
+	wr_table_prefetch_batch(t, hashes, m);
 }
 
 /* Software-pipelined: batch i+1 is hashed and its slots prefetched before
@@ -214,7 +220,8 @@ static int weir_apply(struct wr_table *t, const uint64_t *keys, uint64_t n)
 					n - next < BATCH ? (uint32_t)(n - next)
 							 : BATCH,
 					hashes[b ^ 1]);
-		int err = wr_table_upsert_batch(t, &keys[i], hashes[b], m, vals);
+		int err = wr_table_upsert_prefetched(t, &keys[i], hashes[b], m,
+						     vals);
 		if (err)
 			return err;
 		for (uint32_t j = 0; j < m; j++)
@@ -493,7 +500,8 @@ static int rocks_case(const struct workload *w, uint64_t nops, int reps,
 
 static int parse(int argc, char **argv, struct opts *o)
 {
-	*o = (struct opts){ false, BENCH_HAVE_ROCKSDB, BENCH_HAVE_DPDK, 1, 5 };
+	*o = (struct opts){ false, BENCH_HAVE_ROCKSDB, BENCH_HAVE_DPDK, 1, 5,
+			    NULL };
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick"))
 			o->quick = true;
@@ -505,9 +513,12 @@ static int parse(int argc, char **argv, struct opts *o)
 			o->cpu = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
 			o->reps = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+			o->only = argv[++i];
 		else {
 			fprintf(stderr, "usage: state_bench [--quick] [--cpu N] "
-				"[--reps R] [--no-rocksdb] [--no-dpdk]\n");
+				"[--reps R] [--only CASE] [--no-rocksdb] "
+				"[--no-dpdk]\n");
 			return -EINVAL;
 		}
 	}
@@ -536,6 +547,8 @@ static void run_case(const struct opts *o, const char *name, uint64_t nkeys,
 	struct workload w;
 	double weir = 0, bpk = 0, other = 0, obpk = 0;
 
+	if (o->only && strcmp(o->only, name))
+		return;
 	if (workload_make(&w, name, nkeys, nops, zipf)) {
 		fprintf(stderr, "state_bench: out of memory for %s\n", name);
 		exit(1);

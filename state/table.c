@@ -517,8 +517,24 @@ void wr_table_prefetch(const struct wr_table *t, uint64_t hash)
 		prefetch_slot(slot_at(t, &t->old, home_of(&t->old, meta)));
 }
 
+void wr_table_prefetch_batch(const struct wr_table *t, const uint64_t *hashes,
+			     uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		wr_table_prefetch(t, hashes[i]);
+}
+
 int wr_table_upsert_batch(struct wr_table *t, const void *keys,
 			  const uint64_t *hashes, uint32_t n, void **values)
+{
+	/* All n misses in flight at once: ~1 DRAM latency per batch. */
+	wr_table_prefetch_batch(t, hashes, n);
+	return wr_table_upsert_prefetched(t, keys, hashes, n, values);
+}
+
+int wr_table_upsert_prefetched(struct wr_table *t, const void *keys,
+			       const uint64_t *hashes, uint32_t n,
+			       void **values)
 {
 	const uint8_t *k = keys;
 	uint64_t forced = t->forced_finishes;
@@ -531,9 +547,6 @@ int wr_table_upsert_batch(struct wr_table *t, const void *keys,
 				WR_TABLE_BATCH_MAX);
 	if (t->phase != IDLE)
 		wr_table_step(t, n * WR_TABLE_STEP_SLOTS);
-	/* All n misses in flight at once: ~1 DRAM latency per batch. */
-	for (i = 0; i < n; i++)
-		wr_table_prefetch(t, hashes[i]);
 	for (i = 0; i < n && !err; i++)
 		err = upsert_one(t, k + (size_t)i * t->key_size, hashes[i],
 				 &values[i], &ins);

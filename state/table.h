@@ -107,6 +107,16 @@ int wr_table_upsert(struct wr_table *t, const void *key, uint64_t hash,
  */
 int wr_table_upsert_batch(struct wr_table *t, const void *keys,
 			  const uint64_t *hashes, uint32_t n, void **values);
+/*
+ * The same without its prefetch, for a caller that pipelines: it prefetched
+ * this batch's slots (wr_table_prefetch_batch) while it worked on the one
+ * before, so the misses overlapped that work.
+ */
+int wr_table_upsert_prefetched(struct wr_table *t, const void *keys,
+			       const uint64_t *hashes, uint32_t n,
+			       void **values);
+void wr_table_prefetch_batch(const struct wr_table *t, const uint64_t *hashes,
+			     uint32_t n);
 /* 0, or -ENOENT if the key is absent. */
 int wr_table_remove(struct wr_table *t, const void *key, uint64_t hash);
 /* Moves up to budget old slots of a pending migration: the slots moved. */
