@@ -307,24 +307,42 @@ static void to_row(const void *key, int64_t start, int64_t end,
 	memcpy(out, &r, sizeof(r));
 }
 
+/* The longest row: 2 x i64, u8, 2 x (IPv6 text + u16), 2 x u64, commas. */
+#define ROW_TEXT_MAX (2 * 21 + 3 + 2 * (46 + 5) + 2 * 20 + 9)
+
+static char *put_u64(char *t, uint64_t v, char sep)
+{
+	t += weir_u64_text(t, v);
+	*t++ = sep;
+	return t;
+}
+
+static char *put_addr(char *t, const uint8_t *a, uint8_t v, uint16_t port)
+{
+	t += weir_flow_addr_format(a, v, t, 46);
+	*t++ = ',';
+	return put_u64(t, port, ',');
+}
+
 /* Runs on core 0 only (the file sink's core): `rows` is core 0's. */
 static int format_row(const void *rec, char *buf, size_t cap, void *arg)
 {
 	const struct flow_row *r = rec;
-	char src[64], dst[64];
-	int n;
+	char *t = buf;
 
-	weir_flow_addr_format(r->key.src, r->key.ip_version, src, sizeof(src));
-	weir_flow_addr_format(r->key.dst, r->key.ip_version, dst, sizeof(dst));
-	n = snprintf(buf, cap, "%lld,%lld,%u,%s,%u,%s,%u,%llu,%llu\n",
-		     (long long)r->start_ms, (long long)r->end_ms, r->key.proto,
-		     src, r->key.sport, dst, r->key.dport,
-		     (unsigned long long)r->packets,
-		     (unsigned long long)r->bytes);
-	if (n < 0 || (size_t)n >= cap)
+	if (cap < ROW_TEXT_MAX)
 		return -ENOSPC;
+	t += weir_i64_text(t, r->start_ms);
+	*t++ = ',';
+	t += weir_i64_text(t, r->end_ms);
+	*t++ = ',';
+	t = put_u64(t, r->key.proto, ',');
+	t = put_addr(t, r->key.src, r->key.ip_version, r->key.sport);
+	t = put_addr(t, r->key.dst, r->key.ip_version, r->key.dport);
+	t = put_u64(t, r->packets, ',');
+	t = put_u64(t, r->bytes, '\n');
 	(*(uint64_t *)arg)++;
-	return n;
+	return (int)(t - buf);
 }
 
 struct flows_job {

@@ -127,11 +127,13 @@ static int scalar_text(const struct fmt_field *f, const uint8_t *v, bool json,
 
 	memcpy(&x, v, f->type == WEIR_FIELD_U32 || f->type == WEIR_FIELD_I32 ?
 		       4 : f->type == WEIR_FIELD_IPV4 ? 0 : 8);
+	if (cap < 22 && f->type != WEIR_FIELD_F64)
+		return -1;
 	switch (f->type) {
-	case WEIR_FIELD_U64: return snprintf(t, cap, "%" PRIu64, x.u64);
-	case WEIR_FIELD_I64: return snprintf(t, cap, "%" PRId64, x.i64);
-	case WEIR_FIELD_U32: return snprintf(t, cap, "%" PRIu32, x.u32);
-	case WEIR_FIELD_I32: return snprintf(t, cap, "%" PRId32, x.i32);
+	case WEIR_FIELD_U64: return (int)weir_u64_text(t, x.u64);
+	case WEIR_FIELD_I64: return (int)weir_i64_text(t, x.i64);
+	case WEIR_FIELD_U32: return (int)weir_u64_text(t, x.u32);
+	case WEIR_FIELD_I32: return (int)weir_i64_text(t, x.i32);
 	case WEIR_FIELD_F64: return f64_text(x.f64, json, t, cap);
 	case WEIR_FIELD_IPV4:
 		return inet_ntop(AF_INET, v, t, (socklen_t)cap) ? (int)strlen(t) : -1;

@@ -9,10 +9,29 @@
 #include <string.h>
 
 #include "weir/flows.h"
+#include "weir/pipeline.h"
 
-static int quad(const uint8_t *a, char *buf, size_t cap)
+/* Needs 16 bytes: "255.255.255.255" and its NUL. */
+static int quad(const uint8_t *a, char *buf)
 {
-	return snprintf(buf, cap, "%u.%u.%u.%u", a[0], a[1], a[2], a[3]);
+	char *t = buf;
+
+	for (int i = 0; i < 4; i++) {
+		t += weir_u64_text(t, a[i]);
+		*t++ = i < 3 ? '.' : '\0';
+	}
+	return (int)(t - buf - 1);
+}
+
+/* Lower-case hex, no leading zeros (RFC 5952 4.1, 4.3). */
+static int hex16(uint16_t v, char *buf)
+{
+	static const char digit[] = "0123456789abcdef";
+	int n = v >= 0x1000 ? 4 : v >= 0x100 ? 3 : v >= 0x10 ? 2 : 1;
+
+	for (int i = n - 1; i >= 0; i--, v >>= 4)
+		buf[i] = digit[v & 15];
+	return n;
 }
 
 /* The longest run (>= 2) of zero groups, leftmost on a tie; len 0 if none. */
@@ -38,25 +57,30 @@ int weir_flow_addr_format(const uint8_t addr[16], uint8_t ip_version,
 	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 					    0xff, 0xff };
 	uint16_t w[8];
-	int base, len, n = 0, groups = 8;
+	int base, len, n = 0;
 
+	if (cap < 46)
+		return snprintf(buf, cap, "%s", "");
 	if (ip_version == 4)
-		return quad(addr + 12, buf, cap);
+		return quad(addr + 12, buf);
 	if (memcmp(addr, mapped, 12) == 0) {
-		n = snprintf(buf, cap, "::ffff:");
-		return n + quad(addr + 12, buf + n, cap - (size_t)n);
+		memcpy(buf, "::ffff:", 7);
+		return 7 + quad(addr + 12, buf + 7);
 	}
 	for (int i = 0; i < 8; i++)
 		w[i] = (uint16_t)(addr[2 * i] << 8 | addr[2 * i + 1]);
 	zero_run(w, &base, &len);
-	for (int i = 0; i < groups && (size_t)n < cap; i++) {
+	for (int i = 0; i < 8; i++) {
 		if (i == base) {
-			n += snprintf(buf + n, cap - (size_t)n, "::");
+			buf[n++] = ':';
+			buf[n++] = ':';
 			i += len - 1;
 			continue;
 		}
-		n += snprintf(buf + n, cap - (size_t)n, "%s%x",
-			      i > 0 && i != base + len ? ":" : "", w[i]);
+		if (i > 0 && i != base + len)
+			buf[n++] = ':';
+		n += hex16(w[i], buf + n);
 	}
+	buf[n] = '\0';
 	return n;
 }

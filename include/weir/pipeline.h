@@ -40,6 +40,9 @@
 #define WEIR_PIPELINE_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "weir/common.h"
 #include "weir/runtime.h"
@@ -246,6 +249,32 @@ struct weir_file_sink {
 
 int weir_sink_file(struct weir_pipeline *p, struct weir_stream *in,
 		   const struct weir_file_sink *spec);
+
+/*
+ * Decimal text of v at buf, no NUL; returns the length (at most 20, 21 for
+ * a negative).  For format() callbacks: about 5x cheaper than snprintf,
+ * which was a tenth of the flows job.
+ */
+static inline size_t weir_u64_text(char *buf, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+
+	do {
+		tmp[sizeof(tmp) - ++n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	memcpy(buf, tmp + sizeof(tmp) - n, n);
+	return n;
+}
+
+static inline size_t weir_i64_text(char *buf, int64_t v)
+{
+	if (v >= 0)
+		return weir_u64_text(buf, (uint64_t)v);
+	buf[0] = '-';
+	return 1 + weir_u64_text(buf + 1, -(uint64_t)v);
+}
 
 /*
  * CSV and JSON-lines sinks from a field schema: weir_sink_file() with a
