@@ -31,26 +31,25 @@ static uint32_t outbuf_room(const struct wr_exec *x)
 	return room;
 }
 
+/* Sends what the ring takes of o's staged envelopes: up to two bursts,
+ * since o is circular (no memmove of what is left, ~12% of a 1-core flows
+ * job when the ring took part of a full buffer). */
 static void flush_one(struct wr_exec *x, unsigned d)
 {
 	struct wr_outbuf *o = &x->out[d];
-	uint32_t left = o->n - o->head;
-	uint32_t sent;
+	uint32_t run, sent;
 
-	if (left == 0)
-		return;
-	sent = weir_worker_send_burst_local(x->w, d,
-					    o->slots + (size_t)o->head * x->slot,
-					    left);
-	o->head += sent;
-	if (o->head == o->n) {
-		o->head = o->n = 0;
-	} else if (o->head > 0 && sent > 0) {
-		memmove(o->slots, o->slots + (size_t)o->head * x->slot,
-			(size_t)(o->n - o->head) * x->slot);
-		o->n -= o->head;
-		o->head = 0;
+	while (o->n > 0) {
+		run = o->cap - o->head < o->n ? o->cap - o->head : o->n;
+		sent = weir_worker_send_burst_local(
+			x->w, d, o->slots + (size_t)o->head * x->slot, run);
+		o->head = (o->head + sent) & (o->cap - 1);
+		o->n -= sent;
+		if (sent < run)
+			break;
 	}
+	if (o->n == 0)
+		o->head = 0;
 }
 
 static uint32_t flush_all(struct wr_exec *x)
@@ -92,7 +91,8 @@ static int stage(struct wr_exec *x, const struct weir_stream *kb,
 	if (WEIR_UNLIKELY(o->n == o->cap))
 		return wr_error(-EOVERFLOW, "operator before '%s' emitted more "
 				"records than it declared", kb->name);
-	env = (struct wr_envelope *)(o->slots + (size_t)o->n * x->slot);
+	env = (struct wr_envelope *)(o->slots +
+		(size_t)((o->head + o->n) & (o->cap - 1)) * x->slot);
 	env->edge = kb->edge;
 	env->key_group = kg;
 	env->ts = ts;
@@ -401,13 +401,17 @@ static void housekeeping(struct wr_exec *x, uint32_t work)
 /*
  * Deadlock breaker for the shared mesh (docs/architecture.md, "Known
  * limits"): when a core holds a ring's head envelope for lack of out-buffer
- * room and has done no work for STALL_TICKS ticks, every ring it would
- * write to may be full of envelopes that only it or its peers can drain
- * (e.g. its own ring to itself).  It then doubles its out buffers, up to
- * STALL_CAP_MAX slots each: the held envelope runs, its ring drains, and
+ * room and has done no work for STALL_TICKS ticks and STALL_MS, every ring
+ * it would write to may be full of envelopes that only it or its peers can
+ * drain (e.g. its own ring to itself).  It then doubles its out buffers, up
+ * to STALL_CAP_MAX slots each: the held envelope runs, its ring drains, and
  * the cycle is broken.  Memory stays bounded (the records in flight).
  */
 #define STALL_TICKS 1024u
+/* ... and for this long: a peer preempted for a few ms on a busy machine is
+ * backpressure, not a cycle (1024 ticks alone grew every 2-core flows run's
+ * buffers to the maximum). */
+#define STALL_MS 20
 #define STALL_CAP_MAX (64u * WR_OUTBUF_CAP)
 
 static bool holding_input(const struct wr_exec *x)
@@ -428,10 +432,15 @@ static void grow_outbufs(struct wr_exec *x)
 		uint8_t *s = weir_worker_alloc_local(x->w, (size_t)cap * x->slot);
 		if (s == NULL)
 			continue;
-		memcpy(s, o->slots, (size_t)o->n * x->slot);
+		uint32_t run = o->cap - o->head < o->n ? o->cap - o->head : o->n;
+		memcpy(s, o->slots + (size_t)o->head * x->slot,
+		       (size_t)run * x->slot);
+		memcpy(s + (size_t)run * x->slot, o->slots,
+		       (size_t)(o->n - run) * x->slot);
 		weir_worker_free_local(x->w, o->slots);
 		o->slots = s;
 		o->cap = cap;
+		o->head = 0;
 	}
 }
 
@@ -441,7 +450,10 @@ static void watch_stall(struct wr_exec *x, uint32_t work)
 		x->stalled = 0;
 		return;
 	}
-	if (++x->stalled >= STALL_TICKS) {
+	if (x->stalled++ == 0)
+		x->stalled_since_ms = x->now_ms;
+	if (x->stalled >= STALL_TICKS &&
+	    x->now_ms - x->stalled_since_ms >= STALL_MS) {
 		grow_outbufs(x);
 		x->stalled = 0;
 	}

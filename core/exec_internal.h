@@ -12,9 +12,9 @@
 #include "state/arena.h"
 
 struct wr_outbuf {
-	uint32_t n;     /* staged envelopes */
-	uint32_t head;  /* first one not yet in the ring */
-	uint32_t cap;   /* WR_OUTBUF_CAP, more after a stall (exec.c) */
+	uint32_t n;     /* staged envelopes, from head on (circular) */
+	uint32_t head;  /* the oldest one, not yet in the ring */
+	uint32_t cap;   /* WR_OUTBUF_CAP, more after a stall: a power of 2 */
 	uint8_t *slots; /* cap slots */
 };
 
@@ -79,6 +79,7 @@ struct wr_exec {
 	struct wr_kstate *evict_group; /* first state opened on this core */
 	uint32_t ticks;
 	uint32_t stalled;       /* ticks in a row with input held, no work */
+	int64_t stalled_since_ms; /* now_ms at the first of them */
 	int64_t now_ms;         /* processing time, read once per tick */
 	uint8_t *inbuf;  /* WR_BURST slots (rings) or source records */
 	int64_t *tsbuf;  /* WR_BURST source timestamps */
