@@ -528,7 +528,8 @@ int wr_table_upsert_batch(struct wr_table *t, const void *keys,
 			  const uint64_t *hashes, uint32_t n, void **values)
 {
 	/* All n misses in flight at once: ~1 DRAM latency per batch. */
-	wr_table_prefetch_batch(t, hashes, n);
+	if (n <= WR_TABLE_BATCH_MAX)
+		wr_table_prefetch_batch(t, hashes, n);
 	return wr_table_upsert_prefetched(t, keys, hashes, n, values);
 }
 
