@@ -31,6 +31,10 @@
  *
  *   ckpt_bench [--quick] [--sizes 64M,1G,4G] [--dir DIR] [--reps R]
  *              [--seconds S] [--pauses N] [--cpu N] [--no-fio]
+ *              [--restore-only]
+ *
+ * --restore-only: one full checkpoint, then only the restore phase (for
+ * comparing restore implementations; the state check still runs).
  *
  * --quick: 8 MiB, 1 rep, short phases, no fio, no cache dropping (the
  * bench-ckpt-smoke test; fails only on a wrong result, never on speed).
@@ -57,7 +61,7 @@
 #define SIZES_MAX 8
 
 struct opts {
-	bool quick, fio, cold;
+	bool quick, fio, cold, restore_only;
 	int cpu, reps, pauses;
 	double seconds;
 	char dir[PATH_MAX - 64];
@@ -588,6 +592,31 @@ static int phase_updates(struct state *s)
 
 /* ---- main --------------------------------------------------------------- */
 
+static int phases(struct state *s)
+{
+	int err = phase_pause(s);
+
+	if (!err)
+		err = phase_flush(s);
+	if (!err)
+		err = phase_restore(s);
+	if (!err)
+		err = phase_incremental(s);
+	if (!err)
+		err = phase_updates(s);
+	return err;
+}
+
+/* --restore-only: one full checkpoint to restore, then the restore phase. */
+static int phase_restore_only(struct state *s)
+{
+	struct ckpt c = { 0 };
+	double secs;
+	int err = ckpt_idle(s, false, &c, &secs);
+
+	return err ? err : phase_restore(s);
+}
+
 static int run_size(const struct opts *o, uint64_t size)
 {
 	struct state s;
@@ -598,16 +627,10 @@ static int run_size(const struct opts *o, uint64_t size)
 	if (!err)
 		fprintf(stderr, "ckpt_bench: %s: %llu keys filled in %.1f s\n",
 			s.name, (unsigned long long)s.nkeys, now_s() - t0);
-	if (!err)
-		err = phase_pause(&s);
-	if (!err)
-		err = phase_flush(&s);
-	if (!err)
-		err = phase_restore(&s);
-	if (!err)
-		err = phase_incremental(&s);
-	if (!err)
-		err = phase_updates(&s);
+	if (o->restore_only)
+		err = err ? err : phase_restore_only(&s);
+	else
+		err = err ? err : phases(&s);
 	if (!err)
 		err = state_check(&s);
 	if (err)
@@ -645,7 +668,7 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: ckpt_bench [--quick] [--sizes 64M,1G,4G] "
 		"[--dir DIR] [--reps R] [--seconds S] [--pauses N] "
-		"[--cpu N] [--no-fio]\n");
+		"[--cpu N] [--no-fio] [--restore-only]\n");
 	return 2;
 }
 
@@ -666,6 +689,8 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 			o->sizes[0] = 8u << 20, o->nsizes = 1;
 		} else if (strcmp(a, "--no-fio") == 0) {
 			o->fio = false;
+		} else if (strcmp(a, "--restore-only") == 0) {
+			o->restore_only = true;
 		} else if (v == NULL) {
 			return usage();
 		} else if (strcmp(a, "--sizes") == 0) {
