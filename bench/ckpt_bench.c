@@ -18,7 +18,8 @@
  *              iodepth 32, O_DIRECT, end_fsync, same bytes, same dir): the
  *              durations, bandwidths and their ratio (medians).
  *   restore    caches dropped (needs root; "cold":false otherwise), then
- *              wr_ckpt_open + wr_ckpt_load_core of the newest checkpoint,
+ *              wr_ckpt_open_deferred + wr_ckpt_load_core of the newest
+ *              checkpoint (one read, checksums checked as pages land),
  *              vs caches dropped and dd (1 MiB blocks) of the same files;
  *              the restored arena must equal the source page for page.
  *   increment  1% of keys updated at random, then 1% of keys chosen so their
@@ -31,6 +32,10 @@
  *
  *   ckpt_bench [--quick] [--sizes 64M,1G,4G] [--dir DIR] [--reps R]
  *              [--seconds S] [--pauses N] [--cpu N] [--no-fio]
+ *              [--restore-only]
+ *
+ * --restore-only: one full checkpoint, then only the restore phase (for
+ * comparing restore implementations; the state check still runs).
  *
  * --quick: 8 MiB, 1 rep, short phases, no fio, no cache dropping (the
  * bench-ckpt-smoke test; fails only on a wrong result, never on speed).
@@ -57,7 +62,7 @@
 #define SIZES_MAX 8
 
 struct opts {
-	bool quick, fio, cold;
+	bool quick, fio, cold, restore_only;
 	int cpu, reps, pauses;
 	double seconds;
 	char dir[PATH_MAX - 64];
@@ -380,12 +385,13 @@ static void on_report(void *arg, const char *file, uint64_t off,
 		(unsigned long long)off, what);
 }
 
-/* Restores the newest checkpoint into b; seconds. */
+/* Restores the newest checkpoint into b as the engine does (one pass:
+ * page checksums checked as the load reads them); seconds. */
 static int restore_into(struct state *s, struct wr_arena *b, double *secs)
 {
 	struct wr_ckpt *ck;
 	double t0 = now_s();
-	int err = wr_ckpt_open(s->o->dir, 0, FP, on_report, NULL, &ck);
+	int err = wr_ckpt_open_deferred(s->o->dir, 0, FP, on_report, NULL, &ck);
 
 	if (err)
 		return err;
@@ -588,6 +594,31 @@ static int phase_updates(struct state *s)
 
 /* ---- main --------------------------------------------------------------- */
 
+static int phases(struct state *s)
+{
+	int err = phase_pause(s);
+
+	if (!err)
+		err = phase_flush(s);
+	if (!err)
+		err = phase_restore(s);
+	if (!err)
+		err = phase_incremental(s);
+	if (!err)
+		err = phase_updates(s);
+	return err;
+}
+
+/* --restore-only: one full checkpoint to restore, then the restore phase. */
+static int phase_restore_only(struct state *s)
+{
+	struct ckpt c = { 0 };
+	double secs;
+	int err = ckpt_idle(s, false, &c, &secs);
+
+	return err ? err : phase_restore(s);
+}
+
 static int run_size(const struct opts *o, uint64_t size)
 {
 	struct state s;
@@ -598,16 +629,10 @@ static int run_size(const struct opts *o, uint64_t size)
 	if (!err)
 		fprintf(stderr, "ckpt_bench: %s: %llu keys filled in %.1f s\n",
 			s.name, (unsigned long long)s.nkeys, now_s() - t0);
-	if (!err)
-		err = phase_pause(&s);
-	if (!err)
-		err = phase_flush(&s);
-	if (!err)
-		err = phase_restore(&s);
-	if (!err)
-		err = phase_incremental(&s);
-	if (!err)
-		err = phase_updates(&s);
+	if (o->restore_only)
+		err = err ? err : phase_restore_only(&s);
+	else
+		err = err ? err : phases(&s);
 	if (!err)
 		err = state_check(&s);
 	if (err)
@@ -645,7 +670,7 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: ckpt_bench [--quick] [--sizes 64M,1G,4G] "
 		"[--dir DIR] [--reps R] [--seconds S] [--pauses N] "
-		"[--cpu N] [--no-fio]\n");
+		"[--cpu N] [--no-fio] [--restore-only]\n");
 	return 2;
 }
 
@@ -666,6 +691,8 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 			o->sizes[0] = 8u << 20, o->nsizes = 1;
 		} else if (strcmp(a, "--no-fio") == 0) {
 			o->fio = false;
+		} else if (strcmp(a, "--restore-only") == 0) {
+			o->restore_only = true;
 		} else if (v == NULL) {
 			return usage();
 		} else if (strcmp(a, "--sizes") == 0) {

@@ -124,6 +124,10 @@ int wr_ckpt_exec_init(struct wr_exec *x);
 void wr_ckpt_exec_fini(struct wr_exec *x);
 int wr_ckpt_job_open(struct weir_pipeline *p);  /* before the workers */
 void wr_ckpt_job_close(struct weir_pipeline *p);
+/* A page of the checkpoint being restored failed as a core loaded it;
+ * then fall_back opens the newest one older than it (pipeline.c). */
+bool wr_ckpt_job_pages_bad(const struct weir_pipeline *p);
+int wr_ckpt_job_fall_back(struct weir_pipeline *p);
 uint64_t wr_ckpt_fingerprint(const struct weir_pipeline *p, char *desc,
 			     size_t cap);
 

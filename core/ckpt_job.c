@@ -197,6 +197,8 @@ static void warn_live_sources(const struct weir_pipeline *p)
 	}
 }
 
+static int open_restore(struct wr_ckpt_job *j, uint64_t below_id);
+
 int wr_ckpt_job_open(struct weir_pipeline *p)
 {
 	struct wr_ckpt_job *j = p->ck;
@@ -220,8 +222,16 @@ int wr_ckpt_job_open(struct weir_pipeline *p)
 				strerror(-err));
 	if (n == 0)
 		return 0;
-	err = wr_ckpt_open(j->dir, 0, j->fingerprint, say_problem, NULL,
-			   &j->restore);
+	return open_restore(j, 0);
+}
+
+/* The newest checkpoint below below_id (0 = any) whose files verify; its
+ * pages are checked as the cores load them (wr_ckpt_open_deferred). */
+static int open_restore(struct wr_ckpt_job *j, uint64_t below_id)
+{
+	int err = wr_ckpt_open_deferred(j->dir, below_id, j->fingerprint,
+					say_problem, NULL, &j->restore);
+
 	if (err)
 		return err; /* the message names the reason */
 	j->restored_id = wr_ckpt_info(j->restore)->id;
@@ -230,6 +240,20 @@ int wr_ckpt_job_open(struct weir_pipeline *p)
 	fprintf(stderr, "weir: restoring checkpoint %llu (%u cores) from %s\n",
 		(unsigned long long)j->restored_id, j->restored_cores, j->dir);
 	return 0;
+}
+
+bool wr_ckpt_job_pages_bad(const struct weir_pipeline *p)
+{
+	return p->ck && p->ck->restore && wr_ckpt_pages_bad(p->ck->restore);
+}
+
+int wr_ckpt_job_fall_back(struct weir_pipeline *p)
+{
+	uint64_t bad = p->ck->restored_id;
+
+	wr_ckpt_close(p->ck->restore);
+	p->ck->restore = NULL;
+	return open_restore(p->ck, bad);
 }
 
 void wr_ckpt_job_close(struct weir_pipeline *p)

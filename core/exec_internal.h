@@ -85,6 +85,7 @@ struct wr_exec {
 	int64_t *tsbuf;  /* WR_BURST source timestamps */
 	bool finished;
 	bool restore_pages; /* init: pages restored, operators from headers */
+	bool preloaded;     /* the arena came with them (wr_exec_preload) */
 	struct wr_exec_ckpt ck; /* checkpoints (core/ckpt.h) */
 };
 

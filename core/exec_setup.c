@@ -133,13 +133,42 @@ static int open_sources(struct wr_exec *x)
 
 /* The core's state arena: the memory cap, with 1/16 of it kept for the
  * copy-on-write shadows a checkpoint may need. */
-static int open_arena(struct wr_exec *x)
+static int create_arena(const struct weir_pipeline *p, struct wr_arena **out)
 {
-	struct wr_arena_config ac = { .cap_bytes = x->p->cfg.state_bytes_max };
+	struct wr_arena_config ac = { .cap_bytes = p->cfg.state_bytes_max };
 	uint32_t pages = (uint32_t)(ac.cap_bytes / WR_ARENA_PAGE_SIZE_DEFAULT);
 
 	ac.reserve_pages = pages / 16;
-	return wr_arena_create(&ac, &x->arena);
+	return wr_arena_create(&ac, out);
+}
+
+/* The arena preloaded with this core's checkpoint pages, or a new one. */
+static int open_arena(struct wr_exec *x)
+{
+	struct wr_arena **pre = x->p->preload ? &x->p->preload[x->id] : NULL;
+
+	if (pre == NULL || *pre == NULL)
+		return create_arena(x->p, &x->arena);
+	x->arena = *pre;
+	*pre = NULL;
+	x->preloaded = true;
+	return 0;
+}
+
+int wr_exec_preload(struct weir_pipeline *p, struct weir_worker *w)
+{
+	unsigned id = weir_worker_id(w);
+	struct wr_arena *a;
+	int err = create_arena(p, &a);
+
+	if (err)
+		return err;
+	err = wr_ckpt_load_core(p->ck->restore, id, a);
+	if (err)
+		wr_arena_destroy(a);
+	else
+		p->preload[id] = a;
+	return err;
 }
 
 static int build(struct wr_exec *x)
@@ -161,7 +190,8 @@ static int build_restored(struct wr_exec *x)
 	int err = 0;
 
 	if (wr_ckpt_info(c)->cores == x->n) {
-		err = wr_ckpt_load_core(c, x->id, x->arena);
+		if (!x->preloaded)
+			err = wr_ckpt_load_core(c, x->id, x->arena);
 		x->restore_pages = true;
 	}
 	for (unsigned i = 0; err == 0 && i < x->p->nnodes; i++)

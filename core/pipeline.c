@@ -376,10 +376,79 @@ static void worker_fini(struct weir_worker *w, void *arg)
 	p->execs[weir_worker_id(w)] = NULL;
 }
 
-int weir_pipeline_run(struct weir_pipeline *p)
+/* ---- restore: every core's pages before any core starts ---- */
+
+static int preload_init(struct weir_worker *w, void *arg)
+{
+	return wr_exec_preload(arg, w);
+}
+
+static int preload_poll(struct weir_worker *w, void *arg)
+{
+	(void)arg;
+	weir_worker_finish_local(w);
+	return 0;
+}
+
+static void preload_free(struct weir_pipeline *p, unsigned cores)
+{
+	for (unsigned i = 0; p->preload && i < cores; i++)
+		wr_arena_destroy(p->preload[i]);
+	free(p->preload);
+	p->preload = NULL;
+}
+
+/* Same core count: each core loads its pages on its own CPU (pinned as
+ * in the run, so the memory is local), all before any core opens a sink
+ * or source, so a bad page of one core leaves nothing to undo. */
+static int preload(struct weir_pipeline *p, unsigned cores)
+{
+	static const struct weir_worker_ops ops = {
+		.init = preload_init, .poll = preload_poll };
+	int err;
+
+	if (p->ck == NULL || p->ck->restore == NULL ||
+	    wr_ckpt_info(p->ck->restore)->cores != cores)
+		return 0;
+	p->preload = calloc(cores, sizeof(*p->preload));
+	if (p->preload == NULL)
+		return -ENOMEM;
+	err = weir_runtime_start(p->rt, &ops, p);
+	if (err == 0)
+		err = weir_runtime_wait(p->rt);
+	if (err)
+		preload_free(p, cores);
+	return err;
+}
+
+/* Runs the workers.  A checkpoint page that fails its checksum while a
+ * core loads it fails the start before anything was written (preload, or
+ * a rescaling core's own load before its sinks open); the run then starts
+ * over from the previous checkpoint, as if open had refused the bad one
+ * (at most one retry per retained checkpoint). */
+static int run_workers(struct weir_pipeline *p, unsigned cores)
 {
 	static const struct weir_worker_ops ops = {
 		.init = worker_init, .poll = worker_poll, .fini = worker_fini };
+	int err;
+
+	for (;;) {
+		err = preload(p, cores);
+		if (err == 0)
+			err = weir_runtime_start(p->rt, &ops, p);
+		if (err == 0)
+			err = weir_runtime_wait(p->rt);
+		preload_free(p, cores);
+		if (err == 0 || !wr_ckpt_job_pages_bad(p))
+			return err;
+		err = wr_ckpt_job_fall_back(p);
+		if (err)
+			return err;
+	}
+}
+
+int weir_pipeline_run(struct weir_pipeline *p)
+{
 	struct weir_runtime_config rc;
 	int err;
 
@@ -402,9 +471,7 @@ int weir_pipeline_run(struct weir_pipeline *p)
 		err = -ENOMEM;
 		goto out;
 	}
-	err = weir_runtime_start(p->rt, &ops, p);
-	if (err == 0)
-		err = weir_runtime_wait(p->rt);
+	err = run_workers(p, rc.cores);
 out:
 	wr_ckpt_job_close(p);
 	free(p->execs);

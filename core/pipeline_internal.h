@@ -121,6 +121,8 @@ struct weir_pipeline {
 	uint32_t slot_size;
 	struct weir_runtime *rt;
 	struct wr_exec **execs;  /* per core, built by the core itself */
+	struct wr_arena **preload; /* per core: its checkpoint pages, loaded
+				    * before the run (wr_exec_preload) */
 	struct wr_ckpt_job *ck;  /* checkpoints, NULL when off */
 	struct weir_metrics *metrics; /* weir_pipeline_metrics(), or NULL */
 	_Atomic int stop;
@@ -152,6 +154,10 @@ int wr_sink_file_copy_arg(struct weir_pipeline *p, struct weir_stream *in,
 			  const struct weir_file_sink *spec, size_t arg_size);
 
 /* Build, run and free one core's executor (core/exec.c). */
+/* Restore, same core count: this core's arena with its checkpoint pages
+ * into p->preload[core], on the core's own thread; -EBADMSG when a page
+ * is bad (see weir_pipeline_run). */
+int wr_exec_preload(struct weir_pipeline *p, struct weir_worker *w);
 int wr_exec_create(struct weir_pipeline *p, struct weir_worker *w,
 		   struct wr_exec **out);
 int wr_exec_poll(struct wr_exec *x);

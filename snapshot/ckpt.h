@@ -39,7 +39,8 @@
  *
  * INVARIANTS
  *   1. Pages are checksummed (XXH3-64) before their write is queued; every
- *      checksum is verified after read on restore and by verify.
+ *      checksum is verified after read on restore (by wr_ckpt_open, or as
+ *      the load reads the page after wr_ckpt_open_deferred) and by verify.
  *   2. A writer has at most inflight_max writes queued or in flight, and a
  *      step examines at most WR_CKPT_STEP_PAGES pages: bounded work per tick.
  *   3. A page buffer handed to the uring stays unchanged until reaped: it is
@@ -61,7 +62,9 @@
  *     whose tag has WR_CKPT_TAG_BIT set to wr_ckpt_writer_on_done.
  *   - Incremental checkpoints rely on the arena's epochs: after a restore or
  *     a restart the next checkpoint must be full (wr_ckpt_plan force_full).
- *   - Restore reads with pread (it runs before the loops start).
+ *   - Restore runs before the loops start and blocks: pread for headers,
+ *     trailers and meta files, its own small io_uring for the pages
+ *     (snapshot/load.c).
  */
 #ifndef WR_SNAPSHOT_CKPT_H
 #define WR_SNAPSHOT_CKPT_H
@@ -245,8 +248,26 @@ struct wr_ckpt;	/* an opened, verified checkpoint */
 int wr_ckpt_open(const char *dir, uint64_t want_id, uint64_t fingerprint,
 		 wr_ckpt_report_fn report, void *arg, struct wr_ckpt **out);
 const struct wr_ckpt_manifest *wr_ckpt_info(const struct wr_ckpt *c);
+/*
+ * Restore in one pass: like wr_ckpt_open (newest first, only ids below
+ * below_id when it is not 0), but page bytes are not read: headers, tails,
+ * trailers, file checksums, the chain and the meta files are.  Each page's
+ * checksum is checked as wr_ckpt_load_core or wr_ckpt_page_next reads it;
+ * a mismatch there is reported (file, offset) and fails the load with
+ * -EBADMSG, wr_ckpt_pages_bad() turns true, and the caller falls back:
+ * close, then wr_ckpt_open_deferred(dir, <this id>, ...) and load again.
+ */
+int wr_ckpt_open_deferred(const char *dir, uint64_t below_id,
+			  uint64_t fingerprint, wr_ckpt_report_fn report,
+			  void *arg, struct wr_ckpt **out);
+/* A page of c failed its checksum or read after open (see above). */
+bool wr_ckpt_pages_bad(const struct wr_ckpt *c);
 /* Same core count: the core's pages into an empty arena of the same page
- * size, at the same page ids (checksums verified again). */
+ * size, at the same page ids, read once (O_DIRECT, straight into the
+ * arena) and every checksum checked as the page lands.  On -EBADMSG (a bad
+ * or unreadable page, reported) and on any other error the pages it
+ * placed are freed again: the arena is as before.  Different cores may be
+ * loaded at once from different threads. */
 int wr_ckpt_load_core(struct wr_ckpt *c, uint32_t core, struct wr_arena *a);
 /* A metadata section; the pointer lives until wr_ckpt_close.  -ENOENT. */
 int wr_ckpt_section(struct wr_ckpt *c, uint32_t core, const char *name,

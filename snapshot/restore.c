@@ -1,8 +1,14 @@
 /*
- * restore.c — verify and open a committed checkpoint, load its pages and
- * metadata (snapshot/ckpt.h).  Reads with pread: restore runs before the
- * event loops start, and verify is a command-line tool.  Nothing here
- * writes to the checkpoint directory (invariant 6).
+ * restore.c — verify and open a committed checkpoint, its metadata and the
+ * page iterator (snapshot/ckpt.h); the single-pass load of a core's pages
+ * is load.c.  Reads with pread: restore runs before the event loops start,
+ * and verify is a command-line tool.  Nothing here writes to the
+ * checkpoint directory (invariant 6).
+ *
+ * wr_ckpt_open reads every byte (pages included) before it answers;
+ * wr_ckpt_open_deferred everything but the pages, whose checksums the load
+ * checks as they land: one read of the state instead of two (the engine
+ * and ckpt_bench restore that way; inspect and verify read everything).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,31 +26,10 @@
 
 #include "core/error.h"
 #include "snapshot/ckpt.h"
+#include "snapshot/ckpt_internal.h"
 #include "snapshot/format.h"
 
 #define BAD_PAGES_REPORTED_MAX 16u
-
-/* Where each page of one core's snapshot view lives. */
-/* Pages per read: 1 MiB reads instead of 64 KiB ones (restore read 5x
- * slower than dd with one pread per page). */
-#define CHUNK_PAGES 16u
-
-struct resolved {
-	uint32_t n;
-	uint32_t *page_id;
-	uint8_t *file;		/* index into the core's chain */
-	uint64_t *off;
-	uint64_t *checksum;
-};
-
-struct wr_ckpt {
-	int dirfd;
-	struct wr_ckpt_manifest m;
-	struct resolved *res;		/* per core */
-	uint8_t **meta;			/* per core: the meta file */
-	uint8_t *page;			/* CHUNK_PAGES pages */
-	int *fds;			/* [core][chain file], lazily opened */
-};
 
 struct vctx {				/* one verification pass */
 	int dirfd;
@@ -53,6 +38,7 @@ struct vctx {				/* one verification pass */
 	void *arg;
 	int problems;
 	bool newer;			/* a newer format version was seen */
+	bool pages_deferred;		/* page bytes are checked by the load */
 };
 
 static void say(struct vctx *v, const char *file, uint64_t off,
@@ -71,7 +57,7 @@ static void say(struct vctx *v, const char *file, uint64_t off,
 		v->report(v->arg, file, off, what);
 }
 
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+int wr_ckpt_pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
 	size_t got = 0;
 
@@ -132,8 +118,8 @@ static int open_checked(struct vctx *v, const struct wr_ckpt_file_ref *ref,
 		close(fd);
 		return -EBADMSG;
 	}
-	if (pread_full(fd, blk, WR_CKPT_BLOCK, 0) != 0 ||
-	    pread_full(fd, t, sizeof(*t), ref->size - sizeof(*t)) != 0) {
+	if (wr_ckpt_pread_full(fd, blk, WR_CKPT_BLOCK, 0) != 0 ||
+	    wr_ckpt_pread_full(fd, t, sizeof(*t), ref->size - sizeof(*t)) != 0) {
 		say(v, ref->name, 0, "read error");
 		close(fd);
 		return -EBADMSG;
@@ -168,22 +154,34 @@ static int check_sum(struct vctx *v, const struct wr_ckpt_file_ref *ref,
 	return -EBADMSG;
 }
 
+/* Page ids ascend in the descriptors (resolve and the load rely on it). */
+static int check_order(struct vctx *v, const char *name,
+		       const struct wr_ckpt_page_desc *d, uint32_t count)
+{
+	for (uint32_t j = 1; j < count; j++)
+		if (d[j].page_id <= d[j - 1].page_id)
+			return say(v, name, WR_CKPT_BLOCK + (uint64_t)j *
+				   v->m->page_size, "descriptors out of order"),
+			       -EBADMSG;
+	return 0;
+}
+
 /* Every page's checksum. */
 static int check_pages(struct vctx *v, const char *name, int fd,
 		       const struct wr_ckpt_page_desc *d, uint32_t count,
 		       uint8_t *page)
 {
 	uint32_t ps = v->m->page_size, bad = 0;
+	int err = check_order(v, name, d, count);
 
-	for (uint32_t i = 0; i < count; i += CHUNK_PAGES) {
-		uint32_t n = count - i < CHUNK_PAGES ? count - i : CHUNK_PAGES;
+	if (err || v->pages_deferred)
+		return err;
+	for (uint32_t i = 0; i < count; i += WR_CKPT_CHUNK_PAGES) {
+		uint32_t n = count - i < WR_CKPT_CHUNK_PAGES ? count - i : WR_CKPT_CHUNK_PAGES;
 		uint64_t off = WR_CKPT_BLOCK + (uint64_t)i * ps;
-		if (pread_full(fd, page, (size_t)n * ps, off) != 0)
+		if (wr_ckpt_pread_full(fd, page, (size_t)n * ps, off) != 0)
 			return say(v, name, off, "read error"), -EBADMSG;
 		for (uint32_t j = i; j < i + n; j++, off += ps) {
-			if (j > 0 && d[j].page_id <= d[j - 1].page_id)
-				return say(v, name, off, "descriptors out of "
-					   "order"), -EBADMSG;
 			if (XXH3_64bits(page + (size_t)(j - i) * ps, ps) ==
 			    d[j].checksum)
 				continue;
@@ -217,7 +215,7 @@ static int verify_pages_file(struct vctx *v, const struct wr_ckpt_file_ref *r,
 	size_t tlen = err ? 0 : (size_t)(r->size - h.trailer_off);
 	if (err == 0 && (tr = malloc(tlen)) == NULL)
 		err = -ENOMEM;
-	if (err == 0 && pread_full(fd, tr, tlen, h.trailer_off) != 0)
+	if (err == 0 && wr_ckpt_pread_full(fd, tr, tlen, h.trailer_off) != 0)
 		err = (say(v, r->name, h.trailer_off, "read error"), -EBADMSG);
 	if (err == 0)
 		err = check_sum(v, r, blk, tr, tlen, t, h.trailer_off);
@@ -245,7 +243,7 @@ static int verify_meta_file(struct vctx *v, const struct wr_ckpt_file_ref *r,
 	err = check_header(v, r->name, blk, WR_CKPT_MAGIC_META, core);
 	if (err == 0 && (f = malloc(r->size)) == NULL)
 		err = -ENOMEM;
-	if (err == 0 && pread_full(fd, f, r->size, 0) != 0)
+	if (err == 0 && wr_ckpt_pread_full(fd, f, r->size, 0) != 0)
 		err = (say(v, r->name, 0, "read error"), -EBADMSG);
 	close(fd);
 	if (err == 0)
@@ -270,7 +268,7 @@ static int verify_meta_file(struct vctx *v, const struct wr_ckpt_file_ref *r,
 	return err;
 }
 
-static void resolved_free(struct resolved *r)
+static void resolved_free(struct wr_ckpt_resolved *r)
 {
 	free(r->page_id);
 	free(r->file);
@@ -282,7 +280,7 @@ static void resolved_free(struct resolved *r)
 /* Newest file's view → (file, offset, checksum), newer files winning. */
 static int resolve(struct vctx *v, const struct wr_ckpt_core_info *ci,
 		   uint8_t **tr, const struct wr_ckpt_file_tail *t,
-		   struct resolved *r)
+		   struct wr_ckpt_resolved *r)
 {
 	const uint32_t *view = (const uint32_t *)(tr[0] + t[0].count * 16ull);
 	uint32_t n = t[0].view_count, maxid = n ? view[n - 1] : 0;
@@ -321,9 +319,64 @@ static int resolve(struct vctx *v, const struct wr_ckpt_core_info *ci,
 	return err;
 }
 
+/* Deferred open: the pages of chain file k the view does not use (an
+ * older version of a page, or a page freed since) are never loaded, so
+ * they are checked here: every page of every file still verifies once. */
+static int check_unused_file(struct vctx *v, const struct wr_ckpt_file_ref *f,
+			     const struct wr_ckpt_page_desc *d, uint32_t count,
+			     const uint8_t *used, uint8_t *page)
+{
+	uint32_t ps = v->m->page_size, bad = 0;
+	int fd = -1;
+
+	for (uint32_t j = 0; j < count; j++) {
+		uint64_t off = WR_CKPT_BLOCK + (uint64_t)j * ps;
+		if (used[j])
+			continue;
+		if (fd < 0 && (fd = openat(v->dirfd, f->name, O_RDONLY |
+					   O_CLOEXEC)) < 0)
+			return say(v, f->name, 0, "cannot open: %s",
+				   strerror(errno)), -EBADMSG;
+		if (wr_ckpt_pread_full(fd, page, ps, off) != 0) {
+			bad++, say(v, f->name, off, "read error");
+			break;
+		}
+		if (XXH3_64bits(page, ps) != d[j].checksum &&
+		    bad++ < BAD_PAGES_REPORTED_MAX)
+			say(v, f->name, off, "checksum mismatch in page %u",
+			    d[j].page_id);
+	}
+	if (fd >= 0)
+		close(fd);
+	return bad ? -EBADMSG : 0;
+}
+
+static int check_unused(struct vctx *v, const struct wr_ckpt_core_info *ci,
+			const struct wr_ckpt_resolved *r, uint8_t **tr,
+			const struct wr_ckpt_file_tail *t, uint8_t *page)
+{
+	uint8_t *used[WR_CKPT_CHAIN_MAX] = { 0 };
+	int err = 0;
+
+	for (uint32_t k = 0; err == 0 && k < ci->nchain; k++)
+		if ((used[k] = calloc((size_t)t[k].count + 1, 1)) == NULL)
+			err = -ENOMEM;
+	for (uint32_t i = 0; err == 0 && i < r->n; i++)
+		used[r->file[i]][(r->off[i] - WR_CKPT_BLOCK) /
+				 v->m->page_size] = 1;
+	for (uint32_t k = 0; k < ci->nchain; k++) {
+		if (err == 0)
+			err = check_unused_file(v, &ci->chain[k], (const void *)
+						tr[k], t[k].count, used[k],
+						page);
+		free(used[k]);
+	}
+	return err;
+}
+
 /* Verifies one core's chain and meta file; fills r and *meta if given. */
 static int verify_core(struct vctx *v, uint32_t core, uint8_t *page,
-		       struct resolved *r, uint8_t **meta)
+		       struct wr_ckpt_resolved *r, uint8_t **meta)
 {
 	const struct wr_ckpt_core_info *ci = &v->m->core[core];
 	uint8_t *tr[WR_CKPT_CHAIN_MAX] = { 0 };
@@ -340,8 +393,10 @@ static int verify_core(struct vctx *v, uint32_t core, uint8_t *page,
 		err = (say(v, ci->chain[0].name, 0, "page counts differ from "
 			   "the manifest"), -EBADMSG);
 	if (err == 0) {
-		struct resolved tmp = { 0 };
+		struct wr_ckpt_resolved tmp = { 0 };
 		err = resolve(v, ci, tr, t, r ? r : &tmp);
+		if (err == 0 && v->pages_deferred)
+			err = check_unused(v, ci, r ? r : &tmp, tr, t, page);
 		resolved_free(&tmp);
 	}
 	int e = verify_meta_file(v, &ci->meta, core, meta);
@@ -357,7 +412,7 @@ static int verify_all(struct vctx *v, struct wr_ckpt *c)
 	int err = 0;
 
 	if (posix_memalign((void **)&page, WR_CKPT_BLOCK,
-			   (size_t)CHUNK_PAGES * v->m->page_size))
+			   (size_t)WR_CKPT_CHUNK_PAGES * v->m->page_size))
 		return -ENOMEM;
 	for (uint32_t core = 0; core < v->m->cores; core++) {
 		int e = verify_core(v, core, page, c ? &c->res[core] : NULL,
@@ -466,42 +521,102 @@ static int try_open(struct vctx *v, uint64_t id, uint64_t fp,
 	return 0;
 }
 
-int wr_ckpt_open(const char *dir, uint64_t want_id, uint64_t fingerprint,
-		 wr_ckpt_report_fn report, void *arg, struct wr_ckpt **out)
+/* The newest of ids[0, n) that opens (want_id 0) or exactly want_id, only
+ * ids below below_id (0 = any); see wr_ckpt_open. */
+static int open_newest(struct vctx *v, const uint64_t *ids, uint32_t n,
+		       uint64_t want_id, uint64_t below_id, uint64_t fp,
+		       struct wr_ckpt **out)
 {
-	struct vctx v = { .report = report, .arg = arg };
+	int err = -ENOENT;
+
+	for (uint32_t i = n; i-- > 0;) {
+		if ((want_id && ids[i] != want_id) ||
+		    (below_id && ids[i] >= below_id))
+			continue;
+		v->problems = 0;
+		v->newer = false;
+		err = try_open(v, ids[i], fp, out);
+		if (err == 0) {
+			(*out)->dirfd = v->dirfd;
+			(*out)->pages_verified = !v->pages_deferred;
+			(*out)->report = v->report;
+			(*out)->arg = v->arg;
+			return 0;
+		}
+		if (err == -ESTALE || err == -EPROTONOSUPPORT || err == -ENOMEM)
+			return err;
+		say_manifest(v, ids[i], 0, i > 0 && !want_id ? "checkpoint "
+			     "does not verify; falling back to the previous"
+			     : "checkpoint does not verify");
+		err = -ENOENT;
+	}
+	return err;
+}
+
+static int open_dir(const char *dir, uint64_t want_id, uint64_t below_id,
+		    uint64_t fp, struct vctx *v, struct wr_ckpt **out)
+{
 	uint64_t ids[1024];
 	uint32_t n;
 	int err = wr_ckpt_list(dir, ids, 1024, &n);
 
 	if (err)
 		return err;
-	v.dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (v.dirfd < 0)
+	v->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (v->dirfd < 0)
 		return -errno;
-	for (uint32_t i = n < 1024 ? n : 1024; i-- > 0;) {
-		if (want_id && ids[i] != want_id)
-			continue;
-		v.problems = 0;
-		v.newer = false;
-		err = try_open(&v, ids[i], fingerprint, out);
-		if (err == 0) {
-			(*out)->dirfd = v.dirfd;
-			return 0;
-		}
-		if (err == -ESTALE || err == -EPROTONOSUPPORT || err == -ENOMEM)
-			break;
-		say_manifest(&v, ids[i], 0, i > 0 && !want_id ? "checkpoint "
-			     "does not verify; falling back to the previous"
-			     : "checkpoint does not verify");
-		err = -ENOENT;
-	}
-	close(v.dirfd);
-	if (err == 0 || err == -ENOENT)
+	err = open_newest(v, ids, n < 1024 ? n : 1024, want_id, below_id, fp,
+			  out);
+	if (err == 0)
+		return 0;
+	close(v->dirfd);
+	if (err == -ENOENT)
 		err = wr_error(-ENOENT, "checkpoint: no committed checkpoint "
 			       "%s%sverifies in %s", want_id ? "with that id " :
-			       "", n ? "" : "(none at all) ", dir);
+			       below_id ? "older than a failed one " : "",
+			       n ? "" : "(none at all) ", dir);
 	return err;
+}
+
+int wr_ckpt_open(const char *dir, uint64_t want_id, uint64_t fingerprint,
+		 wr_ckpt_report_fn report, void *arg, struct wr_ckpt **out)
+{
+	struct vctx v = { .report = report, .arg = arg };
+
+	return open_dir(dir, want_id, 0, fingerprint, &v, out);
+}
+
+int wr_ckpt_open_deferred(const char *dir, uint64_t below_id,
+			  uint64_t fingerprint, wr_ckpt_report_fn report,
+			  void *arg, struct wr_ckpt **out)
+{
+	struct vctx v = { .report = report, .arg = arg,
+			  .pages_deferred = true };
+
+	return open_dir(dir, 0, below_id, fingerprint, &v, out);
+}
+
+bool wr_ckpt_pages_bad(const struct wr_ckpt *c)
+{
+	/* Pairs with the store in wr_ckpt_page_failed, on another loader
+	 * thread; the caller joined it (or passed a start gate) first. */
+	return atomic_load_explicit(&c->pages_bad, memory_order_relaxed);
+}
+
+int wr_ckpt_page_failed(struct wr_ckpt *c, const char *file, uint64_t off,
+			const char *what)
+{
+	char name[64];
+
+	atomic_store_explicit(&c->pages_bad, true, memory_order_relaxed);
+	if (c->report) {
+		c->report(c->arg, file, off, what);
+		wr_ckpt_manifest_name(name, sizeof(name), c->m.id, "");
+		c->report(c->arg, name, 0, "checkpoint does not verify (found "
+			  "while loading its pages)");
+	}
+	return wr_error(-EBADMSG, "checkpoint: %s at offset %llu: %s", file,
+			(unsigned long long)off, what);
 }
 
 int wr_ckpt_verify(const char *dir, uint64_t id, wr_ckpt_report_fn report,
@@ -535,72 +650,37 @@ const struct wr_ckpt_manifest *wr_ckpt_info(const struct wr_ckpt *c)
 	return &c->m;
 }
 
-/* Pages i.. of core's view that lie back to back in one file, at most
- * CHUNK_PAGES: how many. */
-static uint32_t run_of(const struct wr_ckpt *c, uint32_t core, uint32_t i)
-{
-	const struct resolved *r = &c->res[core];
-	uint32_t n = 1;
-
-	while (n < CHUNK_PAGES && i + n < r->n &&
-	       r->file[i + n] == r->file[i] &&
-	       r->off[i + n] == r->off[i] + (uint64_t)n * c->m.page_size)
-		n++;
-	return n;
-}
-
-/* Pages [i, i + n) of core's view into c->page, checksums verified again
- * (the files may have changed since wr_ckpt_open verified them). */
+/* Pages [i, i + n) of core's view into c->page, checksums verified (again
+ * if open verified them: the files may have changed since). */
 static int read_pages(struct wr_ckpt *c, uint32_t core, uint32_t i,
 		      uint32_t n)
 {
-	const struct resolved *r = &c->res[core];
+	const struct wr_ckpt_resolved *r = &c->res[core];
 	const struct wr_ckpt_file_ref *f = &c->m.core[core].chain[r->file[i]];
 	int *fd = &c->fds[core * WR_CKPT_CHAIN_MAX + r->file[i]];
 	uint32_t ps = c->m.page_size;
-	int err;
+	char what[64];
 
 	if (*fd < 0 && (*fd = openat(c->dirfd, f->name, O_RDONLY |
 				     O_CLOEXEC)) < 0)
 		return wr_error(-errno, "checkpoint: cannot open %s: %s",
 				f->name, strerror(errno));
-	err = pread_full(*fd, c->page, (size_t)n * ps, r->off[i]);
-	if (err)
-		return wr_error(err, "checkpoint: reading %s at offset %llu: %s",
-				f->name, (unsigned long long)r->off[i],
-				strerror(-err));
-	for (uint32_t j = 0; j < n; j++)
-		if (XXH3_64bits(c->page + (size_t)j * ps, ps) !=
+	if (wr_ckpt_pread_full(*fd, c->page, (size_t)n * ps, r->off[i]) != 0)
+		return wr_ckpt_page_failed(c, f->name, r->off[i], "read error");
+	for (uint32_t j = 0; j < n; j++) {
+		if (XXH3_64bits(c->page + (size_t)j * ps, ps) ==
 		    r->checksum[i + j])
-			return wr_error(-EBADMSG, "checkpoint: %s changed since "
-					"it was verified: checksum mismatch at "
-					"offset %llu", f->name,
-					(unsigned long long)r->off[i + j]);
+			continue;
+		snprintf(what, sizeof(what), "checksum mismatch in page %u",
+			 r->page_id[i + j]);
+		return wr_ckpt_page_failed(c, f->name, r->off[i + j], what);
+	}
 	return 0;
 }
 
 static int read_page(struct wr_ckpt *c, uint32_t core, uint32_t i)
 {
 	return read_pages(c, core, i, 1);
-}
-
-int wr_ckpt_load_core(struct wr_ckpt *c, uint32_t core, struct wr_arena *a)
-{
-	if (core >= c->m.cores || a->page_size != c->m.page_size ||
-	    a->snap_pending)
-		return wr_error(-EINVAL, "checkpoint: cannot load core %u of %u "
-				"(page size %u into %u, or snapshot pending)",
-				core, c->m.cores, c->m.page_size, a->page_size);
-	for (uint32_t i = 0, n; i < c->res[core].n; i += n) {
-		n = run_of(c, core, i);
-		int err = read_pages(c, core, i, n);
-		for (uint32_t j = 0; err == 0 && j < n; j++)
-			err = wr_arena_restore_page(a, c->res[core].page_id[i + j],
-				c->page + (size_t)j * c->m.page_size);
-		if (err)
-			return err;
-	}
-	return 0;
 }
 
 int wr_ckpt_page_next(struct wr_ckpt *c, struct wr_ckpt_page_iter *it,

@@ -413,3 +413,26 @@ bool wr_arena_is_valid(const struct wr_arena *a)
 	}
 	return shadows_are_valid(a);
 }
+
+/* ---- restore without a copy (snapshot/load.c) ---- */
+
+int wr_arena_restore_claim(struct wr_arena *a, uint32_t page, void **bytes)
+{
+	uint32_t limit = a->pages_total - a->reserve_pages;
+
+	if (a->snap_pending || page >= a->pages_total)
+		return wr_error(-EINVAL, "arena: cannot restore page %u (%u "
+				"pages%s)", page, a->pages_total,
+				a->snap_pending ? ", snapshot pending" : "");
+	if (bit_get(a->used_bits, page))
+		return wr_error(-EEXIST, "arena: restore of page %u, which is "
+				"in use", page);
+	if (a->pages_used >= limit)
+		return wr_error(-ENOMEM, "arena cap of %zu bytes reached "
+				"restoring page %u", a->cap_bytes, page);
+	take_pages(a, page, 1);
+	a->write_epoch[page] = a->epoch;
+	a->pages_used++;
+	*bytes = wr_arena_page_ptr(a, page);
+	return 0;
+}

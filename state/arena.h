@@ -134,6 +134,13 @@ bool wr_arena_pages_written_since(const struct wr_arena *a,
  */
 int wr_arena_restore_page(struct wr_arena *a, uint32_t page,
 			  const void *bytes);
+/*
+ * The same without the copy: makes `page` live and returns where its
+ * page_size bytes go; the caller fills them before any other use of the
+ * arena (snapshot/load.c reads the checkpoint straight into it, O_DIRECT).
+ * A caller that gives up frees the page with wr_arena_free.
+ */
+int wr_arena_restore_claim(struct wr_arena *a, uint32_t page, void **bytes);
 
 void wr_arena_get_stats(const struct wr_arena *a, struct wr_arena_stats *s);
 bool wr_arena_is_valid(const struct wr_arena *a);

@@ -17,6 +17,13 @@
  *                        files are deleted, every retained one restores.
  *   ckpt/corrupt_flip, ckpt/corrupt_truncate  verify names file + offset;
  *                        open falls back to the previous checkpoint.
+ *   ckpt/corrupt_found_while_loading  one-pass restore: open_deferred
+ *                        accepts a checkpoint whose page is damaged (pages
+ *                        are not read), the load finds it with reads in
+ *                        flight (runs of 2 pages), reports file + offset,
+ *                        fails with -EBADMSG and leaves the arena empty and
+ *                        valid; open_deferred below it gives the previous
+ *                        checkpoint, which loads into the same arena exactly.
  *   ckpt/refuse_fingerprint, ckpt/refuse_newer_version  refused, and the
  *                        directory (names, sizes, mtimes) is unchanged.
  *   ckpt/crash_in_commit a crash after every commit step k = 1..5 leaves
@@ -286,6 +293,58 @@ Test(ckpt, corrupt_flip)
 Test(ckpt, corrupt_truncate)
 {
 	corrupt_then_check("truncate -s 40000 %s", 40000);
+}
+
+/* 60 pages with every third freed: the load reads runs of 2 pages, several
+ * in flight, and the 14th page of checkpoint 2's file (the 2nd page of its
+ * 7th run) is damaged. */
+Test(ckpt, corrupt_found_while_loading)
+{
+	char *dir = t_mkdir(), cmd[512];
+	struct wr_arena *a[1] = { t_arena(128) }, *ref, *b = t_arena(128);
+	struct wr_ckpt_policy pol = { .retain = 3 };
+	struct wr_arena_stats st;
+	struct reports rep = { 0 };
+	struct wr_ckpt *ck;
+	uint64_t id, off = 4096 + 13 * 4096;
+
+	t_populate(a[0], 60, 1);
+	for (uint32_t p = 2; p < 60; p += 3)
+		wr_arena_free(a[0], p, 1);
+	cr_assert_eq(t_checkpoint(dir, a, 1, &pol, NULL).err, 0);
+	ref = t_restore(dir, 0, 128, &id);
+	t_fill(a[0], 0, 9);
+	cr_assert_eq(t_checkpoint(dir, a, 1, &pol, NULL).err, 0);
+	snprintf(cmd, sizeof(cmd), "printf '\\377' | dd of=%s/ckpt-"
+		 "00000000000000000002-c0.pages bs=1 seek=%llu conv=notrunc "
+		 "status=none", dir, (unsigned long long)off + 100);
+	cr_assert_eq(system(cmd), 0);
+
+	cr_assert_eq(wr_ckpt_open_deferred(dir, 0, T_FP, on_report, &rep,
+					   &ck), 0);
+	cr_assert_eq(wr_ckpt_info(ck)->id, 2, "pages are not read by open");
+	cr_assert_eq(wr_ckpt_load_core(ck, 0, b), -EBADMSG);
+	cr_assert_str_eq(rep.file, "ckpt-00000000000000000002-c0.pages");
+	cr_assert_eq(rep.off, off);
+	cr_assert_not_null(strstr(weir_last_error(), "at offset 57344"));
+	cr_assert(wr_ckpt_pages_bad(ck));
+	wr_arena_get_stats(b, &st);
+	cr_assert_eq(st.pages_used, 0, "the failed load freed its pages");
+	cr_assert(wr_arena_is_valid(b));
+	wr_ckpt_close(ck);
+
+	cr_assert_eq(wr_ckpt_open_deferred(dir, 2, T_FP, NULL, NULL, &ck), 0);
+	cr_assert_eq(wr_ckpt_info(ck)->id, 1);
+	cr_assert_eq(wr_ckpt_load_core(ck, 0, b), 0);
+	cr_assert(!wr_ckpt_pages_bad(ck));
+	wr_ckpt_close(ck);
+	cr_assert(wr_arena_is_valid(b));
+	t_assert_same(ref, b);
+	cr_assert_eq(wr_ckpt_verify(dir, 2, NULL, NULL), -EBADMSG);
+	wr_arena_destroy(a[0]);
+	wr_arena_destroy(b);
+	wr_arena_destroy(ref);
+	t_rmdir(dir);
 }
 
 /* Names, sizes and mtimes of every entry, as one string. */
