@@ -165,6 +165,9 @@ def run_killed(cmd, errfile, delay, ckdir=None, need_ids=0):
             if killed:
                 p.send_signal(signal.SIGKILL)
             rc = p.wait()
+            # It may have exited between poll() and the signal (which then
+            # hit a zombie): a clean exit 0 means the kill came too late.
+            killed = killed and rc != 0
         except BaseException:
             p.kill()
             p.wait()
