@@ -110,10 +110,10 @@ struct wr_exec_ckpt {
 	struct wr_ckpt_writer *w;   /* FLUSH: created the tick after the cut */
 	struct wr_uring *io;
 	/* The metadata captured at the snapshot, handed to the writer the
-	 * next tick: the snapshot itself stays memory-only (no syscall). */
+	 * next tick: the snapshot itself stays memory-only (no syscall, no
+	 * allocation: meta_cap is wr_ckpt_meta_bytes_max, allocated once). */
 	uint8_t *meta;
 	size_t meta_len, meta_cap;
-	uint32_t nmeta;
 	uint64_t snap_ns;           /* when the snapshot was taken */
 };
 
@@ -142,11 +142,26 @@ static inline bool wr_ckpt_aligning(const struct wr_exec_ckpt *c)
 bool wr_ckpt_may_finish(struct wr_exec *x);
 bool wr_ckpt_core_is_valid(const struct wr_exec *x);
 
-/* core/ckpt_meta.c: operator metadata in and out.  save() hands each
- * section to add(). */
-typedef int (*wr_ckpt_add_fn)(void *ctx, const char *name, const void *b,
-			      size_t len);
-int wr_ckpt_meta_save(struct wr_exec *x, wr_ckpt_add_fn add, void *ctx);
+/* core/ckpt_meta.c: operator metadata in and out.
+ *   wr_ckpt_meta_save runs inside the pause: the sections whose bytes change
+ *     once records resume ("time", "op.<id>", "sink.<id>") go straight into
+ *     x->ck.meta through wr_ckpt_meta_reserve.  O(nodes + states), never
+ *     O(keys or timers) (those are arena pages, kept by the epoch bump); no
+ *     allocation, no formatting, no syscall.
+ *   wr_ckpt_meta_bytes_max bounds that buffer (wr_ckpt_exec_init allocates
+ *     it once).
+ *   wr_ckpt_meta_add_sources adds the "src.<id>" sections to the writer on
+ *     its first tick: the positions were taken at the cut and stay in
+ *     x->ck.pos until the next cut, which follows this checkpoint's report.
+ *   wr_ckpt_meta_reserve (core/ckpt.c): room for one section named prefix
+ *     (prefix + id when id != WR_CKPT_META_NO_ID; prefix must be a string
+ *     literal: it is formatted the next tick), or NULL when full. */
+#define WR_CKPT_META_NO_ID UINT32_MAX
+size_t wr_ckpt_meta_bytes_max(const struct wr_exec *x);
+int wr_ckpt_meta_save(struct wr_exec *x);
+int wr_ckpt_meta_add_sources(struct wr_exec *x, struct wr_ckpt_writer *w);
+void *wr_ckpt_meta_reserve(struct wr_exec *x, const char *prefix, uint32_t id,
+			   size_t len);
 /* Restore this core's operators; called by wr_exec_create after the
  * nodes are built fresh (rescaling) or instead (same core count). */
 int wr_ckpt_meta_restore(struct wr_exec *x);
