@@ -220,15 +220,14 @@ void *wr_ckpt_meta_reserve(struct wr_exec *x, const char *prefix, uint32_t id,
 	return q + sizeof(struct meta_rec);
 }
 
-static void record_pause(struct wr_ckpt_job *j, uint64_t ns)
+static void record_lat(struct wr_ckpt_lat *l, uint64_t ns)
 {
-	uint64_t i = atomic_fetch_add_explicit(&j->npauses, 1,
-					       memory_order_relaxed);
+	uint64_t i = atomic_fetch_add_explicit(&l->n, 1, memory_order_relaxed);
 
-	atomic_store_explicit(&j->pause_ns[i % WR_CKPT_PAUSES],
+	atomic_store_explicit(&l->ns[i % WR_CKPT_PAUSES],
 			      ns > UINT32_MAX ? UINT32_MAX : (uint32_t)ns,
 			      memory_order_relaxed);
-	atomic_max(&j->pause_max_ns, ns);
+	atomic_max(&l->max_ns, ns);
 }
 
 /* ALIGN -> FLUSH: memory only (the pause); files come next tick. */
@@ -243,7 +242,7 @@ static void snapshot(struct wr_exec *x)
 	if (err == 0)
 		err = wr_ckpt_meta_save(x);
 	c->snap_ns = mono_ns();
-	record_pause(x->p->ck, c->snap_ns - t0);
+	record_lat(&x->p->ck->pause, c->snap_ns - t0);
 	memset(c->blocked, 0, sizeof(c->blocked));
 	if (err == 0) {
 		c->phase = WR_CK_FLUSH;
@@ -316,9 +315,15 @@ static int flush_step(struct wr_exec *x)
 	struct wr_exec_ckpt *c = &x->ck;
 	int rc;
 
-	if (c->w == NULL && (rc = start_writer(x)) != 0) {
-		flush_done(x, rc, weir_last_error());
-		return 1;
+	if (c->w == NULL) {
+		uint64_t t0 = mono_ns();
+		rc = start_writer(x);
+		record_lat(&x->p->ck->open, mono_ns() - t0);
+		if (rc != 0) {
+			flush_done(x, rc, weir_last_error());
+			return 1;
+		}
+		return 1; /* the first step next tick, records between */
 	}
 
 	if (atomic_load_explicit(&x->p->ck->abort_id, memory_order_relaxed) ==
@@ -498,6 +503,9 @@ int wr_ckpt_tick(struct wr_exec *x)
 	if (c->phase == WR_CK_ALIGN && send_barriers(x) && all_aligned(x)) {
 		snapshot(x);
 		assert(wr_ckpt_core_is_valid(x));
+		/* Records resume before the writer opens its files (mkdir,
+		 * opens: tens of us of syscalls, timed apart as "open"). */
+		return 1;
 	}
 	if (c->phase == WR_CK_FLUSH)
 		return flush_step(x);
@@ -558,6 +566,8 @@ int wr_ckpt_exec_init(struct wr_exec *x)
 	c->meta = malloc(c->meta_cap);
 	if (c->pos == NULL || c->pos_len == NULL || c->meta == NULL)
 		return -ENOMEM;
+	/* Faulted in now, not by the first snapshot's stores. */
+	memset(c->meta, 0, c->meta_cap);
 	err = wr_uring_create(CK_URING_DEPTH, &c->io);
 	if (err)
 		return wr_error(err, "checkpoint: io_uring: %s", strerror(-err));

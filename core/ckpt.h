@@ -14,18 +14,25 @@
  *   later barrier).  Once every barrier (or END) of a sender has arrived,
  *   the ring from it is BLOCKED: what follows was produced after the
  *   sender's snapshot.  When every edge is aligned from every core and
- *   every barrier is sent, the core SNAPSHOTS: arena epoch bump, operator
- *   metadata (tables, timers, watermarks, source positions, sink lengths),
- *   writer created; the rings unblock and the sources resume.  No disk
- *   I/O happens before the barrier is forwarded.  Timers do not fire while
- *   a core aligns, so nothing is emitted after a barrier that the
- *   snapshot already counts.
+ *   every barrier is sent, the core SNAPSHOTS (the timed pause): arena
+ *   epoch bump, operator headers (tables, slabs, timer heaps), watermarks
+ *   and sink lengths copied into a buffer allocated at start-up; O(nodes +
+ *   states) stores, no allocation, no formatting, no syscall.  The rings
+ *   unblock and the sources resume at once; the writer is created on the
+ *   next tick (files opened, sections named and added, source positions
+ *   from the cut), after records have flowed again.  No disk I/O happens
+ *   before the barrier is forwarded.  Timers do not fire while a core
+ *   aligns, so nothing is emitted after a barrier that the snapshot
+ *   already counts.
  *
  * LIFECYCLE of checkpoint n on one core (validator: wr_ckpt_core_is_valid)
  *
  *     IDLE ── trigger n or barrier n seen: ckpt_cut() ──> ALIGN
- *     ALIGN ── aligned and every barrier sent: ckpt_snapshot() ──> FLUSH
- *     ALIGN ── ckpt_snapshot() fails (writer cannot open) ──> IDLE, reported
+ *     ALIGN ── aligned and every barrier sent: snapshot() ──> FLUSH
+ *              (the tick ends there: records resume; the writer opens on
+ *              the first FLUSH tick, timed apart as "open")
+ *     ALIGN ── snapshot() fails (metadata does not fit) ──> IDLE, reported
+ *     FLUSH ── the writer cannot open: report(error) ──> IDLE
  *     FLUSH ── writer durable and sinks synced: ckpt_report() ──> IDLE
  *     FLUSH ── write error or abort: ckpt_report(error) ──> IDLE
  *
@@ -54,6 +61,12 @@
 #define WR_CKPT_PAUSES 1024u
 
 enum wr_ckpt_phase { WR_CK_IDLE = 0, WR_CK_ALIGN, WR_CK_FLUSH };
+
+/* Durations of one kind, for percentiles (relaxed: statistics). */
+struct wr_ckpt_lat {
+	_Atomic uint64_t n, max_ns;
+	_Atomic uint32_t ns[WR_CKPT_PAUSES];
+};
 
 /* Shared by every core of one run; one per pipeline with checkpoints. */
 struct wr_ckpt_job {
@@ -84,10 +97,10 @@ struct wr_ckpt_job {
 	pthread_mutex_t restore_lock;
 	/* Statistics (relaxed). */
 	_Atomic uint64_t completed, failed, last_id, last_us, last_bytes;
-	_Atomic uint64_t pause_max_ns;
-	/* The last WR_CKPT_PAUSES pauses (any core), for percentiles. */
-	_Atomic uint32_t pause_ns[WR_CKPT_PAUSES];
-	_Atomic uint64_t npauses;
+	/* The snapshot's pause (barrier to records resumed) and the writer's
+	 * start (files opened, sections added: the first FLUSH tick, after
+	 * records resumed), each over its last WR_CKPT_PAUSES (any core). */
+	struct wr_ckpt_lat pause, open;
 	uint64_t restored_id;
 	uint32_t restored_cores;
 };
@@ -107,7 +120,8 @@ struct wr_exec_ckpt {
 	bool want_finish;
 	uint8_t *pos;       /* per source: position bytes at the cut */
 	uint32_t *pos_len;
-	struct wr_ckpt_writer *w;   /* FLUSH: created the tick after the cut */
+	struct wr_ckpt_writer *w;   /* FLUSH: created the tick after the
+				     * snapshot, once records have resumed */
 	struct wr_uring *io;
 	/* The metadata captured at the snapshot, handed to the writer the
 	 * next tick: the snapshot itself stays memory-only (no syscall, no
