@@ -43,8 +43,9 @@
  *   1. At most one checkpoint is between trigger and commit; ids increase.
  *   2. A core in ALIGN polls no source and fires no timer; a blocked ring is
  *      neither drained nor its markers taken.
- *   3. The arena snapshot, the metadata and the source positions of n are
- *      taken in the same tick, after the last barrier n was received.
+ *   3. The arena snapshot and the metadata of n are taken in the same
+ *      tick, after the last barrier n was received; the source positions
+ *      at the cut, and the sources stay stopped until that tick.
  *   4. Only a committed manifest counts (snapshot/ckpt.h).
  */
 #ifndef WR_CORE_CKPT_H
