@@ -586,7 +586,7 @@ static void summary(struct flows_job *j, int err, double elapsed)
 		"malformed=%llu non_ip=%llu unsupported=%llu truncated=%llu "
 		"%slate=%llu rows=%llu checkpoints=%llu checkpoint_failures=%llu "
 		"restored_from=%llu checkpoint_pause_us=%.1f/%.1f/%.1f "
-		"cores=%u "
+		"checkpoint_open_us=%.1f/%.1f/%.1f cores=%u "
 		"elapsed=%.3f "
 		"mpps=%.3f status=%s out=%s\n",
 		j->pcap ? "pcap" : j->dpdk ? "dpdk" : "gen",
@@ -598,6 +598,8 @@ static void summary(struct flows_job *j, int err, double elapsed)
 		(unsigned long long)ck.failed,
 		(unsigned long long)ck.restored_id, ck.pause_p50_ns / 1e3,
 		ck.pause_p99_ns / 1e3, ck.pause_max_ns / 1e3,
+		ck.open_p50_ns / 1e3, ck.open_p99_ns / 1e3,
+		ck.open_max_ns / 1e3,
 		j->o->cores, elapsed,
 		elapsed > 0 ? c.packets / elapsed / 1e6 : 0.0,
 		err ? "failed" : "ok", j->o->out);

@@ -14,18 +14,25 @@
  *   later barrier).  Once every barrier (or END) of a sender has arrived,
  *   the ring from it is BLOCKED: what follows was produced after the
  *   sender's snapshot.  When every edge is aligned from every core and
- *   every barrier is sent, the core SNAPSHOTS: arena epoch bump, operator
- *   metadata (tables, timers, watermarks, source positions, sink lengths),
- *   writer created; the rings unblock and the sources resume.  No disk
- *   I/O happens before the barrier is forwarded.  Timers do not fire while
- *   a core aligns, so nothing is emitted after a barrier that the
- *   snapshot already counts.
+ *   every barrier is sent, the core SNAPSHOTS (the timed pause): arena
+ *   epoch bump, operator headers (tables, slabs, timer heaps), watermarks
+ *   and sink lengths copied into a buffer allocated at start-up; O(nodes +
+ *   states) stores, no allocation, no formatting, no syscall.  The rings
+ *   unblock and the sources resume at once; the writer is created on the
+ *   next tick (files opened, sections named and added, source positions
+ *   from the cut), after records have flowed again.  No disk I/O happens
+ *   before the barrier is forwarded.  Timers do not fire while a core
+ *   aligns, so nothing is emitted after a barrier that the snapshot
+ *   already counts.
  *
  * LIFECYCLE of checkpoint n on one core (validator: wr_ckpt_core_is_valid)
  *
  *     IDLE ── trigger n or barrier n seen: ckpt_cut() ──> ALIGN
- *     ALIGN ── aligned and every barrier sent: ckpt_snapshot() ──> FLUSH
- *     ALIGN ── ckpt_snapshot() fails (writer cannot open) ──> IDLE, reported
+ *     ALIGN ── aligned and every barrier sent: snapshot() ──> FLUSH
+ *              (the tick ends there: records resume; the writer opens on
+ *              the first FLUSH tick, timed apart as "open")
+ *     ALIGN ── snapshot() fails (metadata does not fit) ──> IDLE, reported
+ *     FLUSH ── the writer cannot open: report(error) ──> IDLE
  *     FLUSH ── writer durable and sinks synced: ckpt_report() ──> IDLE
  *     FLUSH ── write error or abort: ckpt_report(error) ──> IDLE
  *
@@ -36,8 +43,9 @@
  *   1. At most one checkpoint is between trigger and commit; ids increase.
  *   2. A core in ALIGN polls no source and fires no timer; a blocked ring is
  *      neither drained nor its markers taken.
- *   3. The arena snapshot, the metadata and the source positions of n are
- *      taken in the same tick, after the last barrier n was received.
+ *   3. The arena snapshot and the metadata of n are taken in the same
+ *      tick, after the last barrier n was received; the source positions
+ *      at the cut, and the sources stay stopped until that tick.
  *   4. Only a committed manifest counts (snapshot/ckpt.h).
  */
 #ifndef WR_CORE_CKPT_H
@@ -54,6 +62,12 @@
 #define WR_CKPT_PAUSES 1024u
 
 enum wr_ckpt_phase { WR_CK_IDLE = 0, WR_CK_ALIGN, WR_CK_FLUSH };
+
+/* Durations of one kind, for percentiles (relaxed: statistics). */
+struct wr_ckpt_lat {
+	_Atomic uint64_t n, max_ns;
+	_Atomic uint32_t ns[WR_CKPT_PAUSES];
+};
 
 /* Shared by every core of one run; one per pipeline with checkpoints. */
 struct wr_ckpt_job {
@@ -84,10 +98,10 @@ struct wr_ckpt_job {
 	pthread_mutex_t restore_lock;
 	/* Statistics (relaxed). */
 	_Atomic uint64_t completed, failed, last_id, last_us, last_bytes;
-	_Atomic uint64_t pause_max_ns;
-	/* The last WR_CKPT_PAUSES pauses (any core), for percentiles. */
-	_Atomic uint32_t pause_ns[WR_CKPT_PAUSES];
-	_Atomic uint64_t npauses;
+	/* The snapshot's pause (barrier to records resumed) and the writer's
+	 * start (files opened, sections added: the first FLUSH tick, after
+	 * records resumed), each over its last WR_CKPT_PAUSES (any core). */
+	struct wr_ckpt_lat pause, open;
 	uint64_t restored_id;
 	uint32_t restored_cores;
 };
@@ -107,13 +121,14 @@ struct wr_exec_ckpt {
 	bool want_finish;
 	uint8_t *pos;       /* per source: position bytes at the cut */
 	uint32_t *pos_len;
-	struct wr_ckpt_writer *w;   /* FLUSH: created the tick after the cut */
+	struct wr_ckpt_writer *w;   /* FLUSH: created the tick after the
+				     * snapshot, once records have resumed */
 	struct wr_uring *io;
 	/* The metadata captured at the snapshot, handed to the writer the
-	 * next tick: the snapshot itself stays memory-only (no syscall). */
+	 * next tick: the snapshot itself stays memory-only (no syscall, no
+	 * allocation: meta_cap is wr_ckpt_meta_bytes_max, allocated once). */
 	uint8_t *meta;
 	size_t meta_len, meta_cap;
-	uint32_t nmeta;
 	uint64_t snap_ns;           /* when the snapshot was taken */
 };
 
@@ -146,11 +161,26 @@ static inline bool wr_ckpt_aligning(const struct wr_exec_ckpt *c)
 bool wr_ckpt_may_finish(struct wr_exec *x);
 bool wr_ckpt_core_is_valid(const struct wr_exec *x);
 
-/* core/ckpt_meta.c: operator metadata in and out.  save() hands each
- * section to add(). */
-typedef int (*wr_ckpt_add_fn)(void *ctx, const char *name, const void *b,
-			      size_t len);
-int wr_ckpt_meta_save(struct wr_exec *x, wr_ckpt_add_fn add, void *ctx);
+/* core/ckpt_meta.c: operator metadata in and out.
+ *   wr_ckpt_meta_save runs inside the pause: the sections whose bytes change
+ *     once records resume ("time", "op.<id>", "sink.<id>") go straight into
+ *     x->ck.meta through wr_ckpt_meta_reserve.  O(nodes + states), never
+ *     O(keys or timers) (those are arena pages, kept by the epoch bump); no
+ *     allocation, no formatting, no syscall.
+ *   wr_ckpt_meta_bytes_max bounds that buffer (wr_ckpt_exec_init allocates
+ *     it once).
+ *   wr_ckpt_meta_add_sources adds the "src.<id>" sections to the writer on
+ *     its first tick: the positions were taken at the cut and stay in
+ *     x->ck.pos until the next cut, which follows this checkpoint's report.
+ *   wr_ckpt_meta_reserve (core/ckpt.c): room for one section named prefix
+ *     (prefix + id when id != WR_CKPT_META_NO_ID; prefix must be a string
+ *     literal: it is formatted the next tick), or NULL when full. */
+#define WR_CKPT_META_NO_ID UINT32_MAX
+size_t wr_ckpt_meta_bytes_max(const struct wr_exec *x);
+int wr_ckpt_meta_save(struct wr_exec *x);
+int wr_ckpt_meta_add_sources(struct wr_exec *x, struct wr_ckpt_writer *w);
+void *wr_ckpt_meta_reserve(struct wr_exec *x, const char *prefix, uint32_t id,
+			   size_t len);
 /* Restore this core's operators; called by wr_exec_create after the
  * nodes are built fresh (rescaling) or instead (same core count). */
 int wr_ckpt_meta_restore(struct wr_exec *x);

@@ -78,22 +78,23 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static void pause_percentiles(struct wr_ckpt_job *j,
-			      struct weir_checkpoint_stats *out)
+static void percentiles(struct wr_ckpt_lat *l, uint64_t *n, uint64_t *p50,
+			uint64_t *p99, uint64_t *max)
 {
 	uint32_t v[WR_CKPT_PAUSES];
-	uint64_t n = atomic_load_explicit(&j->npauses, memory_order_relaxed);
-	uint32_t k = n < WR_CKPT_PAUSES ? (uint32_t)n : WR_CKPT_PAUSES;
+	uint64_t total = atomic_load_explicit(&l->n, memory_order_relaxed);
+	uint32_t k = total < WR_CKPT_PAUSES ? (uint32_t)total : WR_CKPT_PAUSES;
 
-	out->pauses = n;
+	if (n)
+		*n = total;
+	*max = atomic_load_explicit(&l->max_ns, memory_order_relaxed);
 	if (k == 0)
 		return;
 	for (uint32_t i = 0; i < k; i++)
-		v[i] = atomic_load_explicit(&j->pause_ns[i],
-					    memory_order_relaxed);
+		v[i] = atomic_load_explicit(&l->ns[i], memory_order_relaxed);
 	qsort(v, k, sizeof(v[0]), cmp_u32);
-	out->pause_p50_ns = v[k / 2];
-	out->pause_p99_ns = v[(uint64_t)k * 99 / 100];
+	*p50 = v[k / 2];
+	*p99 = v[(uint64_t)k * 99 / 100];
 }
 
 void weir_pipeline_checkpoint_stats(const struct weir_pipeline *p,
@@ -111,9 +112,10 @@ void weir_pipeline_checkpoint_stats(const struct weir_pipeline *p,
 						     memory_order_relaxed);
 	out->last_bytes = atomic_load_explicit(&j->last_bytes,
 					       memory_order_relaxed);
-	out->pause_max_ns = atomic_load_explicit(&j->pause_max_ns,
-						 memory_order_relaxed);
-	pause_percentiles(j, out);
+	percentiles(&j->pause, &out->pauses, &out->pause_p50_ns,
+		    &out->pause_p99_ns, &out->pause_max_ns);
+	percentiles(&j->open, NULL, &out->open_p50_ns, &out->open_p99_ns,
+		    &out->open_max_ns);
 	out->restored_id = j->restored_id;
 	out->restored_cores = j->restored_cores;
 }

@@ -41,20 +41,57 @@ struct op_head {
 
 /* ---- saving (at the barrier, no I/O: the writer copies the bytes) ---- */
 
-static int save_time(struct wr_exec *x, wr_ckpt_add_fn add, void *ctx)
+static size_t time_bytes(const struct wr_exec *x)
 {
-	/* On the stack: this runs inside the snapshot's pause. */
-	_Alignas(8) uint8_t buf[sizeof(struct time_head) +
-				WR_EDGES_MAX * sizeof(struct edge_img) +
-				WR_NODES_MAX * sizeof(struct node_img)];
-	size_t len = sizeof(struct time_head) +
-		     x->p->nedges * sizeof(struct edge_img) +
-		     x->p->nnodes * sizeof(struct node_img);
-	uint8_t *q = buf;
-	struct time_head h = { x->p->nedges, x->p->nnodes };
+	return sizeof(struct time_head) +
+	       x->p->nedges * sizeof(struct edge_img) +
+	       x->p->nnodes * sizeof(struct node_img);
+}
 
-	memcpy(q, &h, sizeof(h));
-	q += sizeof(h);
+static size_t op_bytes(unsigned nstates)
+{
+	return sizeof(struct op_head) +
+	       nstates * sizeof(struct wr_kstate_image) +
+	       sizeof(struct wr_timers_image);
+}
+
+static bool has_sink_len(const struct weir_stream *n)
+{
+	return n->kind == WR_NODE_SINK && n->sink_ops->barrier != NULL;
+}
+
+/* What the sections of one snapshot take in x->ck.meta at most (each
+ * record: a 16-byte head, the bytes rounded up to 8). */
+size_t wr_ckpt_meta_bytes_max(const struct wr_exec *x)
+{
+	size_t rec = 16 + 8, total = rec + time_bytes(x);
+
+	for (unsigned i = 0; i < x->p->nnodes; i++) {
+		const struct weir_stream *n = x->p->nodes[i];
+		if (n->kind == WR_NODE_PROCESS)
+			total += rec + op_bytes(wr_process_nstates_spec(n));
+		else if (has_sink_len(n))
+			total += rec + sizeof(uint64_t);
+	}
+	return total;
+}
+
+static int full(const char *what)
+{
+	return wr_error(-ENOSPC, "checkpoint: section '%s' does not fit the "
+			"metadata buffer", what);
+}
+
+static int save_time(struct wr_exec *x)
+{
+	uint8_t *q = wr_ckpt_meta_reserve(x, "time", WR_CKPT_META_NO_ID,
+					  time_bytes(x));
+
+	if (q == NULL)
+		return full("time");
+	memcpy(q, &(struct time_head){ x->p->nedges, x->p->nnodes },
+	       sizeof(struct time_head));
+	q += sizeof(struct time_head);
 	for (unsigned e = 0; e < x->p->nedges; e++, q += sizeof(struct edge_img))
 		memcpy(q, &(struct edge_img){ x->edges[e].wm,
 			x->edges[e].fired_upto, x->edges[e].wm_sent },
@@ -62,27 +99,21 @@ static int save_time(struct wr_exec *x, wr_ckpt_add_fn add, void *ctx)
 	for (unsigned i = 0; i < x->p->nnodes; i++, q += sizeof(struct node_img))
 		memcpy(q, &(struct node_img){ x->nodes[i].max_ts,
 			x->nodes[i].active_ms }, sizeof(struct node_img));
-	return add(ctx, "time", buf, len);
+	return 0;
 }
 
-static int save_op(struct wr_exec *x, const struct weir_stream *n,
-		   wr_ckpt_add_fn add, void *ctx)
+static int save_op(struct wr_exec *x, const struct weir_stream *n)
 {
 	struct wr_timers *t = x->nodes[n->id].timers;
 	unsigned ns = wr_process_nstates(x, n);
-	_Alignas(8) uint8_t buf[sizeof(struct op_head) +
-				OP_STATES_MAX * sizeof(struct wr_kstate_image) +
-				sizeof(struct wr_timers_image)];
-	size_t len = sizeof(struct op_head) +
-		     ns * sizeof(struct wr_kstate_image) +
-		     sizeof(struct wr_timers_image);
-	uint8_t *q = buf;
-	char name[WR_CKPT_SECTION_NAME_MAX + 1];
+	uint8_t *q;
 
 	if (ns > OP_STATES_MAX)
 		return wr_error(-E2BIG, "checkpoint: '%s' has %u states",
 				n->name, ns);
-	memset(buf, 0, len);
+	q = wr_ckpt_meta_reserve(x, "op.", n->id, op_bytes(ns));
+	if (q == NULL)
+		return full(n->name);
 	memcpy(q, &(struct op_head){ ns, t != NULL }, sizeof(struct op_head));
 	q += sizeof(struct op_head);
 	for (unsigned i = 0; i < ns; i++, q += sizeof(struct wr_kstate_image))
@@ -90,52 +121,57 @@ static int save_op(struct wr_exec *x, const struct weir_stream *n,
 			       (struct wr_kstate_image *)q);
 	if (t != NULL)
 		wr_timers_save(t, (struct wr_timers_image *)q);
-	snprintf(name, sizeof(name), "op.%u", n->id);
-	return add(ctx, name, buf, len);
+	else
+		memset(q, 0, sizeof(struct wr_timers_image));
+	return 0;
 }
 
-static int save_node(struct wr_exec *x, const struct weir_stream *n,
-		     wr_ckpt_add_fn add, void *ctx, unsigned src_index)
+static int save_sink(struct wr_exec *x, const struct weir_stream *n)
 {
-	char name[WR_CKPT_SECTION_NAME_MAX + 1];
 	uint64_t len;
+	uint8_t *q;
+	int err;
 
-	switch (n->kind) {
-	case WR_NODE_PROCESS:
-		return save_op(x, n, add, ctx);
-	case WR_NODE_SOURCE:
-		if (x->ck.pos_len[src_index] == UINT32_MAX)
-			return 0; /* not replayable */
-		snprintf(name, sizeof(name), "src.%u", n->id);
-		return add(ctx, name,
-			x->ck.pos + (size_t)src_index * WEIR_SOURCE_POS_MAX,
-			x->ck.pos_len[src_index]);
-	case WR_NODE_SINK:
-		if (n->sink_ops->barrier == NULL ||
-		    *wr_exec_sink_state(x, n) == NULL)
-			return 0;
-		int err = n->sink_ops->barrier(x, n, &len);
-		if (err)
-			return err;
-		snprintf(name, sizeof(name), "sink.%u", n->id);
-		return add(ctx, name, &len, sizeof(len));
-	default:
+	if (*wr_exec_sink_state(x, n) == NULL)
 		return 0;
-	}
+	err = n->sink_ops->barrier(x, n, &len);
+	if (err)
+		return err;
+	q = wr_ckpt_meta_reserve(x, "sink.", n->id, sizeof(len));
+	if (q == NULL)
+		return full(n->name);
+	memcpy(q, &len, sizeof(len));
+	return 0;
 }
 
-int wr_ckpt_meta_save(struct wr_exec *x, wr_ckpt_add_fn add, void *ctx)
+int wr_ckpt_meta_save(struct wr_exec *x)
 {
-	unsigned src = 0;
-	int err = save_time(x, add, ctx);
+	int err = save_time(x);
 
 	for (unsigned i = 0; err == 0 && i < x->p->nnodes; i++) {
 		const struct weir_stream *n = x->p->nodes[i];
-		err = save_node(x, n, add, ctx, src);
-		if (n->kind == WR_NODE_SOURCE)
-			src++;
+		if (n->kind == WR_NODE_PROCESS)
+			err = save_op(x, n);
+		else if (has_sink_len(n))
+			err = save_sink(x, n);
 	}
 	return err;
+}
+
+int wr_ckpt_meta_add_sources(struct wr_exec *x, struct wr_ckpt_writer *w)
+{
+	for (unsigned i = 0; i < x->nsources; i++) {
+		char name[WR_CKPT_SECTION_NAME_MAX + 1];
+		if (x->ck.pos_len[i] == UINT32_MAX)
+			continue; /* not replayable */
+		snprintf(name, sizeof(name), "src.%u", x->sources[i]->id);
+		int err = wr_ckpt_writer_add_section(w, name,
+			x->ck.pos + (size_t)i * WEIR_SOURCE_POS_MAX,
+			x->ck.pos_len[i]);
+		if (err)
+			return err;
+	}
+	return 0;
 }
 
 /* ---- restoring ---- */

@@ -70,6 +70,10 @@ struct weir_checkpoint_stats {
 	uint64_t pause_max_ns;	/* longest synchronous snapshot part */
 	uint64_t pause_p50_ns, pause_p99_ns; /* over the last 1024 pauses */
 	uint64_t pauses;	/* core snapshots taken (all cores) */
+	/* The writer's start on each core (its files opened, the captured
+	 * sections added), the first flush step after records resumed: a
+	 * stall of the loop, not part of the pause. Same percentiles. */
+	uint64_t open_p50_ns, open_p99_ns, open_max_ns;
 };
 
 /* Any thread, any time (relaxed counters). */
