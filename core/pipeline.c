@@ -434,6 +434,10 @@ static int run_workers(struct weir_pipeline *p, unsigned cores)
 
 	for (;;) {
 		err = preload(p, cores);
+		if (err == 0 && weir_runtime_stopping(p->rt)) {
+			preload_free(p, cores); /* Ctrl-C while loading */
+			return 0;
+		}
 		if (err == 0)
 			err = weir_runtime_start(p->rt, &ops, p);
 		if (err == 0)
