@@ -31,6 +31,7 @@
  *
  *   ckpt_bench [--quick] [--sizes 64M,1G,4G] [--dir DIR] [--reps R]
  *              [--seconds S] [--pauses N] [--cpu N] [--no-fio]
+ *              [--phases pause,flush,restore,incr,updates]
  *
  * --quick: 8 MiB, 1 rep, short phases, no fio, no cache dropping (the
  * bench-ckpt-smoke test; fails only on a wrong result, never on speed).
@@ -56,8 +57,12 @@
 #define FP 0xc4e7b3e1c4e7b3e1ull
 #define SIZES_MAX 8
 
+enum { PH_PAUSE = 1, PH_FLUSH = 2, PH_RESTORE = 4, PH_INCR = 8,
+       PH_UPDATES = 16, PH_ALL = 31 };
+
 struct opts {
 	bool quick, fio, cold;
+	unsigned phases;	/* PH_* bits */
 	int cpu, reps, pauses;
 	double seconds;
 	char dir[PATH_MAX - 64];
@@ -598,15 +603,15 @@ static int run_size(const struct opts *o, uint64_t size)
 	if (!err)
 		fprintf(stderr, "ckpt_bench: %s: %llu keys filled in %.1f s\n",
 			s.name, (unsigned long long)s.nkeys, now_s() - t0);
-	if (!err)
+	if (!err && (o->phases & PH_PAUSE))
 		err = phase_pause(&s);
-	if (!err)
-		err = phase_flush(&s);
-	if (!err)
+	if (!err && (o->phases & (PH_FLUSH | PH_RESTORE)))
+		err = phase_flush(&s);	/* restore needs a checkpoint */
+	if (!err && (o->phases & PH_RESTORE))
 		err = phase_restore(&s);
-	if (!err)
+	if (!err && (o->phases & PH_INCR))
 		err = phase_incremental(&s);
-	if (!err)
+	if (!err && (o->phases & PH_UPDATES))
 		err = phase_updates(&s);
 	if (!err)
 		err = state_check(&s);
@@ -645,8 +650,27 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: ckpt_bench [--quick] [--sizes 64M,1G,4G] "
 		"[--dir DIR] [--reps R] [--seconds S] [--pauses N] "
-		"[--cpu N] [--no-fio]\n");
+		"[--cpu N] [--no-fio] "
+		"[--phases pause,flush,restore,incr,updates]\n");
 	return 2;
+}
+
+/* Comma-separated phase names to PH_* bits; 0 on an unknown name. */
+static unsigned parse_phases(char *list)
+{
+	static const char *names[] = { "pause", "flush", "restore", "incr",
+				       "updates" };
+	unsigned bits = 0;
+
+	for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+		unsigned i = 0;
+		while (i < 5 && strcmp(tok, names[i]) != 0)
+			i++;
+		if (i == 5)
+			return 0;
+		bits |= 1u << i;
+	}
+	return bits;
 }
 
 static int parse_opts(struct opts *o, int argc, char **argv)
@@ -654,7 +678,7 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 	char sizes[] = "64M,1G,4G", *slash = strrchr(argv[0], '/');
 
 	*o = (struct opts){ .fio = true, .cold = true, .cpu = 0, .reps = 3,
-			    .pauses = 2000, .seconds = 5 };
+			    .pauses = 2000, .seconds = 5, .phases = PH_ALL };
 	snprintf(o->dir, sizeof(o->dir), "%.*s/ckpt-data",
 		 slash ? (int)(slash - argv[0]) : 1, slash ? argv[0] : ".");
 	parse_sizes(o, sizes);
@@ -680,12 +704,14 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 			o->pauses = atoi(argv[++i]);
 		} else if (strcmp(a, "--cpu") == 0) {
 			o->cpu = atoi(argv[++i]);
+		} else if (strcmp(a, "--phases") == 0) {
+			o->phases = parse_phases(argv[++i]);
 		} else {
 			return usage();
 		}
 	}
 	if (o->reps < 1 || o->reps > REPS_MAX || o->pauses < 1 ||
-	    o->nsizes == 0 || o->seconds <= 0)
+	    o->nsizes == 0 || o->seconds <= 0 || o->phases == 0)
 		return usage();
 	return 0;
 }
