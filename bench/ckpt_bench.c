@@ -528,14 +528,27 @@ static int phase_incremental(struct state *s)
 	return err;
 }
 
+/* CPU seconds used by the whole process (io_uring's io-wq workers are
+ * its threads): a rate per CPU second is what the checkpoint costs the
+ * core, whatever share of the shared VM's CPUs the bench got. */
+static double cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 /* Updates for o->seconds; with ckpt, an incremental checkpoint starts
  * every second (when none is in flight) and its writer is stepped between
- * batches.  Updates/s; *nckpt checkpoints completed; pauses appended. */
-static int run_updates(struct state *s, bool ckpt, double *rate,
+ * batches.  Updates/s of wall and of CPU time; *nckpt checkpoints
+ * completed; pauses appended. */
+static int run_updates(struct state *s, bool ckpt, double rate[2],
 		       int *nckpt, double *pauses, int *np, int np_max)
 {
 	struct ckpt c = { 0 };
 	double t0 = now_s(), next = t0 + (ckpt ? 1.0 : 1e30), t = t0;
+	double c0 = cpu_s();
 	uint64_t n = 0;
 	int err = 0, rc = 0;
 
@@ -555,7 +568,8 @@ static int run_updates(struct state *s, bool ckpt, double *rate,
 			++*nckpt;
 		}
 	}
-	*rate = (double)n / (t - t0);
+	rate[0] = (double)n / (t - t0);
+	rate[1] = (double)n / (cpu_s() - c0);
 	while (!err && c.w && (rc = wr_ckpt_writer_step(c.w)) == 0)
 		;
 	if (!err && c.w)
@@ -566,14 +580,16 @@ static int run_updates(struct state *s, bool ckpt, double *rate,
 static int phase_updates(struct state *s)
 {
 	double off[REPS_MAX], on[REPS_MAX], ratio[REPS_MAX], pauses[4096];
+	double coff[REPS_MAX], con[REPS_MAX], cratio[REPS_MAX], r[2];
 	int err = 0, n = 0, nck = 0, np = 0, k;
 
 	for (int i = 0; !err && i < s->o->reps; i++, n++) {
-		err = run_updates(s, false, &off[i], &k, NULL, &np, 0);
+		err = run_updates(s, false, r, &k, NULL, &np, 0);
+		off[i] = r[0], coff[i] = r[1];
 		if (!err)
-			err = run_updates(s, true, &on[i], &k, pauses, &np,
-					  4096);
-		ratio[i] = on[i] / off[i];
+			err = run_updates(s, true, r, &k, pauses, &np, 4096);
+		on[i] = r[0], con[i] = r[1];
+		ratio[i] = on[i] / off[i], cratio[i] = con[i] / coff[i];
 		nck += k;
 	}
 	if (err)
@@ -583,6 +599,10 @@ static int phase_updates(struct state *s)
 	emit(s, "updates_per_s_no_ckpt", median(off, n), "updates/s", NULL);
 	emit(s, "updates_per_s_ckpt_1s", median(on, n), "updates/s", x);
 	emit(s, "updates_ckpt_vs_none", median(ratio, n), "ratio", x);
+	emit(s, "updates_per_cpu_s_no_ckpt", median(coff, n), "updates/s",
+	     NULL);
+	emit(s, "updates_per_cpu_s_ckpt_1s", median(con, n), "updates/s", x);
+	emit(s, "updates_cpu_ckpt_vs_none", median(cratio, n), "ratio", x);
 	if (np > 0) {
 		snprintf(x, sizeof(x), "\"n\":%d", np);
 		emit(s, "pause_in_run_us_p50", quantile(pauses, np, 0.5), "us", x);

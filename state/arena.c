@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 
 #include "core/error.h"
 #include "state/arena.h"
@@ -235,6 +238,36 @@ void wr_arena_free(struct wr_arena *a, uint32_t first_page, uint32_t npages)
 	}
 }
 
+/*
+ * The copy-on-write copy of one page with non-temporal stores: the shadow
+ * is read again only by the checkpoint writer, much later, so caching it
+ * only evicts the table; and streaming stores skip the read-for-ownership
+ * of the destination.  1 GiB of 64 KiB pages in random order, one core of
+ * this VM: memcpy 4.5 GB/s, streaming 9.4 GB/s (/var/tmp/nt, 3 reps).
+ * The sfence orders the stores before the page is handed to the kernel.
+ */
+static void page_copy(void *dst, const void *src, size_t len)
+{
+#ifdef __AVX2__
+	__m256i *d = dst;
+	const __m256i *s = src;
+
+	for (size_t i = 0; i < len / sizeof(*d); i += 4) {
+		__m256i x0 = _mm256_load_si256(s + i);
+		__m256i x1 = _mm256_load_si256(s + i + 1);
+		__m256i x2 = _mm256_load_si256(s + i + 2);
+		__m256i x3 = _mm256_load_si256(s + i + 3);
+		_mm256_stream_si256(d + i, x0);
+		_mm256_stream_si256(d + i + 1, x1);
+		_mm256_stream_si256(d + i + 2, x2);
+		_mm256_stream_si256(d + i + 3, x3);
+	}
+	_mm_sfence();
+#else
+	memcpy(dst, src, len);
+#endif
+}
+
 int wr_arena_touch_slow(struct wr_arena *a, uint32_t page)
 {
 	if (owed_to_snapshot(a, page)) {
@@ -245,8 +278,8 @@ int wr_arena_touch_slow(struct wr_arena *a, uint32_t page)
 					"copy-on-write shadow", a->cap_bytes);
 		take_pages(a, s, 1);
 		bits_set(a->shadow_bits, s, 1, true);
-		memcpy(wr_arena_page_ptr(a, s), wr_arena_page_ptr(a, page),
-		       a->page_size);
+		page_copy(wr_arena_page_ptr(a, s), wr_arena_page_ptr(a, page),
+			  a->page_size);
 		/* The shadow keeps the epoch its bytes were written in. */
 		a->write_epoch[s] = a->write_epoch[page];
 		a->shadow_of[page] = s;
