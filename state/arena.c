@@ -387,6 +387,43 @@ int wr_arena_restore_page(struct wr_arena *a, uint32_t page,
 	return 0;
 }
 
+/* Maps (writable, zeroed by the kernel) pages [first, first + n): never
+ * changes a byte of a mapped page.  Older kernels lack the madvise: write
+ * one byte per 4 KiB of the (free, unused) pages instead. */
+static int populate(struct wr_arena *a, uint32_t first, uint32_t n)
+{
+	uint8_t *p = wr_arena_page_ptr(a, first);
+	size_t len = (size_t)n << a->page_shift;
+
+	if (madvise(p, len, MADV_POPULATE_WRITE) == 0)
+		return 0;
+	if (errno != EINVAL)
+		return wr_error(-errno, "arena: cannot map %zu bytes for "
+				"copy-on-write shadows", len);
+	for (size_t off = 0; off < len; off += 4096)
+		((volatile uint8_t *)p)[off] = 0;
+	return 0;
+}
+
+int wr_arena_prefault_shadows(struct wr_arena *a)
+{
+	uint32_t want = a->pages_used, p = a->hint, lim = a->pages_total;
+
+	while (want > 0 && p < lim) {
+		p = bits_find(a->used_bits, p, lim, false);
+		uint32_t end = bits_find(a->used_bits, p, lim, true);
+		uint32_t n = end - p < want ? end - p : want;
+		if (n == 0)
+			break;
+		int err = populate(a, p, n);
+		if (err)
+			return err;
+		want -= n;
+		p = end;
+	}
+	return 0;
+}
+
 void wr_arena_get_stats(const struct wr_arena *a, struct wr_arena_stats *s)
 {
 	s->cap_bytes = a->cap_bytes;

@@ -135,6 +135,19 @@ bool wr_arena_pages_written_since(const struct wr_arena *a,
 int wr_arena_restore_page(struct wr_arena *a, uint32_t page,
 			  const void *bytes);
 
+/*
+ * Maps the free pages the next snapshot's shadows will take (first fit:
+ * the lowest free ones), as many as pages in use, the most one snapshot
+ * can copy.  Blocking, O(those bytes): call off the data path (start-up,
+ * after restore or growth).  Why: a shadow is a page never written before
+ * until the first snapshot that copies it, and faulting fresh memory in
+ * this VM ran at ~170 MB/s (perf: 96% clear_page_erms in the first 1 GiB
+ * checkpoint under updates); shadows are never unmapped afterwards, so
+ * later snapshots reuse the same mapped pages.  Costs resident memory of
+ * up to twice the state.  0 or -errno.
+ */
+int wr_arena_prefault_shadows(struct wr_arena *a);
+
 void wr_arena_get_stats(const struct wr_arena *a, struct wr_arena_stats *s);
 bool wr_arena_is_valid(const struct wr_arena *a);
 
