@@ -20,7 +20,8 @@
  *          descs straight from their snapshot pages (consecutive descs are
  *          adjacent in the file whatever their page ids; pages adjacent in
  *          memory share an iovec), each page checksummed just before the
- *          write is queued, only inside the allocated range, at most
+ *          write is queued (a shadow's checksum was taken by the arena
+ *          while copying it), only inside the allocated range, at most
  *          STEP_WRITES writes per step (bounds the hash per loop tick to
  *          2 MiB, ~100 us), at most RUNS_MAX merged writes in flight.
  *
@@ -414,9 +415,10 @@ static int queue_run(struct wr_ckpt_writer *w, uint32_t end)
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t p = w->desc[w->nqueued + i].page_id;
 		const void *b = wr_arena_snapshot_page(w->arena, p);
-		sum[i] = XXH3_64bits(b, w->page_size);
-		if (b == wr_arena_page_ptr(w->arena, p))
-			live |= 1u << i;
+		if (!wr_arena_snapshot_checksum(w->arena, p, &sum[i])) {
+			sum[i] = XXH3_64bits(b, w->page_size);
+			live |= 1u << i;	/* no shadow: the live page */
+		}
 		niov = iov_append(iov, niov, b, w->page_size);
 	}
 	err = wr_uring_writev(w->cfg.uring, w->fd_pages, iov, niov, off,
