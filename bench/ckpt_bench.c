@@ -32,7 +32,14 @@
  *
  *   ckpt_bench [--quick] [--sizes 64M,1G,4G] [--dir DIR] [--reps R]
  *              [--seconds S] [--pauses N] [--cpu N] [--no-fio]
+ *              [--phases pause,flush,restore,incr,updates] [--no-prefault]
  *              [--restore-only]
+ *
+ * After the fill, wr_arena_prefault_shadows maps the pages the shadows
+ * will take (timed: prefault_s), as an engine could at start-up (core/
+ * does not yet: its first checkpoints pay these faults), so the
+ * updates phase sees the steady state rather than the first checkpoint's
+ * page faults; --no-prefault measures the first checkpoints instead.
  *
  * --restore-only: one full checkpoint, then only the restore phase (for
  * comparing restore implementations; the state check still runs).
@@ -61,8 +68,12 @@
 #define FP 0xc4e7b3e1c4e7b3e1ull
 #define SIZES_MAX 8
 
+enum { PH_PAUSE = 1, PH_FLUSH = 2, PH_RESTORE = 4, PH_INCR = 8,
+       PH_UPDATES = 16, PH_ALL = 31 };
+
 struct opts {
-	bool quick, fio, cold, restore_only;
+	bool quick, fio, cold, prefault, restore_only;
+	unsigned phases;	/* PH_* bits */
 	int cpu, reps, pauses;
 	double seconds;
 	char dir[PATH_MAX - 64];
@@ -529,14 +540,27 @@ static int phase_incremental(struct state *s)
 	return err;
 }
 
+/* CPU seconds used by the whole process (io_uring's io-wq workers are
+ * its threads): a rate per CPU second is what the checkpoint costs the
+ * core, whatever share of the shared VM's CPUs the bench got. */
+static double cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 /* Updates for o->seconds; with ckpt, an incremental checkpoint starts
  * every second (when none is in flight) and its writer is stepped between
- * batches.  Updates/s; *nckpt checkpoints completed; pauses appended. */
-static int run_updates(struct state *s, bool ckpt, double *rate,
+ * batches.  Updates/s of wall and of CPU time; *nckpt checkpoints
+ * completed; pauses appended. */
+static int run_updates(struct state *s, bool ckpt, double rate[2],
 		       int *nckpt, double *pauses, int *np, int np_max)
 {
 	struct ckpt c = { 0 };
 	double t0 = now_s(), next = t0 + (ckpt ? 1.0 : 1e30), t = t0;
+	double c0 = cpu_s();
 	uint64_t n = 0;
 	int err = 0, rc = 0;
 
@@ -556,7 +580,8 @@ static int run_updates(struct state *s, bool ckpt, double *rate,
 			++*nckpt;
 		}
 	}
-	*rate = (double)n / (t - t0);
+	rate[0] = (double)n / (t - t0);
+	rate[1] = (double)n / (cpu_s() - c0);
 	while (!err && c.w && (rc = wr_ckpt_writer_step(c.w)) == 0)
 		;
 	if (!err && c.w)
@@ -567,14 +592,16 @@ static int run_updates(struct state *s, bool ckpt, double *rate,
 static int phase_updates(struct state *s)
 {
 	double off[REPS_MAX], on[REPS_MAX], ratio[REPS_MAX], pauses[4096];
+	double coff[REPS_MAX], con[REPS_MAX], cratio[REPS_MAX], r[2];
 	int err = 0, n = 0, nck = 0, np = 0, k;
 
 	for (int i = 0; !err && i < s->o->reps; i++, n++) {
-		err = run_updates(s, false, &off[i], &k, NULL, &np, 0);
+		err = run_updates(s, false, r, &k, NULL, &np, 0);
+		off[i] = r[0], coff[i] = r[1];
 		if (!err)
-			err = run_updates(s, true, &on[i], &k, pauses, &np,
-					  4096);
-		ratio[i] = on[i] / off[i];
+			err = run_updates(s, true, r, &k, pauses, &np, 4096);
+		on[i] = r[0], con[i] = r[1];
+		ratio[i] = on[i] / off[i], cratio[i] = con[i] / coff[i];
 		nck += k;
 	}
 	if (err)
@@ -584,6 +611,10 @@ static int phase_updates(struct state *s)
 	emit(s, "updates_per_s_no_ckpt", median(off, n), "updates/s", NULL);
 	emit(s, "updates_per_s_ckpt_1s", median(on, n), "updates/s", x);
 	emit(s, "updates_ckpt_vs_none", median(ratio, n), "ratio", x);
+	emit(s, "updates_per_cpu_s_no_ckpt", median(coff, n), "updates/s",
+	     NULL);
+	emit(s, "updates_per_cpu_s_ckpt_1s", median(con, n), "updates/s", x);
+	emit(s, "updates_cpu_ckpt_vs_none", median(cratio, n), "ratio", x);
 	if (np > 0) {
 		snprintf(x, sizeof(x), "\"n\":%d", np);
 		emit(s, "pause_in_run_us_p50", quantile(pauses, np, 0.5), "us", x);
@@ -594,17 +625,25 @@ static int phase_updates(struct state *s)
 
 /* ---- main --------------------------------------------------------------- */
 
-static int phases(struct state *s)
+static int run_phases(const struct opts *o, struct state *s)
 {
-	int err = phase_pause(s);
+	int err = 0;
+	double t0;
 
-	if (!err)
-		err = phase_flush(s);
-	if (!err)
+	if (o->prefault) {
+		t0 = now_s();
+		err = wr_arena_prefault_shadows(s->a);
+		emit(s, "prefault_s", now_s() - t0, "s", NULL);
+	}
+	if (!err && (o->phases & PH_PAUSE))
+		err = phase_pause(s);
+	if (!err && (o->phases & (PH_FLUSH | PH_RESTORE)))
+		err = phase_flush(s);	/* restore needs a checkpoint */
+	if (!err && (o->phases & PH_RESTORE))
 		err = phase_restore(s);
-	if (!err)
+	if (!err && (o->phases & PH_INCR))
 		err = phase_incremental(s);
-	if (!err)
+	if (!err && (o->phases & PH_UPDATES))
 		err = phase_updates(s);
 	return err;
 }
@@ -629,10 +668,10 @@ static int run_size(const struct opts *o, uint64_t size)
 	if (!err)
 		fprintf(stderr, "ckpt_bench: %s: %llu keys filled in %.1f s\n",
 			s.name, (unsigned long long)s.nkeys, now_s() - t0);
-	if (o->restore_only)
-		err = err ? err : phase_restore_only(&s);
-	else
-		err = err ? err : phases(&s);
+	if (!err && o->restore_only)
+		err = phase_restore_only(&s);
+	else if (!err)
+		err = run_phases(o, &s);
 	if (!err)
 		err = state_check(&s);
 	if (err)
@@ -670,8 +709,28 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: ckpt_bench [--quick] [--sizes 64M,1G,4G] "
 		"[--dir DIR] [--reps R] [--seconds S] [--pauses N] "
-		"[--cpu N] [--no-fio] [--restore-only]\n");
+		"[--cpu N] [--no-fio] "
+		"[--phases pause,flush,restore,incr,updates] "
+		"[--no-prefault] [--restore-only]\n");
 	return 2;
+}
+
+/* Comma-separated phase names to PH_* bits; 0 on an unknown name. */
+static unsigned parse_phases(char *list)
+{
+	static const char *names[] = { "pause", "flush", "restore", "incr",
+				       "updates" };
+	unsigned bits = 0;
+
+	for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+		unsigned i = 0;
+		while (i < 5 && strcmp(tok, names[i]) != 0)
+			i++;
+		if (i == 5)
+			return 0;
+		bits |= 1u << i;
+	}
+	return bits;
 }
 
 static int parse_opts(struct opts *o, int argc, char **argv)
@@ -679,7 +738,8 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 	char sizes[] = "64M,1G,4G", *slash = strrchr(argv[0], '/');
 
 	*o = (struct opts){ .fio = true, .cold = true, .cpu = 0, .reps = 3,
-			    .pauses = 2000, .seconds = 5 };
+			    .pauses = 2000, .seconds = 5, .phases = PH_ALL,
+			    .prefault = true };
 	snprintf(o->dir, sizeof(o->dir), "%.*s/ckpt-data",
 		 slash ? (int)(slash - argv[0]) : 1, slash ? argv[0] : ".");
 	parse_sizes(o, sizes);
@@ -693,6 +753,8 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 			o->fio = false;
 		} else if (strcmp(a, "--restore-only") == 0) {
 			o->restore_only = true;
+		} else if (strcmp(a, "--no-prefault") == 0) {
+			o->prefault = false;
 		} else if (v == NULL) {
 			return usage();
 		} else if (strcmp(a, "--sizes") == 0) {
@@ -707,12 +769,14 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 			o->pauses = atoi(argv[++i]);
 		} else if (strcmp(a, "--cpu") == 0) {
 			o->cpu = atoi(argv[++i]);
+		} else if (strcmp(a, "--phases") == 0) {
+			o->phases = parse_phases(argv[++i]);
 		} else {
 			return usage();
 		}
 	}
 	if (o->reps < 1 || o->reps > REPS_MAX || o->pauses < 1 ||
-	    o->nsizes == 0 || o->seconds <= 0)
+	    o->nsizes == 0 || o->seconds <= 0 || o->phases == 0)
 		return usage();
 	return 0;
 }

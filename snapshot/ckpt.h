@@ -43,8 +43,11 @@
  *      the load reads the page after wr_ckpt_open_deferred) and by verify.
  *   2. A writer has at most inflight_max writes queued or in flight, and a
  *      step examines at most WR_CKPT_STEP_PAGES pages: bounded work per tick.
- *   3. A page buffer handed to the uring stays unchanged until reaped: it is
- *      a snapshot page (frozen until snapshot_end) or the writer's own.
+ *   3. A page buffer handed to the uring is the writer's own, a shadow
+ *      (frozen until snapshot_end), or a live page, which the engine may
+ *      touch while it is written: then the page is written again from its
+ *      shadow after the first write completed and before the fsync
+ *      (writer.c, WRITE-AFTER-TOUCH REPAIR).
  *   4. The files of checkpoint n are durable (fsync) before the manifest is
  *      written; the manifest is durable before it is renamed; the directory
  *      is fsynced after the rename.  A crash anywhere leaves either the old
@@ -125,6 +128,8 @@ struct wr_ckpt_core_result {
 	uint64_t meta_size;
 	uint64_t meta_checksum;
 	bool direct_io;
+	uint32_t pages_rewritten;	/* touched while their write was in
+					 * flight, rewritten from the shadow */
 };
 
 int wr_ckpt_writer_create(const struct wr_ckpt_writer_config *cfg,
@@ -142,8 +147,8 @@ int wr_ckpt_writer_result(const struct wr_ckpt_writer *w,
 enum wr_ckpt_state wr_ckpt_writer_state(const struct wr_ckpt_writer *w);
 bool wr_ckpt_writer_is_valid(const struct wr_ckpt_writer *w);
 /* Unlinks the files unless DURABLE; blocks (drains) if writes are in
- * flight.  NULL is a no-op.  The staging memory is kept for the thread's
- * next writer; wr_ckpt_writer_cache_release() frees it (thread exit). */
+ * flight.  NULL is a no-op.  wr_ckpt_writer_cache_release() is a no-op
+ * since the writer keeps no staging memory (kept for its callers). */
 void wr_ckpt_writer_destroy(struct wr_ckpt_writer *w);
 void wr_ckpt_writer_cache_release(void);
 

@@ -10,7 +10,7 @@
 
 #include "snapshot/uring.h"
 
-enum op_kind { OP_WRITE, OP_FALLOCATE, OP_FSYNC, OP_FSYNC_NOW };
+enum op_kind { OP_WRITE, OP_WRITEV, OP_FALLOCATE, OP_FSYNC, OP_FSYNC_NOW };
 
 struct op {
 	enum op_kind kind;
@@ -22,6 +22,9 @@ struct op {
 	uint64_t tag;
 	uint64_t alloc_len;	/* OP_FALLOCATE */
 	bool in_kernel;
+	uint8_t iovcnt;		/* OP_WRITEV: iov[0..iovcnt) still to write */
+	struct iovec iov[WR_URING_IOV_MAX];
+	struct iovec sub[WR_URING_IOV_MAX]; /* as submitted (test cap) */
 };
 
 uint32_t wr_uring_test_write_max;
@@ -95,6 +98,24 @@ int wr_uring_write(struct wr_uring *u, int fd, const void *buf, uint32_t len,
 	return enqueue(u, &o);
 }
 
+int wr_uring_writev(struct wr_uring *u, int fd, const struct iovec *iov,
+		    unsigned iovcnt, uint64_t off, uint64_t tag)
+{
+	struct op o = { .kind = OP_WRITEV, .fd = fd, .off = off, .tag = tag,
+			.iovcnt = (uint8_t)iovcnt };
+	uint64_t len = 0;
+
+	if (iovcnt == 0 || iovcnt > WR_URING_IOV_MAX)
+		return -EINVAL;
+	for (unsigned i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	if (len > UINT32_MAX / 2)
+		return -EINVAL;	/* res is an int32_t */
+	memcpy(o.iov, iov, iovcnt * sizeof(*iov));
+	o.len = (uint32_t)len;
+	return enqueue(u, &o);
+}
+
 int wr_uring_fallocate(struct wr_uring *u, int fd, uint64_t off,
 		       uint64_t len, uint64_t tag)
 {
@@ -118,6 +139,37 @@ int wr_uring_fsync_now(struct wr_uring *u, int fd, uint64_t tag)
 	return enqueue(u, &o);
 }
 
+/* The iovecs to submit for o: its remaining ones, cut at the test cap. */
+static unsigned iov_submit(struct op *o)
+{
+	uint32_t left = wr_uring_test_write_max ? wr_uring_test_write_max
+						: o->len;
+	unsigned n = 0;
+
+	for (; n < o->iovcnt && left > 0; n++) {
+		o->sub[n] = o->iov[n];
+		if (o->sub[n].iov_len > left)
+			o->sub[n].iov_len = left;
+		left -= (uint32_t)o->sub[n].iov_len;
+	}
+	return n;
+}
+
+/* After a short vectored write of res bytes: drop the written prefix. */
+static void iov_advance(struct op *o, uint32_t res)
+{
+	unsigned i = 0;
+
+	while (i < o->iovcnt && res >= o->iov[i].iov_len)
+		res -= (uint32_t)o->iov[i++].iov_len;
+	memmove(o->iov, o->iov + i, (o->iovcnt - i) * sizeof(o->iov[0]));
+	o->iovcnt = (uint8_t)(o->iovcnt - i);
+	if (res > 0) {
+		o->iov[0].iov_base = (uint8_t *)o->iov[0].iov_base + res;
+		o->iov[0].iov_len -= res;
+	}
+}
+
 static void prep(struct wr_uring *u, struct io_uring_sqe *sqe, uint32_t slot)
 {
 	struct op *o = &u->ops[slot];
@@ -128,6 +180,9 @@ static void prep(struct wr_uring *u, struct io_uring_sqe *sqe, uint32_t slot)
 		io_uring_prep_write(sqe, o->fd, o->buf + o->done,
 				    cap && cap < o->len ? cap : o->len,
 				    o->off + o->done);
+	} else if (o->kind == OP_WRITEV) {
+		io_uring_prep_writev(sqe, o->fd, o->sub, iov_submit(o),
+				     o->off + o->done);
 	} else if (o->kind == OP_FALLOCATE) {
 		io_uring_prep_fallocate(sqe, o->fd, 0, o->off, o->alloc_len);
 	} else {
@@ -169,9 +224,11 @@ static int complete(struct wr_uring *u, uint32_t slot, int32_t res,
 
 	o->in_kernel = false;
 	u->in_kernel--;
-	bool write = o->kind == OP_WRITE;
+	bool write = o->kind == OP_WRITE || o->kind == OP_WRITEV;
 
 	if (write && res > 0 && (uint32_t)res < o->len) {
+		if (o->kind == OP_WRITEV)
+			iov_advance(o, (uint32_t)res);
 		o->done += (uint32_t)res;
 		o->len -= (uint32_t)res;
 		u->queue[(u->qhead + u->qlen++) % WR_URING_FIFO_MAX] = slot;

@@ -12,8 +12,10 @@
  *   1. At most `depth` operations are in the kernel at once; further ones
  *      wait in a local FIFO of at most WR_URING_FIFO_MAX (then -EAGAIN:
  *      backpressure, never an unbounded queue).
- *   2. A short write is requeued for its remaining bytes and reported
- *      once, when all of it is written (or failed).
+ *   2. A short write (plain or vectored) is requeued for its remaining
+ *      bytes and reported once, when all of it is written (or failed).
+ *      A vectored write's iovecs are copied at queue time: the caller's
+ *      array may go, the bytes it points at may not.
  *   3. wr_uring_reap() runs no callbacks: it only fills an array.
  *   4. Operations on one fd complete in any order; to order an fsync after
  *      writes, wait for the writes first (wr_uring_drain) — io_uring does
@@ -26,9 +28,14 @@
 #define WR_SNAPSHOT_URING_H
 
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define WR_URING_DEPTH_DEFAULT 64u
 #define WR_URING_FIFO_MAX 4096u
+/* iovecs per vectored write: 16 x 64 KiB pages = 1 MiB, the size past
+ * which fio's sequential bandwidth here no longer grows (64 KiB x 32 and
+ * 1 MiB x 8 both give ~1.1 GB/s O_DIRECT on ext4). */
+#define WR_URING_IOV_MAX 16u
 
 struct wr_uring;
 
@@ -43,6 +50,9 @@ void wr_uring_destroy(struct wr_uring *u);
 /* Queue a write of len bytes of buf at offset off of fd. */
 int wr_uring_write(struct wr_uring *u, int fd, const void *buf, uint32_t len,
 		   uint64_t off, uint64_t tag);
+/* Queue one write of iov[0..iovcnt) (iovcnt <= WR_URING_IOV_MAX) at off. */
+int wr_uring_writev(struct wr_uring *u, int fd, const struct iovec *iov,
+		    unsigned iovcnt, uint64_t off, uint64_t tag);
 /* Queue fallocate(fd, 0, off, len): allocates blocks (and i_size) ahead of
  * O_DIRECT writes, which ext4 otherwise serialises as size-extending. */
 int wr_uring_fallocate(struct wr_uring *u, int fd, uint64_t off,

@@ -1,6 +1,6 @@
 /*
  * merge_test.c — merged page writes of the checkpoint writer (up to 16
- * pages copied into one staging slot, one write) and their short-write
+ * pages, one vectored write straight from the arena) and their short-write
  * requeue in snapshot/uring.c.
  *
  * TEST PLAN
