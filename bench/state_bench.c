@@ -60,7 +60,9 @@
 #include "bench_util.h"
 #endif
 
-#define BATCH 32u
+#ifndef BATCH
+#define BATCH 16u  /* 8-16 best at 1M uniform on Zen 3 (32: -10%), RESULTS.md */
+#endif
 #define REPS_MAX 15
 
 struct opts {

@@ -464,6 +464,25 @@ static int insert_new(struct wr_table *t, const void *key, uint64_t meta,
 }
 
 /* Lookup-or-insert without a migration step (callers step first). */
+/*
+ * The common update: the key sits in its home slot of cur (about two
+ * thirds of hits at load 0.5).  Inlined into the callers so a hit costs no
+ * call and no register spills; anything else goes to upsert_one.  A hit in
+ * cur is authoritative even while migrating (cur is probed first there).
+ */
+static inline bool home_hit(struct wr_table *t, const void *key, uint64_t hash,
+			    void **value)
+{
+	uint64_t meta = meta_of(hash), i = home_of(&t->cur, meta);
+	uint8_t *s = slot_at(t, &t->cur, i);
+
+	if (meta_get(s) != meta || !key_eq(s + t->key_off, key, t->key_size) ||
+	    slot_touch(t, &t->cur, i) != 0)
+		return false;
+	*value = s + 8;
+	return true;
+}
+
 static int upsert_one(struct wr_table *t, const void *key, uint64_t hash,
 		      void **value, bool *inserted)
 {
@@ -491,6 +510,11 @@ int wr_table_upsert(struct wr_table *t, const void *key, uint64_t hash,
 
 	if (t->phase != IDLE)
 		wr_table_step(t, WR_TABLE_STEP_SLOTS);
+	if (home_hit(t, key, hash, value)) {
+		if (inserted)
+			*inserted = false;
+		return 0;
+	}
 	return upsert_one(t, key, hash, value, inserted ? inserted : &ins);
 }
 
@@ -548,9 +572,11 @@ int wr_table_upsert_prefetched(struct wr_table *t, const void *keys,
 				WR_TABLE_BATCH_MAX);
 	if (t->phase != IDLE)
 		wr_table_step(t, n * WR_TABLE_STEP_SLOTS);
-	for (i = 0; i < n && !err; i++)
-		err = upsert_one(t, k + (size_t)i * t->key_size, hashes[i],
-				 &values[i], &ins);
+	for (i = 0; i < n && !err; i++) {
+		const uint8_t *key = k + (size_t)i * t->key_size;
+		if (!home_hit(t, key, hashes[i], &values[i]))
+			err = upsert_one(t, key, hashes[i], &values[i], &ins);
+	}
 	if (err)
 		for (i--; i < n; i++)
 			values[i] = NULL;
