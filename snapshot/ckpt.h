@@ -147,8 +147,9 @@ int wr_ckpt_writer_result(const struct wr_ckpt_writer *w,
 enum wr_ckpt_state wr_ckpt_writer_state(const struct wr_ckpt_writer *w);
 bool wr_ckpt_writer_is_valid(const struct wr_ckpt_writer *w);
 /* Unlinks the files unless DURABLE; blocks (drains) if writes are in
- * flight.  NULL is a no-op.  wr_ckpt_writer_cache_release() is a no-op
- * since the writer keeps no staging memory (kept for its callers). */
+ * flight.  NULL is a no-op.  The directory fd and the page-count-sized
+ * buffers stay in a per-thread cache for the next writer of the thread;
+ * wr_ckpt_writer_cache_release() frees them (call it at thread exit). */
 void wr_ckpt_writer_destroy(struct wr_ckpt_writer *w);
 void wr_ckpt_writer_cache_release(void);
 

@@ -53,6 +53,7 @@ Test(diskfull, enospc)
 	cr_assert_eq(id, 2);
 	t_assert_same(a[0], got);
 	wr_arena_destroy(got);
+	wr_ckpt_writer_cache_release(); /* the thread's cached dir fd */
 	cr_assert_eq(umount(mnt), 0);
 	wr_arena_destroy(a[0]);
 	wr_arena_destroy(ref);
