@@ -37,6 +37,7 @@
 #include "core/error.h"
 #include "snapshot/ckpt.h"
 #include "snapshot/ckpt_internal.h"
+#include "snapshot/uring.h"
 
 #define LOAD_DEPTH 4u			/* reads in flight */
 #define LOAD_RUN_BYTES (2u << 20)	/* bytes per read at most */
@@ -230,7 +231,7 @@ static int load_init(struct loader *l, struct wr_ckpt *c, uint32_t core,
 	l->r = &c->res[core];
 	for (uint32_t k = 0; k < WR_CKPT_CHAIN_MAX; k++)
 		l->fd[k] = l->bfd[k] = -1;
-	l->uring = io_uring_queue_init(LOAD_DEPTH, &l->ring, 0) == 0;
+	l->uring = wr_io_uring_init(LOAD_DEPTH, &l->ring) == 0;
 	return 0;
 }
 
@@ -246,7 +247,7 @@ static void load_fini(struct loader *l, int err)
 			close(l->bfd[k]);
 	}
 	if (l->uring)
-		io_uring_queue_exit(&l->ring);
+		wr_io_uring_exit(&l->ring);
 }
 
 int wr_ckpt_load_core(struct wr_ckpt *c, uint32_t core, struct wr_arena *a)

@@ -2,6 +2,7 @@
  * uring.c — bounded io_uring writer (snapshot/uring.h).
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,24 @@ struct wr_uring {
 	int first_err;
 };
 
+static _Atomic unsigned long rings_closed;
+
+int wr_io_uring_init(unsigned depth, struct io_uring *ring)
+{
+	int err = io_uring_queue_init(depth, ring, 0);
+
+	/* Pairs with the release increment in wr_io_uring_exit(). */
+	(void)atomic_load_explicit(&rings_closed, memory_order_acquire);
+	return err;
+}
+
+void wr_io_uring_exit(struct io_uring *ring)
+{
+	/* Pairs with the acquire load in wr_io_uring_init(). */
+	atomic_fetch_add_explicit(&rings_closed, 1, memory_order_release);
+	io_uring_queue_exit(ring);
+}
+
 int wr_uring_create(unsigned depth, struct wr_uring **out)
 {
 	struct wr_uring *u;
@@ -55,7 +74,7 @@ int wr_uring_create(unsigned depth, struct wr_uring **out)
 	u = calloc(1, sizeof(*u));
 	if (u == NULL)
 		return -ENOMEM;
-	err = io_uring_queue_init(depth, &u->ring, 0);
+	err = wr_io_uring_init(depth, &u->ring);
 	if (err) {
 		free(u);
 		return err;
@@ -73,7 +92,7 @@ void wr_uring_destroy(struct wr_uring *u)
 	if (u == NULL)
 		return;
 	(void)wr_uring_drain(u);
-	io_uring_queue_exit(&u->ring);
+	wr_io_uring_exit(&u->ring);
 	free(u);
 }
 

@@ -44,6 +44,18 @@ struct wr_uring_done {
 	int32_t res; /* bytes written in all (writes), 0 (fsync), or -errno */
 };
 
+/*
+ * io_uring_queue_init/exit for every ring weir makes.  liburing maps and
+ * unmaps the rings with raw syscalls, which ThreadSanitizer cannot see: a
+ * ring created on one core at the address another core's closed ring had
+ * looks like a race on its SQEs.  The pair below orders each exit before
+ * every later init (a release increment before the unmap, an acquire load
+ * after the map), which is what the kernel's munmap/mmap already does.
+ */
+struct io_uring;
+int wr_io_uring_init(unsigned depth, struct io_uring *ring);
+void wr_io_uring_exit(struct io_uring *ring);
+
 int wr_uring_create(unsigned depth, struct wr_uring **out);
 void wr_uring_destroy(struct wr_uring *u);
 
