@@ -135,7 +135,10 @@ static bool send_barriers(struct wr_exec *x)
 
 	for (unsigned e = 0; e < x->p->nedges; e++) {
 		int root = root_edge(x->p->edges[e]);
-		bool cut_here = root < 0 || edge_aligned(x, (unsigned)root);
+		/* Every record of the stage is in, and no window of this core
+		 * is halfway through its rows (window_aligned.c, inv. 4). */
+		bool cut_here = root < 0 || (edge_aligned(x, (unsigned)root) &&
+					     !wr_exec_firing(x, root));
 		for (unsigned d = 0; d < x->n; d++) {
 			struct weir_marker m = { WEIR_MARKER_BARRIER, e, c->id };
 			if (c->sent[e][d] || x->edges[e].end_sent_to[d]) {
@@ -549,6 +552,30 @@ bool wr_ckpt_core_is_valid(const struct wr_exec *x)
 		return x->arena->snap_pending;
 	}
 	return false;
+}
+
+int wr_ckpt_meta_fit(struct wr_exec *x)
+{
+	struct wr_exec_ckpt *c = &x->ck;
+	size_t cap;
+	uint8_t *m;
+
+	if (c->meta == NULL) /* not set up yet: wr_ckpt_exec_init sizes it */
+		return 0;
+	cap = wr_ckpt_meta_bytes_max(x);
+	if (cap <= c->meta_cap)
+		return 0;
+	m = malloc(cap);
+	if (m == NULL)
+		return -ENOMEM;
+	/* Faulted in now, not by the next snapshot's stores; what a snapshot
+	 * captured for the writer's first tick is kept. */
+	memset(m, 0, cap);
+	memcpy(m, c->meta, c->meta_len);
+	free(c->meta);
+	c->meta = m;
+	c->meta_cap = cap;
+	return 0;
 }
 
 /* ---- per core: setup ---- */

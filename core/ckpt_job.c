@@ -16,6 +16,7 @@
 
 #include "core/ckpt.h"
 #include "core/error.h"
+#include "core/window_internal.h"
 #include "state/arena.h"
 
 void weir_checkpoint_config_init(struct weir_checkpoint_config *cfg,
@@ -132,6 +133,11 @@ struct fp_state {
 	uint64_t ttl_ms;
 };
 
+struct fp_window {
+	uint32_t kind, acc_size;
+	int64_t size_ms, slide_ms, lateness_ms;
+};
+
 static void fp_node(XXH3_state_t *h, const struct weir_stream *n)
 {
 	struct fp_node f = { n->kind, n->in_size, n->out_size, n->key_size,
@@ -144,6 +150,13 @@ static void fp_node(XXH3_state_t *h, const struct weir_stream *n)
 	}
 	memcpy(f.name, n->name, sizeof(f.name));
 	XXH3_64bits_update(h, &f, sizeof(f));
+	if (n->kind == WR_NODE_WINDOW) {
+		const struct wr_win_spec *w = n->owned_arg;
+		struct fp_window fw = { w->spec.kind, w->agg.acc_size,
+			w->spec.size_ms, w->spec.slide_ms,
+			w->spec.allowed_lateness_ms };
+		XXH3_64bits_update(h, &fw, sizeof(fw));
+	}
 	for (unsigned i = 0; i < f.nstates; i++) {
 		const struct weir_state_desc *d = &n->fn.process.states[i];
 		struct fp_state s = { d->kind, d->value_size, d->map_key_size,

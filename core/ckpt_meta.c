@@ -5,6 +5,8 @@
  *   "time"       per edge: watermark, fired_upto, last sent; per node: a
  *                source's largest event time and last activity
  *   "op.<id>"    per keyed operator: its states' and timers' headers
+ *   "win.<id>"   per window operator: its windows' bounds, states and
+ *                table headers (window_aligned.c)
  *   "src.<id>"   per source: the replay position its position() wrote
  *   "sink.<id>"  per sink that keeps a file: its committed length
  *
@@ -70,6 +72,8 @@ size_t wr_ckpt_meta_bytes_max(const struct wr_exec *x)
 		const struct weir_stream *n = x->p->nodes[i];
 		if (n->kind == WR_NODE_PROCESS)
 			total += rec + op_bytes(wr_process_nstates_spec(n));
+		else if (n->kind == WR_NODE_WINDOW)
+			total += rec + wr_winop_image_bytes_max(x, n);
 		else if (has_sink_len(n))
 			total += rec + sizeof(uint64_t);
 	}
@@ -126,6 +130,14 @@ static int save_op(struct wr_exec *x, const struct weir_stream *n)
 	return 0;
 }
 
+static int save_win(struct wr_exec *x, const struct weir_stream *n)
+{
+	uint8_t *q = wr_ckpt_meta_reserve(x, "win.", n->id,
+					  wr_winop_image_bytes(x, n));
+
+	return q == NULL ? full(n->name) : wr_winop_save(x, n, q);
+}
+
 static int save_sink(struct wr_exec *x, const struct weir_stream *n)
 {
 	uint64_t len;
@@ -152,6 +164,8 @@ int wr_ckpt_meta_save(struct wr_exec *x)
 		const struct weir_stream *n = x->p->nodes[i];
 		if (n->kind == WR_NODE_PROCESS)
 			err = save_op(x, n);
+		else if (n->kind == WR_NODE_WINDOW)
+			err = save_win(x, n);
 		else if (has_sink_len(n))
 			err = save_sink(x, n);
 	}
@@ -237,6 +251,27 @@ int wr_ckpt_load_op(struct wr_exec *x, const struct weir_stream *n)
 	return err;
 }
 
+/* The "win.<id>" section of old core `core`. */
+static int win_image(struct wr_exec *x, const struct weir_stream *n,
+		     uint32_t core, const void **b, size_t *len)
+{
+	char name[WR_CKPT_SECTION_NAME_MAX + 1];
+
+	snprintf(name, sizeof(name), "win.%u", n->id);
+	*b = section(x, core, name, 0, len);
+	return *b == NULL ? bad_section(name, core) : 0;
+}
+
+/* Same core count: window operator n over its restored pages. */
+int wr_ckpt_load_win(struct wr_exec *x, const struct weir_stream *n)
+{
+	const void *b;
+	size_t len = 0;
+	int err = win_image(x, n, x->id, &b, &len);
+
+	return err ? err : wr_winop_load(x, n, b, len);
+}
+
 struct keep_arg {
 	uint32_t mask, shift;
 	unsigned n, me;
@@ -289,9 +324,16 @@ static int adopt_core(struct wr_exec *x, uint32_t core)
 	if (err)
 		return err;
 	err = wr_ckpt_load_core(x->p->ck->restore, core, a);
-	for (unsigned i = 0; err == 0 && i < x->p->nnodes; i++)
-		if (x->p->nodes[i]->kind == WR_NODE_PROCESS)
-			err = adopt_op(x, x->p->nodes[i], core, a, &k);
+	for (unsigned i = 0; err == 0 && i < x->p->nnodes; i++) {
+		const struct weir_stream *n = x->p->nodes[i];
+		const void *b;
+		size_t len = 0;
+		if (n->kind == WR_NODE_PROCESS)
+			err = adopt_op(x, n, core, a, &k);
+		else if (n->kind == WR_NODE_WINDOW &&
+			 (err = win_image(x, n, core, &b, &len)) == 0)
+			err = wr_winop_adopt(x, n, a, b, len, keep_mine, &k);
+	}
 	wr_arena_destroy(a);
 	return err;
 }

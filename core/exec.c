@@ -181,6 +181,8 @@ static int deliver(struct wr_exec *x, const struct weir_stream *n,
 		return rc ? wr_emit_down(x, n, rec, ts) : 0;
 	case WR_NODE_SIDE:
 		return wr_emit_down(x, n, rec, ts);
+	case WR_NODE_WINDOW:
+		return wr_winop_record(x, n, rec, ts);
 	default:
 		return call_user(x, n, rec, ts);
 	}
@@ -196,9 +198,13 @@ static void prefetch_state(struct wr_exec *x, uint32_t got)
 		const struct wr_envelope *env =
 			(const void *)(x->inbuf + (size_t)i * x->slot);
 		const struct weir_stream *kb = x->p->edges[env->edge];
-		for (unsigned d = 0; d < kb->ndown; d++)
-			if (kb->down[d]->kind == WR_NODE_PROCESS)
-				wr_process_prefetch(x, kb->down[d], env->hash);
+		for (unsigned d = 0; d < kb->ndown; d++) {
+			const struct weir_stream *n = kb->down[d];
+			if (n->kind == WR_NODE_PROCESS)
+				wr_process_prefetch(x, n, env->hash);
+			else if (n->kind == WR_NODE_WINDOW)
+				wr_winop_prefetch(x, n, env->ts, env->hash);
+		}
 	}
 }
 
@@ -386,6 +392,12 @@ static void housekeeping(struct wr_exec *x, uint32_t work)
 	uint64_t keys = 0;
 	for (unsigned i = 0; i < x->p->nnodes; i++) {
 		const struct weir_stream *n = x->p->nodes[i];
+		if (n->kind == WR_NODE_WINDOW) {
+			wr_winop_step(x, n, STEP_BUDGET);
+			if (x->p->metrics != NULL)
+				keys += wr_winop_keys(x, n);
+			continue;
+		}
 		if (n->kind != WR_NODE_PROCESS)
 			continue;
 		wr_process_step(x, n, STEP_BUDGET);
@@ -469,10 +481,11 @@ int wr_exec_poll(struct wr_exec *x)
 
 	for (unsigned i = 0; err == 0 && i < x->nsources; i++)
 		err = poll_source(x, x->sources[i], &work);
-	/* A core aligning for a checkpoint fires no timer: what a timer emits
-	 * then would follow the barriers it already sent. */
-	if (err == 0 && !wr_ckpt_aligning(&x->ck))
-		err = wr_time_fire(x);
+	/* A core aligning for a checkpoint starts no firing: what it emitted
+	 * would follow the barriers it already sent.  A window firing that
+	 * began before goes on, and holds back the barriers downstream. */
+	if (err == 0)
+		err = wr_time_fire(x, wr_ckpt_aligning(&x->ck));
 	if (err)
 		return err;
 	if (flush_all(x) == 0) {

@@ -19,6 +19,7 @@ struct wr_outbuf {
 };
 
 struct wr_keyed_state; /* process.c */
+struct wr_winop;       /* window_aligned.c */
 struct wr_timer;
 
 struct wr_node_rt {
@@ -30,6 +31,7 @@ struct wr_node_rt {
 	int64_t max_ts;         /* SOURCE: largest event time seen */
 	int64_t active_ms;      /* SOURCE: processing time of its last record */
 	struct wr_timers *timers; /* PROCESS with on_timer */
+	struct wr_winop *win;     /* WINDOW */
 };
 
 struct wr_edge_rt {
@@ -98,7 +100,9 @@ int wr_exec_finish(struct wr_exec *x);
 void wr_time_init(struct wr_exec *x);
 void wr_time_marker(struct wr_exec *x, unsigned from,
 		    const struct weir_marker *m);
-int wr_time_fire(struct wr_exec *x);
+/* Fires due timers and windows; while aligning only continues the window
+ * firings already started (core/ckpt.h). */
+int wr_time_fire(struct wr_exec *x, bool aligning);
 void wr_time_send(struct wr_exec *x);
 /* Has everything upstream of key_by node kb ended on this core? */
 bool wr_time_upstream_ended(const struct wr_exec *x,
@@ -126,8 +130,44 @@ unsigned wr_process_nstates_spec(const struct weir_stream *n);
 struct wr_kstate *wr_process_state(const struct wr_exec *x,
 				   const struct weir_stream *n, unsigned i);
 
+/* window_aligned.c: tumbling and sliding windows (WR_NODE_WINDOW) */
+int wr_winop_open(struct wr_exec *x, const struct weir_stream *n);
+void wr_winop_close(struct wr_exec *x, const struct weir_stream *n);
+/* A record for the window(s) of ts, its key and hash in x->ctx. */
+int wr_winop_record(struct wr_exec *x, const struct weir_stream *n,
+		    const void *rec, int64_t ts);
+void wr_winop_prefetch(struct wr_exec *x, const struct weir_stream *n,
+		       int64_t ts, uint64_t hash);
+/* Fires the windows due at watermark wm, at most budget rows; starts no
+ * window unless start_new.  1 while a due window has rows left, 0, -errno. */
+int wr_winop_fire(struct wr_exec *x, const struct weir_stream *n, int64_t wm,
+		  uint32_t budget, bool start_new);
+bool wr_winop_firing(const struct wr_exec *x, const struct weir_stream *n);
+uint32_t wr_winop_step(struct wr_exec *x, const struct weir_stream *n,
+		       uint32_t budget);
+uint64_t wr_winop_keys(const struct wr_exec *x, const struct weir_stream *n);
+bool wr_winop_is_valid(const struct wr_exec *x, const struct weir_stream *n);
+size_t wr_winop_image_bytes_max(const struct wr_exec *x,
+				const struct weir_stream *n);
+size_t wr_winop_image_bytes(const struct wr_exec *x,
+			    const struct weir_stream *n);
+int wr_winop_save(const struct wr_exec *x, const struct weir_stream *n,
+		  void *buf);
+int wr_winop_load(struct wr_exec *x, const struct weir_stream *n,
+		  const void *img, size_t len);
+int wr_winop_adopt(struct wr_exec *x, const struct weir_stream *n,
+		   struct wr_arena *old, const void *img, size_t len,
+		   bool (*keep)(uint64_t, void *), void *arg);
+/* Is a window behind key_by edge stage_edge mid-firing on this core?  (No
+ * barrier goes out downstream of it then.) */
+bool wr_exec_firing(const struct wr_exec *x, int stage_edge);
+
 /* ckpt_meta.c */
 int wr_ckpt_load_op(struct wr_exec *x, const struct weir_stream *n);
+int wr_ckpt_load_win(struct wr_exec *x, const struct weir_stream *n);
+/* The metadata buffer grown to wr_ckpt_meta_bytes_max() (a window
+ * operator's live[] grew); keeps what it holds.  Not in the pause. */
+int wr_ckpt_meta_fit(struct wr_exec *x);
 
 /* time.c: restoring from a checkpoint; `first` resets, later calls take
  * the lowest (rescaling: several old cores). */

@@ -36,6 +36,11 @@ static int alloc_node(struct wr_exec *x, const struct weir_stream *n)
 		return n->sink_ops->open ? n->sink_ops->open(x, n) : 0;
 	case WR_NODE_PROCESS:
 		return wr_process_open(x, n, &nr->ks);
+	case WR_NODE_WINDOW: {
+		int err = wr_winop_open(x, n);
+		return err == 0 && x->restore_pages ? wr_ckpt_load_win(x, n)
+						    : err;
+	}
 	case WR_NODE_SOURCE:
 		x->sources[x->nsources++] = n;
 		x->sources_live++;
@@ -253,6 +258,17 @@ int wr_exec_finish(struct wr_exec *x)
 	return 0;
 }
 
+bool wr_exec_firing(const struct wr_exec *x, int stage_edge)
+{
+	for (unsigned i = 0; i < x->p->nnodes; i++) {
+		const struct weir_stream *n = x->p->nodes[i];
+		if (n->kind == WR_NODE_WINDOW && n->stage_edge == stage_edge &&
+		    wr_winop_firing(x, n))
+			return true;
+	}
+	return false;
+}
+
 struct weir_ctx *wr_exec_ctx(struct wr_exec *x)
 {
 	return &x->ctx;
@@ -283,6 +299,7 @@ void wr_exec_destroy(struct wr_exec *x)
 		if (nr->ks != NULL)
 			wr_process_close(x, nr->ks);
 		wr_timers_destroy(nr->timers);
+		wr_winop_close(x, n);
 		if (n->kind == WR_NODE_SINK && n->sink_ops->close != NULL)
 			n->sink_ops->close(x, n);
 		weir_worker_free_local(x->w, nr->scratch);

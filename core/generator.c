@@ -3,7 +3,12 @@
  * source (weir_source_generator in weir/pipeline.h).
  *
  * Split s of WEIR_GENERATOR_SPLITS yields indexes s, s + S, s + 2S, ...;
- * core c of n owns the splits s with s % n == c and polls them round-robin.
+ * core c of n owns the splits s with s % n == c and walks the global index
+ * upward, making the indexes of its splits not produced yet.  Its records
+ * thus come in index order whatever the splits' positions: after a restore
+ * onto another core count, splits that were ahead on one old core and
+ * behind on another are merged in order (polling them round-robin made the
+ * stream out of order by the old cores' skew, and event-time records late).
  * Pacing: each core may have produced at most rate * owned / S * elapsed
  * records; it produces nothing more until the clock catches up.
  */
@@ -17,10 +22,10 @@
 
 struct gen_core {
 	uint64_t pos[WEIR_GENERATOR_SPLITS]; /* records produced per split */
-	unsigned active[WEIR_GENERATOR_SPLITS]; /* owned, not exhausted */
+	bool mine[WEIR_GENERATOR_SPLITS];
 	unsigned nowned;
-	unsigned live;   /* entries of active[] */
-	unsigned rr;
+	unsigned live;   /* owned splits not exhausted */
+	uint64_t next;   /* the next global index to consider */
 	uint64_t produced;
 	uint64_t start_ns;
 };
@@ -50,6 +55,26 @@ static uint64_t split_len(const struct weir_generator *g, unsigned s)
 	       (s < g->count % WEIR_GENERATOR_SPLITS ? 1 : 0);
 }
 
+/* Core `core` of n takes its splits at positions at[]. */
+static void own(struct gen *gen, struct gen_core *gc, unsigned core,
+		unsigned n, const uint64_t *at)
+{
+	gc->nowned = gc->live = 0;
+	gc->next = UINT64_MAX;
+	for (unsigned s = core; s < WEIR_GENERATOR_SPLITS; s += n) {
+		uint64_t first = at[s] * WEIR_GENERATOR_SPLITS + s;
+		gc->mine[s] = true;
+		gc->pos[s] = at[s];
+		gen->final_pos[s] = at[s];
+		gc->nowned++;
+		if (gc->pos[s] >= split_len(&gen->g, s))
+			continue;
+		gc->live++;
+		if (first < gc->next)
+			gc->next = first;
+	}
+}
+
 static int gen_open(struct weir_ctx *c, unsigned split, unsigned splits,
 		    void *arg)
 {
@@ -59,15 +84,9 @@ static int gen_open(struct weir_ctx *c, unsigned split, unsigned splits,
 	if (gc == NULL)
 		return -ENOMEM;
 	memset(gc, 0, sizeof(*gc));
-	for (unsigned s = split; s < WEIR_GENERATOR_SPLITS; s += splits) {
-		gc->pos[s] = gen->start[s];
-		gen->final_pos[s] = gen->start[s];
-		if (gc->pos[s] < split_len(&gen->g, s))
-			gc->active[gc->nowned++] = s;
-	}
-	gc->live = gc->nowned;
 	gc->start_ns = mono_ns();
 	gen->cores[split] = gc;
+	own(gen, gc, split, splits, gen->start);
 	return 0;
 }
 
@@ -98,18 +117,18 @@ static int gen_next(struct weir_ctx *c, void *recs, int64_t *ts,
 	if (gc->live == 0)
 		return WEIR_SOURCE_END;
 	want = paced(gen, gc, max);
-	while (n < want && gc->live > 0) {
-		unsigned s = gc->active[gc->rr];
-		uint64_t len = split_len(&gen->g, s);
-		for (; n < want && gc->pos[s] < len; n++, gc->pos[s]++) {
-			uint64_t index = gc->pos[s] * WEIR_GENERATOR_SPLITS + s;
-			gen->g.make(index, gen->g.seed, (uint8_t *)recs + n * size,
-				    &ts[n], gen->g.arg);
-		}
-		if (gc->pos[s] == len) /* exhausted: drop it from the rotation */
-			gc->active[gc->rr] = gc->active[--gc->live];
-		if (gc->live > 0)
-			gc->rr = (gc->rr + 1) % gc->live;
+	/* Bounded: at most S indexes looked at per record wanted. */
+	for (uint64_t steps = (uint64_t)want * WEIR_GENERATOR_SPLITS;
+	     n < want && gc->live > 0 && steps > 0; steps--) {
+		uint64_t i = gc->next++;
+		unsigned s = (unsigned)(i % WEIR_GENERATOR_SPLITS);
+		if (!gc->mine[s] || i / WEIR_GENERATOR_SPLITS != gc->pos[s])
+			continue; /* another core's, or made before a restore */
+		gen->g.make(i, gen->g.seed, (uint8_t *)recs + n * size, &ts[n],
+			    gen->g.arg);
+		n++;
+		if (++gc->pos[s] == split_len(&gen->g, s))
+			gc->live--;
 	}
 	gc->produced += n;
 	return (int)n;
@@ -164,15 +183,7 @@ static int gen_restore(struct weir_ctx *c, const struct weir_source_pos *pos,
 			at[s] = v > at[s] ? v : at[s];
 		}
 	}
-	gc->nowned = 0;
-	for (unsigned s = c->x->id; s < WEIR_GENERATOR_SPLITS; s += c->x->n) {
-		gc->pos[s] = at[s];
-		gen->final_pos[s] = at[s];
-		if (gc->pos[s] < split_len(&gen->g, s))
-			gc->active[gc->nowned++] = s;
-	}
-	gc->live = gc->nowned;
-	gc->rr = 0;
+	own(gen, gc, c->x->id, c->x->n, at);
 	return 0;
 }
 

@@ -48,6 +48,7 @@ enum wr_node_kind {
 	WR_NODE_PROCESS,
 	WR_NODE_SINK,
 	WR_NODE_SIDE,  /* a side output: passes on what its parent sends it */
+	WR_NODE_WINDOW, /* tumbling/sliding window, window-major */
 };
 
 struct wr_envelope {

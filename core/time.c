@@ -109,14 +109,32 @@ static int fire_domain(struct wr_exec *x, const struct weir_stream *n,
 	return 0;
 }
 
-int wr_time_fire(struct wr_exec *x)
+/* A window operator: rows of its due windows, as many as there is room. */
+static int fire_windows(struct wr_exec *x, const struct weir_stream *n,
+			bool aligning, bool *behind)
+{
+	int64_t wm = x->edges[n->stage_edge].wm;
+	int rc = wr_winop_fire(x, n, wm, room_for(x, n), !aligning);
+
+	if (rc > 0)
+		behind[n->stage_edge] = true;
+	return rc < 0 ? rc : 0;
+}
+
+int wr_time_fire(struct wr_exec *x, bool aligning)
 {
 	bool behind[WR_EDGES_MAX] = { false };
 
 	for (unsigned i = 0; i < x->p->nnodes; i++) {
 		const struct weir_stream *n = x->p->nodes[i];
 		struct wr_timers *t = x->nodes[i].timers;
-		if (t == NULL || n->stage_edge < 0)
+		if (n->kind == WR_NODE_WINDOW) {
+			int err = fire_windows(x, n, aligning, behind);
+			if (err)
+				return err;
+			continue;
+		}
+		if (t == NULL || n->stage_edge < 0 || aligning)
 			continue;
 		int64_t wm = x->edges[n->stage_edge].wm;
 		int err = fire_domain(x, n, WEIR_EVENT_TIME, wm);
@@ -127,7 +145,7 @@ int wr_time_fire(struct wr_exec *x)
 		if (wr_timers_due(t, WEIR_EVENT_TIME, wm))
 			behind[n->stage_edge] = true; /* more next tick */
 	}
-	for (unsigned e = 0; e < x->p->nedges; e++)
+	for (unsigned e = 0; e < x->p->nedges && !aligning; e++)
 		if (!behind[e])
 			x->edges[e].fired_upto = x->edges[e].wm;
 	return 0;

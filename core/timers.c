@@ -337,7 +337,7 @@ int wr_timers_load(struct wr_arena *a, uint32_t key_size,
 	if (err == 0 && img->set.key_size != 8 + key_size)
 		err = -EINVAL;
 	if (err == 0)
-		err = wr_table_load(a, &img->set, &t->set);
+		err = wr_table_load(a, NULL, &img->set, &t->set);
 	if (err) {
 		free(t);
 		return wr_error(err, "checkpoint: timers image does not fit");

@@ -1,8 +1,11 @@
 /*
- * window.c — event-time windows (weir/window.h), built as a keyed process
- * function on the public state and timer calls: one map state per key,
- * window start -> [end | accumulator], and event-time timers at end - 1
- * (fire) and end - 1 + lateness (purge).
+ * window.c — event-time windows (weir/window.h): weir_window() and session
+ * windows.  Tumbling and sliding windows are window-major operators
+ * (WR_NODE_WINDOW, window_aligned.c).  Session windows are a keyed
+ * process function on the public state and timer calls: one map state per
+ * key, window start -> [end | accumulator], and event-time timers at
+ * end - 1 (fire) and end - 1 + lateness (purge).  core/window_internal.h
+ * says why there are two layouts.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -11,32 +14,16 @@
 
 #include "core/error.h"
 #include "core/exec_internal.h"
-#include "weir/window.h"
+#include "core/window_internal.h"
 
-#define ACC_MAX 1016u  /* table value cap minus the stored end */
+#define ACC_MAX WR_WIN_ACC_MAX
 #define WINDOWS_PER_KEY_MAX 4096u
 
-struct win {
-	struct weir_window_spec spec;
-	struct weir_aggregate_ops agg;
-	struct weir_stream *node;
-	struct weir_stream *side; /* late records, or NULL */
-	struct {
-		alignas(WEIR_CACHE_LINE) uint64_t n;
-	} late[WEIR_CORES_MAX];   /* one line per core: no shared counter */
-	char name[WR_NAME_MAX];
-};
+#define win wr_win_spec
 
 struct span {
 	int64_t start, end;
 };
-
-static int64_t floor_div(int64_t a, int64_t b)
-{
-	int64_t q = a / b;
-
-	return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
 
 /* ---- firing ---- */
 
@@ -79,51 +66,6 @@ static int arm(struct weir_ctx *c, struct win *w, int64_t end)
 		err = weir_timer_register(c, WEIR_EVENT_TIME,
 					  end - 1 + w->spec.allowed_lateness_ms);
 	return err;
-}
-
-/* ---- tumbling and sliding ---- */
-
-static int add_to(struct weir_ctx *c, struct win *w, int64_t start,
-		  int64_t end, const void *rec)
-{
-	uint8_t *v;
-	bool created;
-	int err = weir_map_update(c, 0, &start, (void **)&v, &created);
-
-	if (err)
-		return err;
-	if (created) {
-		memcpy(v, &end, 8);
-		w->agg.create(v + 8, w->spec.arg);
-	}
-	w->agg.add(v + 8, rec, w->spec.arg);
-	if (created && (err = arm(c, w, end)) != 0)
-		return err;
-	if (end - 1 <= weir_ctx_watermark(c)) /* allowed-late update */
-		return fire_stored(c, w, start);
-	return 0;
-}
-
-static int add_fixed(struct weir_ctx *c, struct win *w, const void *rec,
-		     int64_t ts)
-{
-	int64_t size = w->spec.size_ms;
-	int64_t slide = w->spec.kind == WEIR_WINDOW_SLIDING ? w->spec.slide_ms
-							    : size;
-	int64_t wm = weir_ctx_watermark(c);
-	bool placed = false;
-
-	for (int64_t start = floor_div(ts, slide) * slide; start > ts - size;
-	     start -= slide) {
-		int64_t end = start + size;
-		if (end - 1 + w->spec.allowed_lateness_ms <= wm)
-			continue; /* this window was purged already */
-		int err = add_to(c, w, start, end, rec);
-		if (err)
-			return err;
-		placed = true;
-	}
-	return placed ? 0 : late(c, w, rec);
 }
 
 /* ---- sessions ---- */
@@ -205,9 +147,7 @@ static int win_process(struct weir_ctx *c, const void *rec, void *arg)
 	if (ts == WEIR_TS_MIN)
 		return wr_error(-EINVAL, "window '%s': record without an event "
 				"timestamp", w->name);
-	if (w->spec.kind == WEIR_WINDOW_SESSION)
-		return add_session(c, w, rec, ts);
-	return add_fixed(c, w, rec, ts);
+	return add_session(c, w, rec, ts);
 }
 
 static int cmp_start(const void *a, const void *b)
@@ -230,7 +170,7 @@ static int win_timer(struct weir_ctx *c, int64_t ts, int domain, void *arg)
 	(void)domain;
 	qsort(spans, n, sizeof(spans[0]), cmp_start);
 	for (unsigned i = 0; i < n && err == 0; i++) {
-		if (spans[i].end - 1 == ts)
+		if (spans[i].end - 1 == ts) /* sessions end where they like */
 			err = fire_stored(c, w, spans[i].start);
 		if (err == 0 && spans[i].end - 1 + lateness <= ts)
 			err = weir_map_remove(c, 0, &spans[i].start);
@@ -301,6 +241,34 @@ static int add_side(struct weir_pipeline *p, struct win *w,
 	return 0;
 }
 
+/* Tumbling or sliding: a window-major operator (window_aligned.c). */
+static int add_aligned(struct weir_pipeline *p, struct weir_stream *keyed,
+		       struct win *w)
+{
+	const struct weir_window_spec *s = &w->spec;
+	struct weir_stream *n;
+	int err;
+
+	if (keyed == NULL || keyed->kind != WR_NODE_KEY_BY)
+		return wr_error(-EINVAL, "%s: input is not a stream returned by "
+				"weir_key_by()", w->name);
+	if (s->out_size == 0 || s->out_size > WEIR_RECORD_SIZE_MAX)
+		return wr_error(-EINVAL, "%s: output record size %u is out of "
+				"range [1, %u]", w->name, s->out_size,
+				WEIR_RECORD_SIZE_MAX);
+	err = wr_pipeline_add(p, keyed, WR_NODE_WINDOW, w->name, &n);
+	if (err)
+		return err;
+	n->out_size = s->out_size;
+	/* A record updates (and, allowed-late, re-emits) each of its
+	 * windows: size / slide of them. */
+	n->max_out = s->kind == WEIR_WINDOW_SLIDING
+			     ? (uint32_t)(s->size_ms / s->slide_ms) : 1;
+	n->arg = w;
+	w->node = n;
+	return 0;
+}
+
 int weir_window(struct weir_pipeline *p, struct weir_stream *keyed,
 		const struct weir_window_spec *spec, struct weir_stream **out,
 		struct weir_stream **late)
@@ -322,13 +290,16 @@ int weir_window(struct weir_pipeline *p, struct weir_stream *keyed,
 	w->agg = *spec->agg;
 	snprintf(w->name, sizeof(w->name), "%s", spec->name ? spec->name : "window");
 	w->spec.name = w->name;
-	map.value_size = 8 + w->agg.acc_size;
-	ps.name = w->name;
-	ps.out_size = spec->out_size;
-	ps.max_out = spec->kind == WEIR_WINDOW_SLIDING
-			     ? (uint32_t)(spec->size_ms / spec->slide_ms) + 1 : 2;
-	ps.arg = w;
-	err = weir_process(p, keyed, &ps, &w->node);
+	if (spec->kind == WEIR_WINDOW_SESSION) {
+		map.value_size = 8 + w->agg.acc_size;
+		ps.name = w->name;
+		ps.out_size = spec->out_size;
+		ps.max_out = 2;
+		ps.arg = w;
+		err = weir_process(p, keyed, &ps, &w->node);
+	} else {
+		err = add_aligned(p, keyed, w);
+	}
 	if (err) {
 		free(w);
 		return err;
@@ -345,7 +316,9 @@ uint64_t weir_window_late_records(const struct weir_stream *out)
 	const struct win *w = out ? out->owned_arg : NULL;
 	uint64_t n = 0;
 
-	if (w == NULL || out->fn.process.process != win_process)
+	if (w == NULL || (out->kind != WR_NODE_WINDOW &&
+			  (out->kind != WR_NODE_PROCESS ||
+			   out->fn.process.process != win_process)))
 		return 0;
 	for (unsigned i = 0; i < WEIR_CORES_MAX; i++)
 		n += w->late[i].n;

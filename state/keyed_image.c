@@ -50,7 +50,7 @@ int wr_kstate_load(struct wr_arena *a, const struct weir_state_desc *d,
 		err = wr_error(-EINVAL, "checkpoint: state '%s': bad slab "
 			       "image", s->name);
 	if (err == 0)
-		err = wr_table_load(a, &img->table, &s->table);
+		err = wr_table_load(a, NULL, &img->table, &s->table);
 	if (err) {
 		free(s);
 		return err;

@@ -3,8 +3,11 @@
  *
  * A slab page, one arena page serving one class of `size` bytes:
  *
- *     [hdr 32 B][chunk][chunk]...[chunk][tail < size unused]
+ *     [hdr 32 B][32 B unused][chunk][chunk]...[chunk][tail < size unused]
  *
+ * Chunks start at CHUNK0 = 64, a cache line, so a chunk of 64 bytes or
+ * more is line-aligned (table slot arrays in the slab probe one line per
+ * slot, not two).
  * Chunks below `bump` were handed out at least once; a freed one heads the
  * page's free list, its first 4 bytes holding the next free offset (0 ends
  * the list: offset 0 is the header, never a chunk).  Every write here first
@@ -19,6 +22,7 @@
 #include "state/slab.h"
 
 #define HDR_SIZE 32u
+#define CHUNK0 64u
 #define SLAB_MAGIC 0x51AB0000u
 
 struct slab_hdr {
@@ -114,7 +118,7 @@ static int page_new(struct wr_slab *s, uint32_t c, uint32_t *out)
 		return err;
 	}
 	h = hdr_of(s, p); /* just allocated: write epoch is current */
-	*h = (struct slab_hdr){ .magic = SLAB_MAGIC | c, .bump = HDR_SIZE,
+	*h = (struct slab_hdr){ .magic = SLAB_MAGIC | c, .bump = CHUNK0,
 				.prev = WR_ARENA_NO_PAGE, .next = head };
 	if (head != WR_ARENA_NO_PAGE)
 		hdr_of(s, head)->prev = p;
@@ -283,7 +287,7 @@ bool wr_slab_block_is_valid(const struct wr_slab *s, uint64_t ref,
 	h = hdr_of(s, p);
 	sz = class_size(c);
 	return h->magic == (SLAB_MAGIC | c) && h->used > 0 &&
-	       off >= HDR_SIZE && (off - HDR_SIZE) % sz == 0 &&
+	       off >= CHUNK0 && (off - CHUNK0) % sz == 0 &&
 	       off + sz <= h->bump;
 }
 

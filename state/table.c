@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "state/slab.h"
 #include "state/table.h"
 
 #define META_EMPTY 0u
@@ -39,12 +40,15 @@ struct slots {
 	uint64_t mask;
 	uint64_t used;		/* full slots (old array: not yet moved) */
 	uint64_t tomb;
-	uint32_t first_page;
-	uint32_t npages;
+	uint32_t first_page;	/* the page base is in */
+	uint32_t npages;	/* a page run's pages; 1 for a slab block */
+	uint32_t page_off;	/* of base in first_page: 0 for a page run */
+	bool in_slab;
 };
 
 struct wr_table {
 	struct wr_arena *arena;
+	struct wr_slab *slab;	/* small slot arrays, or NULL */
 	uint32_t key_size;
 	uint32_t value_size;
 	uint32_t slot_size;
@@ -107,7 +111,7 @@ static inline int slot_touch(struct wr_table *t, const struct slots *a,
 			     uint64_t i)
 {
 	uint32_t shift = t->arena->page_shift;
-	uint64_t off = i * t->slot_size;
+	uint64_t off = a->page_off + i * t->slot_size;
 	uint32_t p0 = a->first_page + (uint32_t)(off >> shift);
 	uint32_t p1 = a->first_page + (uint32_t)((off + t->slot_size - 1) >> shift);
 	int err = wr_arena_touch(t->arena, p0);
@@ -172,13 +176,37 @@ static uint32_t slot_size_for(uint32_t key_size, uint32_t value_size)
 	return s;
 }
 
-static uint64_t cap_for(uint64_t want)
+static uint64_t cap_for(const struct wr_table *t, uint64_t want)
 {
-	uint64_t c = WR_TABLE_MIN_CAPACITY;
+	uint64_t c = t->slab ? WR_TABLE_SMALL_MIN_CAPACITY
+			     : WR_TABLE_MIN_CAPACITY;
 
 	while (c < want && c < CAPACITY_MAX)
 		c <<= 1;
 	return c;
+}
+
+static bool small(const struct wr_table *t, uint64_t bytes)
+{
+	return t->slab != NULL && bytes <= t->arena->page_size / 4;
+}
+
+/* A slab block of a's bytes: never zeroed. */
+static int slots_alloc_small(struct wr_table *t, uint64_t cap,
+			     struct slots *a, bool *zeroed)
+{
+	uint64_t ref;
+	int err = wr_slab_alloc(t->slab, cap * t->slot_size, &ref);
+
+	if (err)
+		return err;
+	*a = (struct slots){ .base = wr_slab_ptr(t->arena, ref), .cap = cap,
+		.mask = cap - 1, .first_page = (uint32_t)(ref >>
+							  t->arena->page_shift),
+		.npages = 1, .page_off = (uint32_t)(ref & (t->arena->page_size - 1)),
+		.in_slab = true };
+	*zeroed = false;
+	return 0;
 }
 
 static int slots_alloc(struct wr_table *t, uint64_t cap, struct slots *a,
@@ -188,6 +216,8 @@ static int slots_alloc(struct wr_table *t, uint64_t cap, struct slots *a,
 	uint64_t npages = (bytes + t->arena->page_size - 1) >> t->arena->page_shift;
 	int err;
 
+	if (small(t, bytes))
+		return slots_alloc_small(t, cap, a, zeroed);
 	if (npages >= WR_ARENA_NO_PAGE)
 		return wr_error(-ENOMEM, "table of %llu slots exceeds the arena",
 				(unsigned long long)cap);
@@ -200,12 +230,17 @@ static int slots_alloc(struct wr_table *t, uint64_t cap, struct slots *a,
 	a->mask = cap - 1;
 	a->used = 0;
 	a->tomb = 0;
+	a->page_off = 0;
+	a->in_slab = false;
 	return 0;
 }
 
 static void slots_free(struct wr_table *t, struct slots *a)
 {
-	if (a->base)
+	if (a->base && a->in_slab)
+		wr_slab_free(t->slab, (uint64_t)(a->base - t->arena->base),
+			     a->cap * t->slot_size);
+	else if (a->base)
 		wr_arena_free(t->arena, a->first_page, a->npages);
 	memset(a, 0, sizeof(*a));
 }
@@ -215,7 +250,9 @@ static int slots_zero(struct wr_table *t, struct slots *a, uint64_t from,
 		      uint64_t to)
 {
 	uint32_t shift = t->arena->page_shift;
-	uint64_t off = from * t->slot_size, end = to * t->slot_size;
+	uint64_t off = a->page_off + from * t->slot_size;
+	uint64_t end = a->page_off + to * t->slot_size;
+	uint8_t *page0 = a->base - a->page_off;
 
 	for (uint64_t p = off >> shift; off < end; p++) {
 		uint64_t lim = (p + 1) << shift;
@@ -224,7 +261,7 @@ static int slots_zero(struct wr_table *t, struct slots *a, uint64_t from,
 			return err;
 		if (lim > end)
 			lim = end;
-		memset(a->base + off, 0, lim - off);
+		memset(page0 + off, 0, lim - off);
 		off = lim;
 	}
 	return 0;
@@ -258,11 +295,12 @@ int wr_table_create(struct wr_arena *arena, const struct wr_table_config *cfg,
 	if (!t)
 		return -ENOMEM;
 	t->arena = arena;
+	t->slab = cfg->slab;
 	t->key_size = cfg->key_size;
 	t->value_size = cfg->value_size;
 	t->slot_size = slot_size_for(cfg->key_size, cfg->value_size);
 	t->key_off = 8 + ((cfg->value_size + 7) & ~7u);
-	t->initial_cap = cap_for(cfg->initial_capacity);
+	t->initial_cap = cap_for(t, cfg->initial_capacity);
 	err = slots_alloc(t, t->initial_cap, &t->cur, &zeroed);
 	if (err)
 		goto fail_alloc;
@@ -302,7 +340,7 @@ static int start_resize(struct wr_table *t)
 
 	if (want < t->cur.cap / 2)
 		want = t->cur.cap / 2;
-	err = slots_alloc(t, cap_for(want), &t->next, &zeroed);
+	err = slots_alloc(t, cap_for(t, want), &t->next, &zeroed);
 	if (err)
 		return err;
 	t->phase = PREPARING;
@@ -772,7 +810,8 @@ bool wr_table_is_valid(const struct wr_table *t)
 static void slots_save(const struct slots *a, struct wr_table_image_slots *o)
 {
 	*o = (struct wr_table_image_slots){ a->cap, a->used, a->tomb,
-					    a->first_page, a->npages };
+					    a->first_page, a->npages,
+					    a->page_off, a->in_slab };
 }
 
 static int slots_load(const struct wr_table *t,
@@ -786,10 +825,19 @@ static int slots_load(const struct wr_table *t,
 	if (o->cap == 0 || (o->cap & (o->cap - 1)) != 0 ||
 	    o->first_page >= ar->pages_total ||
 	    o->npages > ar->pages_total - o->first_page ||
-	    o->cap * t->slot_size > (uint64_t)o->npages * ar->page_size ||
-	    o->used + o->tomb > o->cap)
+	    o->page_off + o->cap * t->slot_size >
+		    (uint64_t)o->npages * ar->page_size ||
+	    o->used + o->tomb > o->cap || o->in_slab > 1 ||
+	    (o->in_slab && (t->slab == NULL || o->npages != 1)) ||
+	    (!o->in_slab && o->page_off != 0))
 		return -EINVAL;
-	a->base = wr_arena_page_ptr(ar, o->first_page);
+	if (o->in_slab && !wr_slab_block_is_valid(t->slab,
+			((uint64_t)o->first_page << ar->page_shift) +
+			o->page_off, o->cap * t->slot_size))
+		return -EINVAL;
+	a->base = (uint8_t *)wr_arena_page_ptr(ar, o->first_page) + o->page_off;
+	a->page_off = o->page_off;
+	a->in_slab = o->in_slab != 0;
 	a->cap = o->cap;
 	a->mask = o->cap - 1;
 	a->used = o->used;
@@ -817,10 +865,10 @@ void wr_table_save(const struct wr_table *t, struct wr_table_image *img)
 	slots_save(&t->next, &img->next);
 }
 
-int wr_table_load(struct wr_arena *arena, const struct wr_table_image *img,
-		  struct wr_table **out)
+int wr_table_load(struct wr_arena *arena, struct wr_slab *slab,
+		  const struct wr_table_image *img, struct wr_table **out)
 {
-	struct wr_table_config cfg = { img->key_size, img->value_size, 0 };
+	struct wr_table_config cfg = { img->key_size, img->value_size, 0, slab };
 	struct wr_table *t;
 	int err = check_config(&cfg);
 
@@ -831,6 +879,7 @@ int wr_table_load(struct wr_arena *arena, const struct wr_table_image *img,
 	if (!t)
 		return -ENOMEM;
 	t->arena = arena;
+	t->slab = slab;
 	t->key_size = img->key_size;
 	t->value_size = img->value_size;
 	t->slot_size = img->slot_size;

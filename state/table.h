@@ -12,6 +12,12 @@
  *   all the slots of a batch before touching any.  The slot's home is the
  *   HIGH 32 bits of the XXH3 hash (the low bits pick the key group).
  *
+ *   Small tables: given a slab (wr_table_config.slab), a table starts at
+ *   WR_TABLE_SMALL_MIN_CAPACITY slots and its slot arrays of at most a
+ *   quarter page are slab blocks, so many small tables share pages (a
+ *   window operator holds one table per open window: one 64 KiB page each
+ *   cost 5 KB per entry for 13-key windows); larger arrays are page runs.
+ *
  *   Growth is incremental (Redis-style): past 3/4 load a new slot array is
  *   allocated and every later mutating call moves at most
  *   WR_TABLE_STEP_SLOTS old slots (wr_table_step() moves more on idle ticks);
@@ -58,13 +64,18 @@
  * the new array far from full and costs ~1 sequential cache line per call. */
 #define WR_TABLE_STEP_SLOTS 16u
 #define WR_TABLE_MIN_CAPACITY 1024u
+#define WR_TABLE_SMALL_MIN_CAPACITY 64u /* with a slab */
 
 struct wr_table;
+struct wr_slab;
 
 struct wr_table_config {
 	uint32_t key_size;		/* 1..64 bytes */
 	uint32_t value_size;		/* 1..1024 bytes */
-	uint64_t initial_capacity;	/* slots; 0 = 1024 */
+	uint64_t initial_capacity;	/* slots; 0 = the minimum */
+	/* Optional, of the same arena: small slot arrays come from it.  It
+	 * must outlive the table; its state is the caller's to checkpoint. */
+	struct wr_slab *slab;
 };
 
 struct wr_table_stats {
@@ -143,6 +154,7 @@ bool wr_table_is_valid(const struct wr_table *t);
 struct wr_table_image_slots {
 	uint64_t cap, used, tomb;
 	uint32_t first_page, npages;
+	uint32_t page_off, in_slab; /* a slab block at page_off of first_page */
 };
 struct wr_table_image {
 	uint32_t key_size, value_size, slot_size, phase;
@@ -151,7 +163,8 @@ struct wr_table_image {
 	struct wr_table_image_slots cur, old, next;
 };
 void wr_table_save(const struct wr_table *t, struct wr_table_image *img);
-int wr_table_load(struct wr_arena *arena, const struct wr_table_image *img,
-		  struct wr_table **out);
+/* slab: the table's slab as restored (NULL if it had none). */
+int wr_table_load(struct wr_arena *arena, struct wr_slab *slab,
+		  const struct wr_table_image *img, struct wr_table **out);
 
 #endif /* WR_STATE_TABLE_H */

@@ -20,6 +20,13 @@
  *     the directory is unchanged (same names, sizes and bytes).
  *   - a checkpointing job that runs to the end without a kill writes the
  *     reference output and commits checkpoints (stats > 0).
+ *   - windows: the same kill/resume (2->2, 2->1, 1->2) for a job whose
+ *     operator is a sliding window (64 ms every 16 ms, count and sum per
+ *     key, 100 ms allowed lateness, so fired windows stay with their
+ *     "emitted" flags until purged and get snapshotted and re-sharded in
+ *     that state), with checkpoints landing while windows fire.  The
+ *     watermark allows the generator's disorder, so no record is late and
+ *     the rows are deterministic.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -35,6 +42,7 @@
 
 #include "weir/checkpoint.h"
 #include "weir/state.h"
+#include "weir/window.h"
 
 #ifdef __SANITIZE_THREAD__
 /*
@@ -202,7 +210,80 @@ static const struct weir_field fields[] = {
 	{ "max", WEIR_FIELD_U64, 56, 0 },
 };
 
+/* ---- the windowed job ---- */
+
+struct win_row {
+	uint64_t key;
+	int64_t start, end;
+	uint64_t count, sum;
+};
+
+static void cs_create(void *acc, void *arg)
+{
+	(void)arg;
+	memset(acc, 0, 16);
+}
+
+static void cs_add(void *acc, const void *in, void *arg)
+{
+	uint64_t *a = acc;
+	const struct in_rec *r = in;
+
+	(void)arg;
+	a[0]++;
+	a[1] += r->val;
+}
+
+static void cs_merge(void *acc, const void *other, void *arg)
+{
+	uint64_t *a = acc;
+	const uint64_t *b = other;
+
+	(void)arg;
+	a[0] += b[0];
+	a[1] += b[1];
+}
+
+static const struct weir_aggregate_ops cs_ops = {
+	.create = cs_create, .add = cs_add, .merge = cs_merge,
+	.acc_size = 16 };
+
+static void win_out(const void *key, int64_t start, int64_t end,
+		    const void *acc, void *out, void *arg)
+{
+	struct win_row r = { 0, start, end, 0, 0 };
+	const uint64_t *a = acc;
+
+	(void)arg;
+	memcpy(&r.key, key, 8);
+	r.count = a[0];
+	r.sum = a[1];
+	memcpy(out, &r, sizeof(r));
+}
+
+static const struct weir_field win_fields[] = {
+	{ "key", WEIR_FIELD_U64, 0, 0 },
+	{ "start", WEIR_FIELD_I64, 8, 0 },
+	{ "end", WEIR_FIELD_I64, 16, 0 },
+	{ "count", WEIR_FIELD_U64, 24, 0 },
+	{ "sum", WEIR_FIELD_U64, 32, 0 },
+};
+
+static int windowed(struct weir_pipeline *p, struct weir_stream *keyed,
+		    const char *out)
+{
+	struct weir_window_spec ws = {
+		.name = "win", .kind = WEIR_WINDOW_SLIDING, .size_ms = 64,
+		.slide_ms = 16, .allowed_lateness_ms = 100, .agg = &cs_ops,
+		.output = win_out, .out_size = sizeof(struct win_row) };
+	struct weir_stream *rows;
+	int err = weir_window(p, keyed, &ws, &rows, NULL);
+
+	return err ? err : weir_sink_csv(p, rows, out, win_fields, 5);
+}
+
 struct job_opts {
+	bool windows; /* the windowed job instead of the state kinds */
 	unsigned cores;
 	const char *out, *dir;
 	uint32_t interval_ms;
@@ -238,11 +319,18 @@ static int run_job(const struct job_opts *o, struct weir_checkpoint_stats *st)
 	cfg.state_bytes_max = 256u << 20;
 	cr_assert_eq(weir_pipeline_create(&cfg, &p), 0, "%s", weir_last_error());
 	cr_assert_eq(weir_source_generator(p, &g, &src), 0);
-	cr_assert_eq(weir_watermarks(p, src, 0, 0), 0);
+	/* The generator takes up to 32 records of a split before the next
+	 * one: its output is out of order by up to 32 ms of ts, < 100. */
+	cr_assert_eq(weir_watermarks(p, src, o->windows ? 100 : 0, 0), 0);
 	cr_assert_eq(weir_key_by(p, src, key_of, 8, NULL, &keyed), 0);
-	cr_assert_eq(weir_process(p, keyed, &spec, &out), 0, "%s",
-		     weir_last_error());
-	cr_assert_eq(weir_sink_csv(p, out, o->out, fields, 8), 0);
+	if (o->windows) {
+		cr_assert_eq(windowed(p, keyed, o->out), 0, "%s",
+			     weir_last_error());
+	} else {
+		cr_assert_eq(weir_process(p, keyed, &spec, &out), 0, "%s",
+			     weir_last_error());
+		cr_assert_eq(weir_sink_csv(p, out, o->out, fields, 8), 0);
+	}
 	if (o->dir != NULL) {
 		struct weir_checkpoint_config cc;
 		weir_checkpoint_config_init(&cc, o->dir);
@@ -297,10 +385,10 @@ static void rm_rf(const char *dir)
 	cr_assert_eq(system(cmd), 0);
 }
 
-static const char *reference(const char *dir)
+static const char *reference(const char *dir, bool windows)
 {
 	static char ref[600];
-	struct job_opts o = { .cores = 2, .sum_size = 8 };
+	struct job_opts o = { .windows = windows, .cores = 2, .sum_size = 8 };
 
 	snprintf(ref, sizeof(ref), "%s/ref.csv", dir);
 	o.out = ref;
@@ -333,19 +421,20 @@ static void run_and_kill(const struct job_opts *o, unsigned delay_ms)
 }
 
 static void kill_and_resume(unsigned cores_before, unsigned cores_after,
-			    unsigned trials)
+			    unsigned trials, bool windows)
 {
 	char dir[256], out[600], ck[600], tmp[620];
 	const char *ref;
 	unsigned seed = (unsigned)time(NULL);
 
 	tmpdir(dir, sizeof(dir));
-	ref = reference(dir);
+	ref = reference(dir, windows);
 	char *want = sorted(ref);
 	srand(seed);
 	for (unsigned t = 0; t < trials; t++) {
 		struct weir_checkpoint_stats st;
-		struct job_opts o = { .cores = cores_before, .sum_size = 8,
+		struct job_opts o = { .windows = windows,
+				      .cores = cores_before, .sum_size = 8,
 				      .rate = RATE };
 		snprintf(out, sizeof(out), "%s/out%u.csv", dir, t);
 		snprintf(ck, sizeof(ck), "%s/ck%u", dir, t);
@@ -372,17 +461,32 @@ static void kill_and_resume(unsigned cores_before, unsigned cores_after,
 
 Test(ckpt_pipeline, kill_resume_same_cores, .timeout = 300)
 {
-	kill_and_resume(2, 2, TRIALS(3));
+	kill_and_resume(2, 2, TRIALS(3), false);
 }
 
 Test(ckpt_pipeline, kill_resume_two_to_one, .timeout = 300)
 {
-	kill_and_resume(2, 1, TRIALS(2));
+	kill_and_resume(2, 1, TRIALS(2), false);
 }
 
 Test(ckpt_pipeline, kill_resume_one_to_two, .timeout = 300)
 {
-	kill_and_resume(1, 2, TRIALS(2));
+	kill_and_resume(1, 2, TRIALS(2), false);
+}
+
+Test(ckpt_pipeline, windows_kill_resume_same_cores, .timeout = 300)
+{
+	kill_and_resume(2, 2, TRIALS(2), true);
+}
+
+Test(ckpt_pipeline, windows_kill_resume_two_to_one, .timeout = 300)
+{
+	kill_and_resume(2, 1, TRIALS(2), true);
+}
+
+Test(ckpt_pipeline, windows_kill_resume_one_to_two, .timeout = 300)
+{
+	kill_and_resume(1, 2, TRIALS(2), true);
 }
 
 Test(ckpt_pipeline, uninterrupted_with_checkpoints, .timeout = 300)
@@ -394,7 +498,7 @@ Test(ckpt_pipeline, uninterrupted_with_checkpoints, .timeout = 300)
 	const char *ref;
 
 	tmpdir(dir, sizeof(dir));
-	ref = reference(dir);
+	ref = reference(dir, false);
 	snprintf(out, sizeof(out), "%s/out.csv", dir);
 	snprintf(ck, sizeof(ck), "%s/ck", dir);
 	o.out = out;

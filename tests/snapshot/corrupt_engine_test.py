@@ -49,8 +49,10 @@ SEED = int(os.environ.get("WEIR_CORRUPT_SEED") or
            int.from_bytes(os.urandom(4), "little"))
 KEEP = os.environ.get("WEIR_KEEP_TMP") == "1"
 PACKETS = 1500000
+# Paced to 1 s of input: several 50 ms checkpoints commit before the job
+# ends however fast the machine is.
 JOB = ["--gen", "--packets", str(PACKETS), "--flows", "20000", "--seed", "4",
-       "--cores", "2"]
+       "--cores", "2", "--rate", str(PACKETS)]
 
 
 def page_file_header(path):
@@ -175,7 +177,8 @@ def shared_parent(tmp, rng):
 
 def foreign(tmp):
     d = os.path.join(tmp, "ck-foreign")
-    job = ["--gen", "--packets", "300000", "--flows", "20000", "--cores", "2"]
+    job = ["--gen", "--packets", "300000", "--flows", "20000", "--cores", "2",
+           "--rate", "600000"]
     r = S.run(S.flows_cmd(WEIR, job + ["--window", "1000"],
                           os.path.join(tmp, "w1000.csv"), d, 50),
               os.path.join(tmp, "w1000.err"))

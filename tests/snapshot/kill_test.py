@@ -66,6 +66,7 @@ ENVIRONMENT
                          (default 300000,500000; generator seeds 1, 2, ...)
   WEIR_KILL_FLOWS        generator --flows (default 20000)
   WEIR_KILL_PCAP_PACKETS packets in the capture (default 300000)
+  WEIR_KILL_RUN_S        seconds each run's input is paced to (default 0.6)
   WEIR_KILL_SEED         master seed (default: random, printed)
   WEIR_KILL_ONLY         comma list of trial numbers to run (others skipped)
   WEIR_KEEP_TMP=1        keep the temporary directory (its path is printed)
@@ -92,6 +93,9 @@ SEED = int(os.environ.get("WEIR_KILL_SEED") or
 ONLY = {int(t) for t in os.environ.get("WEIR_KILL_ONLY", "").split(",") if t}
 KEEP = os.environ.get("WEIR_KEEP_TMP") == "1"
 
+
+# Seconds of paced input per run (see main()).
+RUN_S = float(os.environ.get("WEIR_KILL_RUN_S") or 0.6)
 
 class Config:
     def __init__(self, name, args, packets):
@@ -266,8 +270,12 @@ def main():
     tap.diag(f"reproduce: WEIR_KILL_SEED={SEED} WEIR_KILL_ONLY=<trial> "
              f"python3 {sys.argv[0]} {WEIR} {CAPTURE}")
     try:
+        # Paced to RUN_S of input: the kill delays and the 50-100 ms
+        # checkpoints then land inside the run however fast the machine
+        # is (unpaced, a quiet machine finished before the first one).
         gens = [Config(f"gen{p}", ["--gen", "--packets", str(p), "--flows",
-                                   str(FLOWS), "--seed", str(j + 1)], p)
+                                   str(FLOWS), "--seed", str(j + 1),
+                                   "--rate", str(int(p / RUN_S))], p)
                 for j, p in enumerate(PACKETS)]
         for cfg in gens:
             reference(tap, tmp, cfg)
@@ -283,7 +291,9 @@ def main():
                     f"flows_capture exit {r.returncode}: {r.stderr.strip()}"
                 return f"{os.path.getsize(cap)} bytes"
             if tap.point(f"capture of {PCAP_PACKETS} packets", make):
-                pcap = Config("pcap", ["--pcap", cap], PCAP_PACKETS)
+                pcap = Config("pcap", ["--pcap", cap, "--rate",
+                                       str(int(PCAP_PACKETS / RUN_S))],
+                              PCAP_PACKETS)
                 reference(tap, tmp, pcap)
         for i in range(TRIALS + PCAP_TRIALS):
             rng = random.Random(f"{SEED}:{i}")
