@@ -80,7 +80,11 @@
 #include "state/arena.h"
 #include "weir/checkpoint.h"
 
-#define WR_CKPT_FORMAT_VERSION 1u
+#define WR_CKPT_FORMAT_VERSION 2u
+/* Version 1's operator sections (table images without the slab fields,
+ * aligned windows as per-key maps) do not read as version 2's: refused
+ * like a newer version, with its own message. */
+#define WR_CKPT_FORMAT_VERSION_MIN 2u
 #define WR_CKPT_CORES_MAX 256u
 #define WR_CKPT_CHAIN_MAX 64u		/* page files per core per manifest */
 #define WR_CKPT_SECTIONS_MAX 64u

@@ -89,6 +89,9 @@ static inline void wr_ckpt_manifest_name(char *buf, size_t n, uint64_t id,
 /* manifest.c, for restore.c: MANIFEST-<id> under an open directory;
  * *bad_off is where parsing failed. */
 struct wr_ckpt_manifest;
+/* -EPROTONOSUPPORT with a message: checkpoint id's manifest has `version`,
+ * outside WR_CKPT_FORMAT_VERSION_MIN..WR_CKPT_FORMAT_VERSION. */
+int wr_ckpt_version_error(uint64_t id, uint32_t version);
 int wr_ckpt_manifest_read_at(int dirfd, uint64_t id,
 			     struct wr_ckpt_manifest *m, uint64_t *bad_off);
 

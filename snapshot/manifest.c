@@ -220,7 +220,8 @@ static int manifest_parse(char *text, size_t len, struct wr_ckpt_manifest *m,
 	memset(m, 0, sizeof(*m));
 	if (sscanf(text, WR_CKPT_MANIFEST_HEAD " %u", &m->version) != 1)
 		return -EBADMSG;
-	if (m->version > WR_CKPT_FORMAT_VERSION)
+	if (m->version > WR_CKPT_FORMAT_VERSION ||
+	    m->version < WR_CKPT_FORMAT_VERSION_MIN)
 		return -EPROTONOSUPPORT;
 	for (char *p = text; (p = strstr(p, "\nchecksum ")) != NULL; p++)
 		sum = p + 1;
@@ -280,6 +281,19 @@ static int read_whole(int dirfd, const char *name, char **out, size_t *len)
 }
 
 /* Reads and parses MANIFEST-<id>; *bad_off as manifest_parse. */
+int wr_ckpt_version_error(uint64_t id, uint32_t version)
+{
+	if (version > WR_CKPT_FORMAT_VERSION)
+		return wr_error(-EPROTONOSUPPORT, "checkpoint %llu has a newer "
+				"format version (%u) than %u: refused",
+				(unsigned long long)id, version,
+				WR_CKPT_FORMAT_VERSION);
+	return wr_error(-EPROTONOSUPPORT, "checkpoint %llu has format version "
+			"%u, older than %u, whose operator state this weir "
+			"cannot read: refused", (unsigned long long)id, version,
+			WR_CKPT_FORMAT_VERSION_MIN);
+}
+
 int wr_ckpt_manifest_read_at(int dirfd, uint64_t id,
 			     struct wr_ckpt_manifest *m, uint64_t *bad_off)
 {
@@ -314,9 +328,7 @@ int wr_ckpt_manifest_read(const char *dir, uint64_t id,
 	err = wr_ckpt_manifest_read_at(dirfd, id, m, &off);
 	close(dirfd);
 	if (err == -EPROTONOSUPPORT)
-		return wr_error(err, "checkpoint %llu in %s has a newer format "
-				"version than %u", (unsigned long long)id, dir,
-				WR_CKPT_FORMAT_VERSION);
+		return wr_ckpt_version_error(id, m->version);
 	if (err)
 		return wr_error(err, "checkpoint: manifest %llu in %s: %s at "
 				"offset %llu", (unsigned long long)id, dir,

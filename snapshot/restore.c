@@ -82,10 +82,12 @@ static int check_header(struct vctx *v, const char *name, const uint8_t *blk,
 	memcpy(&h, blk, sizeof(h));
 	if (memcmp(h.magic, magic, 8) != 0)
 		return say(v, name, 0, "bad magic (want %.8s)", magic), -EBADMSG;
-	if (h.version > WR_CKPT_FORMAT_VERSION) {
+	if (h.version > WR_CKPT_FORMAT_VERSION ||
+	    h.version < WR_CKPT_FORMAT_VERSION_MIN) {
 		v->newer = true;
-		return say(v, name, 8, "format version %u is newer than %u",
-			   h.version, WR_CKPT_FORMAT_VERSION), -EBADMSG;
+		return say(v, name, 8, "format version %u is not in %u..%u",
+			   h.version, WR_CKPT_FORMAT_VERSION_MIN,
+			   WR_CKPT_FORMAT_VERSION), -EBADMSG;
 	}
 	if (h.header_checksum != XXH3_64bits(&h, offsetof(struct
 				 wr_ckpt_file_header, header_checksum)))
@@ -472,9 +474,7 @@ static int read_manifest(struct vctx *v, uint64_t id,
 
 	v->m = m;
 	if (err == -EPROTONOSUPPORT)
-		return wr_error(err, "checkpoint %llu has a newer format "
-				"version than %u: refused",
-				(unsigned long long)id, WR_CKPT_FORMAT_VERSION);
+		return wr_ckpt_version_error(id, m->version);
 	if (err == -EBADMSG)
 		say_manifest(v, id, off, "manifest corrupt");
 	else if (err)
@@ -510,9 +510,11 @@ static int try_open(struct vctx *v, uint64_t id, uint64_t fp,
 		err = c->res && c->meta && c->fds ? verify_all(v, c) : -ENOMEM;
 	}
 	if (err == -EPROTONOSUPPORT && v->newer)
-		err = wr_error(err, "checkpoint %llu has files of a newer "
-			       "format version than %u: refused",
-			       (unsigned long long)id, WR_CKPT_FORMAT_VERSION);
+		err = wr_error(err, "checkpoint %llu has files of a format "
+			       "version this weir does not read (%u..%u): "
+			       "refused", (unsigned long long)id,
+			       WR_CKPT_FORMAT_VERSION_MIN,
+			       WR_CKPT_FORMAT_VERSION);
 	if (err) {
 		wr_ckpt_close(c);
 		return err;
