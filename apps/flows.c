@@ -268,18 +268,15 @@ static void acc_create(void *acc, void *arg)
 	memset(acc, 0, sizeof(struct flow_acc));
 }
 
-struct flows_job;
-static void count_in(struct flows_job *j, const struct weir_flow_obs *o);
-
-/* arg: the job when metrics are on, else NULL. */
+/* records_in per core is the engine's (the window counts what it takes,
+ * a combiner's partials by their records). */
 static void acc_add(void *acc, const void *in, void *arg)
 {
 	struct flow_acc *a = acc;
 
+	(void)arg;
 	a->packets++;
 	a->bytes += ((const struct weir_flow_obs *)in)->ip_bytes;
-	if (arg != NULL)
-		count_in(arg, in);
 }
 
 static void acc_merge(void *acc, const void *other, void *arg)
@@ -324,24 +321,42 @@ static char *put_addr(char *t, const uint8_t *a, uint8_t v, uint16_t port)
 	return put_u64(t, port, ',');
 }
 
-/* Runs on core 0 only (the file sink's core): `rows` is core 0's. */
+/* What format_row keeps between rows (core 0's: the file sink's core). */
+struct row_fmt {
+	uint64_t rows;
+	int64_t start, end;   /* the window of prefix[] */
+	uint32_t plen;
+	char prefix[48];      /* "start,end," */
+};
+
+/* Runs on core 0 only (the file sink's core).  Rows of one window come in
+ * runs, so "start,end," is formatted once per run. */
 static int format_row(const void *rec, char *buf, size_t cap, void *arg)
 {
 	const struct flow_row *r = rec;
+	struct row_fmt *f = arg;
 	char *t = buf;
 
 	if (cap < ROW_TEXT_MAX)
 		return -ENOSPC;
-	t += weir_i64_text(t, r->start_ms);
-	*t++ = ',';
-	t += weir_i64_text(t, r->end_ms);
-	*t++ = ',';
+	if (r->start_ms != f->start || r->end_ms != f->end || f->plen == 0) {
+		char *q = f->prefix;
+		q += weir_i64_text(q, r->start_ms);
+		*q++ = ',';
+		q += weir_i64_text(q, r->end_ms);
+		*q++ = ',';
+		f->plen = (uint32_t)(q - f->prefix);
+		f->start = r->start_ms;
+		f->end = r->end_ms;
+	}
+	memcpy(t, f->prefix, sizeof(f->prefix));
+	t += f->plen;
 	t = put_u64(t, r->key.proto, ',');
 	t = put_addr(t, r->key.src, r->key.ip_version, r->key.sport);
 	t = put_addr(t, r->key.dst, r->key.ip_version, r->key.dport);
 	t = put_u64(t, r->packets, ',');
 	t = put_u64(t, r->bytes, '\n');
-	(*(uint64_t *)arg)++;
+	f->rows++;
 	return (int)(t - buf);
 }
 
@@ -352,29 +367,14 @@ struct flows_job {
 	struct weir_dpdk_source *dpdk;
 	struct weir_pipeline *p;
 	struct weir_stream *rows_stream;
-	uint64_t rows;
+	struct row_fmt fmt; /* rows written: core 0 */
 	_Atomic bool done;
 	struct weir_metrics *m;     /* --metrics-*: else NULL */
-	uint32_t key_groups;
 	pthread_t feeder;
 	bool feeding;
 };
 
 /* ---- metrics (--metrics-json, --metrics-port) ---- */
-
-/* The window's add() runs on the core that owns the record's key, so the
- * first record a worker thread aggregates tells it which core it is. */
-static _Thread_local int tl_core = -1;
-
-static void count_in(struct flows_job *j, const struct weir_flow_obs *o)
-{
-	if (tl_core < 0)
-		tl_core = (int)weir_key_group_owner(weir_key_group(&o->key,
-			sizeof(o->key), j->key_groups), j->key_groups,
-			j->o->cores);
-	weir_metrics_add_local(j->m, (unsigned)tl_core,
-			       WEIR_METRIC_RECORDS_IN, 1);
-}
 
 /* The input's totals go on core 0: the sources count per core inside and
  * publish only totals while running.  The feeder thread (then the main
@@ -470,10 +470,10 @@ static int build(struct flows_job *j)
 		.name = "flows", .kind = WEIR_WINDOW_TUMBLING,
 		.size_ms = (int64_t)j->o->window_ms, .agg = &agg,
 		.output = to_row, .out_size = sizeof(struct flow_row),
-		.arg = j->m ? j : NULL };
+		.arg = NULL };
 	struct weir_file_sink sink = {
 		.path = j->o->out, .header = FLOWS_CSV_HEADER,
-		.format = format_row, .arg = &j->rows };
+		.format = format_row, .arg = &j->fmt };
 	struct weir_stream *src, *keyed;
 	int err;
 
@@ -594,7 +594,7 @@ static void summary(struct flows_job *j, int err, double elapsed)
 		(unsigned long long)c.malformed, (unsigned long long)c.non_ip,
 		(unsigned long long)c.unsupported,
 		(unsigned long long)c.truncated, live, (unsigned long long)late,
-		(unsigned long long)j->rows, (unsigned long long)ck.completed,
+		(unsigned long long)j->fmt.rows, (unsigned long long)ck.completed,
 		(unsigned long long)ck.failed,
 		(unsigned long long)ck.restored_id, ck.pause_p50_ns / 1e3,
 		ck.pause_p99_ns / 1e3, ck.pause_max_ns / 1e3,
@@ -682,7 +682,6 @@ static int run(struct flows_job *j)
 	if (err)
 		return cli_usage_error("flows: %s", weir_last_error());
 	j->o->cores = cfg.runtime.cores;
-	j->key_groups = cfg.key_groups;
 	err = build(j);
 	if (err == 0)
 		err = checkpointing(j);

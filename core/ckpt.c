@@ -147,7 +147,8 @@ static bool send_barriers(struct wr_exec *x)
 			}
 			/* After every envelope staged for d (markers land at
 			 * the ring's current position). */
-			if (cut_here && x->out[d].n == 0 &&
+			if (cut_here && wr_exec_comb_clear(x, e, WEIR_TS_MAX) &&
+			    x->out[d].n == 0 &&
 			    weir_worker_send_marker_local(x->w, d, &m) == 0)
 				c->sent[e][d] = true;
 			all &= c->sent[e][d];

@@ -21,7 +21,7 @@
 
 /* ---- staging envelopes per destination core ---- */
 
-static uint32_t outbuf_room(const struct wr_exec *x)
+uint32_t wr_exec_outbuf_room(const struct wr_exec *x)
 {
 	uint32_t room = WR_OUTBUF_CAP;
 
@@ -63,14 +63,28 @@ static uint32_t flush_all(struct wr_exec *x)
 	return pending;
 }
 
-/* KEY_BY: key the record and stage it for the core owning its key group. */
+uint8_t *wr_exec_stage_slot(struct wr_exec *x, unsigned d, uint32_t edge,
+			    uint32_t kg, int64_t ts, uint64_t hash)
+{
+	struct wr_outbuf *o = &x->out[d];
+	struct wr_envelope *env = (struct wr_envelope *)(o->slots +
+		(size_t)((o->head + o->n) & (o->cap - 1)) * x->slot);
+
+	env->edge = edge;
+	env->key_group = kg;
+	env->ts = ts;
+	env->hash = hash;
+	o->n++;
+	return (uint8_t *)(env + 1);
+}
+
+/* KEY_BY: key the record and stage it for the core owning its key group
+ * (through the edge's combiner when it has one: combine.c). */
 static int stage(struct wr_exec *x, const struct weir_stream *kb,
 		 const void *rec, int64_t ts)
 {
 	struct wr_node_rt *nr = &x->nodes[kb->id];
 	const struct weir_pipeline *p = x->p;
-	struct wr_envelope *env;
-	struct wr_outbuf *o;
 	uint64_t hash;
 	uint32_t kg;
 	unsigned d;
@@ -87,18 +101,17 @@ static int stage(struct wr_exec *x, const struct weir_stream *kb,
 		kg = 0;
 		d = 0;
 	}
-	o = &x->out[d];
-	if (WEIR_UNLIKELY(o->n == o->cap))
+	/* Room for one envelope in every out buffer: the record's own, or
+	 * the partial its cache entry evicts. */
+	if (WEIR_UNLIKELY(x->out[d].n == x->out[d].cap ||
+			  (nr->comb != NULL && wr_exec_outbuf_room(x) == 0)))
 		return wr_error(-EOVERFLOW, "operator before '%s' emitted more "
 				"records than it declared", kb->name);
-	env = (struct wr_envelope *)(o->slots +
-		(size_t)((o->head + o->n) & (o->cap - 1)) * x->slot);
-	env->edge = kb->edge;
-	env->key_group = kg;
-	env->ts = ts;
-	env->hash = hash;
-	memcpy(env + 1, rec, kb->out_size);
-	o->n++;
+	if (nr->comb != NULL &&
+	    wr_comb_add(x, kb, nr->comb, rec, nr->key, hash, ts))
+		return 0;
+	memcpy(wr_exec_stage_slot(x, d, kb->edge, kg, ts, hash), rec,
+	       kb->out_size);
 	return 0;
 }
 
@@ -197,7 +210,8 @@ static void prefetch_state(struct wr_exec *x, uint32_t got)
 	for (uint32_t i = 0; i < got; i++) {
 		const struct wr_envelope *env =
 			(const void *)(x->inbuf + (size_t)i * x->slot);
-		const struct weir_stream *kb = x->p->edges[env->edge];
+		const struct weir_stream *kb =
+			x->p->edges[env->edge & ~WR_ENV_PARTIAL];
 		for (unsigned d = 0; d < kb->ndown; d++) {
 			const struct weir_stream *n = kb->down[d];
 			if (n->kind == WR_NODE_PROCESS)
@@ -208,15 +222,41 @@ static void prefetch_state(struct wr_exec *x, uint32_t got)
 	}
 }
 
+/* A combiner's partial (combine.c): [u64 records][acc, padded to 8][key],
+ * merged into the windows of its pane. */
+static int run_partial(struct wr_exec *x, const struct weir_stream *kb,
+		       const struct wr_envelope *env)
+{
+	const uint8_t *p = (const uint8_t *)(env + 1);
+	uint32_t acc_span = wr_comb_payload_size(kb) - 8 - kb->key_size;
+	uint64_t records;
+	int err;
+
+	memcpy(&records, p, 8);
+	x->ctx.key = p + 8 + acc_span;
+	x->ctx.hash = env->hash;
+	x->ctx.key_group = env->key_group;
+	err = wr_winop_merge(x, kb->down[0], p + 8, records, env->ts);
+	x->ctx.key = NULL;
+	return err;
+}
+
 static int run_envelopes(struct wr_exec *x, uint32_t got)
 {
 	prefetch_state(x, got);
 	for (uint32_t i = 0; i < got; i++) {
 		const struct wr_envelope *env =
 			(const void *)(x->inbuf + (size_t)i * x->slot);
-		const struct weir_stream *kb = x->p->edges[env->edge];
+		const struct weir_stream *kb =
+			x->p->edges[env->edge & ~WR_ENV_PARTIAL];
 		const void *rec = env + 1;
 
+		if (env->edge & WR_ENV_PARTIAL) {
+			int err = run_partial(x, kb, env);
+			if (err)
+				return err;
+			continue;
+		}
 		if (kb->fn.key_by != NULL) {
 			kb->fn.key_by(rec, x->nodes[kb->id].key, kb->arg);
 			x->ctx.key = x->nodes[kb->id].key;
@@ -263,7 +303,7 @@ static int drain_one_by_one(struct wr_exec *x, unsigned from, uint32_t *work)
 				break;
 			x->pend_full[from] = true;
 		}
-		if (outbuf_room(x) < x->edge_amp[env->edge])
+		if (wr_exec_outbuf_room(x) < x->edge_amp[env->edge & ~WR_ENV_PARTIAL])
 			break; /* keep it for a later tick */
 		x->pend_full[from] = false;
 		memcpy(x->inbuf, slot, x->slot);
@@ -283,7 +323,7 @@ static int drain_rings(struct wr_exec *x, uint32_t *work)
 		if (x->ck.blocked[from])
 			continue; /* aligning: it sent everything it owes */
 		if (x->pend_full[from] ||
-		    outbuf_room(x) < x->ring_amp * WR_BURST) {
+		    wr_exec_outbuf_room(x) < x->ring_amp * WR_BURST) {
 			err = drain_one_by_one(x, from, work);
 		} else {
 			uint32_t got = weir_worker_recv_burst_local(
@@ -305,7 +345,7 @@ static int poll_source(struct wr_exec *x, const struct weir_stream *s,
 		       uint32_t *work)
 {
 	struct wr_node_rt *nr = &x->nodes[s->id];
-	uint32_t room = outbuf_room(x) / s->amp;
+	uint32_t room = wr_exec_outbuf_room(x) / s->amp;
 	uint32_t want = room < WR_BURST ? room : WR_BURST;
 	int got;
 
@@ -337,12 +377,26 @@ static int poll_source(struct wr_exec *x, const struct weir_stream *s,
 
 /* ---- end of input ---- */
 
+bool wr_exec_comb_clear(struct wr_exec *x, unsigned e, int64_t upto)
+{
+	const struct weir_stream *kb = x->p->edges[e];
+	struct wr_combiner *c = x->nodes[kb->id].comb;
+
+	if (c == NULL || !wr_comb_holds(c, upto))
+		return true;
+	/* What it sends is staged behind the marker's ring position until
+	 * the out buffers drain: the marker waits at least a tick. */
+	wr_comb_flush(x, kb, c, upto, wr_exec_outbuf_room(x));
+	return false;
+}
+
 static void send_ends(struct wr_exec *x)
 {
 	for (unsigned e = 0; e < x->p->nedges; e++) {
 		struct wr_edge_rt *er = &x->edges[e];
 		if (er->ends_sent == x->n ||
-		    !wr_time_upstream_ended(x, x->p->edges[e]))
+		    !wr_time_upstream_ended(x, x->p->edges[e]) ||
+		    !wr_exec_comb_clear(x, e, WEIR_TS_MAX))
 			continue;
 		for (unsigned d = 0; d < x->n; d++) {
 			struct weir_marker m = { WEIR_MARKER_END, e, 0 };

@@ -20,6 +20,7 @@ struct wr_outbuf {
 
 struct wr_keyed_state; /* process.c */
 struct wr_winop;       /* window_aligned.c */
+struct wr_combiner;    /* combine.c */
 struct wr_timer;
 
 struct wr_node_rt {
@@ -32,6 +33,7 @@ struct wr_node_rt {
 	int64_t active_ms;      /* SOURCE: processing time of its last record */
 	struct wr_timers *timers; /* PROCESS with on_timer */
 	struct wr_winop *win;     /* WINDOW */
+	struct wr_combiner *comb; /* KEY_BY into a window: combine.c */
 };
 
 struct wr_edge_rt {
@@ -93,6 +95,31 @@ struct wr_exec {
 
 int wr_emit_down(struct wr_exec *x, const struct weir_stream *n,
 		 const void *rec, int64_t ts);
+/* The next envelope for core d, its header written; where its payload goes.
+ * The caller checked the out buffer has room. */
+uint8_t *wr_exec_stage_slot(struct wr_exec *x, unsigned d, uint32_t edge,
+			    uint32_t kg, int64_t ts, uint64_t hash);
+/* Envelopes every out buffer can take now. */
+uint32_t wr_exec_outbuf_room(const struct wr_exec *x);
+
+/* combine.c: pre-aggregation before a key_by into a window */
+struct wr_win_spec;
+const struct wr_win_spec *wr_comb_window(const struct weir_stream *kb);
+/* Bytes of a partial's payload on edge kb, 0 if kb does not combine. */
+uint32_t wr_comb_payload_size(const struct weir_stream *kb);
+int wr_comb_create(struct wr_exec *x, const struct weir_stream *kb,
+		   struct wr_combiner **out);
+void wr_comb_destroy(struct wr_exec *x, struct wr_combiner *c);
+int wr_comb_add(struct wr_exec *x, const struct weir_stream *kb,
+		struct wr_combiner *c, const void *rec, const void *key,
+		uint64_t hash, int64_t ts);
+bool wr_comb_holds(const struct wr_combiner *c, int64_t upto);
+bool wr_comb_flush(struct wr_exec *x, const struct weir_stream *kb,
+		   struct wr_combiner *c, int64_t upto, uint32_t room);
+/* Before a marker on key_by edge e covering event time upto (WEIR_TS_MAX:
+ * a barrier or END): true once e's combiner holds nothing it covers;
+ * otherwise sends what fits and the marker waits. */
+bool wr_exec_comb_clear(struct wr_exec *x, unsigned e, int64_t upto);
 /* Everything ended: flush what operators hold (exec_setup.c). */
 int wr_exec_finish(struct wr_exec *x);
 
@@ -136,6 +163,9 @@ void wr_winop_close(struct wr_exec *x, const struct weir_stream *n);
 /* A record for the window(s) of ts, its key and hash in x->ctx. */
 int wr_winop_record(struct wr_exec *x, const struct weir_stream *n,
 		    const void *rec, int64_t ts);
+/* A combiner's partial of `records` records of pane `pane`, key in x->ctx. */
+int wr_winop_merge(struct wr_exec *x, const struct weir_stream *n,
+		   const void *acc, uint64_t records, int64_t pane);
 void wr_winop_prefetch(struct wr_exec *x, const struct weir_stream *n,
 		       int64_t ts, uint64_t hash);
 /* Fires the windows due at watermark wm, at most budget rows; starts no

@@ -31,7 +31,7 @@ static int alloc_node(struct wr_exec *x, const struct weir_stream *n)
 		if (n->key_size == 0)
 			return 0; /* global edge: no key */
 		nr->key = zalloc(x, n->key_size);
-		return nr->key ? 0 : -ENOMEM;
+		return nr->key ? wr_comb_create(x, n, &nr->comb) : -ENOMEM;
 	case WR_NODE_SINK:
 		return n->sink_ops->open ? n->sink_ops->open(x, n) : 0;
 	case WR_NODE_PROCESS:
@@ -300,6 +300,7 @@ void wr_exec_destroy(struct wr_exec *x)
 			wr_process_close(x, nr->ks);
 		wr_timers_destroy(nr->timers);
 		wr_winop_close(x, n);
+		wr_comb_destroy(x, nr->comb);
 		if (n->kind == WR_NODE_SINK && n->sink_ops->close != NULL)
 			n->sink_ops->close(x, n);
 		weir_worker_free_local(x->w, nr->scratch);

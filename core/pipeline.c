@@ -12,6 +12,7 @@
 
 #include "core/ckpt.h"
 #include "core/error.h"
+#include "core/exec_internal.h"
 #include "core/pipeline_internal.h"
 
 #define STATE_BYTES_DEFAULT (1ull << 30)
@@ -22,6 +23,7 @@ void weir_pipeline_config_init(struct weir_pipeline_config *cfg)
 	weir_runtime_config_init(&cfg->runtime);
 	cfg->key_groups = WEIR_KEY_GROUPS_DEFAULT;
 	cfg->state_bytes_max = STATE_BYTES_DEFAULT;
+	cfg->combine_entries = WEIR_COMBINE_ENTRIES_DEFAULT;
 }
 
 int weir_pipeline_create(const struct weir_pipeline_config *cfg,
@@ -338,6 +340,9 @@ static int finish_graph(struct weir_pipeline *p)
 		}
 		if (n->kind == WR_NODE_KEY_BY && n->out_size > slot)
 			slot = n->out_size;
+		if (n->kind == WR_NODE_KEY_BY && p->cfg.combine_entries &&
+		    wr_comb_payload_size(n) > slot)
+			slot = wr_comb_payload_size(n);
 		if (n->amp > WR_OUTBUF_CAP)
 			return wr_error(-EINVAL, "operator '%s' may emit more than "
 					"%u records per input", n->name,

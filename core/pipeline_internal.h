@@ -51,6 +51,9 @@ enum wr_node_kind {
 	WR_NODE_WINDOW, /* tumbling/sliding window, window-major */
 };
 
+/* In wr_envelope.edge: the payload is a combiner's partial (combine.c). */
+#define WR_ENV_PARTIAL 0x80000000u
+
 struct wr_envelope {
 	uint32_t edge;
 	uint32_t key_group;

@@ -214,6 +214,10 @@ void wr_time_send(struct wr_exec *x)
 			continue;
 		if (x->now_ms - er->sent_ms < WM_INTERVAL_MS)
 			continue;
+		/* Partials of windows this watermark may fire go first; all of
+		 * them before IDLE (the receivers then stop waiting for us). */
+		if (!wr_exec_comb_clear(x, e, idle ? WEIR_TS_MAX : u))
+			continue;
 		struct weir_marker m = { idle ? WEIR_MARKER_IDLE
 					      : WEIR_MARKER_WATERMARK,
 					 e, (uint64_t)u };

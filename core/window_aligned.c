@@ -50,6 +50,7 @@
 #include "core/window_internal.h"
 #include "state/slab.h"
 #include "state/table.h"
+#include "weir/metrics.h"
 
 enum { WIN_OPEN = 0, WIN_FIRING = 1, WIN_DONE = 2 };
 
@@ -70,6 +71,7 @@ struct wr_winop {
 	uint32_t value_size;
 	uint64_t size_hint;    /* keys of the last window dropped */
 	int64_t lateness, size, slide;
+	int64_t pane_lo;       /* the last [lo, lo + slide) a record fell in */
 	struct wr_slab slab;   /* the small tables */
 };
 
@@ -265,8 +267,10 @@ static int late(struct wr_exec *x, struct wr_winop *op, const void *rec,
 	return wr_emit_down(x, op->ws->side, rec, ts);
 }
 
+/* rec into window `start` of the current key: a record (agg->add), or a
+ * combiner's partial accumulator (agg->merge). */
 static int add(struct wr_exec *x, struct wr_winop *op, int64_t start,
-	       const void *rec)
+	       const void *rec, bool partial)
 {
 	const struct weir_aggregate_ops *agg = &op->ws->agg;
 	void *arg = op->ws->spec.arg;
@@ -284,40 +288,82 @@ static int add(struct wr_exec *x, struct wr_winop *op, int64_t start,
 		return cap_error(x, op, err);
 	if (created)
 		agg->create(v + op->acc_off, arg);
-	agg->add(v + op->acc_off, rec, arg);
+	if (partial)
+		agg->merge(v + op->acc_off, rec, arg);
+	else
+		agg->add(v + op->acc_off, rec, arg);
 	if (op->acc_off == 0 || (w->state == WIN_OPEN && *(uint64_t *)v == 0))
 		return 0;
 	*(uint64_t *)v = 1; /* the upsert touched its page */
 	return emit_row(x, op, w, x->ctx.key, v);
 }
 
-int wr_winop_record(struct wr_exec *x, const struct weir_stream *n,
-		    const void *rec, int64_t ts)
+/* The start of the latest window holding ts (one division per pane, not
+ * per record: records come in runs of one pane). */
+static inline int64_t last_start(struct wr_winop *op, int64_t ts)
 {
-	struct wr_winop *op = op_of(x, n);
-	int64_t wm = x->edges[n->stage_edge].wm;
+	/* Unsigned: one compare for both bounds, and no overflow. */
+	if (WEIR_LIKELY((uint64_t)ts - (uint64_t)op->pane_lo <
+			(uint64_t)op->slide))
+		return op->pane_lo;
+	op->pane_lo = wr_floor_div(ts, op->slide) * op->slide;
+	return op->pane_lo;
+}
+
+/* Into every window of ts still open to it: 1 if any, 0 if late. */
+static int place(struct wr_exec *x, struct wr_winop *op, const void *rec,
+		 int64_t ts, bool partial)
+{
+	int64_t wm = x->edges[op->ws->node->stage_edge].wm;
 	bool placed = false;
 
-	if (WEIR_UNLIKELY(ts == WEIR_TS_MIN))
-		return wr_error(-EINVAL, "window '%s': record without an event "
-				"timestamp", op->ws->name);
-	for (int64_t start = wr_floor_div(ts, op->slide) * op->slide;
-	     start > ts - op->size; start -= op->slide) {
+	for (int64_t start = last_start(op, ts); start > ts - op->size;
+	     start -= op->slide) {
 		if (start + op->size - 1 + op->lateness <= wm)
 			break; /* this window and every earlier one are gone */
-		int err = add(x, op, start, rec);
+		int err = add(x, op, start, rec, partial);
 		if (err)
 			return err;
 		placed = true;
 	}
-	return placed ? 0 : late(x, op, rec, ts);
+	return placed;
+}
+
+int wr_winop_record(struct wr_exec *x, const struct weir_stream *n,
+		    const void *rec, int64_t ts)
+{
+	struct wr_winop *op = op_of(x, n);
+	int rc;
+
+	if (WEIR_UNLIKELY(ts == WEIR_TS_MIN))
+		return wr_error(-EINVAL, "window '%s': record without an event "
+				"timestamp", op->ws->name);
+	if (x->p->metrics != NULL)
+		weir_metrics_add_local(x->p->metrics, x->id,
+				       WEIR_METRIC_RECORDS_IN, 1);
+	rc = place(x, op, rec, ts, false);
+	return rc == 0 ? late(x, op, rec, ts) : rc < 0 ? rc : 0;
+}
+
+int wr_winop_merge(struct wr_exec *x, const struct weir_stream *n,
+		   const void *acc, uint64_t records, int64_t pane)
+{
+	struct wr_winop *op = op_of(x, n);
+	int rc = place(x, op, acc, pane, true);
+
+	if (x->p->metrics != NULL)
+		weir_metrics_add_local(x->p->metrics, x->id,
+				       WEIR_METRIC_RECORDS_IN, records);
+	if (rc == 0) /* no late stream with a combiner: counted only */
+		op->ws->late[x->id].n += records;
+	return rc < 0 ? rc : 0;
 }
 
 void wr_winop_prefetch(struct wr_exec *x, const struct weir_stream *n,
 		       int64_t ts, uint64_t hash)
 {
 	struct wr_winop *op = op_of(x, n);
-	int64_t start = wr_floor_div(ts, op->slide) * op->slide;
+	int64_t start = last_start(op, ts);
 
 	if (op->hot < op->nlive && op->live[op->hot].start == start)
 		wr_table_prefetch(op->live[op->hot].t, hash);
@@ -423,6 +469,7 @@ int wr_winop_open(struct wr_exec *x, const struct weir_stream *n)
 	op->slide = ws->spec.kind == WEIR_WINDOW_SLIDING ? ws->spec.slide_ms
 							 : ws->spec.size_ms;
 	op->lateness = ws->spec.allowed_lateness_ms;
+	op->pane_lo = WEIR_TS_MIN;
 	op->acc_off = op->lateness > 0 ? 8 : 0;
 	op->value_size = op->acc_off + ws->agg.acc_size;
 	op->cap = WR_WIN_OPEN_MIN;
