@@ -16,6 +16,11 @@
  *     stream; within the allowed lateness it updates the window instead.
  *   - bad specs: zero size, zero gap, a slide that does not divide the
  *     size, negative lateness -> -EINVAL naming the value.
+ *   - combiner (pre-aggregation before key_by, on without a late stream):
+ *     tumbling and sliding windows on 2 cores, the source paced so many
+ *     watermarks pass mid-run (partials flushed before each), with a cache
+ *     of 4 entries (evicting all the time) and of 4096: the same model
+ *     results, nothing late.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -76,7 +81,17 @@ struct arr_src {
 	unsigned count;
 	unsigned pos[WEIR_CORES_MAX];
 	unsigned step[WEIR_CORES_MAX];
+	unsigned pace_us;           /* > 0: 8 records per pace_us at most */
+	uint64_t last_ns[WEIR_CORES_MAX];
 };
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
 
 static int arr_open(struct weir_ctx *c, unsigned split, unsigned splits,
 		    void *arg)
@@ -95,6 +110,13 @@ static int arr_next(struct weir_ctx *c, void *recs, int64_t *ts,
 	struct arr_src *a = arg;
 	unsigned me = weir_ctx_core(c), n = 0;
 
+	if (a->pace_us && a->pos[me] < a->count) {
+		uint64_t t = now_ns();
+		if (t - a->last_ns[me] < a->pace_us * 1000ull)
+			return 0;
+		a->last_ns[me] = t;
+		max = max < 8 ? max : 8;
+	}
 	while (n < max && a->pos[me] < a->count) {
 		const struct ev *e = &a->ev[a->pos[me]];
 		memcpy((struct ev *)recs + n, e, sizeof(*e));
@@ -110,6 +132,8 @@ static void key_of(const void *rec, void *key, void *arg)
 	memcpy(key, &((const struct ev *)rec)->key, 4);
 }
 
+static uint32_t combine_entries = WEIR_COMBINE_ENTRIES_DEFAULT;
+
 static struct weir_pipeline *pipeline(unsigned cores)
 {
 	struct weir_pipeline_config cfg;
@@ -118,6 +142,7 @@ static struct weir_pipeline *pipeline(unsigned cores)
 	weir_pipeline_config_init(&cfg);
 	cfg.runtime.cores = cores < cfg.runtime.cores ? cores : cfg.runtime.cores;
 	cfg.state_bytes_max = 64u << 20;
+	cfg.combine_entries = combine_entries;
 	cr_assert_eq(weir_pipeline_create(&cfg, &p), 0);
 	return p;
 }
@@ -216,6 +241,8 @@ static int count_late(struct weir_ctx *c, const void *rec, void *arg)
 	return 0;
 }
 
+static bool with_late_stream = true; /* a late stream turns the combiner off */
+
 static void run_windows(unsigned cores, const struct weir_window_spec *spec,
 			struct rows *rs, const struct weir_source_ops *ops,
 			struct arr_src *src, uint64_t *late_count)
@@ -225,10 +252,12 @@ static void run_windows(unsigned cores, const struct weir_window_spec *spec,
 
 	memset(rs, 0, sizeof(*rs));
 	k = keyed_events(p, src, ops);
-	cr_assert_eq(weir_window(p, k, spec, &out, &late), 0, "%s",
+	cr_assert_eq(weir_window(p, k, spec, &out,
+				 with_late_stream ? &late : NULL), 0, "%s",
 		     weir_last_error());
 	cr_assert_eq(weir_sink_callback(p, out, collect_row, rs), 0);
-	cr_assert_eq(weir_sink_callback(p, late, count_late, rs), 0);
+	if (with_late_stream)
+		cr_assert_eq(weir_sink_callback(p, late, count_late, rs), 0);
 	cr_assert_eq(weir_pipeline_run(p), 0, "%s", weir_last_error());
 	*late_count = weir_window_late_records(out);
 	weir_pipeline_destroy(p);
@@ -265,13 +294,14 @@ static unsigned final_rows(struct rows *rs)
 static struct rows rows_a, rows_b;
 static struct acc model[NKEY][8192];
 
-static void check_fixed(int64_t size, int64_t slide, unsigned cores)
+static void check_fixed_paced(int64_t size, int64_t slide, unsigned cores,
+			      unsigned pace_us)
 {
 	struct weir_window_spec spec = { .name = "w",
 		.kind = slide == size ? WEIR_WINDOW_TUMBLING : WEIR_WINDOW_SLIDING,
 		.size_ms = size, .slide_ms = slide, .agg = &agg,
 		.output = to_row, .out_size = sizeof(struct row) };
-	struct arr_src src = { .ev = evs, .count = NEV };
+	struct arr_src src = { .ev = evs, .count = NEV, .pace_us = pace_us };
 	uint64_t late;
 	unsigned nwin = 0, m;
 
@@ -301,6 +331,41 @@ static void check_fixed(int64_t size, int64_t slide, unsigned cores)
 		for (unsigned w = 0; w < 8192; w++)
 			nwin += model[k][w].count > 0;
 	cr_assert_eq(m, nwin, "%u windows emitted, model has %u", m, nwin);
+}
+
+static void check_fixed(int64_t size, int64_t slide, unsigned cores)
+{
+	check_fixed_paced(size, slide, cores, 0);
+}
+
+static void check_combined(int64_t size, int64_t slide, uint32_t entries)
+{
+	with_late_stream = false;
+	combine_entries = entries;
+	make_events(4);
+	check_fixed_paced(size, slide, 2, 200);
+	with_late_stream = true;
+	combine_entries = WEIR_COMBINE_ENTRIES_DEFAULT;
+}
+
+Test(window, combiner_tumbling_tiny_cache, .timeout = 60)
+{
+	check_combined(100, 100, 4);
+}
+
+Test(window, combiner_tumbling, .timeout = 60)
+{
+	check_combined(100, 100, 4096);
+}
+
+Test(window, combiner_sliding_tiny_cache, .timeout = 60)
+{
+	check_combined(100, 25, 4);
+}
+
+Test(window, combiner_sliding, .timeout = 60)
+{
+	check_combined(100, 25, 4096);
 }
 
 Test(window, tumbling_matches_model_on_1_core)
