@@ -27,6 +27,7 @@ struct wr_node_rt {
 	bool ended;             /* SOURCE: split exhausted */
 	uint8_t *scratch;       /* MAP: output record */
 	uint8_t *key;           /* KEY_BY: key buffer */
+	uint8_t *keys;          /* KEY_BY: WR_BURST keys (a source batch) */
 	struct wr_keyed_state *ks; /* PROCESS: its named state */
 	void *sink_state;       /* SINK: whatever its ops keep per core */
 	int64_t max_ts;         /* SOURCE: largest event time seen */
@@ -113,6 +114,8 @@ void wr_comb_destroy(struct wr_exec *x, struct wr_combiner *c);
 int wr_comb_add(struct wr_exec *x, const struct weir_stream *kb,
 		struct wr_combiner *c, const void *rec, const void *key,
 		uint64_t hash, int64_t ts);
+/* The tag line a record of ts will look at (a source batch's, first). */
+void wr_comb_prefetch(struct wr_combiner *c, uint64_t hash, int64_t ts);
 bool wr_comb_holds(const struct wr_combiner *c, int64_t upto);
 bool wr_comb_flush(struct wr_exec *x, const struct weir_stream *kb,
 		   struct wr_combiner *c, int64_t upto, uint32_t room);

@@ -31,7 +31,9 @@ static int alloc_node(struct wr_exec *x, const struct weir_stream *n)
 		if (n->key_size == 0)
 			return 0; /* global edge: no key */
 		nr->key = zalloc(x, n->key_size);
-		return nr->key ? wr_comb_create(x, n, &nr->comb) : -ENOMEM;
+		nr->keys = zalloc(x, (size_t)WR_BURST * n->key_size);
+		return nr->key && nr->keys ? wr_comb_create(x, n, &nr->comb)
+					   : -ENOMEM;
 	case WR_NODE_SINK:
 		return n->sink_ops->open ? n->sink_ops->open(x, n) : 0;
 	case WR_NODE_PROCESS:
@@ -305,6 +307,7 @@ void wr_exec_destroy(struct wr_exec *x)
 			n->sink_ops->close(x, n);
 		weir_worker_free_local(x->w, nr->scratch);
 		weir_worker_free_local(x->w, nr->key);
+		weir_worker_free_local(x->w, nr->keys);
 	}
 	for (unsigned d = 0; x->out != NULL && d < x->n; d++)
 		weir_worker_free_local(x->w, x->out[d].slots);
