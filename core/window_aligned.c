@@ -73,6 +73,13 @@ struct wr_winop {
 	int64_t lateness, size, slide;
 	int64_t pane_lo;       /* the last [lo, lo + slide) a record fell in */
 	struct wr_slab slab;   /* the small tables */
+	/* The last dropped window's table, zeroed a step at a time by
+	 * housekeeping and reused by the next window: no allocation, no
+	 * fresh page (a 2 MiB huge-page fault zeroes for ~200 us here), no
+	 * growth for a stream of similar windows. */
+	struct wr_table *spare;
+	uint64_t spare_pos;
+	bool spare_ready;
 };
 
 static struct wr_winop *op_of(struct wr_exec *x, const struct weir_stream *n)
@@ -113,6 +120,14 @@ static uint64_t initial_capacity(const struct wr_winop *op)
 	return op->size_hint + op->size_hint / 3 + 1;
 }
 
+static void spare_drop(struct wr_winop *op)
+{
+	wr_table_destroy(op->spare); /* a pending snapshot keeps its pages */
+	op->spare = NULL;
+	op->spare_ready = false;
+	op->spare_pos = 0;
+}
+
 /* live[] doubled (the checkpoint's metadata buffer with it). */
 static int grow(struct wr_exec *x, struct wr_winop *op)
 {
@@ -140,11 +155,21 @@ static int win_open(struct wr_exec *x, struct wr_winop *op, unsigned at,
 	struct wr_table_config tc = { .key_size = op->ws->node->key_size,
 		.value_size = op->value_size,
 		.initial_capacity = initial_capacity(op), .slab = &op->slab };
-	struct wr_table *t;
+	struct wr_table *t = NULL;
 	int err = op->nlive == op->cap ? grow(x, op) : 0;
 
-	if (err == 0)
+	if (err == 0 && op->spare_ready &&
+	    wr_table_capacity(op->spare) >= tc.initial_capacity / 2) {
+		t = op->spare;
+		op->spare = NULL;
+		op->spare_ready = false;
+	} else if (err == 0) {
 		err = wr_table_create(x->arena, &tc, &t);
+		if (err == -ENOMEM && op->spare != NULL) { /* its pages first */
+			spare_drop(op);
+			err = wr_table_create(x->arena, &tc, &t);
+		}
+	}
 	if (err)
 		return cap_error(x, op, err);
 	memmove(&op->live[at + 1], &op->live[at],
@@ -163,7 +188,10 @@ static void win_drop(struct wr_winop *op, unsigned i)
 	op->size_hint = wr_table_count(w->t);
 	if (w->state == WIN_FIRING)
 		op->firing--;
-	wr_table_destroy(w->t); /* a pending snapshot keeps its pages */
+	if (op->spare != NULL)
+		spare_drop(op);
+	op->spare = w->t; /* cleared by wr_winop_step, then reused */
+	op->spare_pos = 0;
 	memmove(w, w + 1, (op->nlive - i - 1) * sizeof(*w));
 	op->nlive--;
 	op->hot = 0;
@@ -424,6 +452,13 @@ uint32_t wr_winop_step(struct wr_exec *x, const struct weir_stream *n,
 	for (unsigned i = 0; i < op->nlive && done < budget; i++)
 		if (op->live[i].state != WIN_FIRING)
 			done += wr_table_step(op->live[i].t, budget - done);
+	/* Zeroing the spare would copy-on-write pages a pending snapshot may
+	 * hold (a window dropped after it): after the snapshot. */
+	if (op->spare != NULL && !op->spare_ready && !x->arena->snap_pending) {
+		op->spare_ready = wr_table_clear_step(op->spare, &op->spare_pos,
+						      (uint64_t)budget * 4);
+		done += budget;
+	}
 	return done;
 }
 
@@ -487,6 +522,7 @@ void wr_winop_close(struct wr_exec *x, const struct weir_stream *n)
 		return;
 	for (unsigned i = 0; i < op->nlive; i++)
 		wr_table_destroy(op->live[i].t);
+	wr_table_destroy(op->spare);
 	weir_worker_free_local(x->w, op->live);
 	weir_worker_free_local(x->w, op);
 	x->nodes[n->id].win = NULL;
@@ -499,6 +535,7 @@ struct win_head {
 	uint64_t size_hint;
 	int64_t size, slide, lateness;
 	struct wr_slab_image slab;
+	uint32_t has_spare, pad; /* then, after the windows, its image */
 };
 struct win_img {
 	int64_t start;
@@ -512,15 +549,17 @@ size_t wr_winop_image_bytes_max(const struct wr_exec *x,
 {
 	const struct wr_winop *op = x->nodes[n->id].win;
 
-	return sizeof(struct win_head) +
+	return sizeof(struct win_head) + sizeof(struct wr_table_image) +
 	       (op ? op->cap : WR_WIN_OPEN_MIN) * sizeof(struct win_img);
 }
 
 size_t wr_winop_image_bytes(const struct wr_exec *x,
 			    const struct weir_stream *n)
 {
-	return sizeof(struct win_head) +
-	       x->nodes[n->id].win->nlive * sizeof(struct win_img);
+	const struct wr_winop *op = x->nodes[n->id].win;
+
+	return sizeof(struct win_head) + op->nlive * sizeof(struct win_img) +
+	       (op->spare ? sizeof(struct wr_table_image) : 0);
 }
 
 /* At the barrier, into wr_winop_image_bytes() bytes: O(windows). */
@@ -529,7 +568,8 @@ int wr_winop_save(const struct wr_exec *x, const struct weir_stream *n,
 {
 	const struct wr_winop *op = x->nodes[n->id].win;
 	struct win_head h = { op->nlive, op->acc_off, op->size_hint, op->size,
-			      op->slide, op->lateness, { 0 } };
+			      op->slide, op->lateness, { 0 }, op->spare != NULL,
+			      0 };
 	uint8_t *q = buf;
 
 	if (op->firing)
@@ -543,6 +583,13 @@ int wr_winop_save(const struct wr_exec *x, const struct weir_stream *n,
 				     { 0 } };
 		wr_table_save(op->live[i].t, &w.t);
 		memcpy(q, &w, sizeof(w));
+	}
+	/* The spare's pages are in the snapshot: restored, they need an owner
+	 * (to be zeroed again), or they would leak. */
+	if (op->spare != NULL) {
+		struct wr_table_image t;
+		wr_table_save(op->spare, &t);
+		memcpy(q, &t, sizeof(t));
 	}
 	return 0;
 }
@@ -562,8 +609,9 @@ static int image(const struct wr_winop *op, const void *img, size_t len,
 	memcpy(h, img, sizeof(*h));
 	if (h->nlive > WR_WIN_OPEN_MAX || h->acc_off != op->acc_off ||
 	    h->size != op->size || h->slide != op->slide ||
-	    h->lateness != op->lateness ||
-	    len < sizeof(*h) + h->nlive * sizeof(struct win_img))
+	    h->lateness != op->lateness || h->has_spare > 1 ||
+	    len < sizeof(*h) + h->nlive * sizeof(struct win_img) +
+		  (h->has_spare ? sizeof(struct wr_table_image) : 0))
 		return bad_image(op);
 	*w = (const uint8_t *)img + sizeof(*h);
 	return 0;
@@ -596,6 +644,11 @@ int wr_winop_load(struct wr_exec *x, const struct weir_stream *n,
 		err = wr_table_load(x->arena, &op->slab, &w.t, &d->t);
 		if (err == 0)
 			op->nlive++;
+	}
+	if (err == 0 && h.has_spare) {
+		struct wr_table_image t;
+		memcpy(&t, q, sizeof(t));
+		err = wr_table_load(x->arena, &op->slab, &t, &op->spare);
 	}
 	return err;
 }

@@ -709,6 +709,34 @@ int wr_table_clear(struct wr_table *t)
 	return err;
 }
 
+bool wr_table_clear_step(struct wr_table *t, uint64_t *pos, uint64_t budget)
+{
+	uint64_t to;
+
+	if (t->phase != IDLE) {
+		slots_free(t, &t->old);
+		slots_free(t, &t->next);
+		t->phase = IDLE;
+		t->cursor = 0;
+		*pos = 0;
+	}
+	to = *pos + budget < t->cur.cap ? *pos + budget : t->cur.cap;
+	if (slots_zero(t, &t->cur, *pos, to))
+		return false;
+	*pos = to;
+	if (to < t->cur.cap)
+		return false;
+	t->count = 0;
+	t->cur.used = t->cur.tomb = 0;
+	*pos = 0;
+	return true;
+}
+
+uint64_t wr_table_capacity(const struct wr_table *t)
+{
+	return t->cur.cap;
+}
+
 uint64_t wr_table_count(const struct wr_table *t)
 {
 	return t->count;

@@ -133,6 +133,15 @@ int wr_table_remove(struct wr_table *t, const void *key, uint64_t hash);
 /* Moves up to budget old slots of a pending migration: the slots moved. */
 uint32_t wr_table_step(struct wr_table *t, uint32_t budget);
 int wr_table_clear(struct wr_table *t);
+/*
+ * The same, a bounded step at a time, for a table nobody uses meanwhile
+ * (a pool of spares): zeroes up to budget slots from *pos (0 to start,
+ * kept by the caller).  True once the table is empty with its capacity
+ * kept; false while slots remain or a COW touch failed (retry later).
+ * A resize in progress is dropped first (its other array freed).
+ */
+bool wr_table_clear_step(struct wr_table *t, uint64_t *pos, uint64_t budget);
+uint64_t wr_table_capacity(const struct wr_table *t);
 uint64_t wr_table_count(const struct wr_table *t);
 /* Visits every key once; no mutation between calls (value writes aside,
  * after wr_arena_touch of their page). */
