@@ -210,12 +210,7 @@ static void send_entry(struct wr_exec *x, const struct weir_stream *kb,
 
 static inline int64_t pane_of(struct wr_combiner *c, int64_t ts)
 {
-	/* Unsigned: one compare for both bounds, and no overflow. */
-	if (WEIR_LIKELY((uint64_t)ts - (uint64_t)c->pane_lo <
-			(uint64_t)c->slide))
-		return c->pane_lo;
-	c->pane_lo = wr_floor_div(ts, c->slide) * c->slide;
-	return c->pane_lo;
+	return wr_pane_start(&c->pane_lo, c->slide, ts);
 }
 
 static inline uint32_t set_of(const struct wr_combiner *c, uint64_t tag)
@@ -237,22 +232,12 @@ static inline bool key_eq(const uint8_t *a, const uint8_t *b, uint32_t n)
 	return diff == 0 && (i == n || memcmp(a + i, b + i, n - i) == 0);
 }
 
-static inline void prefetch_line(const void *p)
-{
-#if defined(__x86_64__)
-	/* asm volatile: gcc 12 drops a loop of __builtin_prefetch whose
-	 * result it deems unused (state/table.c). */
-	__asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
-#else
-	__builtin_prefetch(p, 1, 3);
-#endif
-}
 
 /* The tag line of ts's set. */
 void wr_comb_prefetch(struct wr_combiner *c, uint64_t hash, int64_t ts)
 {
 	if (c->bypass == 0)
-		prefetch_line(&c->t[set_of(c, hash ^ pane_mix(pane_of(c, ts)))]);
+		wr_prefetch_write(&c->t[set_of(c, hash ^ pane_mix(pane_of(c, ts)))]);
 }
 
 /* Way w of set s takes (tag, pane, key) with rec as its first record. */

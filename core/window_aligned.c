@@ -330,12 +330,7 @@ static int add(struct wr_exec *x, struct wr_winop *op, int64_t start,
  * per record: records come in runs of one pane). */
 static inline int64_t last_start(struct wr_winop *op, int64_t ts)
 {
-	/* Unsigned: one compare for both bounds, and no overflow. */
-	if (WEIR_LIKELY((uint64_t)ts - (uint64_t)op->pane_lo <
-			(uint64_t)op->slide))
-		return op->pane_lo;
-	op->pane_lo = wr_floor_div(ts, op->slide) * op->slide;
-	return op->pane_lo;
+	return wr_pane_start(&op->pane_lo, op->slide, ts);
 }
 
 /* Into every window of ts still open to it: 1 if any, 0 if late. */

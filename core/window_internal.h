@@ -48,4 +48,16 @@ static inline int64_t wr_floor_div(int64_t a, int64_t b)
 	return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
+/* The start of ts's pane [k * slide, (k + 1) * slide), cached in *lo: one
+ * division per pane, not per record (records come in runs of a pane).
+ * Unsigned: one compare for both bounds, and no overflow from *lo =
+ * WEIR_TS_MIN. */
+static inline int64_t wr_pane_start(int64_t *lo, int64_t slide, int64_t ts)
+{
+	if (WEIR_LIKELY((uint64_t)ts - (uint64_t)*lo < (uint64_t)slide))
+		return *lo;
+	*lo = wr_floor_div(ts, slide) * slide;
+	return *lo;
+}
+
 #endif /* WR_CORE_WINDOW_INTERNAL_H */

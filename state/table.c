@@ -556,27 +556,13 @@ int wr_table_upsert(struct wr_table *t, const void *key, uint64_t hash,
 	return upsert_one(t, key, hash, value, inserted ? inserted : &ins);
 }
 
-/*
- * gcc 12 drops a loop of __builtin_prefetch whose result it deems unused
- * (seen in wr_table_upsert_batch: no prefetch left, 3.7 M updates/s at 1M
- * keys instead of 20+), so the prefetch is an asm volatile.
- */
-static inline void prefetch_slot(const void *p)
-{
-#if defined(__x86_64__)
-	__asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
-#else
-	__builtin_prefetch(p, 1, 3);
-#endif
-}
-
 void wr_table_prefetch(const struct wr_table *t, uint64_t hash)
 {
 	uint64_t meta = meta_of(hash);
 
-	prefetch_slot(slot_at(t, &t->cur, home_of(&t->cur, meta)));
+	wr_prefetch_write(slot_at(t, &t->cur, home_of(&t->cur, meta)));
 	if (t->phase == MIGRATING)
-		prefetch_slot(slot_at(t, &t->old, home_of(&t->old, meta)));
+		wr_prefetch_write(slot_at(t, &t->old, home_of(&t->old, meta)));
 }
 
 void wr_table_prefetch_batch(const struct wr_table *t, const uint64_t *hashes,

@@ -96,6 +96,21 @@ struct wr_table_iter {
 	uint64_t pos;			/* set to 0 before the first call */
 };
 
+/*
+ * Prefetch a line for writing.  gcc 12 drops a loop of __builtin_prefetch
+ * whose result it deems unused (seen in wr_table_upsert_batch: no prefetch
+ * left, 3.7 M updates/s at 1M keys instead of 20+), so it is an asm
+ * volatile.
+ */
+static inline void wr_prefetch_write(const void *p)
+{
+#if defined(__x86_64__)
+	__asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
+#else
+	__builtin_prefetch(p, 1, 3);
+#endif
+}
+
 static inline uint64_t wr_table_hash(const void *key, size_t len)
 {
 	return XXH3_64bits(key, len);
