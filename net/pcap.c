@@ -11,7 +11,15 @@
  *   READING --next: record ok--> READING
  *   READING --next: record cut by EOF--> END (stats.truncated++)
  *   READING --next: corrupt length--> FAILED (sticky -EBADMSG)
+ *   READING --skip--> READING (stops before a record next would end or
+ *                              fail at: that record is left to next)
  *   any     --seek--> READING
+ *
+ * One code path serves next and skip: the record/block functions take the
+ * frame to fill, and NULL means a skip — validate and account exactly as
+ * next would, fill nothing, and where next would end, count a truncation or
+ * fail, return STEP_STOP without changing the reader.  So skip(n) lands
+ * where n calls of next would, by construction.
  *
  * pcapng specifics: the byte order can change at each Section Header Block;
  * interfaces (link type, timestamp resolution) are numbered per section.
@@ -51,7 +59,9 @@ struct iface {
 	uint32_t snaplen;
 	uint8_t res_pow2; /* timestamp unit is 2^-res_exp s, else 10^-res_exp */
 	uint8_t res_exp;
+	bool supported;   /* weir_linktype_supported(linktype), once per IDB */
 	int64_t offset_s; /* if_tsoffset */
+	uint64_t end;     /* offset just after this IDB (seek's fast path) */
 };
 
 struct weir_pcap {
@@ -70,6 +80,7 @@ struct weir_pcap {
 	uint32_t linktype;
 	/* pcapng */
 	uint64_t section_off;
+	uint64_t section_hdr_end; /* offset just after the SHB at section_off */
 	uint32_t n_if;
 	struct iface ifs[WEIR_PCAP_INTERFACES_MAX];
 	struct weir_pcap_stats stats;
@@ -145,22 +156,33 @@ static int classic_open(struct weir_pcap *r, uint32_t magic_le)
 	return 0;
 }
 
+/* The record at r->off (off < size): 1 whole (its *caplen), 0 cut by the
+ * end of the file, -1 an absurd captured length. */
+static inline int classic_rec(const struct weir_pcap *r, uint32_t *caplen)
+{
+	if (r->size - r->off < r->rec_hdr)
+		return 0;
+	*caplen = wr_ld32(r->base + r->off + 8, r->be);
+	if (*caplen > WEIR_PCAP_CAPLEN_MAX)
+		return -1;
+	return r->size - r->off - r->rec_hdr >= *caplen;
+}
+
 static int classic_next(struct weir_pcap *r, struct weir_frame *f)
 {
 	const uint8_t *h = r->base + r->off;
 	uint32_t caplen;
+	int rc;
 
 	if (r->off == r->size) {
 		r->state = ST_END;
 		return 0;
 	}
-	if (r->size - r->off < r->rec_hdr)
-		return truncated_end(r);
-	caplen = wr_ld32(h + 8, r->be);
-	if (caplen > WEIR_PCAP_CAPLEN_MAX)
+	rc = classic_rec(r, &caplen);
+	if (rc < 0)
 		return fail(r, -EBADMSG, r->off,
 			    "record with an absurd captured length");
-	if (r->size - r->off - r->rec_hdr < caplen)
+	if (rc == 0)
 		return truncated_end(r);
 	f->data = h + r->rec_hdr;
 	f->caplen = caplen;
@@ -171,6 +193,20 @@ static int classic_next(struct weir_pcap *r, struct weir_frame *f)
 	f->interface = 0;
 	r->off += r->rec_hdr + caplen;
 	return 1;
+}
+
+/* Up to n whole records: one length load and two compares each (the end
+ * of the file is a record of 0 bytes left, which classic_rec calls cut). */
+static uint64_t classic_skip(struct weir_pcap *r, uint64_t n)
+{
+	uint64_t k = 0;
+	uint32_t caplen;
+
+	while (k < n && classic_rec(r, &caplen) > 0) {
+		r->off += r->rec_hdr + caplen;
+		k++;
+	}
+	return k;
 }
 
 /* ---------------------------------------------------------------- pcapng */
@@ -243,38 +279,55 @@ static void idb_options(struct iface *ifc, const uint8_t *b, uint32_t len,
 	}
 }
 
-static int ng_idb(struct weir_pcap *r, uint64_t off, uint32_t len)
+enum {
+	STEP_END = 0, STEP_FRAME = 1, STEP_BLOCK = 2, STEP_SKIPPED = 3,
+	STEP_STOP = 4, /* a skip reached what next must report */
+};
+
+/* A record next() reports as corrupt: next (f != NULL) fails; a skip
+ * (f == NULL) stops before it.  Every caller checks before it changes
+ * anything, so a stop leaves the reader as it was. */
+static int bad(struct weir_pcap *r, const struct weir_frame *f, uint64_t off,
+	       const char *why)
+{
+	return f != NULL ? fail(r, -EBADMSG, off, why) : STEP_STOP;
+}
+
+static int ng_idb(struct weir_pcap *r, uint64_t off, uint32_t len,
+		  const struct weir_frame *f)
 {
 	const uint8_t *b = r->base + off;
 	struct iface *ifc;
 
 	if (len < 20)
-		return fail(r, -EBADMSG, off, "interface description too short");
+		return bad(r, f, off, "interface description too short");
 	if (r->n_if == WEIR_PCAP_INTERFACES_MAX)
-		return fail(r, -EBADMSG, off,
-			    "more interfaces in one section than supported (64)");
+		return bad(r, f, off,
+			   "more interfaces in one section than supported (64)");
 	ifc = &r->ifs[r->n_if++];
 	memset(ifc, 0, sizeof(*ifc));
 	ifc->linktype = wr_ld16(b + 8, r->be);
+	ifc->supported = weir_linktype_supported(ifc->linktype);
 	ifc->snaplen = wr_ld32(b + 12, r->be);
 	ifc->res_exp = 6; /* default: microseconds */
+	ifc->end = off + len;
 	idb_options(ifc, b, len, r->be);
 	return 0;
 }
 
-static int ng_shb(struct weir_pcap *r, uint64_t off, uint32_t len, int be)
+static int ng_shb(struct weir_pcap *r, uint64_t off, uint32_t len, int be,
+		  const struct weir_frame *f)
 {
 	if (len < NG_SHB_MIN)
-		return fail(r, -EBADMSG, off, "section header too short");
+		return bad(r, f, off, "section header too short");
 	if (wr_ld16(r->base + off + 12, be) != 1)
-		return fail(r, -EBADMSG, off, "pcapng major version is not 1");
+		return bad(r, f, off, "pcapng major version is not 1");
 	r->be = be;
 	r->section_off = off;
+	r->section_hdr_end = off + len;
 	r->n_if = 0;
 	return 0;
 }
-
-enum { STEP_END = 0, STEP_FRAME = 1, STEP_BLOCK = 2, STEP_SKIPPED = 3 };
 
 /* Enhanced (6) and obsolete (2) packet blocks share one layout, except that
  * the obsolete one has a 16-bit interface id followed by a drop count. */
@@ -286,18 +339,19 @@ static int ng_epb(struct weir_pcap *r, uint64_t off, uint32_t type,
 	uint64_t ts;
 
 	if (len < 32)
-		return fail(r, -EBADMSG, off, "packet block too short");
+		return bad(r, f, off, "packet block too short");
 	ifid = type == NG_EPB ? wr_ld32(b + 8, r->be) : wr_ld16(b + 8, r->be);
 	caplen = wr_ld32(b + 20, r->be);
 	if (caplen > len - 32)
-		return fail(r, -EBADMSG, off,
-			    "packet longer than its block");
+		return bad(r, f, off, "packet longer than its block");
 	if (ifid >= r->n_if)
-		return fail(r, -EBADMSG, off, "packet on an undefined interface");
-	if (!weir_linktype_supported(r->ifs[ifid].linktype)) {
+		return bad(r, f, off, "packet on an undefined interface");
+	if (!r->ifs[ifid].supported) {
 		r->stats.unsupported++;
 		return STEP_SKIPPED;
 	}
+	if (f == NULL)
+		return STEP_FRAME;
 	ts = (uint64_t)wr_ld32(b + 12, r->be) << 32 | wr_ld32(b + 16, r->be);
 	f->data = b + 28;
 	f->caplen = caplen;
@@ -317,13 +371,15 @@ static int ng_spb(struct weir_pcap *r, uint64_t off, uint32_t len,
 	uint32_t caplen;
 
 	if (len < 16)
-		return fail(r, -EBADMSG, off, "simple packet block too short");
+		return bad(r, f, off, "simple packet block too short");
 	if (r->n_if == 0)
-		return fail(r, -EBADMSG, off, "packet on an undefined interface");
-	if (!weir_linktype_supported(r->ifs[0].linktype)) {
+		return bad(r, f, off, "packet on an undefined interface");
+	if (!r->ifs[0].supported) {
 		r->stats.unsupported++;
 		return STEP_SKIPPED;
 	}
+	if (f == NULL)
+		return STEP_FRAME;
 	f->wire_len = wr_ld32(b + 8, r->be);
 	caplen = len - 16;
 	if (f->wire_len < caplen)
@@ -338,7 +394,7 @@ static int ng_spb(struct weir_pcap *r, uint64_t off, uint32_t len,
 	return STEP_FRAME;
 }
 
-/* Consume the block at r->off: STEP_* or -EBADMSG. */
+/* Consume the block at r->off: STEP_*, or -EBADMSG (next only). */
 static int ng_step(struct weir_pcap *r, struct weir_frame *f)
 {
 	const char *why = "";
@@ -346,20 +402,22 @@ static int ng_step(struct weir_pcap *r, struct weir_frame *f)
 	int be = r->be, rc;
 
 	if (r->off == r->size) {
+		if (f == NULL)
+			return STEP_STOP;
 		r->state = ST_END;
 		return STEP_END;
 	}
 	rc = ng_block(r, r->off, &be, &type, &len, &why);
 	if (rc < 0)
-		return fail(r, rc, r->off, why);
+		return bad(r, f, r->off, why);
 	if (rc == 0)
-		return truncated_end(r);
+		return f != NULL ? truncated_end(r) : STEP_STOP;
 	switch (type) {
 	case NG_SHB:
-		rc = ng_shb(r, r->off, len, be);
+		rc = ng_shb(r, r->off, len, be, f);
 		break;
 	case NG_IDB:
-		rc = ng_idb(r, r->off, len);
+		rc = ng_idb(r, r->off, len, f);
 		break;
 	case NG_EPB:
 	case NG_OPB:
@@ -372,7 +430,7 @@ static int ng_step(struct weir_pcap *r, struct weir_frame *f)
 		r->stats.skipped_blocks++;
 		rc = 0;
 	}
-	if (rc < 0)
+	if (rc < 0 || rc == STEP_STOP)
 		return rc;
 	r->off += len;
 	return rc == 0 ? STEP_BLOCK : rc;
@@ -386,6 +444,23 @@ static int ng_next(struct weir_pcap *r, struct weir_frame *f)
 		rc = ng_step(r, f); /* each step consumes >= 12 bytes */
 	while (rc == STEP_BLOCK || rc == STEP_SKIPPED);
 	return rc;
+}
+
+/* Up to n packets of supported interfaces; ends right after the n-th, as
+ * next does.  Bounded: every step consumes >= 12 bytes or stops. */
+static uint64_t ng_skip(struct weir_pcap *r, uint64_t n)
+{
+	uint64_t k = 0;
+
+	while (k < n) {
+		int rc = ng_step(r, NULL);
+
+		if (rc == STEP_FRAME)
+			k++;
+		else if (rc == STEP_STOP)
+			break;
+	}
+	return k;
 }
 
 /*
@@ -532,6 +607,38 @@ int weir_pcap_next(struct weir_pcap *r, struct weir_frame *f)
 	return rc;
 }
 
+int weir_pcap_skip(struct weir_pcap *r, uint64_t n, uint64_t *skipped)
+{
+	uint64_t k;
+
+	if (r == NULL || skipped == NULL)
+		return wr_error(-EINVAL, "weir_pcap_skip: NULL argument");
+	*skipped = 0;
+	if (WEIR_UNLIKELY(r->state != ST_READING))
+		return r->state == ST_END ? 0 : r->err;
+	k = r->fmt == FMT_PCAP ? classic_skip(r, n) : ng_skip(r, n);
+	r->index += k;
+	r->stats.frames += k;
+	*skipped = k;
+	return 0;
+}
+
+int weir_pcap_clone(const struct weir_pcap *r, struct weir_pcap **out)
+{
+	struct weir_pcap *c;
+
+	if (r == NULL || out == NULL)
+		return wr_error(-EINVAL, "weir_pcap_clone: NULL argument");
+	c = malloc(sizeof(*c));
+	if (c == NULL)
+		return wr_error(-ENOMEM, "%s: out of memory", r->name);
+	*c = *r;
+	c->mapped = 0; /* the mapping stays r's */
+	memset(&c->stats, 0, sizeof(c->stats));
+	*out = c;
+	return 0;
+}
+
 void weir_pcap_tell(const struct weir_pcap *r, struct weir_pcap_pos *pos)
 {
 	memset(pos, 0, sizeof(*pos));
@@ -543,27 +650,57 @@ void weir_pcap_tell(const struct weir_pcap *r, struct weir_pcap_pos *pos)
 	}
 }
 
-/* Re-read the section header at pos->section_offset and its first
- * pos->interfaces IDBs, all of which must lie before pos->offset. */
+/* The reader is in pos's section, past its header (so it read and checked
+ * that SHB), and not failed: the IDBs it holds are that section's first. */
+static bool ng_in_section(const struct weir_pcap *r,
+			  const struct weir_pcap_pos *pos)
+{
+	return r->state != ST_FAILED && r->section_off == pos->section_offset &&
+	       r->off > r->section_off;
+}
+
+/*
+ * Rebuild the interface table for pos: the SHB at pos->section_offset and
+ * its first pos->interfaces IDBs, all of which must lie before pos->offset.
+ * A reader already in that section keeps what it knows: O(1) when it has
+ * seen enough IDBs, else it reads on from where it is when that is before
+ * pos.  So a core hopping forward from chunk to chunk of one long section
+ * never walks it again from the start, even where IDBs come late.
+ */
 static int ng_rebuild_section(struct weir_pcap *r,
 			      const struct weir_pcap_pos *pos)
 {
 	const char *why = "";
-	uint64_t o = pos->section_offset;
+	uint64_t o;
 	uint32_t type, len;
 	int be = 0, rc;
 
-	rc = ng_block(r, o, &be, &type, &len, &why);
-	if (rc <= 0 || type != NG_SHB || ng_shb(r, o, len, be) < 0)
-		return -EINVAL;
-	for (o += len; r->n_if < pos->interfaces; o += len) {
+	if (ng_in_section(r, pos) && r->n_if >= pos->interfaces) {
+		o = pos->interfaces ? r->ifs[pos->interfaces - 1].end
+				    : r->section_hdr_end;
+		if (o > pos->offset)
+			return -EINVAL;
+		r->n_if = pos->interfaces;
+		return 0;
+	}
+	if (ng_in_section(r, pos) && r->off <= pos->offset) {
+		o = r->off;
+	} else {
+		o = pos->section_offset;
+		rc = ng_block(r, o, &be, &type, &len, &why);
+		if (rc <= 0 || type != NG_SHB ||
+		    ng_shb(r, o, len, be, NULL) != 0)
+			return -EINVAL;
+		o += len;
+	}
+	for (; r->n_if < pos->interfaces; o += len) {
 		if (o >= pos->offset)
 			return -EINVAL;
 		be = r->be;
 		rc = ng_block(r, o, &be, &type, &len, &why);
 		if (rc <= 0 || type == NG_SHB)
 			return -EINVAL;
-		if (type == NG_IDB && ng_idb(r, o, len) < 0)
+		if (type == NG_IDB && ng_idb(r, o, len, NULL) != 0)
 			return -EINVAL;
 	}
 	return 0;

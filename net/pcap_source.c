@@ -1,39 +1,160 @@
 /*
- * pcap_source.c — the capture-file source of weir/flows.h: core 0 reads the
- * file through weir_pcap_next(), parses every frame with weir_parse() and
- * emits one struct weir_flow_obs per IP packet; the other cores' splits end
- * at once (key_by spreads the flows).
+ * pcap_source.c — the capture-file source of weir/flows.h, read in
+ * parallel: every core reads and parses its own share of the file with its
+ * own reader (weir_pcap_clone(): one mapping) and emits one struct
+ * weir_flow_obs per IP packet.
  *
- * Per call of next() at most `max` frames are read, records or not, so a
- * long run of non-IP frames still returns to the event loop (bounded work
- * per tick).  Pacing: at most rate * elapsed + 1 frames by now.
+ * CHUNKS
+ *   Frames are numbered from the origin (the first record, or where
+ *   weir_pcap_source_seek() put it); chunk k = frames [k*C, (k+1)*C),
+ *   C = chunk_frames (WR_PSRC_CHUNK_FRAMES = 4096; docs/net.md says why).
+ *   Chunk k belongs to logical split k % S (S = WEIR_GENERATOR_SPLITS),
+ *   split s to core s % ncores.  A core reads its chunks in increasing k, so
+ *   its records are in file order; the engine's watermark is the minimum
+ *   over the cores, so their skew never makes a record late.
+ *
+ * INDEX (core 0, inside its next() calls, at most INDEX_FRAMES_PER_CORE x
+ * ncores frames of skipping per call, at most INDEX_AHEAD chunks ahead)
+ *   From chunk k's start, weir_pcap_skip(C) finds chunk k+1's start; starts
+ *   go into a ring of R = ring_entries (WR_PSRC_RING = 1024) positions.  A
+ *   chunk core 0 reads itself while it is the index's frontier is not
+ *   skipped: core 0's reader ends it where chunk k+1 starts (index_by_reader;
+ *   on one core the index costs nothing).  The first short skip (end of
+ *   file, a truncated or a corrupt record) or END in the frontier chunk ends
+ *   the index.  Every chunk is read with weir_pcap_next() up to C frames;
+ *   the last one meets the end, a truncation or the first corrupt record
+ *   on the normal path, exactly as one core does (every chunk before it is
+ *   clean: skip checks what next checks).
+ *
+ *     core 0: write ring[j % R]; release count = j + 1    (index_publish)
+ *     core c: acquire count; copy ring[k % R]; release need = k + 1
+ *                                                           (chunk_begin)
+ *     core 0: acquire every need; write chunk j only if j < min need + R
+ *                                                           (index_room)
+ *
+ *   Chunk k is ready for its owner once its start is published.  A core
+ *   whose next chunk is not ready returns 0 records, not END; it ends once
+ *   its next chunk lies past the last one.  Core 0 cannot end before the
+ *   index does.
+ *
+ * STATE OF ONE CORE
+ *   cur: the chunk it reads, or reads next; done: frames of cur taken.  Every
+ *   owned chunk below cur is finished, except chunks a restore says are
+ *   done (from[s]: the first chunk of split s left to read, with
+ *   from_done[s] of its frames taken).
+ *
+ *     WAITING --chunk_begin: cur ready (seek, skip `done`)--> READING
+ *     READING --read_chunk: C frames, or END (the last chunk)--> WAITING
+ *                                     (cur = the next owned chunk left)
+ *     WAITING --chunk_begin: cur past the last chunk--> FINISHED
+ *     any     --deadline--> FINISHED;  READING --reader error--> job fails
+ *
+ * Per call at most `max` frames are read, records or not (bounded work per
+ * tick).  Pacing: frame f is due at start + (f - first frame) / rate, one
+ * clock for every core (docs/net.md: why not rate x owned splits / S).
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "core/error.h"
-#include "weir/flows.h"
+#include "net/pcap_source_internal.h"
+
+#define SPLITS WEIR_GENERATOR_SPLITS
+#define ALL_SPLITS (~0ull >> (64 - SPLITS))
+#define COUNT_ENDED (1ull << 63) /* in psrc_index.count: the index ended */
+#define NO_CHUNK UINT64_MAX
+/* Index work per call of core 0, per core of the job: 8 bursts of 32
+ * frames, so the index outruns every core reading a burst per call; ~1.3
+ * us per core at ~5 ns a skipped frame (docs/net.md). */
+#define INDEX_FRAMES_PER_CORE 256u
+/*
+ * How far the index runs ahead of the furthest core: the start of its next
+ * chunk (about `cores` on), one more round of margin, so 2 x cores + 1
+ * chunks: ~0.5 MB a chunk of a 112-byte-record file, so the lines the
+ * index touched are still in L2/L3 when their reader comes, rather than
+ * the file being streamed from DRAM twice (the full ring, 1024 chunks, is
+ * all of the 446 MB bench file).
+ */
+#define INDEX_AHEAD(cores) (2ull * (cores) + 1)
+
+_Static_assert(SPLITS <= 64, "owned splits are a 64-bit map");
 
 struct psrc_core {
+	/* This core's own, on its data path. */
 	alignas(WEIR_CACHE_LINE) struct weir_flow_counters c;
-	bool done;
+	struct weir_pcap *r;      /* this core's reader: a clone */
+	uint64_t cur;             /* see STATE OF ONE CORE */
+	uint32_t done;
+	bool reading;             /* r is inside cur */
+	bool finished;
+	unsigned ncores;
+	uint64_t owned;           /* map of its splits */
+	uint64_t seen_unsupported, seen_truncated; /* reader stats counted */
+	uint64_t bytes;           /* record bytes read, for progress */
+	uint64_t anchor_chunk;    /* a chunk <= every chunk it still needs, */
+	struct weir_pcap_pos anchor; /* and its start (checkpoints) */
+	uint64_t from[SPLITS];
+	uint32_t from_done[SPLITS];
+	/* Written by this core once per chunk, read by core 0 (index_room). */
+	alignas(WEIR_CACHE_LINE) _Atomic uint64_t need;
+	/* Written by this core every call, read by any thread (progress). */
+	alignas(WEIR_CACHE_LINE) _Atomic uint64_t shown_packets;
+	_Atomic uint64_t shown_bytes;
+};
+
+struct psrc_index {
+	/* Written by core 0, read by every core (chunk_begin). */
+	alignas(WEIR_CACHE_LINE) _Atomic uint64_t count;
+	/* Core 0 only. */
+	alignas(WEIR_CACHE_LINE) struct weir_pcap *r; /* the indexer's reader */
+	uint64_t chunk;   /* the last chunk whose start is published */
+	uint64_t skipped; /* its frames skipped so far */
+	uint64_t limit;   /* chunks below it may be published (index_room) */
+	bool ended;
+	struct weir_pcap_pos ring[WR_PSRC_RING];
 };
 
 struct weir_pcap_source {
-	struct weir_pcap *r;
+	struct weir_pcap *r;      /* the origin: only cloned during a run */
 	struct weir_pcap_source_config cfg;
+	char name[192];
 	uint64_t size;
-	uint64_t start_ns;   /* core 0, at open() */
-	uint64_t deadline_ns; /* 0: none */
-	int err;             /* the reader's error that failed the job */
-	uint64_t resumed_packets; /* counted before a restore (pacing) */
-	alignas(WEIR_CACHE_LINE) _Atomic uint64_t offset; /* progress */
-	_Atomic uint64_t published[2]; /* core 0's packets, ip: progress */
+	struct weir_pcap_pos origin; /* where chunk 0 starts */
+	uint32_t chunk_frames, ring_entries;
+	/* Set by core 0's open/restore, read by all after the start gate. */
+	uint64_t start_ns;
+	uint64_t deadline_ns;     /* 0: none */
+	uint64_t first_chunk;     /* of this run: 0, or the restore's anchor */
+	_Atomic int err;          /* the first reader error of the job */
+	struct psrc_index ix;
 	struct psrc_core core[WEIR_CORES_MAX];
 };
+
+/*
+ * Checkpoint position of one core.  Every split is in exactly one core's
+ * `owned`; for each, resume = the next chunk not finished (a chunk of that
+ * split) and done = its frames already taken.  The anchor is a chunk at or
+ * before all of them with its start: the restored index starts there.
+ * 872 bytes (WEIR_SOURCE_POS_MAX is 1024): a start per split (32 bytes
+ * each) would not fit, and the index finds them again in microseconds.
+ */
+struct psrc_pos {
+	uint32_t chunk_frames;    /* positions mean nothing with another C */
+	uint32_t splits;
+	uint64_t owned;
+	uint64_t anchor_chunk;
+	struct weir_pcap_pos anchor;
+	struct weir_flow_counters c;
+	uint64_t resume[SPLITS];
+	uint32_t done[SPLITS];
+};
+
+_Static_assert(sizeof(struct psrc_pos) <= WEIR_SOURCE_POS_MAX,
+	       "pcap position must fit a checkpoint's source slot");
 
 static uint64_t mono_ns(void)
 {
@@ -58,12 +179,16 @@ int weir_pcap_source_open(const char *path,
 	memset(s, 0, sizeof(*s));
 	if (cfg != NULL)
 		s->cfg = *cfg;
+	snprintf(s->name, sizeof(s->name), "%s", path);
+	s->chunk_frames = WR_PSRC_CHUNK_FRAMES;
+	s->ring_entries = WR_PSRC_RING;
 	err = weir_pcap_open(path, &s->r);
 	if (err) {
 		free(s);
 		return err;
 	}
 	s->size = weir_pcap_size(s->r);
+	weir_pcap_tell(s->r, &s->origin);
 	*out = s;
 	return 0;
 }
@@ -72,57 +197,130 @@ void weir_pcap_source_close(struct weir_pcap_source *s)
 {
 	if (s == NULL)
 		return;
+	for (unsigned i = 0; i < WEIR_CORES_MAX; i++)
+		weir_pcap_close(s->core[i].r); /* clones before the origin */
+	weir_pcap_close(s->ix.r);
 	weir_pcap_close(s->r);
 	free(s);
 }
 
-static int psrc_open(struct weir_ctx *c, unsigned split, unsigned splits,
-		     void *arg)
+int wr_psrc_geometry(struct weir_pcap_source *s, uint32_t chunk_frames,
+		     uint32_t ring_entries)
 {
-	struct weir_pcap_source *s = arg;
-
-	(void)c;
-	(void)splits;
-	memset(&s->core[split], 0, sizeof(s->core[split]));
-	s->core[split].done = split != 0; /* the file is split 0 */
-	if (split == 0) {
-		s->start_ns = mono_ns();
-		s->deadline_ns = s->cfg.duration_ms ?
-			s->start_ns + s->cfg.duration_ms * 1000000u : 0;
-	}
+	if (chunk_frames == 0 || ring_entries < 2 ||
+	    ring_entries > WR_PSRC_RING)
+		return wr_error(-EINVAL, "pcap source: chunk of %u frames, "
+				"ring of %u entries", chunk_frames,
+				ring_entries);
+	s->chunk_frames = chunk_frames;
+	s->ring_entries = ring_entries;
 	return 0;
 }
 
-/* Frames pacing and the deadline allow in this call (max when neither). */
-static unsigned budget(struct weir_pcap_source *s, const struct psrc_core *pc,
-		       unsigned max)
-{
-	uint64_t now, due;
+/* ---- one core's chunks ---- */
 
-	if (s->cfg.rate_pps == 0 && s->deadline_ns == 0)
-		return max;
-	now = mono_ns();
-	if (s->deadline_ns && now >= s->deadline_ns)
-		return 0;
-	if (s->cfg.rate_pps == 0)
-		return max;
-	due = (uint64_t)((double)s->cfg.rate_pps * (now - s->start_ns) / 1e9) + 1;
-	uint64_t done = pc->c.packets - s->resumed_packets;
-	if (due <= done)
-		return 0;
-	return due - done < max ? (unsigned)(due - done) : max;
+/* The first chunk >= lo of an owned split and not below that split's
+ * restored start: the core's next chunk (S steps, once per chunk). */
+static uint64_t next_chunk(const struct psrc_core *pc, uint64_t lo)
+{
+	uint64_t best = NO_CHUNK;
+
+	for (unsigned sp = 0; sp < SPLITS; sp++) {
+		if (!(pc->owned >> sp & 1))
+			continue;
+		uint64_t k = lo + (sp + SPLITS - lo % SPLITS) % SPLITS;
+		if (k < pc->from[sp])
+			k = pc->from[sp];
+		if (k < best)
+			best = k;
+	}
+	return best;
 }
 
-static void publish(struct weir_pcap_source *s, const struct psrc_core *pc)
+static void goto_chunk(struct psrc_core *pc, uint64_t k)
 {
-	struct weir_pcap_pos pos;
+	unsigned sp = (unsigned)(k % SPLITS);
 
-	weir_pcap_tell(s->r, &pos);
-	/* Relaxed: progress display only, read by weir_pcap_source_progress. */
-	atomic_store_explicit(&s->offset, pos.offset, memory_order_relaxed);
-	atomic_store_explicit(&s->published[0], pc->c.packets,
-			      memory_order_relaxed);
-	atomic_store_explicit(&s->published[1], pc->c.ip, memory_order_relaxed);
+	pc->cur = k;
+	pc->done = k == pc->from[sp] ? pc->from_done[sp] : 0;
+	pc->reading = false;
+	/* Release: this core reads no ring entry below k any more (pairs with
+	 * the acquire load in index_room()). */
+	atomic_store_explicit(&pc->need, k, memory_order_release);
+}
+
+static void finish(struct psrc_core *pc)
+{
+	pc->finished = true;
+	pc->reading = false;
+	/* Release: no entry is read any more (pairs with index_room()). */
+	atomic_store_explicit(&pc->need, NO_CHUNK, memory_order_release);
+}
+
+/* The first reader error of the job (any core): weir_pcap_source_error. */
+static int failed(struct weir_pcap_source *s, int err)
+{
+	int none = 0;
+
+	atomic_compare_exchange_strong_explicit(&s->err, &none, err,
+						memory_order_relaxed,
+						memory_order_relaxed);
+	return err; /* the reader's message is set on this thread */
+}
+
+/* Re-read and drop the frames of a resumed chunk a checkpoint counted. */
+static int discard_done(struct weir_pcap_source *s, struct psrc_core *pc)
+{
+	struct weir_pcap_stats st;
+	uint64_t got;
+	int err = weir_pcap_skip(pc->r, pc->done, &got);
+
+	if (err == 0 && got != pc->done)
+		err = wr_error(-EINVAL, "%s: checkpoint position (chunk %llu, "
+			       "%u frames taken) does not match the file",
+			       s->name, (unsigned long long)pc->cur, pc->done);
+	weir_pcap_get_stats(pc->r, &st);
+	pc->seen_unsupported = st.unsupported; /* counted before the cut */
+	pc->seen_truncated = st.truncated;
+	return err;
+}
+
+/* Start chunk cur: 1, 0 when it is not ready, WEIR_SOURCE_END when it lies
+ * past the last chunk, or -errno. */
+static int chunk_begin(struct weir_pcap_source *s, struct psrc_core *pc)
+{
+	/* Acquire: pairs with the release stores of count in
+	 * index_publish() and index_end(): every entry below it is written. */
+	uint64_t v = atomic_load_explicit(&s->ix.count, memory_order_acquire);
+	uint64_t count = v & ~COUNT_ENDED, k = pc->cur;
+	bool ended = (v & COUNT_ENDED) != 0;
+	int err;
+
+	if (k >= count)
+		return ended ? WEIR_SOURCE_END : 0;
+	pc->anchor = s->ix.ring[k % s->ring_entries];
+	pc->anchor_chunk = k;
+	/* Release: the entry is copied; its slot may be reused (pairs with
+	 * the acquire load in index_room()). */
+	atomic_store_explicit(&pc->need, k + 1, memory_order_release);
+	err = weir_pcap_seek(pc->r, &pc->anchor);
+	if (err == 0 && pc->done != 0)
+		err = discard_done(s, pc);
+	if (err)
+		return err;
+	pc->reading = true;
+	return 1;
+}
+
+/* Has the index published a start after chunk k, which just ended short?
+ * Skip and next are one code path, so that means the file changed under
+ * the mapping: a consistency check, best effort. */
+static bool last_chunk_past(struct weir_pcap_source *s, uint64_t k)
+{
+	/* Relaxed: one value compared, no data read behind it. */
+	uint64_t v = atomic_load_explicit(&s->ix.count, memory_order_relaxed);
+
+	return (v & ~COUNT_ENDED) > k + 1;
 }
 
 /* Classify one frame; 1 if it produced a record. */
@@ -148,92 +346,447 @@ static int take(struct psrc_core *pc, const struct weir_frame *f,
 	return 0;
 }
 
-static int psrc_end(struct weir_pcap_source *s, struct psrc_core *pc, int rc)
+/* What the reader counted by itself since the last look. */
+static void account(struct psrc_core *pc, uint64_t off_before)
 {
 	struct weir_pcap_stats st;
+	struct weir_pcap_pos pos;
 
-	pc->done = true;
-	weir_pcap_get_stats(s->r, &st);
-	pc->c.unsupported = st.unsupported;
-	pc->c.truncated = st.truncated;
-	publish(s, pc);
-	if (rc < 0) {
-		s->err = rc;
-		return rc; /* the reader's message is set on this thread */
+	weir_pcap_get_stats(pc->r, &st);
+	pc->c.unsupported += st.unsupported - pc->seen_unsupported;
+	pc->c.truncated += st.truncated - pc->seen_truncated;
+	pc->seen_unsupported = st.unsupported;
+	pc->seen_truncated = st.truncated;
+	weir_pcap_tell(pc->r, &pos);
+	pc->bytes += pos.offset - off_before;
+}
+
+static int index_by_reader(struct weir_pcap_source *s, struct psrc_core *pc,
+			   bool at_end);
+
+/* Read up to `want` (>= 1) frames of chunk cur: the records made, or
+ * -errno; *frames = frames read.  Moves on when the chunk is done. */
+static int read_chunk(struct weir_pcap_source *s, struct psrc_core *pc,
+		      bool core0, struct weir_flow_obs *o, int64_t *ts,
+		      unsigned want, unsigned *frames)
+{
+	struct weir_pcap_pos before;
+	struct weir_frame f;
+	unsigned n = 0, i = 0;
+	int rc = 1;
+
+	if (s->chunk_frames - pc->done < want)
+		want = s->chunk_frames - pc->done;
+	weir_pcap_tell(pc->r, &before);
+	for (; i < want; i++) {
+		rc = weir_pcap_next(pc->r, &f);
+		if (rc <= 0)
+			break;
+		n += (unsigned)take(pc, &f, &o[n], &ts[n]);
 	}
-	return WEIR_SOURCE_END;
+	pc->done += i;
+	*frames = i;
+	account(pc, before.offset);
+	if (rc < 0)
+		return rc;
+	if (rc == 0 && last_chunk_past(s, pc->cur))
+		return wr_error(-EIO, "%s: chunk %llu ended after %u of its %u "
+				"frames (did the file change while read?)",
+				s->name, (unsigned long long)pc->cur, pc->done,
+				s->chunk_frames);
+	if (rc != 0 && pc->done < s->chunk_frames)
+		return (int)n;
+	if (core0 && (rc = index_by_reader(s, pc, rc == 0)) < 0)
+		return rc;
+	goto_chunk(pc, next_chunk(pc, pc->cur + 1));
+	return (int)n;
+}
+
+/* ---- the index (core 0) ---- */
+
+/*
+ * May chunk k's start be published?  Only if every core has copied the
+ * entry of chunk k - R, whose slot it takes (min need + R), and k is at
+ * most INDEX_AHEAD chunks past the furthest core's need.  Looks again only
+ * at the cached limit.
+ */
+static bool index_room(struct weir_pcap_source *s, uint64_t k)
+{
+	struct psrc_index *ix = &s->ix;
+	unsigned n = s->core[0].ncores;
+	uint64_t lo = NO_CHUNK, hi = 0, ahead = INDEX_AHEAD(n);
+
+	if (k < ix->limit)
+		return true;
+	for (unsigned c = 0; c < n; c++) {
+		/* Acquire: pairs with the release stores of need in
+		 * goto_chunk(), chunk_begin() and finish(): that core has
+		 * copied every entry below its need. */
+		uint64_t v = atomic_load_explicit(&s->core[c].need,
+						  memory_order_acquire);
+		if (v < lo)
+			lo = v;
+		if (v != NO_CHUNK && v > hi)
+			hi = v;
+	}
+	ix->limit = lo > NO_CHUNK - s->ring_entries ?
+		NO_CHUNK : lo + s->ring_entries;
+	if (hi + ahead < ix->limit)
+		ix->limit = hi + ahead;
+	return k < ix->limit;
+}
+
+/* Chunk ix->chunk + 1 starts where ix->r stands: publish it. */
+static void index_publish(struct weir_pcap_source *s)
+{
+	struct psrc_index *ix = &s->ix;
+
+	ix->chunk++;
+	ix->skipped = 0;
+	weir_pcap_tell(ix->r, &ix->ring[ix->chunk % s->ring_entries]);
+	/* Release: the entry before the count that shows it (pairs with the
+	 * acquire load in chunk_begin()). */
+	atomic_store_explicit(&ix->count, ix->chunk + 1, memory_order_release);
+}
+
+static void index_end(struct weir_pcap_source *s)
+{
+	s->ix.ended = true;
+	/* Release: as in index_publish(); chunk ix.chunk is the last. */
+	atomic_store_explicit(&s->ix.count, (s->ix.chunk + 1) | COUNT_ENDED,
+			      memory_order_release);
+}
+
+/* Skip a bounded number of frames, publishing each chunk start found.  The
+ * frontier chunk is left to core 0's reader when core 0 reads it next. */
+static void index_step(struct weir_pcap_source *s)
+{
+	struct psrc_index *ix = &s->ix;
+	uint64_t budget = (uint64_t)INDEX_FRAMES_PER_CORE * s->core[0].ncores;
+
+	while (!ix->ended && budget > 0) {
+		uint64_t want = s->chunk_frames - ix->skipped, got;
+
+		if (want == 0) { /* found, not yet published */
+			if (!index_room(s, ix->chunk + 1))
+				return;
+			index_publish(s);
+			continue;
+		}
+		if (ix->chunk == s->core[0].cur || !index_room(s, ix->chunk + 1))
+			return;
+		if (want > budget)
+			want = budget;
+		if (weir_pcap_skip(ix->r, want, &got) != 0)
+			got = 0; /* cannot fail (never seeks badly): end here */
+		ix->skipped += got;
+		budget -= got;
+		if (got < want)
+			index_end(s);
+	}
+}
+
+/* Core 0 has read chunk cur, the frontier, to its end: its reader stands
+ * where chunk cur+1 starts (or the file ends), which saves the skip. */
+static int index_by_reader(struct weir_pcap_source *s, struct psrc_core *pc,
+			   bool at_end)
+{
+	struct psrc_index *ix = &s->ix;
+	struct weir_pcap_pos pos;
+	int err;
+
+	if (ix->ended || ix->chunk != pc->cur)
+		return 0;
+	if (at_end) {
+		index_end(s);
+		return 0;
+	}
+	weir_pcap_tell(pc->r, &pos);
+	err = weir_pcap_seek(ix->r, &pos); /* O(1) within a section */
+	if (err)
+		return err;
+	ix->skipped = s->chunk_frames;
+	if (index_room(s, ix->chunk + 1))
+		index_publish(s);
+	return 0;
+}
+
+/* Index from chunk k, which starts at pos.  Before the start gate (open or
+ * restore of core 0), which orders it before every core's next(). */
+static int index_start(struct weir_pcap_source *s, uint64_t k,
+		       const struct weir_pcap_pos *pos)
+{
+	struct psrc_index *ix = &s->ix;
+	int err;
+
+	if (ix->r == NULL && (err = weir_pcap_clone(s->r, &ix->r)) != 0)
+		return err;
+	err = weir_pcap_seek(ix->r, pos);
+	if (err)
+		return err;
+	ix->chunk = k;
+	ix->skipped = 0;
+	ix->limit = 0;
+	ix->ended = false;
+	ix->ring[k % s->ring_entries] = *pos;
+	s->first_chunk = k;
+	/* Relaxed: published to the other cores by the start gate. */
+	atomic_store_explicit(&ix->count, k + 1, memory_order_relaxed);
+	return 0;
+}
+
+/* ---- ops ---- */
+
+static void show(struct psrc_core *pc)
+{
+	/* Relaxed: display values, read by weir_pcap_source_progress(). */
+	atomic_store_explicit(&pc->shown_packets, pc->c.packets,
+			      memory_order_relaxed);
+	atomic_store_explicit(&pc->shown_bytes, pc->bytes,
+			      memory_order_relaxed);
+}
+
+int wr_psrc_open(struct weir_pcap_source *s, unsigned core, unsigned ncores)
+{
+	struct psrc_core *pc;
+	int err;
+
+	if (s == NULL || ncores == 0 || ncores > WEIR_CORES_MAX ||
+	    core >= ncores)
+		return wr_error(-EINVAL, "pcap source: core %u of %u", core,
+				ncores);
+	pc = &s->core[core];
+	if (pc->r == NULL && (err = weir_pcap_clone(s->r, &pc->r)) != 0)
+		return err;
+	/* Everything before `need`: the rest may be read by other threads. */
+	struct weir_pcap *r = pc->r;
+	memset(pc, 0, offsetof(struct psrc_core, need));
+	pc->r = r;
+	pc->ncores = ncores;
+	for (unsigned sp = core; sp < SPLITS; sp += ncores)
+		pc->owned |= 1ull << sp;
+	pc->anchor = s->origin;
+	goto_chunk(pc, next_chunk(pc, 0));
+	if (pc->owned == 0)
+		finish(pc);
+	show(pc);
+	if (core != 0)
+		return 0;
+	s->start_ns = mono_ns();
+	s->deadline_ns = s->cfg.duration_ms ?
+		s->start_ns + s->cfg.duration_ms * 1000000u : 0;
+	atomic_store_explicit(&s->err, 0, memory_order_relaxed);
+	return index_start(s, 0, &s->origin);
+}
+
+int wr_psrc_next(struct weir_pcap_source *s, unsigned core,
+		 struct weir_flow_obs *recs, int64_t *ts, unsigned max)
+{
+	struct psrc_core *pc = &s->core[core];
+	uint64_t due = UINT64_MAX;
+	unsigned n = 0, frames = 0;
+	int rc;
+
+	if (pc->finished)
+		return WEIR_SOURCE_END;
+	if (core == 0)
+		index_step(s);
+	if (s->cfg.rate_pps || s->deadline_ns) {
+		uint64_t now = mono_ns();
+		if (s->deadline_ns && now >= s->deadline_ns) {
+			finish(pc);
+			return WEIR_SOURCE_END;
+		}
+		if (s->cfg.rate_pps)
+			due = s->first_chunk * s->chunk_frames + 1 +
+			      (uint64_t)((double)s->cfg.rate_pps *
+					 (double)(now - s->start_ns) / 1e9);
+	}
+	/* Each round reads >= 1 frame or finishes a chunk: bounded by max
+	 * plus one empty last chunk. */
+	while (frames < max) {
+		if (!pc->reading) {
+			rc = chunk_begin(s, pc);
+			if (rc == WEIR_SOURCE_END)
+				finish(pc);
+			if (rc < 0 && rc != WEIR_SOURCE_END)
+				return failed(s, rc);
+			if (rc <= 0)
+				break;
+		}
+		uint64_t f = pc->cur * s->chunk_frames + pc->done;
+		unsigned want = max - frames, got;
+		if (f >= due)
+			break;
+		if (due - f < want)
+			want = (unsigned)(due - f);
+		rc = read_chunk(s, pc, core == 0, recs + n, ts + n, want, &got);
+		if (rc < 0)
+			return failed(s, rc);
+		n += (unsigned)rc;
+		frames += got;
+	}
+	show(pc);
+	return n == 0 && pc->finished ? WEIR_SOURCE_END : (int)n;
+}
+
+int wr_psrc_position(struct weir_pcap_source *s, unsigned core, void *pos,
+		     size_t cap)
+{
+	const struct psrc_core *pc = &s->core[core];
+	struct psrc_pos p;
+
+	if (cap < sizeof(p))
+		return -ENOSPC;
+	memset(&p, 0, sizeof(p));
+	p.chunk_frames = s->chunk_frames;
+	p.splits = SPLITS;
+	p.owned = pc->owned;
+	p.anchor_chunk = pc->anchor_chunk;
+	p.anchor = pc->anchor;
+	p.c = pc->c;
+	for (unsigned sp = 0; sp < SPLITS; sp++) {
+		if (!(pc->owned >> sp & 1))
+			continue;
+		/* Its first chunk >= cur, unless the restore starts it later. */
+		uint64_t k = pc->cur + (sp + SPLITS - pc->cur % SPLITS) % SPLITS;
+		if (k < pc->from[sp])
+			k = pc->from[sp];
+		p.resume[sp] = k;
+		p.done[sp] = k == pc->cur ? pc->done :
+			     k == pc->from[sp] ? pc->from_done[sp] : 0;
+	}
+	memcpy(pos, &p, sizeof(p));
+	return (int)sizeof(p);
+}
+
+static int bad_pos(const char *why, unsigned i)
+{
+	return wr_error(-EINVAL, "pcap source: checkpoint position of core %u: "
+			"%s", i, why);
+}
+
+/* Check every old core's position; every split in exactly one.  Fills
+ * resume/done per split, the counters' sum and the smallest resume. */
+static int load_positions(const struct weir_pcap_source *s,
+			  const struct weir_source_pos *pos, unsigned nold,
+			  struct psrc_pos *all, struct weir_flow_counters *sum,
+			  uint64_t *first)
+{
+	uint64_t seen = 0;
+	struct psrc_pos p;
+
+	memset(all, 0, sizeof(*all));
+	memset(sum, 0, sizeof(*sum));
+	*first = NO_CHUNK;
+	for (unsigned i = 0; i < nold; i++) {
+		if (pos[i].len != sizeof(p))
+			return wr_error(-EINVAL, "pcap source: checkpoint "
+					"position of %zu bytes, expected %zu",
+					pos[i].len, sizeof(p));
+		memcpy(&p, pos[i].bytes, sizeof(p));
+		if (p.chunk_frames != s->chunk_frames || p.splits != SPLITS)
+			return bad_pos("another chunk size or split count", i);
+		if (p.owned & seen)
+			return bad_pos("a split already in another", i);
+		seen |= p.owned;
+		for (unsigned sp = 0; sp < SPLITS; sp++) {
+			if (!(p.owned >> sp & 1))
+				continue;
+			if (p.resume[sp] % SPLITS != sp ||
+			    p.done[sp] >= s->chunk_frames)
+				return bad_pos("a chunk of another split", i);
+			all->resume[sp] = p.resume[sp];
+			all->done[sp] = p.done[sp];
+			if (p.resume[sp] < *first)
+				*first = p.resume[sp];
+		}
+		sum->packets += p.c.packets;
+		sum->ip += p.c.ip;
+		sum->malformed += p.c.malformed;
+		sum->non_ip += p.c.non_ip;
+		sum->unsupported += p.c.unsupported;
+		sum->truncated += p.c.truncated;
+	}
+	if (seen != ALL_SPLITS)
+		return wr_error(-EINVAL, "pcap source: checkpoint positions "
+				"of %u cores leave splits out", nold);
+	return 0;
+}
+
+/* The latest old anchor at or before every resume chunk (the core that
+ * owns the smallest has one): the restored index starts there. */
+static void pick_anchor(const struct weir_source_pos *pos, unsigned nold,
+			uint64_t first, struct psrc_core *pc)
+{
+	struct psrc_pos p;
+	bool found = false;
+
+	for (unsigned i = 0; i < nold; i++) {
+		memcpy(&p, pos[i].bytes, sizeof(p));
+		if (p.anchor_chunk <= first &&
+		    (!found || p.anchor_chunk > pc->anchor_chunk)) {
+			pc->anchor_chunk = p.anchor_chunk;
+			pc->anchor = p.anchor;
+			found = true;
+		}
+	}
+}
+
+int wr_psrc_restore(struct weir_pcap_source *s, unsigned core,
+		    const struct weir_source_pos *pos, unsigned nold)
+{
+	struct psrc_core *pc = &s->core[core];
+	struct weir_flow_counters sum;
+	struct psrc_pos all;
+	uint64_t first;
+	int err;
+
+	if (nold == 0)
+		return wr_error(-EINVAL, "pcap source: no checkpoint position");
+	err = load_positions(s, pos, nold, &all, &sum, &first);
+	if (err)
+		return err;
+	pick_anchor(pos, nold, first, pc);
+	for (unsigned sp = 0; sp < SPLITS; sp++) {
+		pc->from[sp] = all.resume[sp];
+		pc->from_done[sp] = all.done[sp];
+	}
+	if (pc->owned != 0)
+		goto_chunk(pc, next_chunk(pc, 0));
+	if (core != 0) {
+		show(pc);
+		return 0;
+	}
+	pc->c = sum; /* the old totals, counted once */
+	pc->bytes = pc->anchor.offset > s->origin.offset ? /* about */
+		pc->anchor.offset - s->origin.offset : 0;
+	show(pc);
+	return index_start(s, pc->anchor_chunk, &pc->anchor);
+}
+
+static int psrc_open(struct weir_ctx *c, unsigned split, unsigned splits,
+		     void *arg)
+{
+	(void)c;
+	return wr_psrc_open(arg, split, splits);
 }
 
 static int psrc_next(struct weir_ctx *c, void *recs, int64_t *ts,
 		     unsigned max, void *arg)
 {
-	struct weir_pcap_source *s = arg;
-	struct psrc_core *pc = &s->core[weir_ctx_core(c)];
-	struct weir_flow_obs *o = recs;
-	struct weir_frame f;
-	unsigned n = 0, want;
-	int rc = 1;
-
-	if (pc->done)
-		return WEIR_SOURCE_END;
-	want = budget(s, pc, max);
-	if (want == 0 && s->deadline_ns && mono_ns() >= s->deadline_ns)
-		return psrc_end(s, pc, 0);
-	for (unsigned i = 0; i < want; i++) {
-		rc = weir_pcap_next(s->r, &f);
-		if (rc <= 0)
-			break;
-		n += (unsigned)take(pc, &f, &o[n], &ts[n]);
-	}
-	if (rc < 0 || (rc == 0 && n == 0))
-		return psrc_end(s, pc, rc);
-	if ((pc->c.packets & 1023) < max)
-		publish(s, pc);
-	return (int)n; /* an end (rc == 0) is reported by the next call */
+	return wr_psrc_next(arg, weir_ctx_core(c), recs, ts, max);
 }
-
-/* Checkpoint position: the reader's position and split 0's counters
- * (only split 0 reads the file; the other splits record nothing). */
-struct psrc_pos {
-	struct weir_pcap_pos pos;
-	struct weir_flow_counters c;
-};
 
 static int psrc_position(struct weir_ctx *c, void *pos, size_t cap, void *arg)
 {
-	struct weir_pcap_source *s = arg;
-	struct psrc_pos p = { .c = s->core[0].c };
-
-	if (weir_ctx_core(c) != 0)
-		return 0;
-	if (cap < sizeof(p))
-		return -ENOSPC;
-	weir_pcap_tell(s->r, &p.pos);
-	memcpy(pos, &p, sizeof(p));
-	return (int)sizeof(p);
+	return wr_psrc_position(arg, weir_ctx_core(c), pos, cap);
 }
 
 static int psrc_restore(struct weir_ctx *c, const struct weir_source_pos *pos,
 			unsigned nold, void *arg)
 {
-	struct weir_pcap_source *s = arg;
-	struct psrc_pos p;
-	int err;
-
-	if (weir_ctx_core(c) != 0)
-		return 0;
-	if (nold == 0 || pos[0].len != sizeof(p))
-		return wr_error(-EINVAL, "pcap source: checkpoint position of "
-				"%zu bytes, expected %zu", nold ? pos[0].len : 0,
-				sizeof(p));
-	memcpy(&p, pos[0].bytes, sizeof(p));
-	err = weir_pcap_source_seek(s, &p.pos);
-	if (err)
-		return err;
-	s->core[0].c = p.c;
-	s->resumed_packets = p.c.packets;
-	publish(s, &s->core[0]);
-	return 0;
+	return wr_psrc_restore(arg, weir_ctx_core(c), pos, nold);
 }
 
 int weir_pcap_source_add(struct weir_pipeline *p, struct weir_pcap_source *s,
@@ -252,7 +805,7 @@ int weir_pcap_source_add(struct weir_pipeline *p, struct weir_pcap_source *s,
 void weir_pcap_source_tell(const struct weir_pcap_source *s,
 			   struct weir_pcap_pos *pos)
 {
-	weir_pcap_tell(s->r, pos);
+	*pos = s->origin;
 }
 
 int weir_pcap_source_seek(struct weir_pcap_source *s,
@@ -261,8 +814,7 @@ int weir_pcap_source_seek(struct weir_pcap_source *s,
 	int err = weir_pcap_seek(s->r, pos);
 
 	if (err == 0)
-		atomic_store_explicit(&s->offset, pos->offset,
-				      memory_order_relaxed);
+		s->origin = *pos;
 	return err;
 }
 
@@ -270,10 +822,18 @@ void weir_pcap_source_progress(const struct weir_pcap_source *s,
 			       uint64_t *bytes_read, uint64_t *file_bytes,
 			       uint64_t *packets)
 {
-	/* Pairs with the relaxed stores in publish(): display values. */
-	*bytes_read = atomic_load_explicit(&s->offset, memory_order_relaxed);
+	uint64_t b = s->origin.offset, n = 0;
+
+	for (unsigned i = 0; i < WEIR_CORES_MAX; i++) {
+		/* Pairs with the relaxed stores in show(): display values. */
+		b += atomic_load_explicit(&s->core[i].shown_bytes,
+					  memory_order_relaxed);
+		n += atomic_load_explicit(&s->core[i].shown_packets,
+					  memory_order_relaxed);
+	}
+	*bytes_read = b < s->size ? b : s->size;
 	*file_bytes = s->size;
-	*packets = atomic_load_explicit(&s->published[0], memory_order_relaxed);
+	*packets = n;
 }
 
 void weir_pcap_source_counters(const struct weir_pcap_source *s,
@@ -293,5 +853,5 @@ void weir_pcap_source_counters(const struct weir_pcap_source *s,
 
 int weir_pcap_source_error(const struct weir_pcap_source *s)
 {
-	return s->err;
+	return atomic_load_explicit(&s->err, memory_order_relaxed);
 }

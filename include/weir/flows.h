@@ -11,10 +11,14 @@
  *   virtual clock for the generator.
  *
  * SPLITS
- *   File source: a file is one split, read by core 0; every other core's
- *   split ends at once.  weir_key_by() then spreads flows by key group,
- *   the same key -> core mapping as every other input (a DPDK run with RSS
- *   programmed per key group puts each flow on the same core).
+ *   File source: every core reads and parses its own share of the file.
+ *   Frames are cut into chunks of 4096 (chunk k = frames [4096k,
+ *   4096(k+1))), chunk k belongs to logical split k % WEIR_GENERATOR_SPLITS
+ *   and split s to core s % cores; each core reads its chunks in file
+ *   order with its own reader over the one mapping, and core 0 also finds
+ *   where the chunks start (docs/net.md).  A file of fewer than 4097 frames
+ *   is read by core 0 alone.  weir_key_by() then spreads flows by key
+ *   group, the same key -> core mapping as every other input.
  *   Generator: packet i is a pure function of (config, i); the index space
  *   is cut into WEIR_GENERATOR_SPLITS logical splits like
  *   weir_source_generator (packet i belongs to split i % S), split s goes
@@ -33,10 +37,14 @@
  *      destroy after weir_pipeline_destroy().  A handle feeds one pipeline.
  *
  * CAVEATS
- *   - weir_pcap_source_tell()/seek() touch the reader that core 0 uses:
- *     call them only while no pipeline runs (or, later, from core 0's
- *     checkpoint hook).  weir_pcap_source_progress() may be called from any
- *     thread at any time.
+ *   - weir_pcap_source_tell()/seek() read and move the origin (where frame
+ *     0 of a run is): call them only while no pipeline runs.
+ *     weir_pcap_source_progress() may be called from any thread at any
+ *     time.
+ *   - The file source's records are in file order per core, not across
+ *     cores: a file whose timestamps go back by more than the watermark's
+ *     out-of-orderness may count other packets late than on one core (on
+ *     one core that already depends on when watermarks are sent).
  */
 #ifndef WEIR_FLOWS_H
 #define WEIR_FLOWS_H
@@ -69,7 +77,9 @@ struct weir_flow_counters {
 struct weir_pcap_source;
 
 struct weir_pcap_source_config {
-	uint64_t rate_pps;    /* pacing over the whole file; 0 = full speed */
+	/* Pacing over the whole file, all cores: frame f of the run is read
+	 * no earlier than f / rate_pps s after the start; 0 = full speed. */
+	uint64_t rate_pps;
 	uint64_t duration_ms; /* input ends after this wall time; 0 = never */
 };
 
@@ -84,19 +94,25 @@ int weir_pcap_source_add(struct weir_pipeline *p, struct weir_pcap_source *s,
 			 struct weir_stream **out);
 void weir_pcap_source_close(struct weir_pcap_source *s);
 
-/* Replay position of the file (see weir_pcap_tell/seek); see CAVEATS. */
+/* The origin: where the next run starts reading (frame 0 of its chunks),
+ * the file's first record unless seek() moved it; a position of
+ * weir_pcap_tell() on the same file (-EINVAL otherwise).  See CAVEATS.  A
+ * restore from a checkpoint resumes where the checkpoint says instead. */
 void weir_pcap_source_tell(const struct weir_pcap_source *s,
 			   struct weir_pcap_pos *pos);
 int weir_pcap_source_seek(struct weir_pcap_source *s,
 			  const struct weir_pcap_pos *pos);
-/* Bytes and frames consumed so far and the file size; any thread, at any
- * time (refreshed every ~1024 frames). */
+/* Bytes (the origin's offset plus the records read, over all cores) and
+ * frames consumed so far, and the file size; any thread, at any time
+ * (refreshed every next() call of each core; after a restore the bytes
+ * are an estimate). */
 void weir_pcap_source_progress(const struct weir_pcap_source *s,
 			       uint64_t *bytes_read, uint64_t *file_bytes,
 			       uint64_t *packets);
 void weir_pcap_source_counters(const struct weir_pcap_source *s,
 			       struct weir_flow_counters *out);
-/* The reader's -errno when the job failed because of the file, else 0. */
+/* The reader's -errno when the job failed because of the file (the first
+ * core to meet it; it is the first corrupt record of the file), else 0. */
 int weir_pcap_source_error(const struct weir_pcap_source *s);
 
 /* ---- traffic generator ---- */

@@ -29,8 +29,13 @@
  *   5. A reader never reads outside [base, base + size): every length in the
  *      file is checked against the bytes that remain before it is used.
  *
+ *   6. weir_pcap_skip(r, n) leaves r exactly where n calls of
+ *      weir_pcap_next() would (position, frame index, stats), or stops
+ *      before the record next() would end, fail or count as truncated at.
+ *
  * CAVEATS
  *   - One reader belongs to one thread (no internal locking): _local rule.
+ *     Readers on several threads share one file through weir_pcap_clone().
  *   - Files are mapped once at open; a file that grows afterwards is read up
  *     to its size at open.
  */
@@ -193,10 +198,29 @@ void weir_pcap_close(struct weir_pcap *r);
  */
 int weir_pcap_next(struct weir_pcap *r, struct weir_frame *f);
 
+/*
+ * Skip up to n frames without producing them, as n calls of
+ * weir_pcap_next() would (SHBs and IDBs are processed, unsupported-interface
+ * packets and other blocks are passed and counted), in a few instructions
+ * per frame: only lengths are read.  *skipped is how many; fewer than n
+ * means the next record is one next() must handle: the end of the file, a
+ * truncated record or a corrupt one, left untouched (no error is raised,
+ * nothing is counted for it).  Returns 0, or the reader's sticky error.
+ */
+int weir_pcap_skip(struct weir_pcap *r, uint64_t n, uint64_t *skipped);
+
+/*
+ * A second reader of the same file at r's position (stats zeroed), sharing
+ * r's mapping: a copy of the reader's few KiB, no syscall.  Each may then be
+ * used by its own thread.  Close every clone before r.
+ */
+int weir_pcap_clone(const struct weir_pcap *r, struct weir_pcap **out);
+
 /* The position before the next frame; weir_pcap_seek() returns to it. */
 void weir_pcap_tell(const struct weir_pcap *r, struct weir_pcap_pos *pos);
 /* Restore a position from weir_pcap_tell() on the same file.  -EINVAL if it
- * cannot belong to this file (beyond its end, not at a block...). */
+ * cannot belong to this file (beyond its end, not at a block...).  pcapng:
+ * O(interfaces) from elsewhere, O(1) within the section the reader is in. */
 int weir_pcap_seek(struct weir_pcap *r, const struct weir_pcap_pos *pos);
 
 /* File size in bytes; with pos.offset it gives progress. */

@@ -12,6 +12,12 @@ Test plan:
     250 ms.
   - tshark cross-check (skipped visibly when tshark is absent): tshark's
     per-packet fields aggregated the same way equal weir's rows.
+  - parallel reading (net/pcap_source.c: chunks of 4096 frames, chunk k on
+    core (k % 64) % cores): 3 chunks + 1 frame in pcap-us, pcap-ns-be,
+    pcapng and pcapng-be on 1 and 2 cores = the model, same counters; a
+    truncated last record (truncated=1, rows without it) and a corrupt
+    record in the middle of chunk 2 (exit 2, the same error line naming the
+    offset on 1 and 2 cores) as on 1 core.
   - generator: same rows on 1 and 2 cores, packets sum to --packets.
   - errors: missing file, non-capture file, --window 0, unknown option,
     --checkpoint-interval 0, --dpdk with --pcap -> exit 2, one line on
@@ -88,14 +94,18 @@ def summary(stderr):
 
 
 def capture(tmp, fmt, seed, frames=4000):
-    path = os.path.join(tmp, f"c{seed}.{fmt}")
+    path = os.path.join(tmp, f"c{seed}-{frames}.{fmt}")
     r = subprocess.run([MAKE, path, fmt, str(seed), str(frames)],
                        capture_output=True, text=True, check=True)
     return path, r.stdout.splitlines()
 
 
-def check_capture(tmp, fmt, seed, window, cores):
-    path, desc = capture(tmp, fmt, seed)
+def check_capture(tmp, fmt, seed, window, cores, frames=4000, cut=0):
+    path, desc = capture(tmp, fmt, seed, frames)
+    if cut:  # the last record loses its last `cut` bytes
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) - cut)
+        desc = desc[:-1]
     want, counts = model_rows(desc, window)
     out = os.path.join(tmp, f"o-{fmt}-{cores}-{window}.csv")
     err = run_flows(["--pcap", path, "--cores", str(cores),
@@ -112,6 +122,7 @@ def check_capture(tmp, fmt, seed, window, cores):
     assert int(s["malformed"]) == counts["malformed"], s
     assert int(s["non_ip"]) == counts["non_ip"], s
     assert int(s["rows"]) == len(want) and s["late"] == "0", s
+    assert int(s["truncated"]) == (1 if cut else 0), s
     assert s["checkpoints"] == "0", s
     assert not os.path.exists(out + ".inprogress")
     return len(want)
@@ -123,6 +134,71 @@ for fmt, seed in (("pcap-us", 1), ("pcap-ns", 2), ("pcapng", 3)):
             test(f"{fmt} {cores} core(s) window {window} = model")(
                 lambda tmp, f=fmt, s=seed, w=window, c=cores:
                 check_capture(tmp, f, s, w, c))
+
+
+CHUNK = 4096  # WR_PSRC_CHUNK_FRAMES
+for fmt, seed in (("pcap-us", 11), ("pcap-ns-be", 12), ("pcapng", 13),
+                  ("pcapng-be", 14)):
+    for cores in (1, 2):
+        test(f"{fmt} {3 * CHUNK + 1} frames (4 chunks) {cores} core(s) = "
+             f"model")(lambda tmp, f=fmt, s=seed, c=cores:
+                       check_capture(tmp, f, s, 1000, c, 3 * CHUNK + 1))
+for fmt, seed in (("pcap-ns", 15), ("pcapng-be", 16)):
+    for cores in (1, 2):
+        test(f"{fmt} truncated last record, {cores} core(s): truncated=1")(
+            lambda tmp, f=fmt, s=seed, c=cores:
+            check_capture(tmp, f, s, 1000, c, 2 * CHUNK + 7, cut=5))
+
+
+def record_offsets(path):
+    """Byte offset of every frame's record (classic) or block (pcapng),
+    the byte order, and whether the file is pcapng."""
+    with open(path, "rb") as f:
+        b = f.read()
+    offs = []
+    if b[:4] == b"\x0a\x0d\x0d\x0a":
+        be = b[8:12] == b"\x1a\x2b\x3c\x4d"
+        o = 0
+        while o < len(b):
+            typ = int.from_bytes(b[o:o + 4], "big" if be else "little")
+            n = int.from_bytes(b[o + 4:o + 8], "big" if be else "little")
+            if typ == 6:
+                offs.append(o)
+            o += n
+        return offs, be, True
+    be = b[:4] == b"\xa1\xb2\x3c\x4d" or b[:4] == b"\xa1\xb2\xc3\xd4"
+    o = 24
+    while o < len(b):
+        offs.append(o)
+        o += 16 + int.from_bytes(b[o + 8:o + 12], "big" if be else "little")
+    return offs, be, False
+
+
+def check_corrupt(tmp, fmt, seed):
+    path, _ = capture(tmp, fmt, seed, 4 * CHUNK)
+    offs, be, ng = record_offsets(path)
+    at = offs[2 * CHUNK + CHUNK // 2]  # the middle of chunk 2
+    with open(path, "r+b") as f:  # pcapng: a block length of 7
+        f.seek(at + (4 if ng else 8))  # classic: a caplen of 2^32 - 16
+        f.write((7 if ng else 0xfffffff0).to_bytes(4, "big" if be else "little"))
+    lines = []
+    for cores in (1, 2):
+        out = os.path.join(tmp, f"bad{cores}.csv")
+        r = subprocess.run([WEIR, "flows", "--pcap", path, "--cores",
+                            str(cores), "--out", out],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2, f"{cores} cores: exit {r.returncode}: " \
+                                  f"{r.stderr!r}"
+        first = r.stderr.strip().splitlines()[0]
+        assert f"at offset {at}" in first, first
+        assert not os.path.exists(out), f"{out} exists after a failed run"
+        lines.append(first)
+    assert lines[0] == lines[1], f"1 core: {lines[0]!r}, 2: {lines[1]!r}"
+
+
+for fmt, seed in (("pcap-ns-be", 17), ("pcapng", 18)):
+    test(f"{fmt} corrupt record in chunk 2: the same error on 1 and 2 "
+         f"cores, exit 2")(lambda tmp, f=fmt, s=seed: check_corrupt(tmp, f, s))
 
 
 def tshark_rows(path, window):

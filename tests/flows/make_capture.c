@@ -2,7 +2,8 @@
  * make_capture.c — write a test capture with weir's capture writer and
  * print, for every frame, what it is by construction (not by parsing):
  *
- *   make_capture OUT FORMAT SEED FRAMES     FORMAT: pcap-us | pcap-ns | pcapng
+ *   make_capture OUT FORMAT SEED FRAMES
+ *   FORMAT: pcap-us | pcap-ns | pcapng, with -be for a big-endian file
  *
  * stdout, one line per frame:
  *   ok TS_NS VERSION PROTO SRC_HEX DST_HEX SPORT DPORT IP_BYTES
@@ -216,13 +217,14 @@ int main(int argc, char **argv)
 	FILE *out;
 
 	if (argc != 5) {
-		fprintf(stderr, "usage: make_capture OUT pcap-us|pcap-ns|pcapng "
-			"SEED FRAMES\n");
+		fprintf(stderr, "usage: make_capture OUT pcap-us|pcap-ns|pcapng"
+			"[-be] SEED FRAMES\n");
 		return 2;
 	}
-	cfg.format = strcmp(argv[2], "pcapng") == 0 ? WEIR_CAPTURE_PCAPNG :
-		     strcmp(argv[2], "pcap-ns") == 0 ? WEIR_CAPTURE_PCAP_NS :
+	cfg.format = strncmp(argv[2], "pcapng", 6) == 0 ? WEIR_CAPTURE_PCAPNG :
+		     strncmp(argv[2], "pcap-ns", 7) == 0 ? WEIR_CAPTURE_PCAP_NS :
 		     WEIR_CAPTURE_PCAP_US;
+	cfg.big_endian = strstr(argv[2], "-be") != NULL;
 	if (cfg.format == WEIR_CAPTURE_PCAPNG)
 		cfg.tsresol = 9;
 	rng = strtoull(argv[3], NULL, 10) * 2654435761u + 88172645463325252ull;

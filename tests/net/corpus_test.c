@@ -26,46 +26,12 @@
 #include <sys/stat.h>
 
 #include "weir/net.h"
-
-#ifndef WEIR_SOURCE_DIR
-#define WEIR_SOURCE_DIR "."
-#endif
+#include "corpus.h"
 
 struct tally {
 	unsigned files, opened, unsupported, foreign, bad_header, corrupt;
 	unsigned long frames, truncated, verdict[4];
 };
-
-static int is_dir(const char *p)
-{
-	struct stat st;
-
-	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static int find_corpus(char *out, size_t n)
-{
-	const char *env = getenv("WEIR_CORPUS_DIR");
-	char dir[PATH_MAX / 2];
-
-	if (env != NULL && *env != '\0') {
-		snprintf(out, n, "%s/tcpdump", env);
-		if (is_dir(out))
-			return 0;
-		snprintf(out, n, "%s", env);
-		return is_dir(out) ? 0 : -ENOENT;
-	}
-	snprintf(dir, sizeof(dir), "%s", WEIR_SOURCE_DIR);
-	for (int up = 0; up < 6; up++) {
-		snprintf(out, n, "%s/shared/corpus/tcpdump", dir);
-		if (is_dir(out))
-			return 0;
-		if (strlen(dir) + 4 >= sizeof(dir))
-			break;
-		strcat(dir, "/..");
-	}
-	return -ENOENT;
-}
 
 static void *slurp(const char *path, size_t *len)
 {

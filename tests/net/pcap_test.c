@@ -24,6 +24,22 @@
  *      message), pcapng bad byte-order magic, pcap version; pcapng with a
  *      mix of supported and unsupported interfaces skips and counts.
  *   7. Bad positions for seek → -EINVAL.
+ *   8. Skip agrees with next: from the position before every frame, skip(n)
+ *      for every n up to past the end lands where n calls of next land
+ *      (position, frame index, stats), on captures.h captures: classic µs
+ *      LE, ns BE, the modified variant, and pcapng of both first byte
+ *      orders with section changes, an IDB in mid-section, unsupported-
+ *      interface packets, SPB, obsolete PB and unknown blocks.
+ *   9. Skip stops before what next must report: a corrupt record (no error
+ *      raised, next then fails with the message a fresh reader gives), a
+ *      truncated last record (counted by next only); a failed reader's
+ *      skip returns its sticky error.
+ *  10. A clone reads the same frames from where the original was, on its
+ *      own, with zeroed stats; closing it leaves the original working.
+ *  11. Seeks among the positions of one pcapng file in a random order (the
+ *      same-section fast path, reading on to late IDBs, full rebuilds) give
+ *      the reference frames; a position claiming an IDB that lies after it
+ *      is refused in-section as from a fresh reader.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -32,6 +48,7 @@
 
 #include "weir/net.h"
 #include "frames.h"
+#include "captures.h"
 
 struct cap {
 	char *buf;
@@ -723,6 +740,290 @@ Test(pcap, seek_rejects_foreign_positions)
 	cr_expect_eq(weir_pcap_seek(d.r, &p), -EINVAL);
 	p.section_offset = 0;
 	cr_expect_eq(weir_pcap_seek(d.r, &p), 0, "%s", weir_last_error());
+	rd_close(&d);
+	free(c.buf);
+}
+
+/* ---- skip, clone, seek within a section (plan 8-11) ---- */
+
+#define SKIP_FRAMES_MAX 400
+
+/* The modified (0xa1b2cd34) variant of a classic LE capture: 8 more bytes
+ * per record header. */
+static void to_modified(const struct tcap *c, struct tcap *m)
+{
+	size_t o = 24;
+
+	memset(m, 0, sizeof(*m));
+	m->buf = malloc(c->len + 8 * c->frames);
+	memcpy(m->buf, c->buf, 24);
+	m->buf[0] = 0x34, m->buf[1] = (char)0xcd;
+	m->len = 24;
+	while (o < c->len) {
+		uint32_t caplen;
+		memcpy(&caplen, c->buf + o + 8, 4);
+		memcpy(m->buf + m->len, c->buf + o, 16);
+		memset(m->buf + m->len + 16, 0, 8);
+		memcpy(m->buf + m->len + 24, c->buf + o + 16, caplen);
+		m->len += 24 + caplen;
+		o += 16 + caplen;
+	}
+	m->frames = c->frames;
+}
+
+/* Positions before every frame and after the last (pos[n]); returns n. */
+static uint64_t frame_positions(struct weir_pcap *r, struct weir_pcap_pos *pos,
+				const uint8_t **data, uint64_t max)
+{
+	struct weir_frame f;
+	uint64_t n = 0;
+
+	for (;;) {
+		cr_assert_leq(n, max);
+		weir_pcap_tell(r, &pos[n]);
+		int rc = weir_pcap_next(r, &f);
+		cr_assert_geq(rc, 0, "%s", weir_last_error());
+		if (rc == 0)
+			return n;
+		if (data != NULL)
+			data[n] = f.data;
+		n++;
+	}
+}
+
+static void expect_same_place(struct weir_pcap *a, struct weir_pcap *b,
+			      const struct weir_pcap_stats *a0,
+			      const struct weir_pcap_stats *b0, uint64_t i,
+			      uint64_t n)
+{
+	struct weir_pcap_pos pa, pb;
+	struct weir_pcap_stats sa, sb;
+
+	weir_pcap_tell(a, &pa);
+	weir_pcap_tell(b, &pb);
+	cr_assert_eq(memcmp(&pa, &pb, sizeof(pa)), 0,
+		     "from frame %llu, skip %llu: offset %llu/%llu index "
+		     "%llu/%llu section %llu/%llu ifs %u/%u",
+		     (unsigned long long)i, (unsigned long long)n,
+		     (unsigned long long)pb.offset, (unsigned long long)pa.offset,
+		     (unsigned long long)pb.index, (unsigned long long)pa.index,
+		     (unsigned long long)pb.section_offset,
+		     (unsigned long long)pa.section_offset, pb.interfaces,
+		     pa.interfaces);
+	weir_pcap_get_stats(a, &sa);
+	weir_pcap_get_stats(b, &sb);
+	cr_assert_eq(sa.frames - a0->frames, sb.frames - b0->frames);
+	cr_assert_eq(sa.unsupported - a0->unsupported,
+		     sb.unsupported - b0->unsupported, "from %llu, skip %llu",
+		     (unsigned long long)i, (unsigned long long)n);
+	cr_assert_eq(sa.skipped_blocks - a0->skipped_blocks,
+		     sb.skipped_blocks - b0->skipped_blocks);
+	cr_assert_eq(sa.truncated - a0->truncated, sb.truncated - b0->truncated);
+}
+
+static void check_skip_agrees(const struct tcap *c)
+{
+	static struct weir_pcap_pos pos[SKIP_FRAMES_MAX + 1];
+	struct weir_pcap_stats a0, b0;
+	struct weir_frame f;
+	struct rd a, b;
+	uint64_t n, got;
+
+	cr_assert_eq(rd_open(&a, c->buf, c->len), 0, "%s", weir_last_error());
+	cr_assert_eq(rd_open(&b, c->buf, c->len), 0);
+	n = frame_positions(a.r, pos, NULL, SKIP_FRAMES_MAX);
+	cr_assert_eq(n, c->frames);
+	for (uint64_t i = 0; i <= n; i++) {
+		cr_assert_eq(weir_pcap_seek(a.r, &pos[i]), 0);
+		weir_pcap_get_stats(a.r, &a0);
+		for (uint64_t k = 0; k <= n - i + 2; k++) {
+			if (k > 0)
+				cr_assert_eq(weir_pcap_next(a.r, &f),
+					     k <= n - i ? 1 : 0);
+			cr_assert_eq(weir_pcap_seek(b.r, &pos[i]), 0);
+			weir_pcap_get_stats(b.r, &b0);
+			cr_assert_eq(weir_pcap_skip(b.r, k, &got), 0);
+			cr_assert_eq(got, k <= n - i ? k : n - i);
+			expect_same_place(a.r, b.r, &a0, &b0, i, k);
+		}
+	}
+	rd_close(&a);
+	rd_close(&b);
+}
+
+Test(pcap, skip_agrees_with_next)
+{
+	struct tcap c, m;
+
+	tc_classic(&c, WEIR_CAPTURE_PCAP_US, false, 300);
+	check_skip_agrees(&c);
+	to_modified(&c, &m);
+	check_skip_agrees(&m);
+	free(m.buf);
+	free(c.buf);
+	tc_classic(&c, WEIR_CAPTURE_PCAP_NS, true, 300);
+	check_skip_agrees(&c);
+	free(c.buf);
+	for (int be = 0; be < 2; be++) {
+		tc_pcapng(&c, be, 300);
+		cr_assert_gt(c.unsupported, 0);
+		check_skip_agrees(&c);
+		free(c.buf);
+	}
+}
+
+/* Skip from the start stops after `want` frames with no error and changes
+ * nothing; next then reports exactly what a fresh reader reports there. */
+static void check_skip_stops(const char *buf, size_t len, uint64_t want)
+{
+	struct weir_pcap_stats st;
+	struct weir_frame f;
+	struct rd a, b;
+	char msg[512];
+	uint64_t got;
+	int rc_a, rc_b;
+
+	cr_assert_eq(rd_open(&a, buf, len), 0, "%s", weir_last_error());
+	do
+		rc_a = weir_pcap_next(a.r, &f);
+	while (rc_a == 1);
+	snprintf(msg, sizeof(msg), "%s", rc_a < 0 ? weir_last_error() : "");
+	cr_assert_eq(rd_open(&b, buf, len), 0);
+	cr_assert_eq(weir_pcap_skip(b.r, want + 10, &got), 0);
+	cr_assert_eq(got, want);
+	weir_pcap_get_stats(b.r, &st);
+	cr_assert_eq(st.truncated, 0);
+	rc_b = weir_pcap_next(b.r, &f);
+	cr_assert_eq(rc_b, rc_a);
+	if (rc_a < 0) {
+		cr_assert_str_eq(weir_last_error(), msg);
+		cr_assert_eq(weir_pcap_skip(b.r, 1, &got), rc_a, "sticky");
+		cr_assert_eq(got, 0);
+	} else {
+		weir_pcap_get_stats(b.r, &st);
+		cr_assert_eq(st.truncated, 1);
+	}
+	rd_close(&a);
+	rd_close(&b);
+}
+
+Test(pcap, skip_stops_before_what_next_reports)
+{
+	static struct weir_pcap_pos pos[SKIP_FRAMES_MAX + 1];
+	struct tcap c;
+	struct rd d;
+
+	for (int ng = 0; ng < 2; ng++) {
+		for (int be = 0; be < 2; be++) {
+			if (ng)
+				tc_pcapng(&c, be, 250);
+			else
+				tc_classic(&c, WEIR_CAPTURE_PCAP_NS, be, 250);
+			cr_assert_eq(rd_open(&d, c.buf, c.len), 0);
+			cr_assert_eq(frame_positions(d.r, pos, NULL,
+						     SKIP_FRAMES_MAX), 250);
+			rd_close(&d);
+			/* A record cut by the end of the file. */
+			check_skip_stops(c.buf, pos[249].offset + 13, 249);
+			/* A corrupt length (classic: caplen; pcapng: the block
+			 * length of whatever block comes first), mid-file. */
+			for (uint64_t j = 100; j < 250; j += 77) {
+				size_t at = pos[j].offset + (ng ? 4 : 8);
+				/* pcapng: the byte order of j's section */
+				bool sbe = ng ? (uint8_t)c.buf[pos[j].section_offset
+							       + 8] == 0x1a
+					      : be;
+				char save[4];
+
+				memcpy(save, c.buf + at, 4);
+				tc_st32(c.buf + at, ng ? 7 : 0xfffffff0u, sbe);
+				check_skip_stops(c.buf, c.len, j);
+				memcpy(c.buf + at, save, 4);
+			}
+			free(c.buf);
+		}
+	}
+}
+
+Test(pcap, clone_reads_on_its_own)
+{
+	static struct weir_pcap_pos pos[SKIP_FRAMES_MAX + 1];
+	static const uint8_t *data[SKIP_FRAMES_MAX];
+	struct weir_pcap_stats st;
+	struct weir_pcap *k;
+	struct weir_frame f, g;
+	struct tcap c;
+	struct rd d;
+	uint64_t n;
+
+	tc_pcapng(&c, true, 300);
+	cr_assert_eq(rd_open(&d, c.buf, c.len), 0);
+	n = frame_positions(d.r, pos, data, SKIP_FRAMES_MAX);
+	cr_assert_eq(weir_pcap_seek(d.r, &pos[150]), 0);
+	cr_assert_eq(weir_pcap_clone(d.r, &k), 0);
+	weir_pcap_get_stats(k, &st);
+	cr_assert_eq(st.frames, 0);
+	for (uint64_t i = 150; i < n; i++) { /* interleaved */
+		cr_assert_eq(weir_pcap_next(k, &g), 1);
+		cr_assert_eq(weir_pcap_next(d.r, &f), 1);
+		cr_assert_eq(g.data, data[i]);
+		cr_assert_eq(f.data, data[i]);
+	}
+	cr_assert_eq(weir_pcap_next(k, &g), 0);
+	weir_pcap_get_stats(k, &st);
+	cr_assert_eq(st.frames, n - 150);
+	cr_assert_eq(weir_pcap_seek(k, &pos[3]), 0);
+	cr_assert_eq(weir_pcap_next(k, &g), 1);
+	cr_assert_eq(g.data, data[3]);
+	weir_pcap_close(k);
+	cr_assert_eq(weir_pcap_seek(d.r, &pos[7]), 0);
+	cr_assert_eq(weir_pcap_next(d.r, &f), 1);
+	cr_assert_eq(f.data, data[7]);
+	rd_close(&d);
+	free(c.buf);
+}
+
+Test(pcap, seek_within_a_section)
+{
+	static struct weir_pcap_pos pos[SKIP_FRAMES_MAX + 1];
+	static const uint8_t *data[SKIP_FRAMES_MAX];
+	struct weir_pcap_pos bad;
+	struct weir_frame f;
+	uint64_t n, seed = 7, late = 0;
+	struct tcap c;
+	struct rd d, e;
+
+	tc_pcapng(&c, false, 300);
+	cr_assert_eq(rd_open(&d, c.buf, c.len), 0);
+	n = frame_positions(d.r, pos, data, SKIP_FRAMES_MAX);
+	for (int t = 0; t < 3000; t++) {
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		uint64_t i = (seed >> 33) % (n + 1), m = (seed >> 20) % 6;
+		cr_assert_eq(weir_pcap_seek(d.r, &pos[i]), 0, "%s",
+			     weir_last_error());
+		for (uint64_t j = i; j < i + m && j < n; j++) {
+			cr_assert_eq(weir_pcap_next(d.r, &f), 1);
+			cr_assert_eq(f.data, data[j], "seek to %llu, frame %llu",
+				     (unsigned long long)i,
+				     (unsigned long long)j);
+		}
+	}
+	/* A frame after an IDB declared mid-section... */
+	for (uint64_t j = 1; j <= n && late == 0; j++)
+		if (pos[j].section_offset == pos[j - 1].section_offset &&
+		    pos[j].interfaces > pos[j - 1].interfaces)
+			late = j;
+	cr_assert_gt(late, 0);
+	/* ...and a position before that IDB claiming it: refused by a reader
+	 * in the section (fast path) as by a fresh one (rebuild). */
+	bad = pos[late - 1];
+	bad.interfaces = pos[late].interfaces;
+	cr_assert_eq(weir_pcap_seek(d.r, &pos[late]), 0);
+	cr_assert_eq(weir_pcap_next(d.r, &f), 1);
+	cr_assert_eq(weir_pcap_seek(d.r, &bad), -EINVAL);
+	cr_assert_eq(rd_open(&e, c.buf, c.len), 0);
+	cr_assert_eq(weir_pcap_seek(e.r, &bad), -EINVAL);
+	rd_close(&e);
 	rd_close(&d);
 	free(c.buf);
 }
