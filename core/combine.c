@@ -184,10 +184,10 @@ void wr_comb_destroy(struct wr_exec *x, struct wr_combiner *c)
 
 /* ---- sending ---- */
 
-/* Entry i as a PARTIAL envelope to the core owning its key group; the
- * caller checked the out buffer has room.  Frees the entry. */
-static void send_entry(struct wr_exec *x, const struct weir_stream *kb,
-		       struct wr_combiner *c, uint32_t i)
+/* Entry i as a PARTIAL envelope to the core owning its key group, and
+ * freed; -EOVERFLOW (nothing done) if that out buffer is full. */
+static int send_entry(struct wr_exec *x, const struct weir_stream *kb,
+		      struct wr_combiner *c, uint32_t i)
 {
 	struct tags *t = &c->t[i / WAYS];
 	const uint8_t *e = entry_at(c, i);
@@ -196,14 +196,17 @@ static void send_entry(struct wr_exec *x, const struct weir_stream *kb,
 	uint64_t records = t->records[i % WAYS];
 	uint32_t kg = (uint32_t)(hash & (x->p->cfg.key_groups - 1));
 	unsigned d = (unsigned)(((uint64_t)kg * x->n) >> x->kg_shift);
-	uint8_t *p = wr_exec_stage_slot(x, d, kb->edge | WR_ENV_PARTIAL, kg,
-					pane, hash);
+	uint8_t *p;
 
+	if (WEIR_UNLIKELY(x->out[d].n == x->out[d].cap))
+		return -EOVERFLOW;
+	p = wr_exec_stage_slot(x, d, kb->edge | WR_ENV_PARTIAL, kg, pane, hash);
 	memcpy(p, &records, 8);
 	memcpy(p + 8, e + c->acc_off, c->key_off - c->acc_off);
 	memcpy(p + 8 + (c->key_off - c->acc_off), e + c->key_off, c->key_size);
 	t->records[i % WAYS] = 0;
 	c->used--;
+	return 0;
 }
 
 /* ---- the record path ---- */
@@ -259,7 +262,8 @@ static void fill(struct wr_combiner *c, uint32_t s, uint32_t w, uint64_t tag,
 }
 
 /* 1 when the cache took the record (nothing to send), 0 when the caller
- * sends it as it is (bypassed). */
+ * sends it as it is (bypassed), -EOVERFLOW when the out buffer its
+ * eviction goes to is full (the amp rule makes that a bug). */
 int wr_comb_add(struct wr_exec *x, const struct weir_stream *kb,
 		struct wr_combiner *c, const void *rec, const void *key,
 		uint64_t hash, int64_t ts)
@@ -291,14 +295,15 @@ int wr_comb_add(struct wr_exec *x, const struct weir_stream *kb,
 			/* Sent before its u32 count wraps (this record's one
 			 * envelope of room). */
 			if (++t->records[w] == UINT32_MAX)
-				send_entry(x, kb, c, s * WAYS + w);
+				return send_entry(x, kb, c, s * WAYS + w) ?
+					-EOVERFLOW : 1;
 			return 1;
 		}
 		if (t->records[w] < t->records[victim])
 			victim = w;
 	}
-	if (t->records[victim])
-		send_entry(x, kb, c, s * WAYS + victim);
+	if (t->records[victim] && send_entry(x, kb, c, s * WAYS + victim))
+		return -EOVERFLOW;
 	fill(c, s, victim, tag, pane, key, rec);
 	return 1;
 }
@@ -328,8 +333,7 @@ bool wr_comb_flush(struct wr_exec *x, const struct weir_stream *kb,
 			continue;
 		int64_t pane = pane_at(entry_at(c, i));
 		bool due = upto == WEIR_TS_MAX || pane + c->slide - 1 <= upto;
-		if (due && room > 0) {
-			send_entry(x, kb, c, i);
+		if (due && room > 0 && send_entry(x, kb, c, i) == 0) {
 			room--;
 			continue;
 		}

@@ -78,6 +78,12 @@ uint8_t *wr_exec_stage_slot(struct wr_exec *x, unsigned d, uint32_t edge,
 	return (uint8_t *)(env + 1);
 }
 
+static int overflow(const struct weir_stream *kb)
+{
+	return wr_error(-EOVERFLOW, "operator before '%s' emitted more records "
+			"than it declared", kb->name);
+}
+
 /* A keyed record with its key and hash, to the core owning its key group
  * (through the edge's combiner when it has one: combine.c). */
 static int stage_hashed(struct wr_exec *x, const struct weir_stream *kb,
@@ -90,14 +96,14 @@ static int stage_hashed(struct wr_exec *x, const struct weir_stream *kb,
 	 * power of two): 4% of a keyed update before. */
 	unsigned d = (unsigned)(((uint64_t)kg * x->n) >> x->kg_shift);
 
-	/* Room for one envelope in every out buffer: the record's own, or
-	 * the partial its cache entry evicts. */
-	if (WEIR_UNLIKELY(x->out[d].n == x->out[d].cap ||
-			  (comb != NULL && wr_exec_outbuf_room(x) == 0)))
-		return wr_error(-EOVERFLOW, "operator before '%s' emitted more "
-				"records than it declared", kb->name);
-	if (comb != NULL && wr_comb_add(x, kb, comb, rec, key, hash, ts))
-		return 0;
+	if (comb != NULL) {
+		/* 1 taken, 0 bypassed, < 0 no room for what it evicts. */
+		int rc = wr_comb_add(x, kb, comb, rec, key, hash, ts);
+		if (rc != 0)
+			return rc > 0 ? 0 : overflow(kb);
+	}
+	if (WEIR_UNLIKELY(x->out[d].n == x->out[d].cap))
+		return overflow(kb);
 	memcpy(wr_exec_stage_slot(x, d, kb->edge, kg, ts, hash), rec,
 	       kb->out_size);
 	return 0;
@@ -111,9 +117,7 @@ static int stage(struct wr_exec *x, const struct weir_stream *kb,
 
 	if (kb->fn.key_by == NULL) { /* global: everything to core 0 */
 		if (WEIR_UNLIKELY(x->out[0].n == x->out[0].cap))
-			return wr_error(-EOVERFLOW, "operator before '%s' "
-					"emitted more records than it declared",
-					kb->name);
+			return overflow(kb);
 		memcpy(wr_exec_stage_slot(x, 0, kb->edge, 0, ts, 0), rec,
 		       kb->out_size);
 		return 0;
@@ -264,7 +268,7 @@ static int run_partial(struct wr_exec *x, const struct weir_stream *kb,
 		       const struct wr_envelope *env)
 {
 	const uint8_t *p = (const uint8_t *)(env + 1);
-	uint32_t acc_span = wr_comb_payload_size(kb) - 8 - kb->key_size;
+	uint32_t acc_span = kb->partial_acc;
 	uint64_t records;
 	int err;
 

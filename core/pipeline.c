@@ -341,8 +341,11 @@ static int finish_graph(struct weir_pipeline *p)
 		if (n->kind == WR_NODE_KEY_BY && n->out_size > slot)
 			slot = n->out_size;
 		if (n->kind == WR_NODE_KEY_BY && p->cfg.combine_entries &&
-		    wr_comb_payload_size(n) > slot)
-			slot = wr_comb_payload_size(n);
+		    wr_comb_payload_size(n) > 0) {
+			uint32_t sz = wr_comb_payload_size(n);
+			n->partial_acc = sz - 8 - n->key_size;
+			slot = sz > slot ? sz : slot;
+		}
 		if (n->amp > WR_OUTBUF_CAP)
 			return wr_error(-EINVAL, "operator '%s' may emit more than "
 					"%u records per input", n->name,

@@ -93,6 +93,8 @@ struct weir_stream {
 	uint32_t max_out;   /* most outputs per input */
 	uint32_t amp;       /* most envelopes per input, to any one core */
 	unsigned edge;      /* KEY_BY: its edge id */
+	uint32_t partial_acc; /* KEY_BY that combines: a partial's accumulator
+			       * bytes (padded to 8), else 0 */
 	int stage_edge;     /* the KEY_BY edge this node runs behind, or -1 */
 	bool event_time;      /* SOURCE: weir_watermarks() was called */
 	int64_t ooo_ms;       /* SOURCE: bounded out-of-orderness */
