@@ -457,6 +457,34 @@ static void complete(struct wr_ckpt_job *j, int64_t now)
 		j->next_ms = now + (int64_t)j->cfg.min_pause_ms;
 }
 
+/*
+ * A core cut while one of its windows fires holds its barriers until the
+ * firing ends (window_aligned.c, invariant 4), and meanwhile its sources
+ * stay stopped: ~1.5-4 ms for a 50k-row window here, and with windows and
+ * checkpoints both every second the two lock in phase.  So a due
+ * checkpoint waits (at most FIRING_WAIT_MS) until no core is firing.
+ */
+#define FIRING_WAIT_MS 100
+
+static bool any_firing(struct wr_ckpt_job *j)
+{
+	for (unsigned i = 0; i < j->cores; i++)
+		if (atomic_load_explicit(&j->firing[i], memory_order_relaxed))
+			return true;
+	return false;
+}
+
+static void publish_firing(struct wr_exec *x)
+{
+	bool f = wr_exec_firing(x, -2);
+
+	if (f != x->ck.firing) {
+		x->ck.firing = f;
+		atomic_store_explicit(&x->p->ck->firing[x->id], f,
+				      memory_order_relaxed);
+	}
+}
+
 static void coordinate(struct wr_exec *x)
 {
 	struct wr_ckpt_job *j = x->p->ck;
@@ -481,7 +509,8 @@ static void coordinate(struct wr_exec *x)
 		atomic_store_explicit(&j->closed, 1, memory_order_release);
 		return;
 	}
-	if (now >= j->next_ms)
+	if (now >= j->next_ms &&
+	    (!any_firing(j) || now - j->next_ms >= FIRING_WAIT_MS))
 		start(j, now);
 }
 
@@ -494,6 +523,7 @@ int wr_ckpt_tick(struct wr_exec *x)
 
 	if (j == NULL)
 		return 0;
+	publish_firing(x);
 	if (x->id == 0)
 		coordinate(x);
 	if (c->phase == WR_CK_IDLE) {

@@ -84,6 +84,9 @@ struct wr_ckpt_job {
 	struct wr_ckpt_plan plan;      /* of `trigger`, written before it */
 	/* Cores -> coordinator. */
 	alignas(WEIR_CACHE_LINE) _Atomic unsigned reported;
+	/* Per core: a window of it is firing (relaxed: a hint for when to
+	 * trigger, see coordinate()). */
+	_Atomic bool firing[WEIR_CORES_MAX];
 	_Atomic unsigned want_finish;
 	struct wr_ckpt_core_result res[WEIR_CORES_MAX];
 	int err[WEIR_CORES_MAX];
@@ -119,6 +122,7 @@ struct wr_exec_ckpt {
 	unsigned got_from[WEIR_CORES_MAX];       /* edges aligned from k */
 	bool blocked[WEIR_CORES_MAX];
 	bool want_finish;
+	bool firing;        /* as last published in job->firing[] */
 	uint8_t *pos;       /* per source: position bytes at the cut */
 	uint32_t *pos_len;
 	struct wr_ckpt_writer *w;   /* FLUSH: created the tick after the

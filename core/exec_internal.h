@@ -191,8 +191,8 @@ int wr_winop_load(struct wr_exec *x, const struct weir_stream *n,
 int wr_winop_adopt(struct wr_exec *x, const struct weir_stream *n,
 		   struct wr_arena *old, const void *img, size_t len,
 		   bool (*keep)(uint64_t, void *), void *arg);
-/* Is a window behind key_by edge stage_edge mid-firing on this core?  (No
- * barrier goes out downstream of it then.) */
+/* Is a window behind key_by edge stage_edge (-2: any) mid-firing on this
+ * core?  (No barrier goes out downstream of it then.) */
 bool wr_exec_firing(const struct wr_exec *x, int stage_edge);
 
 /* ckpt_meta.c */

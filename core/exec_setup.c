@@ -264,7 +264,8 @@ bool wr_exec_firing(const struct wr_exec *x, int stage_edge)
 {
 	for (unsigned i = 0; i < x->p->nnodes; i++) {
 		const struct weir_stream *n = x->p->nodes[i];
-		if (n->kind == WR_NODE_WINDOW && n->stage_edge == stage_edge &&
+		if (n->kind == WR_NODE_WINDOW &&
+		    (stage_edge == -2 || n->stage_edge == stage_edge) &&
 		    wr_winop_firing(x, n))
 			return true;
 	}
