@@ -40,7 +40,7 @@ trap stop_redis EXIT
 
 # SET requests/s over random keys, pipelined 16 deep, 50 clients.
 set_rps() {
-	redis-benchmark -p "$PORT" -t set -r "$1" -n "$2" -P 16 -q 2>/dev/null |
+	timeout 300 redis-benchmark -p "$PORT" -t set -r "$1" -n "$2" -P 16 -q 2>/dev/null |
 		tr '\r' '\n' | awk '/SET:/ {print $2}' | tail -1
 }
 
@@ -57,11 +57,19 @@ redis_case() { # size_bytes name
 		echo "run_ckpt: redis $name skipped: $keys keys > REDIS_MAX_KEYS" >&2
 		return 0
 	fi
+	# The previous case's BGSAVE left dump.rdb here: a new server would load
+	# it at start (the 1G case crashed on it: "Duplicated key found in RDB
+	# file" once DEBUG POPULATE added the same key names).
+	rm -f "$RDIR/dump.rdb"
 	redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no \
 		--dir "$RDIR" --daemonize yes --enable-debug-command local \
 		--logfile "$RDIR/log" >/dev/null
 	for _ in $(seq 50); do cli ping >/dev/null 2>&1 && break; sleep 0.1; done
 	cli debug populate "$keys" key 8 >/dev/null
+	cli ping >/dev/null 2>&1 || {
+		echo "run_ckpt: redis $name: the server died (see $RDIR/log)" >&2
+		return 1
+	}
 	emit "$name" keys "$keys" keys
 	emit "$name" used_memory "$(cli info memory | awk -F: '/^used_memory:/ {print $2+0}')" bytes
 	local idle; idle=$(set_rps "$keys" "$n")
