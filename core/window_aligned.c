@@ -312,6 +312,11 @@ static int add(struct wr_exec *x, struct wr_winop *op, int64_t start,
 	if (err == 0)
 		err = wr_table_upsert(w->t, x->ctx.key, x->ctx.hash,
 				      (void **)&v, &created);
+	if (err == -ENOMEM && op->spare != NULL) { /* the spare's pages first */
+		spare_drop(op);
+		err = wr_table_upsert(w->t, x->ctx.key, x->ctx.hash,
+				      (void **)&v, &created);
+	}
 	if (err)
 		return cap_error(x, op, err);
 	if (created)

@@ -16,6 +16,9 @@
  *     stream; within the allowed lateness it updates the window instead.
  *   - bad specs: zero size, zero gap, a slide that does not divide the
  *     size, negative lateness -> -EINVAL naming the value.
+ *   - memory cap: a window of 400k distinct keys in an 8 MiB-per-core
+ *     arena fails the run with -ENOMEM and a message naming the window
+ *     and the cap.
  *   - combiner (pre-aggregation before key_by, on without a late stream):
  *     tumbling and sliding windows on 2 cores, the source paced so many
  *     watermarks pass mid-run (partials flushed before each), with a cache
@@ -515,6 +518,36 @@ Test(window, late_records_are_counted_and_side_output)
 	cr_assert_eq(r->count, 11, "allowed-late record not added: %lld",
 		     (long long)r->count);
 	cr_assert_eq(r->sum, 15);
+}
+
+/* ---- the memory cap ---- */
+
+Test(window, memory_cap_fails_with_the_window_named, .timeout = 60)
+{
+	static struct ev many[400000];
+	struct weir_window_spec spec = { .name = "capped",
+		.kind = WEIR_WINDOW_TUMBLING, .size_ms = 1000000, .agg = &agg,
+		.output = to_row, .out_size = sizeof(struct row) };
+	struct arr_src src = { .ev = many, .count = 400000 };
+	struct weir_pipeline_config cfg;
+	struct weir_pipeline *p;
+	struct weir_stream *k, *out;
+
+	for (unsigned i = 0; i < 400000; i++)
+		many[i] = (struct ev){ i, 0, 1, 1000 + i / 1000 };
+	weir_pipeline_config_init(&cfg);
+	cfg.runtime.cores = 1;
+	cfg.state_bytes_max = 8u << 20;
+	cr_assert_eq(weir_pipeline_create(&cfg, &p), 0);
+	k = keyed_events(p, &src, NULL);
+	cr_assert_eq(weir_window(p, k, &spec, &out, NULL), 0);
+	cr_assert_eq(weir_sink_callback(p, out, collect_row, &rows_a), 0);
+	memset(&rows_a, 0, sizeof(rows_a));
+	cr_assert_eq(weir_pipeline_run(p), -ENOMEM);
+	cr_assert(strstr(weir_last_error(), "window 'capped'") != NULL &&
+		  strstr(weir_last_error(), "8388608") != NULL,
+		  "message: %s", weir_last_error());
+	weir_pipeline_destroy(p);
 }
 
 /* ---- bad specs ---- */
