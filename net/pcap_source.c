@@ -9,7 +9,8 @@
  *   weir_pcap_source_seek() put it); chunk k = frames [k*C, (k+1)*C),
  *   C = chunk_frames (WR_PSRC_CHUNK_FRAMES = 4096; docs/net.md says why).
  *   Chunk k belongs to logical split k % S (S = WEIR_GENERATOR_SPLITS),
- *   split s to core s % ncores.  A core reads its chunks in increasing k, so
+ *   split s to a core by owned_splits() (core 0, which also indexes, a
+ *   little less).  A core reads its chunks in increasing k, so
  *   its records are in file order; the engine's watermark is the minimum
  *   over the cores, so their skew never makes a record late.
  *
@@ -546,6 +547,31 @@ static void show(struct psrc_core *pc)
 			      memory_order_relaxed);
 }
 
+/* Splits core `core` of n owns.  Core 0 also runs the index and, in
+ * weir flows, the file sink, so it takes 7/8 of a share (2 cores, 20 M
+ * packets: 16.3-16.8 Mpps against 15.7-16.7 with equal shares, alternating
+ * runs; 0.7 of a share was slower).  Splits are dealt in turn to the core
+ * furthest below its share, so consecutive chunks still alternate between
+ * cores and the cores advance through the file's time together. */
+uint64_t wr_psrc_owned_splits(unsigned core, unsigned n)
+{
+	unsigned got[WEIR_CORES_MAX] = { 0 };
+	uint64_t mine = 0;
+
+	for (unsigned sp = 0; sp < SPLITS; sp++) {
+		unsigned best = 0;
+		/* got[c] / w[c] < got[best] / w[best], w = 7 for core 0, 8 else */
+		for (unsigned c = 1; c < n; c++)
+			if (got[c] * (best == 0 ? 7u : 8u) <
+			    got[best] * 8u)
+				best = c;
+		got[best]++;
+		if (best == core)
+			mine |= 1ull << sp;
+	}
+	return mine;
+}
+
 int wr_psrc_open(struct weir_pcap_source *s, unsigned core, unsigned ncores)
 {
 	struct psrc_core *pc;
@@ -563,8 +589,7 @@ int wr_psrc_open(struct weir_pcap_source *s, unsigned core, unsigned ncores)
 	memset(pc, 0, offsetof(struct psrc_core, need));
 	pc->r = r;
 	pc->ncores = ncores;
-	for (unsigned sp = core; sp < SPLITS; sp += ncores)
-		pc->owned |= 1ull << sp;
+	pc->owned = wr_psrc_owned_splits(core, ncores);
 	pc->anchor = s->origin;
 	goto_chunk(pc, next_chunk(pc, 0));
 	if (pc->owned == 0)

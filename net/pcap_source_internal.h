@@ -24,6 +24,9 @@
 #define WR_PSRC_CHUNK_FRAMES 4096u
 #define WR_PSRC_RING 1024u
 
+/* The logical splits (bit s: split s) core `core` of n reads: every split
+ * on exactly one core, core 0 a little fewer (it also indexes). */
+uint64_t wr_psrc_owned_splits(unsigned core, unsigned n);
 int wr_psrc_open(struct weir_pcap_source *s, unsigned core, unsigned ncores);
 /* Up to max records (max >= 1); 0 when nothing is ready (waiting for the
  * index or for pacing), WEIR_SOURCE_END, or -errno. */

@@ -180,9 +180,10 @@ static void check_record(struct seen *v, unsigned core, unsigned ncores,
 	cr_assert_eq(memcmp(o, &v->m->obs[i], sizeof(*o)), 0);
 	cr_assert_eq(ts, v->m->ts[i]);
 	cr_assert_eq(v->once[i], 0, "frame %llu twice", (unsigned long long)i);
-	cr_assert_eq(((i - v->origin) / v->chunk) % WEIR_GENERATOR_SPLITS %
-		     ncores, core, "frame %llu on core %u of %u",
-		     (unsigned long long)i, core, ncores);
+	cr_assert(wr_psrc_owned_splits(core, ncores) >>
+		  ((i - v->origin) / v->chunk % WEIR_GENERATOR_SPLITS) & 1,
+		  "frame %llu on core %u of %u", (unsigned long long)i, core,
+		  ncores);
 	cr_assert(*last == UINT64_MAX || i > *last,
 		  "core %u: frame %llu after %llu", core,
 		  (unsigned long long)i, (unsigned long long)*last);
@@ -922,4 +923,26 @@ Test(pcap_source, tcpdump_corpus, .timeout = 600)
 		    broken);
 	free(want);
 	free(got);
+}
+
+/* Every split on exactly one core; core 0 (the indexer) never more than
+ * another core; shares within one split of their weights. */
+Test(pcap_source, splits_partition_with_a_lighter_core_0)
+{
+	for (unsigned n = 1; n <= 65; n++) {
+		uint64_t all = 0;
+		unsigned cnt[65] = { 0 };
+		for (unsigned c = 0; c < n; c++) {
+			uint64_t m = wr_psrc_owned_splits(c, n);
+			cr_assert_eq(all & m, 0, "%u cores: a split twice", n);
+			all |= m;
+			cnt[c] = (unsigned)__builtin_popcountll(m);
+		}
+		cr_assert_eq(all, ~0ull, "%u cores: a split on none", n);
+		for (unsigned c = 1; c < n; c++)
+			cr_assert_leq(cnt[0], cnt[c] + (n > 64), "%u cores: core 0 "
+				      "%u splits, core %u %u", n, cnt[0], c,
+				      cnt[c]);
+	}
+	cr_assert_eq(__builtin_popcountll(wr_psrc_owned_splits(0, 2)), 30);
 }
