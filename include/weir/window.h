@@ -20,8 +20,14 @@
  *   - At end of input the final watermark fires every remaining window.
  *
  * INVARIANTS
- *   1. Window state lives in the operator's keyed map state (arena pages),
- *      its firing in event-time timers: both are part of checkpoints.
+ *   1. Window state lives in arena pages, so it is part of checkpoints:
+ *      tumbling and sliding windows keep one table per open window per core
+ *      and fire each window once per core, a bounded number of rows per
+ *      loop tick; session windows keep a per-key map of windows and fire on
+ *      event-time timers.  With agg->merge and no late stream, the records
+ *      of a key_by into a tumbling or sliding window are pre-aggregated on
+ *      the sending core (weir_pipeline_config.combine_entries); rows and
+ *      late counts are the same either way.
  *   2. For a key and a window, rows are emitted in watermark order; the
  *      last row emitted for a window holds every on-time or allowed-late
  *      record of it.
