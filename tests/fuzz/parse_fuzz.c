@@ -6,7 +6,10 @@
  *         from the supported list (or, rarely, an unsupported one);
  *   odd:  weir_pcap_open_mem() on bytes 1.., every frame read and parsed,
  *         then a replay check: seek back to a position taken mid-way and
- *         verify the same frames come out again.
+ *         verify the same frames come out again; then weir_pcap_skip() on a
+ *         clone, from the start, by 0..SKIP_CHECKS frames: it must land
+ *         where that many next() calls did (same offset and index), or,
+ *         short, right before a record next() ends or fails on.
  * Everything is copied into exact-size heap blocks so ASan sees any read
  * past the end.  Invariants checked (abort on breach): verdict range,
  * zero key padding, l3_offset < caplen on OK, replay equality.
@@ -51,9 +54,38 @@ static uint64_t frame_sum(const struct weir_frame *f, const uint8_t *base)
 	       f->ts_ns + f->interface + f->linktype;
 }
 
+#define SKIP_CHECKS 8
+
+/* A clone skipping k frames from the start lands where k next() did. */
+static void check_skips(const struct weir_pcap *r,
+			const struct weir_pcap_pos *start,
+			const struct weir_pcap_pos *after, uint64_t frames)
+{
+	for (uint64_t k = 0; k <= SKIP_CHECKS; k++) {
+		struct weir_pcap *c;
+		struct weir_pcap_pos p;
+		uint64_t skipped = 0;
+		if (weir_pcap_clone(r, &c) != 0)
+			abort();
+		if (weir_pcap_seek(c, start) != 0)
+			abort();
+		int rc = weir_pcap_skip(c, k, &skipped);
+		weir_pcap_tell(c, &p);
+		/* Short only where next() found no more frames (it may have
+		 * passed blocks that carry none, as next() would have). */
+		if (skipped > k || (rc == 0 && skipped < k && skipped != frames))
+			abort();
+		if (skipped == k && (p.offset != after[k].offset ||
+				     p.index != after[k].index))
+			abort();
+		weir_pcap_close(c);
+	}
+}
+
 static void fuzz_reader(const uint8_t *d, size_t n)
 {
 	uint8_t *copy = malloc(n ? n : 1);
+	struct weir_pcap_pos after[SKIP_CHECKS + 1];
 	struct weir_pcap_pos pos[2];
 	uint64_t sum[2] = { 0, 0 }, cnt[2] = { 0, 0 }, again = 0, s2 = 0;
 	struct weir_frame f;
@@ -66,7 +98,10 @@ static void fuzz_reader(const uint8_t *d, size_t n)
 		return;
 	}
 	weir_pcap_tell(r, &pos[0]);
+	after[0] = pos[0];
 	while (cnt[0] < FRAMES_MAX && weir_pcap_next(r, &f) == 1) {
+		if (cnt[0] < SKIP_CHECKS)
+			weir_pcap_tell(r, &after[cnt[0] + 1]);
 		if (f.data < copy || f.data + f.caplen > copy + n)
 			abort();
 		check_parse(f.data, f.caplen, f.wire_len, f.linktype);
@@ -86,6 +121,7 @@ static void fuzz_reader(const uint8_t *d, size_t n)
 		if (again != cnt[k] || s2 != sum[k])
 			abort();
 	}
+	check_skips(r, &pos[0], after, cnt[0]);
 	weir_pcap_close(r);
 	free(copy);
 }
