@@ -42,6 +42,7 @@
  *      firing while aligning.  A checkpoint thus needs only each window's
  *      bounds, state and table header; entries stay in arena pages.
  */
+#include <assert.h>
 #include <errno.h>
 #include <string.h>
 
@@ -520,6 +521,9 @@ void wr_winop_close(struct wr_exec *x, const struct weir_stream *n)
 
 	if (op == NULL)
 		return;
+	/* The expensive validator, once per run (O(table capacity)): every
+	 * test that runs a window checks the operator's invariants at its end. */
+	assert(wr_winop_is_valid(x, n));
 	for (unsigned i = 0; i < op->nlive; i++)
 		wr_table_destroy(op->live[i].t);
 	wr_table_destroy(op->spare);
