@@ -94,16 +94,20 @@ static inline void meta_set(uint8_t *s, uint64_t m)
 	memcpy(s, &m, sizeof(m));
 }
 
+/* A word at a time, no call: 8-byte counters' keys and 40-byte flow keys
+ * (memcmp's call and dispatch were ~14 instructions of a 40-byte compare). */
 static inline bool key_eq(const uint8_t *a, const void *b, uint32_t n)
 {
-	uint64_t x, y;
+	const uint8_t *q = b;
+	uint64_t x, y, diff = 0;
+	uint32_t i = 0;
 
-	if (n == 8) { /* the common flow-key case: one compare, no call */
-		memcpy(&x, a, 8);
-		memcpy(&y, b, 8);
-		return x == y;
+	for (; i + 8 <= n; i += 8) {
+		memcpy(&x, a + i, 8);
+		memcpy(&y, q + i, 8);
+		diff |= x ^ y;
 	}
-	return memcmp(a, b, n) == 0;
+	return diff == 0 && (i == n || memcmp(a + i, q + i, n - i) == 0);
 }
 
 /* Write barrier for slot i: its page, or both if the slot straddles two. */
