@@ -236,11 +236,21 @@ static inline bool key_eq(const uint8_t *a, const uint8_t *b, uint32_t n)
 }
 
 
-/* The tag line of ts's set. */
+/* The tag line of ts's set and its four entries (one 256-byte run): no
+ * dependent load, so the five lines arrive together (1 core, 20 M packets:
+ * 10.36 Mpps median against 9.77 with the tag line alone, alternating
+ * runs; a second pass prefetching only the matching entry once the tags
+ * were in was slower: it had to wait for them). */
 void wr_comb_prefetch(struct wr_combiner *c, uint64_t hash, int64_t ts)
 {
-	if (c->bypass == 0)
-		wr_prefetch_write(&c->t[set_of(c, hash ^ pane_mix(pane_of(c, ts)))]);
+	uint32_t s;
+
+	if (c->bypass != 0)
+		return;
+	s = set_of(c, hash ^ pane_mix(pane_of(c, ts)));
+	wr_prefetch_write(&c->t[s]);
+	for (uint32_t w = 0; w < WAYS; w++)
+		wr_prefetch_write(entry_at(c, s * WAYS + w));
 }
 
 /* Way w of set s takes (tag, pane, key) with rec as its first record. */

@@ -114,7 +114,7 @@ void wr_comb_destroy(struct wr_exec *x, struct wr_combiner *c);
 int wr_comb_add(struct wr_exec *x, const struct weir_stream *kb,
 		struct wr_combiner *c, const void *rec, const void *key,
 		uint64_t hash, int64_t ts);
-/* The tag line a record of ts will look at (a source batch's, first). */
+/* The lines a record of ts will look at (a source batch's, first). */
 void wr_comb_prefetch(struct wr_combiner *c, uint64_t hash, int64_t ts);
 bool wr_comb_holds(const struct wr_combiner *c, int64_t upto);
 bool wr_comb_flush(struct wr_exec *x, const struct weir_stream *kb,
