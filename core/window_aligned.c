@@ -34,9 +34,10 @@
  *      update of a flagged entry, or of any entry of a window past OPEN,
  *      emits the updated row at once (Flink's late firing), so the last row
  *      of a window holds every on-time and allowed-late record.
- *   3. A FIRING window's table is not mutated: a record for it first
- *      finishes its firing (only possible with lateness > 0), and table
- *      growth steps skip it, so the scan's cursor stays meaningful.
+ *   3. A FIRING window's entries move only under a record for it (only
+ *      possible with lateness > 0; housekeeping's growth steps skip it),
+ *      and then its scan restarts: the emitted flags keep it from sending
+ *      a row twice, and the record's own row goes out at once.
  *   4. No window is FIRING when a snapshot is taken: a core sends no
  *      barrier downstream of a firing window (core/ckpt.c), and starts no
  *      firing while aligning.  A checkpoint thus needs only each window's
@@ -272,17 +273,36 @@ static int scan(struct wr_exec *x, struct wr_winop *op, struct wr_win *w,
 	return 0;
 }
 
-/* The rest of a FIRING window at once: a record with allowed lateness for
- * it is about to change its table (invariant 3). */
-static int finish(struct wr_exec *x, struct wr_winop *op, struct wr_win *w)
+/* The table's layout: what a move of its entries (a resize starting, a
+ * migration step) changes. */
+static uint64_t layout_of(const struct wr_table *t)
 {
-	while (w->state == WIN_FIRING) {
-		uint32_t budget = UINT32_MAX / 32;
-		int err = scan(x, op, w, &budget);
-		if (err)
-			return err;
+	struct wr_table_stats s;
+
+	wr_table_get_stats(t, &s);
+	return s.slots_moved ^ (s.capacity << 40) ^ ((uint64_t)s.phase << 62);
+}
+
+/* Upsert of the current key into w.  A FIRING window's scan restarts from
+ * its first slot if the upsert moved entries: only with lateness > 0,
+ * whose emitted flags make the scan skip what it already sent, and the
+ * updated or new entry itself is emitted at once by add(), so the scan
+ * may pass it.  (Finishing the firing at once instead emitted a window's
+ * rows past the out buffers' room: EOVERFLOW.) */
+static int upsert(struct wr_winop *op, struct wr_win *w, const struct
+		  weir_ctx *c, uint8_t **v, bool *created)
+{
+	uint64_t before = w->state == WIN_FIRING ? layout_of(w->t) : 0;
+	int err = wr_table_upsert(w->t, c->key, c->hash, (void **)v, created);
+
+	if (err == -ENOMEM && op->spare != NULL) { /* the spare's pages first */
+		spare_drop(op);
+		err = wr_table_upsert(w->t, c->key, c->hash, (void **)v,
+				      created);
 	}
-	return 0;
+	if (err == 0 && w->state == WIN_FIRING && layout_of(w->t) != before)
+		w->it.pos = 0;
+	return err;
 }
 
 /* ---- records ---- */
@@ -303,21 +323,13 @@ static int add(struct wr_exec *x, struct wr_winop *op, int64_t start,
 {
 	const struct weir_aggregate_ops *agg = &op->ws->agg;
 	void *arg = op->ws->spec.arg;
-	struct wr_win *w;
+	struct wr_win *w = NULL;
 	uint8_t *v;
 	bool created;
 	int err = win_find(x, op, start, &w);
 
-	if (err == 0 && w->state == WIN_FIRING)
-		err = finish(x, op, w);
 	if (err == 0)
-		err = wr_table_upsert(w->t, x->ctx.key, x->ctx.hash,
-				      (void **)&v, &created);
-	if (err == -ENOMEM && op->spare != NULL) { /* the spare's pages first */
-		spare_drop(op);
-		err = wr_table_upsert(w->t, x->ctx.key, x->ctx.hash,
-				      (void **)&v, &created);
-	}
+		err = upsert(op, w, &x->ctx, &v, &created);
 	if (err)
 		return cap_error(x, op, err);
 	if (created)
@@ -700,7 +712,7 @@ int wr_winop_adopt(struct wr_exec *x, const struct weir_stream *n,
 	     i++, q += sizeof(struct win_img)) {
 		struct win_img w;
 		struct wr_table *src;
-		struct wr_win *dst;
+		struct wr_win *dst = NULL;
 		memcpy(&w, q, sizeof(w));
 		if (w.state == WIN_FIRING || w.state > WIN_DONE ||
 		    wr_floor_div(w.start, op->slide) * op->slide != w.start)

@@ -16,6 +16,11 @@
  *     stream; within the allowed lateness it updates the window instead.
  *   - bad specs: zero size, zero gap, a slide that does not divide the
  *     size, negative lateness -> -EINVAL naming the value.
+ *   - allowed-late records while their window fires: 20 000 keys in one
+ *     window, a slow sink (the firing takes ~0.4 s, the out buffers full),
+ *     then 1 000 late updates of fired keys and 1 000 of new keys: every
+ *     key's last row holds all of its records, none is late, and the run
+ *     does not overflow its out buffers.
  *   - memory cap: a window of 400k distinct keys in an 8 MiB-per-core
  *     arena fails the run with -ENOMEM and a message naming the window
  *     and the cap.
@@ -518,6 +523,88 @@ Test(window, late_records_are_counted_and_side_output)
 	cr_assert_eq(r->count, 11, "allowed-late record not added: %lld",
 		     (long long)r->count);
 	cr_assert_eq(r->sum, 15);
+}
+
+/* ---- late records while the window fires ---- */
+
+#define FIRE_KEYS 20000u
+#define FIRE_LATE 2000u
+
+/* Core 0: the on-time records and the one that moves the watermark past
+ * the window, then 40 ms (a watermark marker gets through, the firing
+ * starts), then the late ones, 4 per call. */
+static int firing_next(struct weir_ctx *c, void *recs, int64_t *ts,
+		       unsigned max, void *arg)
+{
+	static _Thread_local uint64_t pause_from;
+	struct arr_src *a = arg;
+
+	if (weir_ctx_core(c) == 0 && a->pos[0] >= FIRE_KEYS + 1) {
+		if (pause_from == 0)
+			pause_from = now_ns();
+		if (now_ns() - pause_from < 40000000ull)
+			return 0;
+		max = max < 4 ? max : 4;
+	}
+	return arr_next(c, recs, ts, max, arg);
+}
+
+static void row_key(const void *rec, void *key, void *arg)
+{
+	(void)arg;
+	memcpy(key, &((const struct row *)rec)->key, 4);
+}
+
+/* A sink of 20 us a row behind a key_by: the window's rows back up through
+ * the ring into the out buffers. */
+static int slow_row(struct weir_ctx *c, const void *rec, void *arg)
+{
+	uint64_t t0 = now_ns();
+
+	while (now_ns() - t0 < 20000)
+		;
+	return collect_row(c, rec, arg);
+}
+
+Test(window, late_records_while_their_window_fires, .timeout = 60)
+{
+	static const struct weir_source_ops ops = { .open = arr_open,
+						    .next = firing_next };
+	static struct ev seq[FIRE_KEYS + 1 + FIRE_LATE];
+	struct weir_window_spec spec = { .name = "f",
+		.kind = WEIR_WINDOW_TUMBLING, .size_ms = 100,
+		.allowed_lateness_ms = 100000, .agg = &agg, .output = to_row,
+		.out_size = sizeof(struct row) };
+	struct arr_src src = { .ev = seq, .count = FIRE_KEYS + 1 + FIRE_LATE };
+	struct weir_pipeline *p = pipeline(1);
+	struct weir_stream *k, *out, *late, *rows;
+	unsigned m, fired = 0;
+
+	for (unsigned i = 0; i < FIRE_KEYS; i++)
+		seq[i] = (struct ev){ i, 0, 1, 10 };
+	seq[FIRE_KEYS] = (struct ev){ 999999, 0, 1, 300 }; /* wm 249 > 99 */
+	for (unsigned i = 0; i < FIRE_LATE; i++) /* fired keys, then new */
+		seq[FIRE_KEYS + 1 + i] = (struct ev){ i < 1000 ? i : FIRE_KEYS + i,
+						      0, 1, 50 };
+	memset(&rows_a, 0, sizeof(rows_a));
+	k = keyed_events(p, &src, &ops);
+	cr_assert_eq(weir_window(p, k, &spec, &out, &late), 0);
+	cr_assert_eq(weir_key_by(p, out, row_key, 4, NULL, &rows), 0);
+	cr_assert_eq(weir_sink_callback(p, rows, slow_row, &rows_a), 0);
+	cr_assert_eq(weir_sink_callback(p, late, count_late, &rows_a), 0);
+	cr_assert_eq(weir_pipeline_run(p), 0, "%s", weir_last_error());
+	cr_assert_eq(weir_window_late_records(out), 0);
+	weir_pipeline_destroy(p);
+	m = final_rows(&rows_a);
+	for (unsigned i = 0; i < m; i++) {
+		const struct row *r = &rows_a.r[i];
+		if (r->start != 0)
+			continue;
+		fired++;
+		cr_assert_eq(r->count, r->key < 1000 ? 2 : 1, "key %u: count %lld",
+			     r->key, (long long)r->count);
+	}
+	cr_assert_eq(fired, FIRE_KEYS + 1000, "%u keys in the window", fired);
 }
 
 /* ---- the memory cap ---- */
