@@ -476,7 +476,7 @@ static bool any_firing(struct wr_ckpt_job *j)
 
 static void publish_firing(struct wr_exec *x)
 {
-	bool f = wr_exec_firing(x, -2);
+	bool f = wr_exec_firing(x, WR_ANY_STAGE);
 
 	if (f != x->ck.firing) {
 		x->ck.firing = f;

@@ -26,8 +26,8 @@ struct wr_timer;
 struct wr_node_rt {
 	bool ended;             /* SOURCE: split exhausted */
 	uint8_t *scratch;       /* MAP: output record */
-	uint8_t *key;           /* KEY_BY: key buffer */
 	uint8_t *keys;          /* KEY_BY: WR_BURST keys (a source batch) */
+	uint8_t *key;           /* KEY_BY: keys[0], one record's key */
 	struct wr_keyed_state *ks; /* PROCESS: its named state */
 	void *sink_state;       /* SINK: whatever its ops keep per core */
 	int64_t max_ts;         /* SOURCE: largest event time seen */
@@ -191,8 +191,9 @@ int wr_winop_load(struct wr_exec *x, const struct weir_stream *n,
 int wr_winop_adopt(struct wr_exec *x, const struct weir_stream *n,
 		   struct wr_arena *old, const void *img, size_t len,
 		   bool (*keep)(uint64_t, void *), void *arg);
-/* Is a window behind key_by edge stage_edge (-2: any) mid-firing on this
- * core?  (No barrier goes out downstream of it then.) */
+/* Is a window behind key_by edge stage_edge (WR_ANY_STAGE: any) mid-firing
+ * on this core?  (No barrier goes out downstream of it then.) */
+#define WR_ANY_STAGE (-2)
 bool wr_exec_firing(const struct wr_exec *x, int stage_edge);
 
 /* ckpt_meta.c */

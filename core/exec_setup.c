@@ -30,10 +30,9 @@ static int alloc_node(struct wr_exec *x, const struct weir_stream *n)
 	case WR_NODE_KEY_BY:
 		if (n->key_size == 0)
 			return 0; /* global edge: no key */
-		nr->key = zalloc(x, n->key_size);
 		nr->keys = zalloc(x, (size_t)WR_BURST * n->key_size);
-		return nr->key && nr->keys ? wr_comb_create(x, n, &nr->comb)
-					   : -ENOMEM;
+		nr->key = nr->keys; /* the first of them, for one record */
+		return nr->keys ? wr_comb_create(x, n, &nr->comb) : -ENOMEM;
 	case WR_NODE_SINK:
 		return n->sink_ops->open ? n->sink_ops->open(x, n) : 0;
 	case WR_NODE_PROCESS:
@@ -265,7 +264,7 @@ bool wr_exec_firing(const struct wr_exec *x, int stage_edge)
 	for (unsigned i = 0; i < x->p->nnodes; i++) {
 		const struct weir_stream *n = x->p->nodes[i];
 		if (n->kind == WR_NODE_WINDOW &&
-		    (stage_edge == -2 || n->stage_edge == stage_edge) &&
+		    (stage_edge == WR_ANY_STAGE || n->stage_edge == stage_edge) &&
 		    wr_winop_firing(x, n))
 			return true;
 	}
@@ -307,7 +306,6 @@ void wr_exec_destroy(struct wr_exec *x)
 		if (n->kind == WR_NODE_SINK && n->sink_ops->close != NULL)
 			n->sink_ops->close(x, n);
 		weir_worker_free_local(x->w, nr->scratch);
-		weir_worker_free_local(x->w, nr->key);
 		weir_worker_free_local(x->w, nr->keys);
 	}
 	for (unsigned d = 0; x->out != NULL && d < x->n; d++)

@@ -340,9 +340,9 @@ static int finish_graph(struct weir_pipeline *p)
 		}
 		if (n->kind == WR_NODE_KEY_BY && n->out_size > slot)
 			slot = n->out_size;
-		if (n->kind == WR_NODE_KEY_BY && p->cfg.combine_entries &&
-		    wr_comb_payload_size(n) > 0) {
-			uint32_t sz = wr_comb_payload_size(n);
+		uint32_t sz = n->kind == WR_NODE_KEY_BY && p->cfg.combine_entries
+				      ? wr_comb_payload_size(n) : 0;
+		if (sz > 0) { /* partials: [records][acc][key] */
 			n->partial_acc = sz - 8 - n->key_size;
 			slot = sz > slot ? sz : slot;
 		}

@@ -94,22 +94,6 @@ static inline void meta_set(uint8_t *s, uint64_t m)
 	memcpy(s, &m, sizeof(m));
 }
 
-/* A word at a time, no call: 8-byte counters' keys and 40-byte flow keys
- * (memcmp's call and dispatch were ~14 instructions of a 40-byte compare). */
-static inline bool key_eq(const uint8_t *a, const void *b, uint32_t n)
-{
-	const uint8_t *q = b;
-	uint64_t x, y, diff = 0;
-	uint32_t i = 0;
-
-	for (; i + 8 <= n; i += 8) {
-		memcpy(&x, a + i, 8);
-		memcpy(&y, q + i, 8);
-		diff |= x ^ y;
-	}
-	return diff == 0 && (i == n || memcmp(a + i, q + i, n - i) == 0);
-}
-
 /* Write barrier for slot i: its page, or both if the slot straddles two. */
 static inline int slot_touch(struct wr_table *t, const struct slots *a,
 			     uint64_t i)
@@ -149,7 +133,7 @@ static uint64_t probe(const struct wr_table *t, const struct slots *a,
 			if (first_free == NO_SLOT)
 				first_free = i;
 		} else if (m == meta && i >= skip &&
-			   key_eq(s + t->key_off, key, t->key_size)) {
+			   wr_key_eq(s + t->key_off, key, t->key_size)) {
 			return i;
 		}
 	}
@@ -518,7 +502,7 @@ static inline bool home_hit(struct wr_table *t, const void *key, uint64_t hash,
 	uint64_t meta = meta_of(hash), i = home_of(&t->cur, meta);
 	uint8_t *s = slot_at(t, &t->cur, i);
 
-	if (meta_get(s) != meta || !key_eq(s + t->key_off, key, t->key_size) ||
+	if (meta_get(s) != meta || !wr_key_eq(s + t->key_off, key, t->key_size) ||
 	    slot_touch(t, &t->cur, i) != 0)
 		return false;
 	*value = s + 8;

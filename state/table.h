@@ -53,6 +53,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <xxhash.h>
 
 #include "state/arena.h"
@@ -109,6 +110,23 @@ static inline void wr_prefetch_write(const void *p)
 #else
 	__builtin_prefetch(p, 1, 3);
 #endif
+}
+
+/* Key bytes equal?  A word at a time, no call for the common sizes (8-byte
+ * counters' keys, 40-byte flow keys: memcmp's call and dispatch were ~14
+ * instructions of a 40-byte compare). */
+static inline bool wr_key_eq(const void *a, const void *b, uint32_t n)
+{
+	const uint8_t *p = a, *q = b;
+	uint64_t x, y, diff = 0;
+	uint32_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		memcpy(&x, p + i, 8);
+		memcpy(&y, q + i, 8);
+		diff |= x ^ y;
+	}
+	return diff == 0 && (i == n || memcmp(p + i, q + i, n - i) == 0);
 }
 
 static inline uint64_t wr_table_hash(const void *key, size_t len)
