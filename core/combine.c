@@ -223,8 +223,8 @@ static inline uint32_t set_of(const struct wr_combiner *c, uint64_t tag)
 
 /* The tag line of ts's set and its four entries (one 256-byte run): no
  * dependent load, so the five lines arrive together (1 core, 20 M packets:
- * 10.36 Mpps median against 9.77 with the tag line alone, alternating
- * runs; a second pass prefetching only the matching entry once the tags
+ * 10.36 Mpps median against 9.77 with the tag line alone: bench/ab.sh 5
+ * with builds of 68c988c and its parent; a second pass prefetching only the matching entry once the tags
  * were in was slower: it had to wait for them). */
 void wr_comb_prefetch(struct wr_combiner *c, uint64_t hash, int64_t ts)
 {

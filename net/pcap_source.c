@@ -550,7 +550,7 @@ static void show(struct psrc_core *pc)
 /* Splits core `core` of n owns.  Core 0 also runs the index and, in
  * weir flows, the file sink, so it takes 7/8 of a share (2 cores, 20 M
  * packets: 16.3-16.8 Mpps against 15.7-16.7 with equal shares, alternating
- * runs; 0.7 of a share was slower).  Splits are dealt in turn to the core
+ * runs, docs/net.md says how to reproduce; 0.7 of a share was slower).  Splits are dealt in turn to the core
  * furthest below its share, so consecutive chunks still alternate between
  * cores and the cores advance through the file's time together. */
 uint64_t wr_psrc_owned_splits(unsigned core, unsigned n)
