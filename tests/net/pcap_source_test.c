@@ -69,32 +69,25 @@ struct model {
 	char msg[512];
 };
 
-static void model_build(struct model *m, const char *path)
+/* A record of the single reader (m->frames is its frame's index). */
+typedef void (*model_rec_fn)(struct model *m, const struct weir_packet *pkt,
+			     const struct weir_frame *f, void *arg);
+
+/* The single reader over the file: its counters, error and each record. */
+static void model_walk(struct model *m, struct weir_pcap *r,
+		       model_rec_fn on_rec, void *arg)
 {
 	struct weir_pcap_stats st;
 	struct weir_packet pkt;
-	struct weir_pcap *r;
 	struct weir_frame f;
-	size_t cap;
 	int rc;
 
-	memset(m, 0, sizeof(*m));
-	cr_assert_eq(weir_pcap_open(path, &r), 0, "%s", weir_last_error());
-	cap = weir_pcap_size(r) / 16 + 1;
-	m->obs = calloc(cap, sizeof(*m->obs));
-	m->ts = calloc(cap, sizeof(*m->ts));
-	m->rec = calloc(cap, sizeof(*m->rec));
 	while ((rc = weir_pcap_next(r, &f)) == 1) {
 		int v = weir_parse(f.data, f.caplen, f.wire_len, f.linktype,
 				   &pkt);
 		m->c.packets++;
 		if (v == WEIR_PARSE_OK) {
-			cr_assert_eq(tc_index(&pkt.key), m->frames);
-			m->obs[m->frames].key = pkt.key;
-			m->obs[m->frames].ip_bytes = pkt.ip_bytes;
-			m->ts[m->frames] = (int64_t)(f.ts_ns / 1000000u);
-			m->rec[m->frames] = true;
-			m->nrec++;
+			on_rec(m, &pkt, &f, arg);
 			m->c.ip++;
 		} else if (v == WEIR_PARSE_NON_IP) {
 			m->c.non_ip++;
@@ -111,6 +104,32 @@ static void model_build(struct model *m, const char *path)
 	m->c.unsupported = st.unsupported;
 	m->c.truncated = st.truncated;
 	weir_pcap_close(r);
+}
+
+static void model_rec(struct model *m, const struct weir_packet *pkt,
+		      const struct weir_frame *f, void *arg)
+{
+	(void)arg;
+	cr_assert_eq(tc_index(&pkt->key), m->frames);
+	m->obs[m->frames].key = pkt->key;
+	m->obs[m->frames].ip_bytes = pkt->ip_bytes;
+	m->ts[m->frames] = (int64_t)(f->ts_ns / 1000000u);
+	m->rec[m->frames] = true;
+	m->nrec++;
+}
+
+static void model_build(struct model *m, const char *path)
+{
+	struct weir_pcap *r;
+	size_t cap;
+
+	memset(m, 0, sizeof(*m));
+	cr_assert_eq(weir_pcap_open(path, &r), 0, "%s", weir_last_error());
+	cap = weir_pcap_size(r) / 16 + 1;
+	m->obs = calloc(cap, sizeof(*m->obs));
+	m->ts = calloc(cap, sizeof(*m->ts));
+	m->rec = calloc(cap, sizeof(*m->rec));
+	model_walk(m, r, model_rec, NULL);
 }
 
 static void model_free(struct model *m)
@@ -809,46 +828,35 @@ static int rec_cmp(const void *a, const void *b)
 	return memcmp(a, b, sizeof(struct rec));
 }
 
+struct corpus_recs {
+	struct rec *r;
+	size_t n, cap;
+};
+
+static void corpus_rec(struct model *m, const struct weir_packet *pkt,
+		       const struct weir_frame *f, void *arg)
+{
+	struct corpus_recs *cr = arg;
+
+	(void)m;
+	cr_assert_lt(cr->n, cr->cap);
+	memset(&cr->r[cr->n], 0, sizeof(cr->r[0]));
+	cr->r[cr->n].o.key = pkt->key;
+	cr->r[cr->n].o.ip_bytes = pkt->ip_bytes;
+	cr->r[cr->n++].ts = (int64_t)(f->ts_ns / 1000000u);
+}
+
 /* The single reader's records in file order, its counters and error. */
 static size_t corpus_model(const char *path, struct model *m, struct rec *r,
 			   size_t cap)
 {
-	struct weir_pcap_stats st;
-	struct weir_packet pkt;
+	struct corpus_recs cr = { r, 0, cap };
 	struct weir_pcap *rd;
-	struct weir_frame f;
-	size_t n = 0;
-	int rc;
 
 	memset(m, 0, sizeof(*m));
 	cr_assert_eq(weir_pcap_open(path, &rd), 0);
-	while ((rc = weir_pcap_next(rd, &f)) == 1) {
-		int v = weir_parse(f.data, f.caplen, f.wire_len, f.linktype,
-				   &pkt);
-		m->c.packets++;
-		if (v == WEIR_PARSE_OK) {
-			cr_assert_lt(n, cap);
-			memset(&r[n], 0, sizeof(r[n]));
-			r[n].o.key = pkt.key;
-			r[n].o.ip_bytes = pkt.ip_bytes;
-			r[n++].ts = (int64_t)(f.ts_ns / 1000000u);
-			m->c.ip++;
-		} else if (v == WEIR_PARSE_NON_IP) {
-			m->c.non_ip++;
-		} else {
-			m->c.malformed++;
-		}
-		m->frames++;
-	}
-	if (rc < 0) {
-		m->err = rc;
-		snprintf(m->msg, sizeof(m->msg), "%s", weir_last_error());
-	}
-	weir_pcap_get_stats(rd, &st);
-	m->c.unsupported = st.unsupported;
-	m->c.truncated = st.truncated;
-	weir_pcap_close(rd);
-	return n;
+	model_walk(m, rd, corpus_rec, &cr);
+	return cr.n;
 }
 
 static void corpus_file(const char *path, struct rec *want, struct rec *got,
