@@ -110,8 +110,8 @@ static int touch_path(struct wr_timers *t, struct heap *h,
 		      const uint64_t *path, unsigned k)
 {
 	for (unsigned j = 0; j < k; j++) {
-		int err = wr_arena_touch(t->a, wr_arena_page_of(t->a,
-						entry(t, h, path[j])));
+		int err = wr_arena_touch_range(t->a, entry(t, h, path[j]),
+					       t->entry_size);
 		if (err)
 			return err;
 	}
@@ -129,8 +129,9 @@ static int grow(struct wr_timers *t, struct heap *h)
 		return wr_error(err, "timers reached the state memory cap");
 	bigger.npages = npages;
 	bigger.cap = (uint64_t)npages * page / t->entry_size;
-	for (uint32_t pg = 0; pg < npages && err == 0; pg++)
-		err = wr_arena_touch(t->a, bigger.first_page + pg);
+	if (h->n > 0)	/* the entries copied below */
+		err = wr_arena_touch_range(t->a, entry(t, &bigger, 0),
+					   h->n * t->entry_size);
 	if (err) {
 		wr_arena_free(t->a, bigger.first_page, npages);
 		return err;

@@ -259,8 +259,8 @@ static int scan(struct wr_exec *x, struct wr_winop *op, struct wr_win *w,
 			uint64_t *flag = v;
 			if (*flag)
 				continue;
-			int err = wr_arena_touch(x->arena,
-					wr_arena_page_of(x->arena, v));
+			int err = wr_arena_touch_range(x->arena, flag,
+						       sizeof(*flag));
 			if (err)
 				return cap_error(x, op, err);
 			*flag = 1;

@@ -155,6 +155,7 @@ void wr_arena_destroy(struct wr_arena *a)
 {
 	if (!a)
 		return;
+	wr_arena_log_disable(a);
 	munmap(a->base, a->map_bytes);
 	free_arrays(a);
 }
@@ -212,6 +213,11 @@ int wr_arena_alloc(struct wr_arena *a, uint32_t npages, uint32_t *first_page,
 				"free contiguous pages", a->cap_bytes, npages);
 	if (zeroed)
 		*zeroed = first >= a->high_water;
+	if (a->log)
+		wr_arena_log_note_slow(a, first >= a->high_water ?
+				       WR_ARENA_LOG_ALLOC_ZEROED :
+				       WR_ARENA_LOG_ALLOC,
+				       (uint64_t)first << a->page_shift, npages);
 	take_pages(a, first, npages);
 	for (uint32_t p = first; p < first + npages; p++)
 		a->write_epoch[p] = a->epoch;
@@ -229,6 +235,10 @@ static bool owed_to_snapshot(const struct wr_arena *a, uint32_t p)
 
 void wr_arena_free(struct wr_arena *a, uint32_t first_page, uint32_t npages)
 {
+	if (a->log)
+		wr_arena_log_note_slow(a, WR_ARENA_LOG_FREE,
+				       (uint64_t)first_page << a->page_shift,
+				       npages);
 	for (uint32_t p = first_page; p < first_page + npages; p++) {
 		/* Always on: freeing a free page would hand it out twice. */
 		assert(p < a->pages_total && bit_get(a->used_bits, p) &&
@@ -533,5 +543,42 @@ int wr_arena_restore_claim(struct wr_arena *a, uint32_t page, void **bytes)
 	a->write_epoch[page] = a->epoch;
 	a->pages_used++;
 	*bytes = wr_arena_page_ptr(a, page);
+	return 0;
+}
+
+/* ---- changelog replay (arena_log.c) ---- */
+
+int wr_arena_replay_alloc(struct wr_arena *a, uint32_t first, uint32_t n,
+			  bool zeroed)
+{
+	if (a->snap_pending || first >= a->pages_total ||
+	    n > a->pages_total - first ||
+	    bits_find(a->used_bits, first, first + n, true) != first + n)
+		return -EBADMSG;
+	if (a->pages_used + n > a->pages_total - a->reserve_pages)
+		return wr_error(-ENOMEM, "arena cap of %zu bytes reached "
+				"replaying the changelog", a->cap_bytes);
+	/* Pages never handed out here are still the kernel's zeroes. */
+	if (zeroed && first < a->high_water) {
+		uint32_t lim = first + n < a->high_water ? first + n :
+			       a->high_water;
+		memset(wr_arena_page_ptr(a, first), 0,
+		       (size_t)(lim - first) << a->page_shift);
+	}
+	take_pages(a, first, n);
+	for (uint32_t p = first; p < first + n; p++)
+		a->write_epoch[p] = a->epoch;
+	a->pages_used += n;
+	return 0;
+}
+
+int wr_arena_replay_free(struct wr_arena *a, uint32_t first, uint32_t n)
+{
+	if (a->snap_pending || first >= a->pages_total ||
+	    n > a->pages_total - first ||
+	    bits_find(a->used_bits, first, first + n, false) != first + n)
+		return -EBADMSG;
+	give_pages(a, first, n);
+	a->pages_used -= n;
 	return 0;
 }

@@ -33,9 +33,11 @@
  *     core reads snapshot pages between loop ticks.
  *   - Page pointers stay valid until the page run is freed; the mapping never
  *     moves.  A snapshot_page() pointer stays valid until snapshot_end().
- *   - Every write to a page must be preceded by wr_arena_touch(page) in the
- *     same loop tick; a pointer kept across snapshot_begin must be touched
- *     again before it is written.
+ *   - Every write to a page must be preceded by wr_arena_touch(page) or
+ *     wr_arena_touch_range(bytes) in the same loop tick; a pointer kept
+ *     across snapshot_begin must be touched again before it is written.
+ *     With the changelog on, the touched range must cover every byte the
+ *     write changes (a whole-page touch logs the whole page).
  *   - Freeing a page that the pending snapshot still needs defers the free to
  *     snapshot_end, so memory freed during a snapshot comes back only then.
  */
@@ -93,6 +95,7 @@ struct wr_arena {
 	uint64_t cow_copies;
 	size_t cap_bytes;
 	size_t map_bytes;
+	struct wr_arena_log *log;	/* NULL: no changelog (arena_log.c) */
 };
 
 struct wr_arena_iter {
@@ -185,16 +188,190 @@ static inline uint32_t wr_arena_page_of(const struct wr_arena *a,
 }
 
 /*
- * The write barrier: call before modifying any byte of `page`.  0, or
- * -ENOMEM when the page needs a COW copy and no page is left for the shadow
- * (the page is then unchanged and must not be written).  Fast path: one
- * load and compare, ~1 ns.
+ * The copy-on-write barrier alone: call before modifying any byte of
+ * `page`.  0, or -ENOMEM when the page needs a COW copy and no page is left
+ * for the shadow (the page is then unchanged and must not be written).
+ * Fast path: one load and compare, ~1 ns.  Does not log: callers use
+ * wr_arena_touch or wr_arena_touch_range, which do both.
  */
-static inline int wr_arena_touch(struct wr_arena *a, uint32_t page)
+static inline int wr_arena_cow(struct wr_arena *a, uint32_t page)
 {
 	if (WEIR_LIKELY(a->write_epoch[page] == a->epoch))
 		return 0;
 	return wr_arena_touch_slow(a, page);
+}
+
+/* ---- the changelog (state/arena_log.c) ---------------------------------
+ *
+ * PURPOSE
+ *   A physical redo log of the arena, for checkpoints that write only what
+ *   changed instead of whole pages (Flink's changelog state backend,
+ *   FLIP-158, done one level down: bytes of arena pages, so every state
+ *   kind is covered by one mechanism).  Every write barrier also *notes*
+ *   the byte range it is about to change (a u64 word: kind | length |
+ *   arena offset) in a bounded pending list; at a safe point (the end of a
+ *   loop tick, and before a checkpoint takes its position) wr_arena_log_seal
+ *   appends each noted range with its *current* bytes to a ring.  Replaying
+ *   the ring from a materialisation (a page snapshot) onto that snapshot's
+ *   pages gives the live pages at the seal (wr_arena_log_apply).
+ *
+ * WHY NOTE BEFORE, COPY AT THE SEAL
+ *   The barrier runs before the write (it is the copy-on-write barrier), so
+ *   the bytes are not there yet; copying them at the end of the tick takes
+ *   them while still in L1, once per range however often it was written in
+ *   the tick.  Correct because every write is preceded by a barrier *in the
+ *   same tick* (invariant of the COW design above): a range written after
+ *   a seal has been noted again.  Never seal inside a record's processing.
+ *
+ * LOG ENTRIES (8-byte aligned; the on-disk format, docs/checkpoint-format.md)
+ *   word = kind << 61 | len << 40 | arena offset (40 bits, 1 TiB)
+ *     WRITE  len bytes follow (padded to 8): the range's bytes at the seal
+ *     ZERO   the range is zero
+ *     ALLOC  pages [off >> page_shift, + len) were handed out; ALLOC_ZEROED
+ *            when they were fresh (the kernel's zeroes, never written)
+ *     FREE   pages [off >> page_shift, + len) were given back
+ *     PAD    len bytes follow and are skipped (chunk ends, block padding)
+ *   A range never crosses a page; an entry never crosses a 1 MiB chunk of
+ *   the ring (WR_ARENA_LOG_CHUNK), so a checkpoint's log file is a list of
+ *   chunks, each checksummed and replayable on its own.
+ *
+ * INVARIANTS
+ *   1. Entries in the ring are in the order their barriers ran; ALLOC and
+ *      FREE are noted when they happen, WRITE/ZERO bytes taken at the seal.
+ *   2. Sealed bytes in [tail, head) are never overwritten; the writer reads
+ *      [from, to) of it with tail <= from <= to <= head.
+ *   3. broken: an overflow of the pending list or the ring lost entries;
+ *      nothing is noted or sealed until wr_arena_log_resume (at a page
+ *      snapshot), and no segment that spans the break is valid
+ *      (wr_arena_log_mark fails).
+ */
+#define WR_ARENA_LOG_CHUNK (1u << 20)
+#define WR_ARENA_LOG_OFF_BITS 40u
+#define WR_ARENA_LOG_LEN_BITS 21u
+
+enum wr_arena_log_kind {
+	WR_ARENA_LOG_PAD = 0,
+	WR_ARENA_LOG_WRITE = 1,
+	WR_ARENA_LOG_ZERO = 2,
+	WR_ARENA_LOG_ALLOC = 3,
+	WR_ARENA_LOG_ALLOC_ZEROED = 4,
+	WR_ARENA_LOG_FREE = 5,
+};
+
+struct wr_arena_log {
+	uint64_t *pend;		/* noted words, npend of pend_max */
+	uint32_t npend, pend_max;
+	uint64_t last;		/* the last word noted (dedup) */
+	bool broken;
+	uint8_t *ring;		/* size bytes, a power of two */
+	uint64_t size;
+	uint64_t head;		/* bytes ever appended */
+	uint64_t tail;		/* bytes before it may be overwritten */
+	uint64_t entries, bytes;	/* appended since enable (stats) */
+	uint64_t breaks;		/* times it broke */
+};
+
+static inline uint64_t wr_arena_log_word(unsigned kind, uint64_t len,
+					 uint64_t off)
+{
+	return (uint64_t)kind << 61 | len << WR_ARENA_LOG_OFF_BITS | off;
+}
+
+/* Maps a ring of ring_bytes (a power of two >= 2 chunks) and a pending
+ * list of pend_max words; logging starts broken: wr_arena_log_resume at
+ * the first page snapshot.  The page size must be <= 512 KiB. */
+int wr_arena_log_enable(struct wr_arena *a, uint64_t ring_bytes,
+			uint32_t pend_max);
+void wr_arena_log_disable(struct wr_arena *a);
+void wr_arena_log_note_slow(struct wr_arena *a, unsigned kind,
+			    uint64_t off, uint64_t len);
+/* Appends every noted range with its current bytes; at safe points only. */
+void wr_arena_log_seal(struct wr_arena *a);
+/* Seals and pads the ring to a 4 KiB boundary: *pos is the end of the
+ * segment a checkpoint taken now covers.  -ENOSPC if the log is broken
+ * (or off). */
+int wr_arena_log_mark(struct wr_arena *a, uint64_t *pos);
+/* At a page snapshot's barrier when the log is broken (mark failed): it
+ * restarts empty from here; returns the position (block-aligned). */
+uint64_t wr_arena_log_resume(struct wr_arena *a);
+/* Bytes before pos are no longer needed (their checkpoint committed). */
+void wr_arena_log_release(struct wr_arena *a, uint64_t pos);
+/* The sealed bytes at pos, up to the next chunk boundary or `to`. */
+const void *wr_arena_log_span(const struct wr_arena *a, uint64_t pos,
+			      uint64_t to, uint32_t *len);
+/* Replays entries [0, len) onto a (a restored page snapshot).  -EBADMSG
+ * and *bad_off at a malformed entry or one the arena cannot take (a page
+ * beyond it, an ALLOC of a used page, a FREE of a free one); -ENOMEM at
+ * the memory cap.  len is a multiple of 8. */
+int wr_arena_log_apply(struct wr_arena *a, const void *bytes, size_t len,
+		       size_t *bad_off);
+/* Replay's page bookkeeping (arena.c): pages [first, first + n) become
+ * live (zeroed if `zeroed`) / free.  -EBADMSG if any is not free / live. */
+int wr_arena_replay_alloc(struct wr_arena *a, uint32_t first, uint32_t n,
+			  bool zeroed);
+int wr_arena_replay_free(struct wr_arena *a, uint32_t first, uint32_t n);
+/* Structural check of a chunk (no arena): -EBADMSG, *bad_off. */
+int wr_arena_log_check(const void *bytes, size_t len, uint32_t page_size,
+		       size_t *bad_off);
+
+/* Notes [p, p + len) as kind (WRITE or ZERO), page by page. */
+static inline void wr_arena_log_note(struct wr_arena *a, unsigned kind,
+				     const void *p, size_t len)
+{
+	struct wr_arena_log *l = a->log;
+	uint64_t off = (uint64_t)((const uint8_t *)p - a->base);
+	uint64_t w = wr_arena_log_word(kind, len, off);
+
+	if (WEIR_LIKELY(l->npend < l->pend_max && len > 0 &&
+			((off & (a->page_size - 1)) + len) <= a->page_size)) {
+		if (w != l->last && !l->broken)
+			l->pend[l->npend++] = l->last = w;
+		return;
+	}
+	wr_arena_log_note_slow(a, kind, off, len);
+}
+
+/*
+ * The write barrier: copy-on-write of the pages of [p, p + len) and, when
+ * logging, a note of the range.  Call before modifying any of its bytes,
+ * in the same loop tick as the write.  0 or -ENOMEM (see wr_arena_cow).
+ */
+static inline int wr_arena_touch_range(struct wr_arena *a, const void *p,
+				       size_t len)
+{
+	uint32_t first = wr_arena_page_of(a, p);
+	uint32_t last = wr_arena_page_of(a, (const uint8_t *)p +
+					 (len ? len - 1 : 0));
+	int err = wr_arena_cow(a, first);
+
+	for (uint32_t pg = first + 1; WEIR_UNLIKELY(pg <= last) && !err; pg++)
+		err = wr_arena_cow(a, pg);
+	if (WEIR_UNLIKELY(a->log != NULL) && !err)
+		wr_arena_log_note(a, WR_ARENA_LOG_WRITE, p, len);
+	return err;
+}
+
+/* The same for a range about to be zeroed (logged without its bytes). */
+static inline int wr_arena_touch_zero(struct wr_arena *a, const void *p,
+				      size_t len)
+{
+	uint32_t first = wr_arena_page_of(a, p);
+	uint32_t last = wr_arena_page_of(a, (const uint8_t *)p +
+					 (len ? len - 1 : 0));
+	int err = 0;
+
+	for (uint32_t pg = first; pg <= last && !err; pg++)
+		err = wr_arena_cow(a, pg);
+	if (WEIR_UNLIKELY(a->log != NULL) && !err)
+		wr_arena_log_note(a, WR_ARENA_LOG_ZERO, p, len);
+	return err;
+}
+
+/* The write barrier for a whole page (logged whole: prefer touch_range). */
+static inline int wr_arena_touch(struct wr_arena *a, uint32_t page)
+{
+	return wr_arena_touch_range(a, wr_arena_page_ptr(a, page),
+				    a->page_size);
 }
 
 #endif /* WR_STATE_ARENA_H */

@@ -40,6 +40,13 @@ static inline struct slab_hdr *hdr_of(const struct wr_slab *s, uint32_t page)
 	return wr_arena_page_ptr(s->arena, page);
 }
 
+/* The write barrier for page's header (the changelog notes 32 bytes, not
+ * the page). */
+static inline int hdr_touch(struct wr_slab *s, uint32_t page)
+{
+	return wr_arena_touch_range(s->arena, hdr_of(s, page), HDR_SIZE);
+}
+
 static inline uint32_t class_size(uint32_t c)
 {
 	return WR_SLAB_MIN_BLOCK << c;
@@ -83,18 +90,7 @@ uint64_t wr_slab_block_size(const struct wr_slab *s, uint64_t size)
 
 int wr_slab_touch(struct wr_arena *a, const void *p, size_t len)
 {
-	uint32_t first, last;
-
-	if (len == 0)
-		return 0;
-	first = wr_arena_page_of(a, p);
-	last = wr_arena_page_of(a, (const uint8_t *)p + len - 1);
-	for (uint32_t pg = first; pg <= last; pg++) {
-		int err = wr_arena_touch(a, pg);
-		if (err)
-			return err;
-	}
-	return 0;
+	return len ? wr_arena_touch_range(a, p, len) : 0;
 }
 
 static bool hdr_full(const struct wr_slab *s, const struct slab_hdr *h,
@@ -112,12 +108,12 @@ static int page_new(struct wr_slab *s, uint32_t c, uint32_t *out)
 
 	if (err)
 		return err;
-	if (head != WR_ARENA_NO_PAGE &&
-	    (err = wr_arena_touch(s->arena, head)) != 0) {
+	if ((head != WR_ARENA_NO_PAGE && (err = hdr_touch(s, head)) != 0) ||
+	    (err = hdr_touch(s, p)) != 0) {
 		wr_arena_free(s->arena, p, 1);
 		return err;
 	}
-	h = hdr_of(s, p); /* just allocated: write epoch is current */
+	h = hdr_of(s, p);
 	*h = (struct slab_hdr){ .magic = SLAB_MAGIC | c, .bump = CHUNK0,
 				.prev = WR_ARENA_NO_PAGE, .next = head };
 	if (head != WR_ARENA_NO_PAGE)
@@ -134,12 +130,11 @@ static int take_chunk(struct wr_slab *s, uint32_t c, uint32_t p,
 {
 	struct slab_hdr *h = hdr_of(s, p);
 	uint32_t size = class_size(c), o;
-	int err = wr_arena_touch(s->arena, p);
+	int err = hdr_touch(s, p);
 
 	if (err)
 		return err;
-	if (h->next != WR_ARENA_NO_PAGE &&
-	    (err = wr_arena_touch(s->arena, h->next)) != 0)
+	if (h->next != WR_ARENA_NO_PAGE && (err = hdr_touch(s, h->next)) != 0)
 		return err; /* touched first: popping p writes its successor */
 	if (h->free_off) {
 		o = h->free_off;
@@ -207,9 +202,9 @@ static int touch_links(struct wr_slab *s, const struct slab_hdr *h)
 	int err = 0;
 
 	if (h->prev != WR_ARENA_NO_PAGE)
-		err = wr_arena_touch(s->arena, h->prev);
+		err = hdr_touch(s, h->prev);
 	if (!err && h->next != WR_ARENA_NO_PAGE)
-		err = wr_arena_touch(s->arena, h->next);
+		err = hdr_touch(s, h->next);
 	return err;
 }
 
@@ -236,9 +231,12 @@ static int free_chunk(struct wr_slab *s, uint32_t c, uint32_t p, uint32_t off)
 
 	if (h->used == 1)
 		return free_page(s, c, p);
-	err = wr_arena_touch(s->arena, p);
+	err = hdr_touch(s, p);
+	if (!err)	/* the chunk's first 4 bytes link the free list */
+		err = wr_arena_touch_range(s->arena, (uint8_t *)h + off,
+					   sizeof(uint32_t));
 	if (!err && was_full && head != WR_ARENA_NO_PAGE)
-		err = wr_arena_touch(s->arena, head);
+		err = hdr_touch(s, head);
 	if (err)
 		return err;
 	memcpy((uint8_t *)h + off, &h->free_off, sizeof(uint32_t));

@@ -94,19 +94,12 @@ static inline void meta_set(uint8_t *s, uint64_t m)
 	memcpy(s, &m, sizeof(m));
 }
 
-/* Write barrier for slot i: its page, or both if the slot straddles two. */
+/* Write barrier for slot i (its page, or both if it straddles two; the
+ * changelog notes the slot's bytes). */
 static inline int slot_touch(struct wr_table *t, const struct slots *a,
 			     uint64_t i)
 {
-	uint32_t shift = t->arena->page_shift;
-	uint64_t off = a->page_off + i * t->slot_size;
-	uint32_t p0 = a->first_page + (uint32_t)(off >> shift);
-	uint32_t p1 = a->first_page + (uint32_t)((off + t->slot_size - 1) >> shift);
-	int err = wr_arena_touch(t->arena, p0);
-
-	if (WEIR_UNLIKELY(p1 != p0) && !err)
-		err = wr_arena_touch(t->arena, p1);
-	return err;
+	return wr_arena_touch_range(t->arena, slot_at(t, a, i), t->slot_size);
 }
 
 /*
@@ -244,11 +237,11 @@ static int slots_zero(struct wr_table *t, struct slots *a, uint64_t from,
 
 	for (uint64_t p = off >> shift; off < end; p++) {
 		uint64_t lim = (p + 1) << shift;
-		int err = wr_arena_touch(t->arena, a->first_page + (uint32_t)p);
-		if (err)
-			return err;
 		if (lim > end)
 			lim = end;
+		int err = wr_arena_touch_zero(t->arena, page0 + off, lim - off);
+		if (err)
+			return err;
 		memset(page0 + off, 0, lim - off);
 		off = lim;
 	}

@@ -1,0 +1,348 @@
+/*
+ * state/arena_log.c — the arena's changelog: noted ranges sealed into a
+ * ring with their bytes, and replay (the contract and invariants are in
+ * state/arena.h, "the changelog").
+ *
+ * COSTS (why this shape)
+ *   - A note is one store into the pending list and a compare with the
+ *     last word (a slot upserted twice in a row is noted once): ~1 ns on
+ *     the record path, and nothing when the log is off (a->log == NULL).
+ *   - The seal copies each noted range once per tick, from L1, into a ring
+ *     written sequentially: for 32-byte table slots 40 bytes per update.
+ *     Page copy-on-write copies 64 KiB per page first touched after a
+ *     snapshot; with uniform random updates of a 1 GiB table every page is
+ *     touched within ~45 ms (docs/architecture.md), so a changelog
+ *     checkpoint writes 40 B x updates instead of the whole state.
+ *   - The ring is one reservation (MAP_NORESERVE, huge pages asked for):
+ *     no allocation on the data path; full means broken, and the next
+ *     checkpoint is a page snapshot, never a stall.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "core/error.h"
+#include "state/arena.h"
+
+#define LEN_MASK ((1ull << WR_ARENA_LOG_LEN_BITS) - 1)
+#define OFF_MASK ((1ull << WR_ARENA_LOG_OFF_BITS) - 1)
+#define PAGE_SIZE_MAX (512u << 10)	/* an entry must fit in a chunk */
+#define ALIGN_BLOCK 4096u		/* segments start block-aligned */
+
+static inline unsigned word_kind(uint64_t w)
+{
+	return (unsigned)(w >> 61);
+}
+
+static inline uint64_t word_len(uint64_t w)
+{
+	return (w >> WR_ARENA_LOG_OFF_BITS) & LEN_MASK;
+}
+
+static inline uint64_t word_off(uint64_t w)
+{
+	return w & OFF_MASK;
+}
+
+static inline uint64_t round8(uint64_t v)
+{
+	return (v + 7) & ~7ull;
+}
+
+int wr_arena_log_enable(struct wr_arena *a, uint64_t ring_bytes,
+			uint32_t pend_max)
+{
+	struct wr_arena_log *l;
+
+	if (a->log != NULL)
+		return wr_error(-EBUSY, "arena: changelog already on");
+	if (ring_bytes < 2ull * WR_ARENA_LOG_CHUNK ||
+	    (ring_bytes & (ring_bytes - 1)) || pend_max == 0)
+		return wr_error(-EINVAL, "arena: changelog ring of %llu bytes "
+				"is not a power of two >= %u",
+				(unsigned long long)ring_bytes,
+				2 * WR_ARENA_LOG_CHUNK);
+	if (a->page_size > PAGE_SIZE_MAX || a->map_bytes > OFF_MASK)
+		return wr_error(-EINVAL, "arena: no changelog with %u-byte "
+				"pages or over 1 TiB", a->page_size);
+	l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		return -ENOMEM;
+	l->pend = malloc((size_t)pend_max * sizeof(*l->pend));
+	l->ring = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (l->pend == NULL || l->ring == MAP_FAILED) {
+		if (l->ring != MAP_FAILED)
+			munmap(l->ring, ring_bytes);
+		free(l->pend);
+		free(l);
+		return wr_error(-ENOMEM, "arena: no memory for a changelog "
+				"ring of %llu bytes",
+				(unsigned long long)ring_bytes);
+	}
+	(void)madvise(l->ring, ring_bytes, MADV_HUGEPAGE);
+	l->size = ring_bytes;
+	l->pend_max = pend_max;
+	l->broken = true;	/* until the first page snapshot */
+	a->log = l;
+	return 0;
+}
+
+void wr_arena_log_disable(struct wr_arena *a)
+{
+	struct wr_arena_log *l = a->log;
+
+	if (l == NULL)
+		return;
+	munmap(l->ring, l->size);
+	free(l->pend);
+	free(l);
+	a->log = NULL;
+}
+
+static void log_break(struct wr_arena_log *l)
+{
+	if (!l->broken)
+		l->breaks++;
+	l->broken = true;
+	l->npend = 0;
+	l->last = 0;
+}
+
+static void push(struct wr_arena_log *l, uint64_t w)
+{
+	if (l->npend == l->pend_max) {
+		log_break(l);
+		return;
+	}
+	l->pend[l->npend++] = l->last = w;
+}
+
+/* Splits WRITE/ZERO ranges at page ends and ALLOC/FREE runs at the length
+ * field's limit; drops empty ranges and everything while broken. */
+void wr_arena_log_note_slow(struct wr_arena *a, unsigned kind, uint64_t off,
+			    uint64_t len)
+{
+	struct wr_arena_log *l = a->log;
+	bool pages = kind == WR_ARENA_LOG_ALLOC ||
+		     kind == WR_ARENA_LOG_ALLOC_ZEROED ||
+		     kind == WR_ARENA_LOG_FREE;
+
+	while (len > 0 && !l->broken) {
+		uint64_t n = pages ? (len < LEN_MASK ? len : LEN_MASK) :
+			     a->page_size - (off & (a->page_size - 1));
+		if (n > len)
+			n = len;
+		push(l, wr_arena_log_word(kind, n, off));
+		len -= n;
+		off += pages ? n << a->page_shift : n;
+	}
+}
+
+/* Room for n bytes at head inside one chunk (padding to the chunk's end
+ * first if needed), or false (broken: the ring is full). */
+static bool room(struct wr_arena_log *l, uint64_t n)
+{
+	uint64_t end = (l->head | (WR_ARENA_LOG_CHUNK - 1)) + 1;
+
+	if (l->head + n > end) {
+		if (end - l->tail > l->size) {
+			log_break(l);
+			return false;
+		}
+		uint64_t pad = wr_arena_log_word(WR_ARENA_LOG_PAD,
+						 end - l->head - 8, 0);
+		memcpy(l->ring + (l->head & (l->size - 1)), &pad, 8);
+		l->head = end;
+	}
+	if (l->head + n - l->tail > l->size) {
+		log_break(l);
+		return false;
+	}
+	return true;
+}
+
+static void append(struct wr_arena *a, uint64_t w)
+{
+	struct wr_arena_log *l = a->log;
+	unsigned kind = word_kind(w);
+	uint64_t body = kind == WR_ARENA_LOG_WRITE ? round8(word_len(w)) : 0;
+	uint8_t *at;
+
+	if (!room(l, 8 + body))
+		return;
+	at = l->ring + (l->head & (l->size - 1));
+	memcpy(at, &w, 8);
+	if (body) {
+		uint64_t len = word_len(w);
+		memcpy(at + 8, a->base + word_off(w), len);
+		if (body > len)
+			memset(at + 8 + len, 0, body - len);
+	}
+	l->head += 8 + body;
+	l->entries++;
+	l->bytes += 8 + body;
+}
+
+void wr_arena_log_seal(struct wr_arena *a)
+{
+	struct wr_arena_log *l = a->log;
+
+	if (l == NULL)
+		return;
+	for (uint32_t i = 0; i < l->npend && !l->broken; i++)
+		append(a, l->pend[i]);
+	l->npend = 0;
+	l->last = 0;
+}
+
+int wr_arena_log_mark(struct wr_arena *a, uint64_t *pos)
+{
+	struct wr_arena_log *l = a->log;
+	uint64_t gap;
+
+	if (l == NULL)
+		return -ENOSPC;
+	wr_arena_log_seal(a);
+	gap = (ALIGN_BLOCK - (l->head & (ALIGN_BLOCK - 1))) & (ALIGN_BLOCK - 1);
+	if (!l->broken && gap > 0 && room(l, gap)) {
+		/* A block boundary is never past a chunk's end: room() did
+		 * not pad, so the gap is still the gap. */
+		uint64_t pad = wr_arena_log_word(WR_ARENA_LOG_PAD, gap - 8, 0);
+		memcpy(l->ring + (l->head & (l->size - 1)), &pad, 8);
+		l->head += gap;
+	}
+	if (l->broken)
+		return -ENOSPC;
+	*pos = l->head;
+	return 0;
+}
+
+uint64_t wr_arena_log_resume(struct wr_arena *a)
+{
+	struct wr_arena_log *l = a->log;
+
+	l->head = (l->head + ALIGN_BLOCK - 1) & ~(uint64_t)(ALIGN_BLOCK - 1);
+	l->tail = l->head;
+	l->broken = false;
+	l->npend = 0;
+	l->last = 0;
+	return l->head;
+}
+
+void wr_arena_log_release(struct wr_arena *a, uint64_t pos)
+{
+	struct wr_arena_log *l = a->log;
+
+	if (l != NULL && pos > l->tail && pos <= l->head)
+		l->tail = pos;
+}
+
+const void *wr_arena_log_span(const struct wr_arena *a, uint64_t pos,
+			      uint64_t to, uint32_t *len)
+{
+	const struct wr_arena_log *l = a->log;
+	uint64_t end = (pos | (WR_ARENA_LOG_CHUNK - 1)) + 1;
+
+	*len = (uint32_t)((to < end ? to : end) - pos);
+	return l->ring + (pos & (l->size - 1));
+}
+
+/* ---- replay ---------------------------------------------------------- */
+
+/* One entry at b[0..avail): its size in *used, 0 or -EBADMSG.  a NULL:
+ * check only (page_size given). */
+static int entry_check(const uint8_t *b, size_t avail, uint32_t page_size,
+		       uint64_t pages_total, size_t *used)
+{
+	uint64_t w, len, off;
+	unsigned kind;
+
+	if (avail < 8)
+		return -EBADMSG;
+	memcpy(&w, b, 8);
+	kind = word_kind(w), len = word_len(w), off = word_off(w);
+	*used = 8;
+	switch (kind) {
+	case WR_ARENA_LOG_PAD:
+		*used += round8(len);
+		return *used <= avail ? 0 : -EBADMSG;
+	case WR_ARENA_LOG_WRITE:
+		*used += round8(len);
+		if (*used > avail)
+			return -EBADMSG;
+		/* fall through */
+	case WR_ARENA_LOG_ZERO:
+		return len > 0 && (off & (page_size - 1)) + len <= page_size &&
+		       off / page_size < pages_total ? 0 : -EBADMSG;
+	case WR_ARENA_LOG_ALLOC:
+	case WR_ARENA_LOG_ALLOC_ZEROED:
+	case WR_ARENA_LOG_FREE:
+		return len > 0 && (off & (page_size - 1)) == 0 &&
+		       off / page_size + len <= pages_total ? 0 : -EBADMSG;
+	default:
+		return -EBADMSG;
+	}
+}
+
+int wr_arena_log_check(const void *bytes, size_t len, uint32_t page_size,
+		       size_t *bad_off)
+{
+	const uint8_t *b = bytes;
+	size_t used;
+
+	for (size_t at = 0; at < len; at += used) {
+		if (entry_check(b + at, len - at, page_size,
+				UINT64_MAX / page_size, &used) != 0) {
+			*bad_off = at;
+			return -EBADMSG;
+		}
+	}
+	return 0;
+}
+
+static int entry_apply(struct wr_arena *a, const uint8_t *b)
+{
+	uint64_t w;
+
+	memcpy(&w, b, 8);
+	uint64_t len = word_len(w), off = word_off(w);
+	uint32_t first = (uint32_t)(off >> a->page_shift);
+
+	switch (word_kind(w)) {
+	case WR_ARENA_LOG_WRITE:
+		memcpy(a->base + off, b + 8, len);
+		return 0;
+	case WR_ARENA_LOG_ZERO:
+		memset(a->base + off, 0, len);
+		return 0;
+	case WR_ARENA_LOG_ALLOC:
+	case WR_ARENA_LOG_ALLOC_ZEROED:
+		return wr_arena_replay_alloc(a, first, (uint32_t)len,
+				word_kind(w) == WR_ARENA_LOG_ALLOC_ZEROED);
+	case WR_ARENA_LOG_FREE:
+		return wr_arena_replay_free(a, first, (uint32_t)len);
+	default:
+		return 0;	/* PAD */
+	}
+}
+
+int wr_arena_log_apply(struct wr_arena *a, const void *bytes, size_t len,
+		       size_t *bad_off)
+{
+	const uint8_t *b = bytes;
+	size_t used;
+
+	for (size_t at = 0; at < len; at += used) {
+		int err = entry_check(b + at, len - at, a->page_size,
+				      a->pages_total, &used);
+		if (err == 0)
+			err = entry_apply(a, b + at);
+		if (err) {
+			*bad_off = at;
+			return err;
+		}
+	}
+	return 0;
+}

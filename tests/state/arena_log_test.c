@@ -1,0 +1,440 @@
+/*
+ * tests/state/arena_log_test.c — the arena's changelog (state/arena_log.c).
+ *
+ * Every test keeps a *replica*: a second arena that received the live
+ * pages at a "materialisation" (as a page checkpoint's restore would), then
+ * replays each log segment the live arena marks.  The replica must then
+ * equal the live arena: the same live pages, and the same bytes in them
+ * (the tests define every byte they hand out), or — for the real state
+ * code, whose unwritten bytes are don't-care — the same contents read
+ * through the state's own API from headers saved at the mark.
+ *
+ * TEST PLAN
+ *   random:    random alloc / free / write / zero through the barriers,
+ *              seals at random tick ends, a mark + replay + byte compare
+ *              every few hundred operations; a 2 MiB ring wraps many times
+ *              (segments released after each replay), chunk padding.
+ *   dedup:     one range touched 100 times in a tick is one entry.
+ *   pending:   more distinct ranges than the pending list holds in one
+ *              tick breaks the log; mark fails (-ENOSPC); resume restarts
+ *              it empty and later segments replay again.
+ *   ring full: without releases the ring fills: broken, mark fails.
+ *   off:       without the log no noting happens (log NULL).
+ *   bad:       apply rejects unknown kinds, ranges across a page, pages past
+ *              the arena, ALLOC of a live page, FREE of a free one, with
+ *              the entry's offset; check() finds the same structurally.
+ *   table:     a wr_table (slab-backed while small, then page runs, growth
+ *              and migration) under random upserts and removes; at each
+ *              mark the header is saved; replayed replica loaded from it
+ *              holds exactly the live entries and values.
+ *   kstate:    LIST and MAP keyed states (slab blocks that grow, move and
+ *              are freed) under random appends, replaces, puts, removes
+ *              and clears; replica states loaded from images equal the
+ *              live ones key by key.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "state/arena.h"
+#include "state/keyed.h"
+#include "state/table.h"
+
+#define PS 4096u
+#define PAGES 512u
+#define RING (2u << 20)
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+static struct wr_arena *mk(uint32_t ps, uint32_t pages)
+{
+	struct wr_arena_config cfg = { (size_t)pages * ps, ps, 0 };
+	struct wr_arena *a = NULL;
+
+	cr_assert_eq(wr_arena_create(&cfg, &a), 0);
+	return a;
+}
+
+/* A replica of a's live pages, as a page checkpoint restores them. */
+static struct wr_arena *replica_of(struct wr_arena *a)
+{
+	struct wr_arena *r = mk(a->page_size, a->pages_total);
+	struct wr_arena_iter it = { 0 };
+
+	while (wr_arena_pages_written_since(a, 0, &it))
+		cr_assert_eq(wr_arena_restore_page(r, it.page,
+				wr_arena_page_ptr(a, it.page)), 0);
+	return r;
+}
+
+/* Replays a's sealed bytes [from, to) onto r, chunk by chunk. */
+static void replay(struct wr_arena *a, struct wr_arena *r, uint64_t from,
+		   uint64_t to)
+{
+	while (from < to) {
+		uint32_t len;
+		size_t bad = 0;
+		const void *p = wr_arena_log_span(a, from, to, &len);
+		cr_assert_gt(len, 0);
+		cr_assert_eq(wr_arena_log_check(p, len, a->page_size, &bad), 0,
+			     "malformed entry at %zu", bad);
+		cr_assert_eq(wr_arena_log_apply(r, p, len, &bad), 0,
+			     "apply failed at %zu of a %u-byte span", bad, len);
+		from += len;
+	}
+}
+
+/* Live pages and their bytes equal (no snapshot pending in a). */
+static void assert_same_pages(struct wr_arena *a, struct wr_arena *r)
+{
+	struct wr_arena_iter ia = { 0 }, ir = { 0 };
+
+	for (;;) {
+		bool ga = wr_arena_pages_written_since(a, 0, &ia);
+		bool gr = wr_arena_pages_written_since(r, 0, &ir);
+		cr_assert_eq(ga, gr, "live page sets differ in size");
+		if (!ga)
+			break;
+		cr_assert_eq(ia.page, ir.page, "live page %u vs %u", ia.page,
+			     ir.page);
+		cr_assert(memcmp(wr_arena_page_ptr(a, ia.page),
+				 wr_arena_page_ptr(r, ir.page), a->page_size)
+			  == 0, "page %u differs after replay", ia.page);
+	}
+	cr_assert(wr_arena_is_valid(r));
+}
+
+/* Starts the log at a materialisation: the replica and the position. */
+static struct wr_arena *materialise(struct wr_arena *a, uint64_t *pos)
+{
+	uint64_t p;
+
+	if (wr_arena_log_mark(a, &p) != 0)
+		p = wr_arena_log_resume(a);
+	wr_arena_log_release(a, p);
+	*pos = p;
+	return replica_of(a);
+}
+
+/* ---- random byte-level operations ---------------------------------- */
+
+struct run {
+	uint32_t first, n;
+};
+
+struct model {
+	struct run runs[64];
+	uint32_t nruns;
+};
+
+static void op_alloc(struct wr_arena *a, struct model *m)
+{
+	uint32_t n = 1 + (uint32_t)(rnd() % 3), first;
+	bool zeroed;
+
+	if (m->nruns == 64 || wr_arena_alloc(a, n, &first, &zeroed) != 0)
+		return;
+	if (!zeroed) {	/* define every byte, as the state code does */
+		uint8_t *p = wr_arena_page_ptr(a, first);
+		for (uint32_t k = 0; k < n; k++) {
+			cr_assert_eq(wr_arena_touch_zero(a, p + k * a->page_size,
+							 a->page_size), 0);
+			memset(p + k * a->page_size, 0, a->page_size);
+		}
+	}
+	m->runs[m->nruns++] = (struct run){ first, n };
+}
+
+static void op_free(struct wr_arena *a, struct model *m)
+{
+	uint32_t i = (uint32_t)(rnd() % m->nruns);
+
+	wr_arena_free(a, m->runs[i].first, m->runs[i].n);
+	m->runs[i] = m->runs[--m->nruns];
+}
+
+/* A random range of a random run: written, or zeroed. */
+static void op_write(struct wr_arena *a, struct model *m, bool zero)
+{
+	const struct run *r = &m->runs[rnd() % m->nruns];
+	uint64_t bytes = (uint64_t)r->n * a->page_size;
+	uint64_t off = rnd() % bytes, len = 1 + rnd() % 300;
+	uint8_t *p = (uint8_t *)wr_arena_page_ptr(a, r->first) + off;
+
+	if (rnd() % 16 == 0)
+		len = 1 + rnd() % (2 * a->page_size);	/* across pages */
+	if (off + len > bytes)
+		len = bytes - off;
+	if (zero) {
+		cr_assert_eq(wr_arena_touch_zero(a, p, len), 0);
+		memset(p, 0, len);
+		return;
+	}
+	cr_assert_eq(wr_arena_touch_range(a, p, len), 0);
+	for (uint64_t k = 0; k < len; k++)
+		p[k] = (uint8_t)rnd();
+}
+
+static void random_op(struct wr_arena *a, struct model *m)
+{
+	uint64_t d = rnd() % 100;
+
+	if (m->nruns == 0 || d < 8)
+		op_alloc(a, m);
+	else if (d < 14)
+		op_free(a, m);
+	else
+		op_write(a, m, d < 20);
+	if (rnd() % 8 == 0)
+		wr_arena_log_seal(a);	/* a tick ends */
+}
+
+Test(arena_log, random_ops_replay)
+{
+	struct wr_arena *a = mk(PS, PAGES), *r;
+	struct model m = { 0 };
+	uint64_t from, to;
+
+	cr_assert_eq(wr_arena_log_enable(a, RING, 4096), 0);
+	for (int i = 0; i < 50; i++)
+		random_op(a, &m);
+	r = materialise(a, &from);
+	for (int round = 0; round < 200; round++) {
+		int n = 1 + (int)(rnd() % 600);
+		for (int i = 0; i < n; i++)
+			random_op(a, &m);
+		cr_assert_eq(wr_arena_log_mark(a, &to), 0, "log broke");
+		cr_assert_eq(to % 4096, 0);
+		replay(a, r, from, to);
+		assert_same_pages(a, r);
+		wr_arena_log_release(a, to);
+		from = to;
+	}
+	cr_assert_gt(a->log->head, 4ull * RING, "the ring did not wrap");
+	cr_assert_eq(a->log->breaks, 0);
+	wr_arena_destroy(r);
+	wr_arena_destroy(a);
+}
+
+Test(arena_log, dedup_in_a_tick)
+{
+	struct wr_arena *a = mk(PS, 16);
+	uint32_t first;
+	uint64_t from, to;
+
+	cr_assert_eq(wr_arena_log_enable(a, RING, 64), 0);
+	cr_assert_eq(wr_arena_alloc(a, 1, &first, NULL), 0);
+	struct wr_arena *r = materialise(a, &from);
+	uint64_t *v = wr_arena_page_ptr(a, first);
+	for (int i = 0; i < 100; i++) {
+		cr_assert_eq(wr_arena_touch_range(a, v, 8), 0);
+		(*v)++;
+	}
+	cr_assert_eq(a->log->npend, 1);
+	uint64_t before = a->log->entries;
+	cr_assert_eq(wr_arena_log_mark(a, &to), 0);
+	cr_assert_eq(a->log->entries - before, 1);
+	replay(a, r, from, to);
+	cr_assert_eq(*(uint64_t *)wr_arena_page_ptr(r, first), 100);
+	wr_arena_destroy(r);
+	wr_arena_destroy(a);
+}
+
+Test(arena_log, pending_overflow_breaks_then_resumes)
+{
+	struct wr_arena *a = mk(PS, 16);
+	uint32_t first;
+	uint64_t from, to;
+
+	cr_assert_eq(wr_arena_log_enable(a, RING, 4), 0);
+	cr_assert_eq(wr_arena_alloc(a, 1, &first, NULL), 0);
+	struct wr_arena *r = materialise(a, &from);
+	uint8_t *p = wr_arena_page_ptr(a, first);
+	for (int i = 0; i < 5; i++) {	/* 5 distinct ranges, room for 4 */
+		cr_assert_eq(wr_arena_touch_range(a, p + 64 * i, 8), 0);
+		p[64 * i] = 1;
+	}
+	cr_assert(a->log->broken);
+	cr_assert_eq(wr_arena_log_mark(a, &to), -ENOSPC);
+	cr_assert_eq(a->log->breaks, 1);
+	wr_arena_destroy(r);
+	/* A page snapshot restarts it: segments replay again. */
+	r = materialise(a, &from);
+	cr_assert_not(a->log->broken);
+	cr_assert_eq(wr_arena_touch_range(a, p + 8, 8), 0);
+	p[8] = 7;
+	cr_assert_eq(wr_arena_log_mark(a, &to), 0);
+	replay(a, r, from, to);
+	assert_same_pages(a, r);
+	wr_arena_destroy(r);
+	wr_arena_destroy(a);
+}
+
+Test(arena_log, ring_full_breaks)
+{
+	struct wr_arena *a = mk(PS, 16);
+	uint32_t first;
+	uint64_t from, to;
+	int marks = 0;
+
+	cr_assert_eq(wr_arena_log_enable(a, RING, 64), 0);
+	cr_assert_eq(wr_arena_alloc(a, 1, &first, NULL), 0);
+	wr_arena_destroy(materialise(a, &from));
+	uint8_t *p = wr_arena_page_ptr(a, first);
+	/* 4 KiB entries, nothing released: 2 MiB hold fewer than 520. */
+	for (int i = 0; i < 600 && !a->log->broken; i++) {
+		cr_assert_eq(wr_arena_touch_range(a, p, PS), 0);
+		p[0]++;
+		wr_arena_log_seal(a);
+		marks++;
+	}
+	cr_assert(a->log->broken);
+	cr_assert_lt(marks, 520);
+	cr_assert_eq(wr_arena_log_mark(a, &to), -ENOSPC);
+	wr_arena_destroy(a);
+}
+
+Test(arena_log, off_notes_nothing)
+{
+	struct wr_arena *a = mk(PS, 16);
+	uint32_t first;
+
+	cr_assert_eq(wr_arena_alloc(a, 1, &first, NULL), 0);
+	cr_assert_eq(wr_arena_touch_range(a, wr_arena_page_ptr(a, first), 8),
+		     0);
+	cr_assert_null(a->log);
+	wr_arena_log_seal(a);	/* no-op */
+	uint64_t pos;
+	cr_assert_eq(wr_arena_log_mark(a, &pos), -ENOSPC);
+	cr_assert_eq(wr_arena_log_enable(a, 1000, 4), -EINVAL);
+	cr_assert_eq(wr_arena_log_enable(a, RING, 4), 0);
+	cr_assert_eq(wr_arena_log_enable(a, RING, 4), -EBUSY);
+	wr_arena_destroy(a);
+}
+
+static void expect_bad(struct wr_arena *r, const uint64_t *w, size_t n,
+		       size_t want_off)
+{
+	size_t bad = 99;
+
+	cr_assert_eq(wr_arena_log_apply(r, w, n * 8, &bad), -EBADMSG);
+	cr_assert_eq(bad, want_off);
+}
+
+Test(arena_log, apply_rejects_bad_entries)
+{
+	struct wr_arena *r = mk(PS, 8);
+	uint64_t pad = wr_arena_log_word(WR_ARENA_LOG_PAD, 0, 0);
+	uint64_t w[4];
+	size_t bad;
+
+	w[0] = pad, w[1] = 7ull << 61;			/* unknown kind */
+	expect_bad(r, w, 2, 8);
+	w[1] = wr_arena_log_word(WR_ARENA_LOG_ZERO, 16, PS - 8);
+	expect_bad(r, w, 2, 8);				/* across a page */
+	w[1] = wr_arena_log_word(WR_ARENA_LOG_ZERO, 8, 8ull * PS);
+	expect_bad(r, w, 2, 8);				/* past the arena */
+	w[1] = wr_arena_log_word(WR_ARENA_LOG_WRITE, 16, 0);
+	expect_bad(r, w, 2, 8);				/* payload cut */
+	w[1] = wr_arena_log_word(WR_ARENA_LOG_FREE, 1, 0);
+	expect_bad(r, w, 2, 8);				/* free of a free page */
+	w[1] = wr_arena_log_word(WR_ARENA_LOG_ALLOC, 2, PS);
+	w[2] = wr_arena_log_word(WR_ARENA_LOG_ALLOC, 1, 2 * PS);
+	expect_bad(r, w, 3, 16);			/* page 2 is live */
+	cr_assert_eq(wr_arena_log_check(w, 8, PS, &bad), 0);
+	w[3] = 6ull << 61;
+	cr_assert_eq(wr_arena_log_check(w, 32, PS, &bad), -EBADMSG);
+	cr_assert_eq(bad, 24);
+	wr_arena_destroy(r);
+}
+
+/* ---- the real state code ------------------------------------------- */
+
+#define KEYS 3000u
+
+static uint64_t key_hash(uint64_t k)
+{
+	return wr_table_hash(&k, 8);
+}
+
+static void table_ops(struct wr_table *t, struct wr_arena *a, int n)
+{
+	for (int i = 0; i < n; i++) {
+		uint64_t k = rnd() % KEYS;
+		if (rnd() % 5 == 0) {
+			(void)wr_table_remove(t, &k, key_hash(k));
+		} else {
+			void *v;
+			bool ins;
+			cr_assert_eq(wr_table_upsert(t, &k, key_hash(k), &v,
+						     &ins), 0);
+			*(uint64_t *)v += k + 1;
+		}
+		if (rnd() % 16 == 0)
+			wr_arena_log_seal(a);
+	}
+}
+
+/* Every live entry is in the replica with its value, and counts agree. */
+static void assert_same_table(struct wr_table *t, struct wr_table *rt)
+{
+	struct wr_table_iter it = { 0 };
+	const void *k;
+	void *v;
+
+	cr_assert_eq(wr_table_count(t), wr_table_count(rt));
+	while (wr_table_next(t, &it, &k, &v)) {
+		const void *rv = wr_table_get(rt, k, wr_table_hash(k, 8));
+		cr_assert_not_null(rv, "key %llu lost in the replay",
+				   (unsigned long long)*(const uint64_t *)k);
+		cr_assert_eq(*(const uint64_t *)rv, *(uint64_t *)v);
+	}
+	cr_assert(wr_table_is_valid(rt));
+}
+
+Test(arena_log, table_replays_to_the_same_entries)
+{
+	struct wr_arena *a = mk(PS, 4096);
+	struct wr_slab slab;
+	struct wr_table_config tc = { 8, 8, 64, &slab };
+	struct wr_table *t;
+	uint64_t from, to;
+
+	wr_slab_init(&slab, a);
+	cr_assert_eq(wr_arena_log_enable(a, 8u << 20, 1 << 16), 0);
+	cr_assert_eq(wr_table_create(a, &tc, &t), 0);
+	table_ops(t, a, 30);
+	struct wr_arena *r = materialise(a, &from);
+	for (int round = 0; round < 40; round++) {
+		struct wr_table_image img;
+		struct wr_slab_image simg;
+		struct wr_slab rslab;
+		struct wr_table *rt;
+		table_ops(t, a, 1 + (int)(rnd() % 400));
+		cr_assert_eq(wr_arena_log_mark(a, &to), 0);
+		wr_table_save(t, &img);
+		wr_slab_save(&slab, &simg);
+		replay(a, r, from, to);
+		/* Loaded on a copy: destroying a table frees its pages. */
+		struct wr_arena *rr = replica_of(r);
+		cr_assert_eq(wr_slab_load(&rslab, rr, &simg), 0);
+		cr_assert_eq(wr_table_load(rr, &rslab, &img, &rt), 0);
+		assert_same_table(t, rt);
+		wr_table_destroy(rt);
+		wr_arena_destroy(rr);
+		wr_arena_log_release(a, to);
+		from = to;
+	}
+	wr_arena_destroy(r);
+	wr_table_destroy(t);
+	wr_arena_destroy(a);
+}
