@@ -438,3 +438,121 @@ Test(arena_log, table_replays_to_the_same_entries)
 	wr_table_destroy(t);
 	wr_arena_destroy(a);
 }
+
+/* LIST and MAP states of one arena: random appends, replaces, puts,
+ * removes and clears, so slab blocks grow, move and are freed. */
+static const struct weir_state_desc list_d = {
+	.name = "list", .kind = WEIR_STATE_LIST, .value_size = 12 };
+static const struct weir_state_desc map_d = {
+	.name = "map", .kind = WEIR_STATE_MAP, .value_size = 8,
+	.map_key_size = 4 };
+
+#define SKEYS 400u
+
+static void kstate_op(struct wr_kstate *ls, struct wr_kstate *ms)
+{
+	uint64_t k = rnd() % SKEYS, h = key_hash(k), d = rnd() % 100;
+	uint32_t mk = (uint32_t)(rnd() % 64);
+	uint8_t elem[12] = { (uint8_t)k, (uint8_t)d };
+	uint64_t val = rnd();
+
+	if (d < 40) {
+		cr_assert_eq(wr_kstate_list_append(ls, &k, h, 0, elem), 0);
+	} else if (d < 45) {
+		uint8_t many[12 * 5];
+		memset(many, (int)d, sizeof(many));
+		cr_assert_eq(wr_kstate_list_replace(ls, &k, h, 0, many,
+						    (uint32_t)(rnd() % 6)), 0);
+	} else if (d < 85) {
+		cr_assert_eq(wr_kstate_map_put(ms, &k, h, 0, &mk, &val), 0);
+	} else if (d < 95) {
+		(void)wr_kstate_map_remove(ms, &k, h, 0, &mk);
+	} else {
+		cr_assert_eq(wr_kstate_clear(rnd() % 2 ? ls : ms, &k, h), 0);
+	}
+}
+
+static void assert_same_lists(struct wr_kstate *a, struct wr_kstate *b)
+{
+	for (uint64_t k = 0; k < SKEYS; k++) {
+		const void *ea, *eb;
+		uint32_t na, nb;
+		cr_assert_eq(wr_kstate_list_view(a, &k, key_hash(k), 0, &ea,
+						 &na), 0);
+		cr_assert_eq(wr_kstate_list_view(b, &k, key_hash(k), 0, &eb,
+						 &nb), 0);
+		cr_assert_eq(na, nb, "key %llu: list of %u vs %u",
+			     (unsigned long long)k, na, nb);
+		cr_assert(na == 0 || memcmp(ea, eb, (size_t)na * 12) == 0);
+	}
+}
+
+static void assert_same_maps(struct wr_kstate *a, struct wr_kstate *b)
+{
+	for (uint64_t k = 0; k < SKEYS; k++) {
+		struct wr_kstate_map_iter it = { 0 };
+		const void *mk, *va, *vb;
+		uint32_t na = 0, nb = 0;
+		(void)wr_kstate_map_size(a, &k, key_hash(k), 0, &na);
+		(void)wr_kstate_map_size(b, &k, key_hash(k), 0, &nb);
+		cr_assert_eq(na, nb, "key %llu: map of %u vs %u",
+			     (unsigned long long)k, na, nb);
+		while (wr_kstate_map_next(a, &k, key_hash(k), 0, &it, &mk,
+					  &va) == 0) {
+			cr_assert_eq(wr_kstate_map_get(b, &k, key_hash(k), 0,
+						       mk, &vb), 0);
+			cr_assert_eq(memcmp(va, vb, 8), 0);
+		}
+	}
+}
+
+/* Loads both states from their images on a copy of the replica r. */
+static void check_kstates(struct wr_arena *r, struct wr_kstate *ls,
+			  struct wr_kstate *ms)
+{
+	struct wr_kstate_image li, mi;
+	struct wr_kstate *rl, *rm;
+	struct wr_arena *rr = replica_of(r);
+
+	wr_kstate_save(ls, &li);
+	wr_kstate_save(ms, &mi);
+	cr_assert_eq(wr_kstate_load(rr, &list_d, 8, NULL, &li, &rl), 0);
+	cr_assert_eq(wr_kstate_load(rr, &map_d, 8, NULL, &mi, &rm), 0);
+	cr_assert(wr_kstate_is_valid(rl) && wr_kstate_is_valid(rm));
+	assert_same_lists(ls, rl);
+	assert_same_maps(ms, rm);
+	wr_kstate_destroy(rl);
+	wr_kstate_destroy(rm);
+	wr_arena_destroy(rr);
+}
+
+Test(arena_log, kstates_replay_to_the_same_lists_and_maps)
+{
+	struct wr_arena *a = mk(PS, 4096);
+	struct wr_kstate *ls, *ms;
+	uint64_t from, to;
+
+	cr_assert_eq(wr_arena_log_enable(a, 16u << 20, 1 << 16), 0);
+	cr_assert_eq(wr_kstate_create(a, &list_d, 8, NULL, &ls), 0);
+	cr_assert_eq(wr_kstate_create(a, &map_d, 8, NULL, &ms), 0);
+	for (int i = 0; i < 200; i++)
+		kstate_op(ls, ms);
+	struct wr_arena *r = materialise(a, &from);
+	for (int round = 0; round < 30; round++) {
+		int n = 1 + (int)(rnd() % 800);
+		for (int i = 0; i < n; i++) {
+			kstate_op(ls, ms);
+			if (rnd() % 16 == 0)
+				wr_arena_log_seal(a);
+		}
+		cr_assert_eq(wr_arena_log_mark(a, &to), 0);
+		replay(a, r, from, to);
+		check_kstates(r, ls, ms);
+		wr_arena_log_release(a, to);
+		from = to;
+	}
+	wr_kstate_destroy(ls);
+	wr_kstate_destroy(ms);
+	wr_arena_destroy(r);
+	wr_arena_destroy(a);
+}
