@@ -80,7 +80,7 @@
 #include "state/arena.h"
 #include "weir/checkpoint.h"
 
-#define WR_CKPT_FORMAT_VERSION 2u
+#define WR_CKPT_FORMAT_VERSION 3u
 /* Version 1's operator sections (table images without the slab fields,
  * aligned windows as per-key maps) do not read as version 2's: refused
  * like a newer version, with its own message. */
@@ -115,6 +115,12 @@ struct wr_ckpt_writer_config {
 	uint32_t parent_epoch;	/* the parent's snap_epoch on this core */
 	bool no_direct;		/* never try O_DIRECT */
 	bool foreign_reap;	/* the loop reaps: see CAVEATS */
+	/* A changelog checkpoint: the arena's sealed log bytes [log_from,
+	 * log_to) (wr_arena_log_mark positions) go into a .log file instead
+	 * of a page file, and no arena snapshot is pending.  parent_id is the
+	 * checkpoint whose state the log continues (never 0). */
+	bool log;
+	uint64_t log_from, log_to;
 };
 
 /* What one core reports to the coordinator. */
@@ -125,6 +131,7 @@ struct wr_ckpt_core_result {
 	uint32_t pages_written;		/* in this checkpoint's page file */
 	uint32_t view_pages;		/* pages in the snapshot */
 	uint64_t parent_id;
+	bool is_log;			/* pages_* name the .log file */
 	char pages_file[WR_CKPT_NAME_MAX];
 	uint64_t pages_size;
 	uint64_t pages_checksum;
@@ -165,11 +172,20 @@ struct wr_ckpt_policy {
 	uint32_t full_every;	/* a full checkpoint every K; 0 = 8 */
 	uint32_t chain_max;	/* page files per core; 0 = 8, <= CHAIN_MAX */
 	bool force_full;	/* e.g. first checkpoint after a restore */
+	/* Changelog checkpoints between page snapshots (docs/architecture.md
+	 * "Changelog"): planned while every core has fewer than log_max log
+	 * files (0 = 32, <= CHAIN_MAX) and the logs hold fewer bytes than
+	 * log_max_pct % of the page files under them (0 = 100: replaying
+	 * more than that costs more than reading pages). */
+	bool changelog;
+	uint32_t log_max;
+	uint32_t log_max_pct;
 };
 
 struct wr_ckpt_plan {
 	uint64_t ckpt_id;		/* newest committed + 1 */
 	uint64_t parent_id;		/* 0 = full */
+	bool log;			/* a changelog checkpoint of parent */
 	uint32_t parent_epoch[WR_CKPT_CORES_MAX];
 };
 
@@ -215,6 +231,9 @@ struct wr_ckpt_core_info {
 	uint32_t pages_written;
 	uint32_t nchain;			/* page files, newest first */
 	struct wr_ckpt_file_ref chain[WR_CKPT_CHAIN_MAX];
+	uint32_t nlog;				/* log files over the pages,
+						 * newest first */
+	struct wr_ckpt_file_ref log[WR_CKPT_CHAIN_MAX];
 	struct wr_ckpt_file_ref meta;
 };
 

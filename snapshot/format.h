@@ -18,6 +18,7 @@
 #define WR_CKPT_BLOCK 4096u
 #define WR_CKPT_MAGIC_PAGES "WEIRPAGE"
 #define WR_CKPT_MAGIC_META "WEIRMETA"
+#define WR_CKPT_MAGIC_LOG "WEIRLOGS"
 #define WR_CKPT_MAGIC_TAIL "WEIRTAIL"
 #define WR_CKPT_MANIFEST_HEAD "weir-checkpoint-manifest"
 
@@ -46,6 +47,12 @@ struct wr_ckpt_page_desc {		/* in the trailer, one per page */
 	uint64_t checksum;		/* XXH3-64 of the page */
 };
 
+struct wr_ckpt_log_chunk {		/* in a log file's trailer */
+	uint32_t len;			/* bytes, a multiple of 4096 */
+	uint32_t reserved;
+	uint64_t checksum;		/* XXH3-64 of the chunk */
+};
+
 struct wr_ckpt_section_head {		/* before each section's bytes */
 	char name[32];
 	uint64_t len;
@@ -65,6 +72,7 @@ struct wr_ckpt_file_tail {		/* the file's last 64 bytes */
 _Static_assert(sizeof(struct wr_ckpt_file_header) == 96, "header layout");
 _Static_assert(sizeof(struct wr_ckpt_page_desc) == 16, "desc layout");
 _Static_assert(sizeof(struct wr_ckpt_section_head) == 48, "section layout");
+_Static_assert(sizeof(struct wr_ckpt_log_chunk) == 16, "log chunk layout");
 _Static_assert(sizeof(struct wr_ckpt_file_tail) == 64, "tail layout");
 
 static inline uint64_t wr_ckpt_round_up(uint64_t v, uint64_t to)

@@ -29,6 +29,7 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #define XXH_STATIC_LINKING_ONLY
@@ -37,6 +38,7 @@
 #include "core/error.h"
 #include "snapshot/ckpt.h"
 #include "snapshot/ckpt_internal.h"
+#include "snapshot/format.h"
 #include "snapshot/uring.h"
 
 #define LOAD_DEPTH 4u			/* reads in flight */
@@ -235,11 +237,14 @@ static int load_init(struct loader *l, struct wr_ckpt *c, uint32_t core,
 	return 0;
 }
 
-/* Closes everything; after a failure frees the pages claimed. */
+/* Closes everything; after a failure frees every page of the arena (it
+ * was empty: the pages claimed and those a partial replay allocated). */
 static void load_fini(struct loader *l, int err)
 {
-	for (uint32_t j = 0; err && j < l->claimed; j++)
-		wr_arena_free(l->a, l->r->page_id[j], 1);
+	struct wr_arena_iter it = { 0 };
+
+	while (err && wr_arena_pages_written_since(l->a, 0, &it))
+		wr_arena_free(l->a, it.page, 1);
 	for (uint32_t k = 0; k < WR_CKPT_CHAIN_MAX; k++) {
 		if (l->fd[k] >= 0)
 			close(l->fd[k]);
@@ -248,6 +253,84 @@ static void load_fini(struct loader *l, int err)
 	}
 	if (l->uring)
 		wr_io_uring_exit(&l->ring);
+}
+
+/* ---- changelog replay ---- */
+
+/* Chunk k of log file f (fd) at *off: read, checksum, applied. */
+static int replay_chunk(struct loader *l, const struct wr_ckpt_file_ref *f,
+			int fd, const struct wr_ckpt_log_chunk *ch,
+			uint64_t *off, uint8_t *buf)
+{
+	size_t bad = 0;
+	char what[96];
+	int err;
+
+	if (ch->len > WR_ARENA_LOG_CHUNK ||
+	    wr_ckpt_pread_full(fd, buf, ch->len, *off) != 0)
+		return wr_ckpt_page_failed(l->c, f->name, *off, "read error");
+	if (XXH3_64bits(buf, ch->len) != ch->checksum)
+		return wr_ckpt_page_failed(l->c, f->name, *off,
+					   "checksum mismatch in a log chunk");
+	err = wr_arena_log_apply(l->a, buf, ch->len, &bad);
+	if (err == -EBADMSG) {
+		snprintf(what, sizeof(what), "log entry the arena cannot take "
+			 "(core %u)", l->core);
+		return wr_ckpt_page_failed(l->c, f->name, *off + bad, what);
+	}
+	*off += ch->len;
+	return err;
+}
+
+/* One log file over the loaded pages, chunk by chunk.  Its header and
+ * trailer were verified by open; the chunk table is read again here. */
+static int replay_file(struct loader *l, const struct wr_ckpt_file_ref *f,
+		       uint8_t *buf)
+{
+	struct wr_ckpt_file_header h;
+	struct wr_ckpt_log_chunk *ch = NULL;
+	int fd = openat(l->c->dirfd, f->name, O_RDONLY | O_CLOEXEC);
+	uint64_t off = WR_CKPT_BLOCK;
+	int err = fd < 0 ? wr_error(-errno, "checkpoint: cannot open %s: %s",
+				    f->name, strerror(errno)) : 0;
+
+	if (err == 0 && wr_ckpt_pread_full(fd, &h, sizeof(h), 0) != 0)
+		err = wr_ckpt_page_failed(l->c, f->name, 0, "read error");
+	if (err == 0 && (memcmp(h.magic, WR_CKPT_MAGIC_LOG, 8) != 0 ||
+			 h.count > f->size / WR_CKPT_BLOCK ||
+			 h.trailer_off > f->size))
+		err = wr_ckpt_page_failed(l->c, f->name, 0, "not the log file "
+					  "open verified (changed since?)");
+	if (err == 0 && (ch = malloc((size_t)h.count * sizeof(*ch) + 1)) == NULL)
+		err = -ENOMEM;
+	if (err == 0 && wr_ckpt_pread_full(fd, ch, (size_t)h.count *
+					   sizeof(*ch), h.trailer_off) != 0)
+		err = wr_ckpt_page_failed(l->c, f->name, h.trailer_off,
+					  "read error");
+	for (uint32_t k = 0; err == 0 && k < h.count; k++)
+		err = replay_chunk(l, f, fd, &ch[k], &off, buf);
+	free(ch);
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
+/* The core's log files, oldest first, onto its loaded pages. */
+static int replay_logs(struct loader *l)
+{
+	const struct wr_ckpt_core_info *ci = &l->c->m.core[l->core];
+	uint8_t *buf;
+	int err = 0;
+
+	if (ci->nlog == 0)
+		return 0;
+	buf = malloc(WR_ARENA_LOG_CHUNK);
+	if (buf == NULL)
+		return -ENOMEM;
+	for (uint32_t k = ci->nlog; err == 0 && k-- > 0;)
+		err = replay_file(l, &ci->log[k], buf);
+	free(buf);
+	return err;
 }
 
 int wr_ckpt_load_core(struct wr_ckpt *c, uint32_t core, struct wr_arena *a)
@@ -268,6 +351,8 @@ int wr_ckpt_load_core(struct wr_ckpt *c, uint32_t core, struct wr_arena *a)
 		int e = reap_one(&l, err == 0);
 		err = err ? err : e;
 	}
+	if (err == 0)
+		err = replay_logs(&l);
 	load_fini(&l, err);
 	return err;
 }

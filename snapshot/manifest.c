@@ -121,9 +121,11 @@ static int manifest_format(const struct wr_ckpt_manifest *m, struct buf *b)
 	    m->job);
 	for (uint32_t c = 0; c < m->cores; c++) {
 		const struct wr_ckpt_core_info *ci = &m->core[c];
-		put(b, "core %u epoch %u view %u written %u chain %u\n", c,
-		    ci->snap_epoch, ci->view_pages, ci->pages_written,
-		    ci->nchain);
+		put(b, "core %u epoch %u view %u written %u chain %u logs %u\n",
+		    c, ci->snap_epoch, ci->view_pages, ci->pages_written,
+		    ci->nchain, ci->nlog);
+		for (uint32_t i = 0; i < ci->nlog; i++)
+			put_ref(b, "log", &ci->log[i]);
 		for (uint32_t i = 0; i < ci->nchain; i++)
 			put_ref(b, "pages", &ci->chain[i]);
 		put_ref(b, "meta", &ci->meta);
@@ -176,13 +178,19 @@ static int parse_cores(char **lines, int nlines, int i,
 	for (uint32_t c = 0; c < m->cores; c++) {
 		struct wr_ckpt_core_info *ci = &m->core[c];
 		uint32_t cc;
+		/* Version 2 has no "logs N" (and no log files). */
 		if (i >= nlines || sscanf(lines[i++], "core %u epoch %u view %u "
-		    "written %u chain %u", &cc, &ci->snap_epoch,
-		    &ci->view_pages, &ci->pages_written, &ci->nchain) != 5 ||
+		    "written %u chain %u logs %u", &cc, &ci->snap_epoch,
+		    &ci->view_pages, &ci->pages_written, &ci->nchain,
+		    &ci->nlog) != (m->version >= 3 ? 6 : 5) ||
 		    cc != c || ci->nchain == 0 ||
 		    ci->nchain > WR_CKPT_CHAIN_MAX ||
-		    i + (int)ci->nchain + 1 > nlines)
+		    ci->nlog > WR_CKPT_CHAIN_MAX ||
+		    i + (int)(ci->nlog + ci->nchain) + 1 > nlines)
 			return -EBADMSG;
+		for (uint32_t k = 0; k < ci->nlog; k++)
+			if (parse_ref(lines[i++], "log", &ci->log[k]))
+				return -EBADMSG;
 		for (uint32_t k = 0; k < ci->nchain; k++)
 			if (parse_ref(lines[i++], "pages", &ci->chain[k]))
 				return -EBADMSG;
@@ -351,6 +359,28 @@ static uint64_t newest_id(const char *dir)
 	return ids[n - 1];
 }
 
+/* May the next checkpoint add a log file to every core's chain of m? */
+static bool logs_fit(const struct wr_ckpt_manifest *m,
+		     const struct wr_ckpt_policy *pol)
+{
+	uint32_t max = pol->log_max ? pol->log_max : 32;
+	uint64_t pct = pol->log_max_pct ? pol->log_max_pct : 100;
+	uint64_t logs = 0, pages = 0;
+
+	if (max > WR_CKPT_CHAIN_MAX)
+		max = WR_CKPT_CHAIN_MAX;
+	for (uint32_t c = 0; c < m->cores; c++) {
+		const struct wr_ckpt_core_info *ci = &m->core[c];
+		if (ci->nlog + 1 > max)
+			return false;
+		for (uint32_t k = 0; k < ci->nlog; k++)
+			logs += ci->log[k].size;
+		for (uint32_t k = 0; k < ci->nchain; k++)
+			pages += ci->chain[k].size;
+	}
+	return logs * 100 <= pages * pct;
+}
+
 int wr_ckpt_plan_next(const char *dir, const struct wr_ckpt_policy *pol,
 		      uint32_t cores, struct wr_ckpt_plan *out)
 {
@@ -367,11 +397,15 @@ int wr_ckpt_plan_next(const char *dir, const struct wr_ckpt_policy *pol,
 		bound = chain;
 	if (bound > WR_CKPT_CHAIN_MAX)
 		bound = WR_CKPT_CHAIN_MAX;
-	if (!pol->incremental || pol->force_full || last == 0)
+	if ((!pol->incremental && !pol->changelog) || pol->force_full ||
+	    last == 0)
 		return 0;
 	if (wr_ckpt_manifest_read(dir, last, &m) != 0)
 		return 0; /* unreadable: a full checkpoint needs nothing */
-	if (m.cores == cores && m.core[0].nchain < bound) {
+	if (m.cores == cores && pol->changelog && logs_fit(&m, pol))
+		out->log = true;
+	if (m.cores == cores && (out->log || (pol->incremental &&
+					      m.core[0].nchain < bound))) {
 		out->parent_id = last;
 		for (uint32_t c = 0; c < cores; c++)
 			out->parent_epoch[c] = m.core[c].snap_epoch;
@@ -381,6 +415,41 @@ int wr_ckpt_plan_next(const char *dir, const struct wr_ckpt_policy *pol,
 }
 
 /* ---- commit ---- */
+
+/* One core's files: a changelog result adds its log over the parent's
+ * files; a page result starts a chain (full: parent_id 0, which a core
+ * may choose when its log cannot continue) or adds to the parent's page
+ * chain, dropping its logs (the new pages hold what they changed). */
+static int core_info_of(const struct wr_ckpt_commit_info *info,
+			const struct wr_ckpt_core_result *r,
+			const struct wr_ckpt_core_info *par,
+			struct wr_ckpt_core_info *ci)
+{
+	struct wr_ckpt_file_ref own = { .size = r->pages_size,
+					.checksum = r->pages_checksum };
+
+	snprintf(own.name, WR_CKPT_NAME_MAX, "%s", r->pages_file);
+	if (r->parent_id != 0 && (r->parent_id != info->parent_id || !par))
+		return -EINVAL;
+	if (r->is_log) {
+		if (par == NULL || par->nlog + 1 > WR_CKPT_CHAIN_MAX)
+			return -EINVAL;
+		*ci = *par;
+		memmove(&ci->log[1], &par->log[0], par->nlog * sizeof(own));
+		ci->log[0] = own;
+		ci->nlog = par->nlog + 1;
+		return 0;
+	}
+	uint32_t pn = r->parent_id ? par->nchain : 0;
+	if (pn + 1 > WR_CKPT_CHAIN_MAX)
+		return -EINVAL;
+	*ci = (struct wr_ckpt_core_info){ r->snap_epoch, r->view_pages,
+					  r->pages_written, pn + 1 };
+	ci->chain[0] = own;
+	for (uint32_t k = 0; k < pn; k++)
+		ci->chain[k + 1] = par->chain[k];
+	return 0;
+}
 
 /* The manifest of the checkpoint being committed: own files first, then
  * the parent's chain. */
@@ -410,23 +479,17 @@ static int build_manifest(const struct wr_ckpt_commit_info *info,
 		err = wr_error(-ENOMEM, "checkpoint: no memory for manifest");
 	for (uint32_t c = 0; c < info->cores && err == 0; c++) {
 		const struct wr_ckpt_core_result *r = &res[c];
-		struct wr_ckpt_core_info *ci = &m->core[c];
-		uint32_t pn = info->parent_id ? par.core[c].nchain : 0;
-		if (r->core != c || r->parent_id != info->parent_id ||
-		    r->page_size != m->page_size || pn + 1 > WR_CKPT_CHAIN_MAX) {
+		err = core_info_of(info, r, info->parent_id ? &par.core[c] :
+				   NULL, &m->core[c]);
+		if (err == 0 && (r->core != c || r->page_size != m->page_size))
+			err = -EINVAL;
+		if (err) {
 			err = wr_error(-EINVAL, "checkpoint %llu: result of "
 				       "core %u does not fit the commit",
 				       (unsigned long long)info->ckpt_id, c);
 			break;
 		}
-		*ci = (struct wr_ckpt_core_info){ r->snap_epoch, r->view_pages,
-			r->pages_written, pn + 1 };
-		snprintf(ci->chain[0].name, WR_CKPT_NAME_MAX, "%s",
-			 r->pages_file);
-		ci->chain[0].size = r->pages_size;
-		ci->chain[0].checksum = r->pages_checksum;
-		for (uint32_t k = 0; k < pn; k++)
-			ci->chain[k + 1] = par.core[c].chain[k];
+		struct wr_ckpt_core_info *ci = &m->core[c];
 		snprintf(ci->meta.name, WR_CKPT_NAME_MAX, "%s", r->meta_file);
 		ci->meta.size = r->meta_size;
 		ci->meta.checksum = r->meta_checksum;
@@ -543,8 +606,8 @@ static int names_add_manifest(struct names *s, const struct wr_ckpt_manifest *m)
 {
 	for (uint32_t c = 0; c < m->cores; c++) {
 		const struct wr_ckpt_core_info *ci = &m->core[c];
-		if (s->n + ci->nchain + 1 > s->cap) {
-			size_t cap = (s->cap + ci->nchain + 1) * 2;
+		if (s->n + ci->nchain + ci->nlog + 1 > s->cap) {
+			size_t cap = (s->cap + ci->nchain + ci->nlog + 1) * 2;
 			void *g = realloc(s->v, cap * sizeof(*s->v));
 			if (g == NULL)
 				return -ENOMEM;
@@ -553,6 +616,8 @@ static int names_add_manifest(struct names *s, const struct wr_ckpt_manifest *m)
 		}
 		for (uint32_t k = 0; k < ci->nchain; k++)
 			memcpy(s->v[s->n++], ci->chain[k].name, WR_CKPT_NAME_MAX);
+		for (uint32_t k = 0; k < ci->nlog; k++)
+			memcpy(s->v[s->n++], ci->log[k].name, WR_CKPT_NAME_MAX);
 		memcpy(s->v[s->n++], ci->meta.name, WR_CKPT_NAME_MAX);
 	}
 	return 0;

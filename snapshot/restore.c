@@ -231,6 +231,80 @@ static int verify_pages_file(struct vctx *v, const struct wr_ckpt_file_ref *r,
 	return err;
 }
 
+/* A log file's chunk table tiles its body [4096, body_end); unless the
+ * pages are deferred (the load checks them as it replays), every chunk's
+ * checksum and entries. */
+static int check_chunks(struct vctx *v, const struct wr_ckpt_file_ref *r,
+			int fd, const struct wr_ckpt_log_chunk *ch, uint32_t n,
+			uint64_t body_end)
+{
+	uint64_t off = WR_CKPT_BLOCK;
+	uint8_t *buf;
+	int err = 0;
+
+	for (uint32_t k = 0; k < n; off += ch[k++].len)
+		if (ch[k].len == 0 || ch[k].len > WR_ARENA_LOG_CHUNK ||
+		    ch[k].len % WR_CKPT_BLOCK || off + ch[k].len > body_end)
+			return say(v, r->name, off, "log chunk table corrupt"),
+			       -EBADMSG;
+	if (off != body_end)
+		return say(v, r->name, off, "log chunks end before the "
+			   "trailer"), -EBADMSG;
+	if (v->pages_deferred)
+		return 0;
+	if ((buf = malloc(WR_ARENA_LOG_CHUNK)) == NULL)
+		return -ENOMEM;
+	off = WR_CKPT_BLOCK;
+	for (uint32_t k = 0; err == 0 && k < n; off += ch[k++].len) {
+		size_t bad = 0;
+		if (wr_ckpt_pread_full(fd, buf, ch[k].len, off) != 0)
+			err = (say(v, r->name, off, "read error"), -EBADMSG);
+		else if (XXH3_64bits(buf, ch[k].len) != ch[k].checksum)
+			err = (say(v, r->name, off, "checksum mismatch in log "
+				   "chunk %u", k), -EBADMSG);
+		else if (wr_arena_log_check(buf, ch[k].len, v->m->page_size,
+					    &bad) != 0)
+			err = (say(v, r->name, off + bad, "malformed log "
+				   "entry"), -EBADMSG);
+	}
+	free(buf);
+	return err;
+}
+
+/* A log file: header, tail, chunk table, file checksum, chunks. */
+static int verify_log_file(struct vctx *v, const struct wr_ckpt_file_ref *r,
+			   uint32_t core)
+{
+	uint8_t blk[WR_CKPT_BLOCK], *tr = NULL;
+	struct wr_ckpt_file_header h;
+	struct wr_ckpt_file_tail t;
+	int fd, err = open_checked(v, r, blk, &t, &fd);
+	size_t tlen = 0;
+
+	if (err)
+		return err;
+	memcpy(&h, blk, sizeof(h));
+	err = check_header(v, r->name, blk, WR_CKPT_MAGIC_LOG, core);
+	if (err == 0 && (h.trailer_off != t.trailer_off || h.count != t.count ||
+	    h.trailer_off < WR_CKPT_BLOCK || h.trailer_off % WR_CKPT_BLOCK ||
+	    (uint64_t)t.count * 16 + 64 > r->size - h.trailer_off))
+		err = (say(v, r->name, 0, "header and tail disagree"), -EBADMSG);
+	if (err == 0)
+		tlen = (size_t)(r->size - h.trailer_off);
+	if (err == 0 && (tr = malloc(tlen)) == NULL)
+		err = -ENOMEM;
+	if (err == 0 && wr_ckpt_pread_full(fd, tr, tlen, h.trailer_off) != 0)
+		err = (say(v, r->name, h.trailer_off, "read error"), -EBADMSG);
+	if (err == 0)
+		err = check_sum(v, r, blk, tr, tlen, &t, h.trailer_off);
+	if (err == 0)
+		err = check_chunks(v, r, fd, (const void *)tr, t.count,
+				   h.trailer_off);
+	close(fd);
+	free(tr);
+	return err;
+}
+
 /* A meta file: header, tail, checksum, section checksums.  *out (may be
  * NULL) receives the whole file. */
 static int verify_meta_file(struct vctx *v, const struct wr_ckpt_file_ref *r,
@@ -400,6 +474,10 @@ static int verify_core(struct vctx *v, uint32_t core, uint8_t *page,
 		if (err == 0 && v->pages_deferred)
 			err = check_unused(v, ci, r ? r : &tmp, tr, t, page);
 		resolved_free(&tmp);
+	}
+	for (uint32_t k = 0; k < ci->nlog; k++) {
+		int e = verify_log_file(v, &ci->log[k], core);
+		err = err ? err : e;
 	}
 	int e = verify_meta_file(v, &ci->meta, core, meta);
 	for (uint32_t k = 0; k < ci->nchain; k++)

@@ -90,6 +90,32 @@ static inline int t_drive(struct wr_ckpt_writer *w)
 	return -1;
 }
 
+/* Changelog arenas: where each core's next log segment starts (the
+ * position at its last committed checkpoint), as core/ckpt.c keeps it. */
+static uint64_t t_log_pos[8];
+
+/* Core c's part of plan: a changelog checkpoint when planned and its log
+ * can continue, else a page snapshot (full if the log broke). */
+static inline void t_core_config(struct wr_arena *a, uint32_t c,
+				 const struct wr_ckpt_plan *plan,
+				 struct wr_ckpt_writer_config *cfg,
+				 uint64_t *log_to)
+{
+	uint32_t e;
+
+	if (plan->log && wr_arena_log_mark(a, log_to) == 0) {
+		cfg->log = true;
+		cfg->log_from = t_log_pos[c];
+		cfg->log_to = *log_to;
+		return;
+	}
+	if (plan->log)	/* the log broke: this core starts a chain */
+		cfg->parent_id = 0;
+	cr_assert_eq(wr_arena_snapshot_begin(a, &e), 0);
+	if (a->log != NULL && wr_arena_log_mark(a, log_to) != 0)
+		*log_to = wr_arena_log_resume(a);
+}
+
 /* One checkpoint of `cores` arenas planned by policy; `hook` runs between
  * snapshot_begin and the flush (to write during it). */
 static inline struct t_run t_checkpoint(const char *dir, struct wr_arena **a,
@@ -99,6 +125,7 @@ static inline struct t_run t_checkpoint(const char *dir, struct wr_arena **a,
 	struct wr_ckpt_plan plan;
 	struct wr_ckpt_core_result res[8];
 	struct wr_ckpt_writer *w[8] = { 0 };
+	uint64_t log_to[8] = { 0 };
 	struct wr_uring *u;
 	struct t_run r = { 0 };
 	char pos[32];
@@ -108,8 +135,7 @@ static inline struct t_run t_checkpoint(const char *dir, struct wr_arena **a,
 	for (uint32_t c = 0; c < cores; c++) {
 		struct wr_ckpt_writer_config cfg = { dir, plan.ckpt_id, c, T_FP,
 			u, 8, plan.parent_id, plan.parent_epoch[c], t_no_direct };
-		uint32_t e;
-		cr_assert_eq(wr_arena_snapshot_begin(a[c], &e), 0);
+		t_core_config(a[c], c, &plan, &cfg, &log_to[c]);
 		cr_assert_eq(wr_ckpt_writer_create(&cfg, a[c], &w[c]), 0);
 		snprintf(pos, sizeof(pos), "offset=%llu",
 			 (unsigned long long)plan.ckpt_id * 100 + c);
@@ -127,7 +153,7 @@ static inline struct t_run t_checkpoint(const char *dir, struct wr_arena **a,
 			r.bytes_written += res[c].pages_size;
 			r.pages_written += res[c].pages_written;
 		}
-		wr_arena_snapshot_end(a[c]);
+		wr_arena_snapshot_end(a[c]);	/* no-op after a log */
 	}
 	if (r.err == 0) {
 		struct wr_ckpt_commit_info ci = { dir, plan.ckpt_id,
@@ -135,8 +161,13 @@ static inline struct t_run t_checkpoint(const char *dir, struct wr_arena **a,
 			T_FP, "test job", pol->retain };
 		r.err = wr_ckpt_commit(&ci, res, cores);
 	}
-	for (uint32_t c = 0; c < cores; c++)
+	for (uint32_t c = 0; c < cores; c++) {
 		wr_ckpt_writer_destroy(w[c]);
+		if (r.err == 0 && a[c]->log != NULL) {	/* committed */
+			t_log_pos[c] = log_to[c];
+			wr_arena_log_release(a[c], log_to[c]);
+		}
+	}
 	if (r.err && r.err != -EINTR) /* -EINTR: the crash hook */
 		(void)wr_ckpt_abort(dir, plan.ckpt_id);
 	wr_uring_destroy(u);
