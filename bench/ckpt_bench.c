@@ -33,13 +33,19 @@
  *   ckpt_bench [--quick] [--sizes 64M,1G,4G] [--dir DIR] [--reps R]
  *              [--seconds S] [--pauses N] [--cpu N] [--no-fio]
  *              [--phases pause,flush,restore,incr,updates] [--no-prefault]
- *              [--restore-only]
+ *              [--restore-only] [--changelog]
  *
  * After the fill, wr_arena_prefault_shadows maps the pages the shadows
  * will take (timed: prefault_s), as an engine could at start-up (core/
  * does not yet: its first checkpoints pay these faults), so the
  * updates phase sees the steady state rather than the first checkpoint's
  * page faults; --no-prefault measures the first checkpoints instead.
+ *
+ * --changelog: the updates phase checkpoints with the arena's changelog
+ * (state/arena.h): a page checkpoint, then changelog checkpoints of the
+ * updated slots until the logs reach the page file's size (the policy's
+ * default), as the engine does; without it, incremental page checkpoints.
+ * The runs without checkpoints have no log either.
  *
  * --restore-only: one full checkpoint, then only the restore phase (for
  * comparing restore implementations; the state check still runs).
@@ -72,7 +78,7 @@ enum { PH_PAUSE = 1, PH_FLUSH = 2, PH_RESTORE = 4, PH_INCR = 8,
        PH_UPDATES = 16, PH_ALL = 31 };
 
 struct opts {
-	bool quick, fio, cold, prefault, restore_only;
+	bool quick, fio, cold, prefault, restore_only, changelog;
 	unsigned phases;	/* PH_* bits */
 	int cpu, reps, pauses;
 	double seconds;
@@ -89,6 +95,7 @@ struct state {
 	struct wr_table *t;
 	uint64_t nkeys, capacity, rng, sum;
 	struct wr_uring *u;
+	uint64_t log_pos;	/* --changelog: the last committed position */
 };
 
 /* Sorts v; the q-quantile (nearest rank). */
@@ -151,6 +158,7 @@ static int random_updates(struct state *s, uint64_t n)
 		int err = apply(s, keys, m);
 		if (err)
 			return err;
+		wr_arena_log_seal(s->a);	/* a loop tick ends */
 		n -= m;
 	}
 	return 0;
@@ -217,26 +225,52 @@ struct ckpt {
 	double t0, pause_s;
 	uint64_t bytes;
 	uint32_t pages, view;
+	bool log;		/* a changelog checkpoint */
+	uint64_t log_to;	/* the log's position at this checkpoint */
 };
 
-/* The synchronous part plus the writer: begin, header stats, create. */
+/* The synchronous part: a changelog mark when one is planned and the log
+ * runs, else the snapshot (and the log's position there), as core/ckpt.c
+ * does it. */
+static int ckpt_cut(struct state *s, struct ckpt *c,
+		    struct wr_ckpt_writer_config *cfg)
+{
+	uint32_t e;
+	int err;
+
+	c->log = c->plan.log && wr_arena_log_mark(s->a, &c->log_to) == 0;
+	if (c->log) {
+		cfg->log = true;
+		cfg->log_from = s->log_pos;
+		cfg->log_to = c->log_to;
+		return 0;
+	}
+	if (c->plan.log)
+		cfg->parent_id = 0;	/* the log broke: a full one */
+	err = wr_arena_snapshot_begin(s->a, &e);
+	if (!err && s->a->log && wr_arena_log_mark(s->a, &c->log_to) != 0)
+		c->log_to = wr_arena_log_resume(s->a);
+	return err;
+}
+
+/* The synchronous part plus the writer: cut, header stats, create. */
 static int ckpt_start(struct state *s, struct ckpt *c, bool incremental)
 {
-	struct wr_ckpt_policy pol = { .retain = 2, .incremental = incremental };
+	struct wr_ckpt_policy pol = { .retain = 2, .incremental = incremental,
+				      .changelog = s->a->log != NULL };
 	struct wr_table_stats ts;
-	uint32_t e;
 	int err = wr_ckpt_plan_next(s->o->dir, &pol, 1, &c->plan);
 
 	if (err)
 		return err;
+	struct wr_ckpt_writer_config cfg = { s->o->dir, c->plan.ckpt_id, 0, FP,
+		s->u, 0, c->plan.parent_id, c->plan.parent_epoch[0] };
 	c->t0 = now_s();
-	err = wr_arena_snapshot_begin(s->a, &e);
+	err = ckpt_cut(s, c, &cfg);
 	wr_table_get_stats(s->t, &ts);
 	c->pause_s = now_s() - c->t0;
 	if (err)
 		return err;
-	struct wr_ckpt_writer_config cfg = { s->o->dir, c->plan.ckpt_id, 0, FP,
-		s->u, 0, c->plan.parent_id, c->plan.parent_epoch[0] };
 	err = wr_ckpt_writer_create(&cfg, s->a, &c->w);
 	if (!err)
 		err = wr_ckpt_writer_add_section(c->w, "table", &ts,
@@ -250,13 +284,17 @@ static int ckpt_finish(struct state *s, struct ckpt *c, int rc)
 	struct wr_ckpt_core_result r;
 	int err = rc < 0 ? rc : wr_ckpt_writer_result(c->w, &r);
 
-	wr_arena_snapshot_end(s->a);
+	wr_arena_snapshot_end(s->a);	/* no-op after a log */
 	if (!err) {
 		struct wr_ckpt_commit_info ci = { s->o->dir, c->plan.ckpt_id,
 			c->plan.parent_id, 0,
 			(uint64_t)((now_s() - c->t0) * 1e6), 1, 4096, FP,
 			"ckpt_bench", 2 };
 		err = wr_ckpt_commit(&ci, &r, 1);
+		if (!err && s->a->log) {
+			s->log_pos = c->log_to;
+			wr_arena_log_release(s->a, c->log_to);
+		}
 		c->bytes = r.pages_size + r.meta_size;
 		c->pages = r.pages_written;
 		c->view = r.view_pages;
@@ -555,8 +593,35 @@ static double cpu_s(void)
  * every second (when none is in flight) and its writer is stepped between
  * batches.  Updates/s of wall and of CPU time; *nckpt checkpoints
  * completed; pauses appended. */
+/* --changelog: a ring for about half the state's bytes of log (a power of
+ * two, >= 64 MiB): the policy writes pages again before the logs reach
+ * the state's size, so two intervals fit. */
+static int log_on(struct state *s)
+{
+	uint64_t ring = 64ull << 20;
+
+	while (ring < s->capacity * 32 / 2)
+		ring <<= 1;
+	return wr_arena_log_enable(s->a, ring, 1u << 16);
+}
+
+/* Checkpoints by kind and their bytes, over a whole phase. */
+struct ckpt_mix {
+	int logs, pages;
+	double log_bytes, page_bytes;
+};
+
+static void mix_add(struct ckpt_mix *m, const struct ckpt *c)
+{
+	if (c->log)
+		m->logs++, m->log_bytes += (double)c->bytes;
+	else
+		m->pages++, m->page_bytes += (double)c->bytes;
+}
+
 static int run_updates(struct state *s, bool ckpt, double rate[2],
-		       int *nckpt, double *pauses, int *np, int np_max)
+		       int *nckpt, double *pauses, int *np, int np_max,
+		       struct ckpt_mix *mix)
 {
 	struct ckpt c = { 0 };
 	double t0 = now_s(), next = t0 + (ckpt ? 1.0 : 1e30), t = t0;
@@ -565,6 +630,8 @@ static int run_updates(struct state *s, bool ckpt, double rate[2],
 	int err = 0, rc = 0;
 
 	*nckpt = 0;
+	if (ckpt && s->o->changelog)
+		err = log_on(s);
 	while (!err && (t = now_s()) - t0 < s->o->seconds) {
 		if (c.w == NULL && t >= next) {
 			next += 1.0;
@@ -578,6 +645,8 @@ static int run_updates(struct state *s, bool ckpt, double rate[2],
 		if (!err && c.w && (rc = wr_ckpt_writer_step(c.w)) != 0) {
 			err = ckpt_finish(s, &c, rc);
 			++*nckpt;
+			if (!err && mix)
+				mix_add(mix, &c);
 		}
 	}
 	rate[0] = (double)n / (t - t0);
@@ -586,6 +655,7 @@ static int run_updates(struct state *s, bool ckpt, double rate[2],
 		;
 	if (!err && c.w)
 		err = ckpt_finish(s, &c, rc);
+	wr_arena_log_disable(s->a);
 	return err;
 }
 
@@ -594,12 +664,14 @@ static int phase_updates(struct state *s)
 	double off[REPS_MAX], on[REPS_MAX], ratio[REPS_MAX], pauses[4096];
 	double coff[REPS_MAX], con[REPS_MAX], cratio[REPS_MAX], r[2];
 	int err = 0, n = 0, nck = 0, np = 0, k;
+	struct ckpt_mix mix = { 0 };
 
 	for (int i = 0; !err && i < s->o->reps; i++, n++) {
-		err = run_updates(s, false, r, &k, NULL, &np, 0);
+		err = run_updates(s, false, r, &k, NULL, &np, 0, NULL);
 		off[i] = r[0], coff[i] = r[1];
 		if (!err)
-			err = run_updates(s, true, r, &k, pauses, &np, 4096);
+			err = run_updates(s, true, r, &k, pauses, &np, 4096,
+					  &mix);
 		on[i] = r[0], con[i] = r[1];
 		ratio[i] = on[i] / off[i], cratio[i] = con[i] / coff[i];
 		nck += k;
@@ -620,6 +692,14 @@ static int phase_updates(struct state *s)
 		emit(s, "pause_in_run_us_p50", quantile(pauses, np, 0.5), "us", x);
 		emit(s, "pause_in_run_us_max", pauses[np - 1], "us", x);
 	}
+	snprintf(x, sizeof(x), "\"page_ckpts\":%d,\"log_ckpts\":%d",
+		 mix.pages, mix.logs);
+	if (mix.pages)
+		emit(s, "bytes_per_page_ckpt", mix.page_bytes / mix.pages,
+		     "bytes", x);
+	if (mix.logs)
+		emit(s, "bytes_per_log_ckpt", mix.log_bytes / mix.logs,
+		     "bytes", x);
 	return 0;
 }
 
@@ -711,7 +791,7 @@ static int usage(void)
 		"[--dir DIR] [--reps R] [--seconds S] [--pauses N] "
 		"[--cpu N] [--no-fio] "
 		"[--phases pause,flush,restore,incr,updates] "
-		"[--no-prefault] [--restore-only]\n");
+		"[--no-prefault] [--restore-only] [--changelog]\n");
 	return 2;
 }
 
@@ -753,6 +833,8 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 			o->fio = false;
 		} else if (strcmp(a, "--restore-only") == 0) {
 			o->restore_only = true;
+		} else if (strcmp(a, "--changelog") == 0) {
+			o->changelog = true;
 		} else if (strcmp(a, "--no-prefault") == 0) {
 			o->prefault = false;
 		} else if (v == NULL) {
