@@ -19,18 +19,31 @@ static const char usage[] =
 	"       weir checkpoint verify DIR [ID]\n"
 	"\n"
 	"  list     committed checkpoints in DIR, oldest first: id, time,\n"
-	"           kind (full or incremental), bytes, duration\n"
+	"           kind (full, incremental or changelog), bytes written,\n"
+	"           duration\n"
 	"  inspect  one checkpoint (default the newest): cores, key groups,\n"
-	"           bytes and pages per core, incremental parents, source\n"
-	"           positions (section source_pos), duration\n"
+	"           bytes and pages per core, incremental parents and\n"
+	"           changelog files, source positions (section source_pos),\n"
+	"           duration\n"
 	"  verify   check every checksum of one checkpoint (default the\n"
 	"           newest); exit 0 clean, 1 corrupt (file and offset on\n"
 	"           stderr), 2 usage error\n"
 	"Nothing in DIR is modified.\n";
 
+/* What the checkpoint itself wrote on a core: its log (a changelog
+ * checkpoint's newest file) or its page file, and its meta file. */
 static uint64_t core_bytes(const struct wr_ckpt_core_info *ci)
 {
-	return ci->chain[0].size + ci->meta.size;
+	return (ci->nlog ? ci->log[0].size : ci->chain[0].size) +
+	       ci->meta.size;
+}
+
+static const char *kind_of(const struct wr_ckpt_manifest *m)
+{
+	for (uint32_t c = 0; c < m->cores; c++)
+		if (m->core[c].nlog > 0)
+			return "changelog";
+	return m->parent_id ? "incremental" : "full";
 }
 
 static void put_time(uint64_t unix_ms, char *buf, size_t n)
@@ -66,8 +79,7 @@ static int do_list(const char *dir)
 			bytes += core_bytes(&m.core[c]);
 		put_time(m.time_unix_ms, when, sizeof(when));
 		printf("%-8llu %-20s %-12s %12llu %8.1fms\n",
-		       (unsigned long long)m.id, when,
-		       m.parent_id ? "incremental" : "full",
+		       (unsigned long long)m.id, when, kind_of(&m),
 		       (unsigned long long)bytes, m.duration_us / 1000.0);
 		wr_ckpt_manifest_free(&m);
 	}
@@ -80,14 +92,27 @@ static void inspect_core(struct wr_ckpt *ck, uint32_t c)
 	const void *pos;
 	size_t len;
 
-	printf("core %u: %u pages in the snapshot, %u written here, "
-	       "%llu bytes (pages %llu + meta %llu), epoch %u\n", c,
-	       ci->view_pages, ci->pages_written,
-	       (unsigned long long)core_bytes(ci),
-	       (unsigned long long)ci->chain[0].size,
-	       (unsigned long long)ci->meta.size, ci->snap_epoch);
-	for (uint32_t k = 1; k < ci->nchain; k++)
-		printf("  parent file %s (%llu bytes)\n", ci->chain[k].name,
+	if (ci->nlog)
+		printf("core %u: %u pages of the page checkpoint under %u "
+		       "changelog files, %llu bytes written here (log %llu "
+		       "+ meta %llu), epoch %u\n", c, ci->view_pages,
+		       ci->nlog, (unsigned long long)core_bytes(ci),
+		       (unsigned long long)ci->log[0].size,
+		       (unsigned long long)ci->meta.size, ci->snap_epoch);
+	else
+		printf("core %u: %u pages in the snapshot, %u written here, "
+		       "%llu bytes (pages %llu + meta %llu), epoch %u\n", c,
+		       ci->view_pages, ci->pages_written,
+		       (unsigned long long)core_bytes(ci),
+		       (unsigned long long)ci->chain[0].size,
+		       (unsigned long long)ci->meta.size, ci->snap_epoch);
+	for (uint32_t k = 0; k < ci->nlog; k++)
+		printf("  changelog %s (%llu bytes)%s\n", ci->log[k].name,
+		       (unsigned long long)ci->log[k].size,
+		       k == 0 ? ", this checkpoint's" : "");
+	for (uint32_t k = ci->nlog ? 0 : 1; k < ci->nchain; k++)
+		printf("  %s file %s (%llu bytes)\n", ci->nlog ? "page" :
+		       "parent", ci->chain[k].name,
 		       (unsigned long long)ci->chain[k].size);
 	if (wr_ckpt_section(ck, c, "source_pos", &pos, &len) == 0)
 		printf("  source positions: %.*s\n", (int)len,
@@ -113,7 +138,7 @@ static int do_inspect(const char *dir, uint64_t id)
 	const struct wr_ckpt_manifest *m = wr_ckpt_info(ck);
 	put_time(m->time_unix_ms, when, sizeof(when));
 	printf("checkpoint %llu (%s, parent %llu), format version %u\n",
-	       (unsigned long long)m->id, m->parent_id ? "incremental" : "full",
+	       (unsigned long long)m->id, kind_of(m),
 	       (unsigned long long)m->parent_id, m->version);
 	printf("time %s, duration %.3f ms\n", when, m->duration_us / 1000.0);
 	printf("cores %u, key groups %u, page size %u\n", m->cores,

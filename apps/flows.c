@@ -41,7 +41,7 @@
 struct flows_opts {
 	const char *pcap, *out, *ckpt_dir, *dpdk, *metrics_json;
 	uint64_t ckpt_interval_ms, metrics_port;
-	bool gen, idle_sleep;
+	bool gen, idle_sleep, changelog_off;
 	unsigned cores;
 	uint64_t window_ms, max_delay_ms, rate, duration_s;
 	uint64_t packets; /* --packets as given, 0 if not */
@@ -105,6 +105,9 @@ static const char flows_usage[] =
 	"                   command finishes the job with exactly the rows an\n"
 	"                   uninterrupted run writes\n"
 	"  --checkpoint-interval MS  between checkpoints (default 1000)\n"
+	"  --changelog on|off  checkpoints between page snapshots write only\n"
+	"                   the state bytes changed since the last one\n"
+	"                   (default on; docs/architecture.md, Changelog)\n"
 	"\n"
 	"  --metrics-json FILE  a JSON line of metrics every second to FILE:\n"
 	"                   per core records_in (into the window) and state_keys;\n"
@@ -181,6 +184,13 @@ static int parse_one(struct flows_opts *o, const char *opt, const char *val)
 	} else if (strcmp(opt, "--checkpoint-interval") == 0) {
 		if (!cli_parse_u64(opt, val, 1, 3600u * 1000, &o->ckpt_interval_ms))
 			return EXIT_USAGE;
+	} else if (strcmp(opt, "--changelog") == 0) {
+		if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0) {
+			fprintf(stderr, "weir: --changelog takes on or off, not "
+				"'%s'\n", val);
+			return EXIT_USAGE;
+		}
+		o->changelog_off = strcmp(val, "off") == 0;
 	} else if (strcmp(opt, "--pcap") == 0) {
 		o->pcap = val;
 	} else if (strcmp(opt, "--dpdk") == 0) {
@@ -593,7 +603,8 @@ static void summary(struct flows_job *j, int err, double elapsed)
 	weir_pipeline_checkpoint_stats(j->p, &ck);
 	fprintf(stderr, "weir flows: input=%s packets=%llu ip=%llu "
 		"malformed=%llu non_ip=%llu unsupported=%llu truncated=%llu "
-		"%slate=%llu rows=%llu checkpoints=%llu checkpoint_failures=%llu "
+		"%slate=%llu rows=%llu checkpoints=%llu changelog_checkpoints=%llu "
+		"checkpoint_failures=%llu "
 		"restored_from=%llu checkpoint_pause_us=%.1f/%.1f/%.1f "
 		"checkpoint_open_us=%.1f/%.1f/%.1f cores=%u "
 		"elapsed=%.3f "
@@ -604,7 +615,7 @@ static void summary(struct flows_job *j, int err, double elapsed)
 		(unsigned long long)c.unsupported,
 		(unsigned long long)c.truncated, live, (unsigned long long)late,
 		(unsigned long long)j->fmt.rows, (unsigned long long)ck.completed,
-		(unsigned long long)ck.failed,
+		(unsigned long long)ck.changelog, (unsigned long long)ck.failed,
 		(unsigned long long)ck.restored_id, ck.pause_p50_ns / 1e3,
 		ck.pause_p99_ns / 1e3, ck.pause_max_ns / 1e3,
 		ck.open_p50_ns / 1e3, ck.open_p99_ns / 1e3,
@@ -637,6 +648,7 @@ static int checkpointing(struct flows_job *j)
 		 o->pcap ? o->pcap : o->dpdk ? "dpdk" : "gen");
 	weir_checkpoint_config_init(&cc, o->ckpt_dir);
 	cc.interval_ms = (uint32_t)o->ckpt_interval_ms;
+	cc.changelog = !o->changelog_off;
 	cc.params = &fp;
 	cc.params_len = sizeof(fp);
 	return weir_pipeline_checkpoint(j->p, &cc);

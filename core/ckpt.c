@@ -195,8 +195,16 @@ static int open_writer(struct wr_exec *x)
 		.uring = x->ck.io,
 		.parent_id = j->plan.parent_id,
 		.parent_epoch = j->plan.parent_epoch[x->id],
+		.log = x->ck.lg_this,
+		.log_from = x->ck.lg_base.pos,
+		.log_to = x->ck.lg_to,
 	};
 
+	/* Planned as a changelog checkpoint but this core's log cannot
+	 * continue (it broke, or its base is not the parent): a full page
+	 * file starts this core's chain again. */
+	if (j->plan.log && !x->ck.lg_this)
+		wc.parent_id = 0;
 	return wr_ckpt_writer_create(&wc, x->arena, &x->ck.w);
 }
 
@@ -234,13 +242,47 @@ static void record_lat(struct wr_ckpt_lat *l, uint64_t ns)
 	atomic_max(&l->max_ns, ns);
 }
 
+/*
+ * The state's part of the snapshot.  A changelog checkpoint when the plan
+ * asks for one and this core's log runs unbroken from the plan's parent:
+ * a mark (the seal of this tick's notes and a block pad), no epoch.
+ * Otherwise a page snapshot (the epoch bump) and the log's position there,
+ * where later segments start once it commits; a broken log restarts there
+ * and the older base is gone.
+ */
+static int snapshot_state(struct wr_exec *x)
+{
+	struct wr_exec_ckpt *c = &x->ck;
+	uint64_t parent = x->p->ck->plan.parent_id, id = x->p->ck->plan.ckpt_id;
+	struct wr_arena *a = x->arena;
+	uint32_t epoch;
+	int err;
+
+	if (c->lg_last.id != 0 && c->lg_last.id == parent) {
+		c->lg_base = c->lg_last;	/* it committed */
+		wr_arena_log_release(a, c->lg_base.pos);
+	}
+	c->lg_this = x->p->ck->plan.log && c->lg_base.id == parent &&
+		     parent != 0 && wr_arena_log_mark(a, &c->lg_to) == 0;
+	if (!c->lg_this) {
+		err = wr_arena_snapshot_begin(a, &epoch);
+		if (err)
+			return err;
+		if (a->log != NULL && wr_arena_log_mark(a, &c->lg_to) != 0) {
+			c->lg_to = wr_arena_log_resume(a);
+			c->lg_base = (struct wr_ck_logpos){ 0, 0 };
+		}
+	}
+	c->lg_last = (struct wr_ck_logpos){ a->log ? id : 0, c->lg_to };
+	return 0;
+}
+
 /* ALIGN -> FLUSH: memory only (the pause); files come next tick. */
 static void snapshot(struct wr_exec *x)
 {
 	struct wr_exec_ckpt *c = &x->ck;
 	uint64_t t0 = mono_ns();
-	uint32_t epoch;
-	int err = wr_arena_snapshot_begin(x->arena, &epoch);
+	int err = snapshot_state(x);
 
 	c->meta_len = 0;
 	if (err == 0)
@@ -361,6 +403,9 @@ static void start(struct wr_ckpt_job *j, int64_t now)
 		.full_every = j->cfg.full_every,
 		.chain_max = j->cfg.chain_max,
 		.force_full = j->force_full,
+		.changelog = j->cfg.changelog,
+		.log_max = j->cfg.log_max,
+		.log_max_pct = j->cfg.log_max_pct,
 	};
 
 	if (wr_ckpt_plan_next(j->dir, &pol, j->cores, &j->plan) != 0) {
@@ -406,8 +451,14 @@ static void commit(struct wr_ckpt_job *j, int64_t now)
 		atomic_fetch_add_explicit(&j->failed, 1, memory_order_relaxed);
 		return;
 	}
-	for (unsigned i = 0; i < j->cores; i++)
+	bool logs = false;
+	for (unsigned i = 0; i < j->cores; i++) {
 		bytes += j->res[i].pages_size + j->res[i].meta_size;
+		logs |= j->res[i].is_log;
+	}
+	if (logs)
+		atomic_fetch_add_explicit(&j->changelog, 1,
+					  memory_order_relaxed);
 	j->force_full = false;
 	atomic_store_explicit(&j->last_us, info.duration_us, memory_order_relaxed);
 	atomic_store_explicit(&j->last_bytes, bytes, memory_order_relaxed);
@@ -579,8 +630,8 @@ bool wr_ckpt_core_is_valid(const struct wr_exec *x)
 		return c->w == NULL;
 	case WR_CK_ALIGN:
 		return c->w == NULL && c->id == c->seen && c->id > 0;
-	case WR_CK_FLUSH:
-		return x->arena->snap_pending;
+	case WR_CK_FLUSH:	/* a page snapshot, or a changelog segment */
+		return x->arena->snap_pending != c->lg_this;
 	}
 	return false;
 }
@@ -611,6 +662,28 @@ int wr_ckpt_meta_fit(struct wr_exec *x)
 
 /* ---- per core: setup ---- */
 
+/* Notes per tick before the log breaks: a tick's records (bursts of 32,
+ * ring batches) times a few ranges each, plus bounded housekeeping. */
+#define CK_LOG_PENDING (1u << 16)
+
+/* The changelog's ring: configured, or a quarter of the state cap up to
+ * 256 MiB (the log since the last committed checkpoint must fit: about
+ * two intervals of updates). */
+static int log_enable(struct wr_exec *x)
+{
+	uint64_t ring = x->p->ck->cfg.changelog_ring_bytes;
+	uint64_t cap = x->p->cfg.state_bytes_max / 4;
+
+	if (ring == 0) {
+		ring = 2u << 20;
+		while (ring < (256ull << 20) && ring * 2 <= cap)
+			ring *= 2;
+	}
+	int err = wr_arena_log_enable(x->arena, ring, CK_LOG_PENDING);
+	return err ? wr_error(err, "checkpoint: changelog: %s",
+			      weir_last_error()) : 0;
+}
+
 int wr_ckpt_exec_init(struct wr_exec *x)
 {
 	struct wr_exec_ckpt *c = &x->ck;
@@ -629,7 +702,7 @@ int wr_ckpt_exec_init(struct wr_exec *x)
 	err = wr_uring_create(CK_URING_DEPTH, &c->io);
 	if (err)
 		return wr_error(err, "checkpoint: io_uring: %s", strerror(-err));
-	return 0;
+	return x->p->ck->cfg.changelog ? log_enable(x) : 0;
 }
 
 void wr_ckpt_exec_fini(struct wr_exec *x)

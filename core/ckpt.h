@@ -101,6 +101,7 @@ struct wr_ckpt_job {
 	pthread_mutex_t restore_lock;
 	/* Statistics (relaxed). */
 	_Atomic uint64_t completed, failed, last_id, last_us, last_bytes;
+	_Atomic uint64_t changelog;    /* completed with a core's log */
 	/* The snapshot's pause (barrier to records resumed) and the writer's
 	 * start (files opened, sections added: the first FLUSH tick, after
 	 * records resumed), each over its last WR_CKPT_PAUSES (any core). */
@@ -134,6 +135,13 @@ struct wr_exec_ckpt {
 	uint8_t *meta;
 	size_t meta_len, meta_cap;
 	uint64_t snap_ns;           /* when the snapshot was taken */
+	/* The changelog (state/arena.h): the log's position at this core's
+	 * newest checkpoint known committed (base: the next log segment
+	 * starts there) and at the last one it wrote (last: adopted as base
+	 * once a plan names it as parent); id 0 = none. */
+	struct wr_ck_logpos { uint64_t id, pos; } lg_base, lg_last;
+	bool lg_this;               /* FLUSH: a changelog checkpoint */
+	uint64_t lg_to;             /* its segment's end */
 };
 
 struct wr_exec;
@@ -149,6 +157,14 @@ bool wr_ckpt_job_pages_bad(const struct weir_pipeline *p);
 int wr_ckpt_job_fall_back(struct weir_pipeline *p);
 uint64_t wr_ckpt_fingerprint(const struct weir_pipeline *p, char *desc,
 			     size_t cap);
+
+/* exec.c, at the end of every tick: the arena's changelog takes the bytes
+ * of the ranges this tick noted (a safe point: no record half done). */
+static inline void wr_ckpt_tick_end(struct wr_arena *a)
+{
+	if (a->log != NULL)
+		wr_arena_log_seal(a);
+}
 
 /* exec.c, every tick: the coordinator (core 0), the trigger, barriers,
  * the snapshot and the writer.  Returns work done or -errno. */

@@ -28,6 +28,7 @@ void weir_checkpoint_config_init(struct weir_checkpoint_config *cfg,
 	cfg->timeout_ms = WEIR_CHECKPOINT_TIMEOUT_DEFAULT;
 	cfg->retain = WEIR_CHECKPOINT_RETAIN_DEFAULT;
 	cfg->incremental = true;
+	cfg->changelog = true;
 }
 
 int weir_pipeline_checkpoint(struct weir_pipeline *p,
@@ -42,6 +43,12 @@ int weir_pipeline_checkpoint(struct weir_pipeline *p,
 				"too long");
 	if (cfg->interval_ms == 0)
 		return wr_error(-EINVAL, "checkpoint: interval must be > 0 ms");
+	if (cfg->changelog_ring_bytes != 0 &&
+	    (cfg->changelog_ring_bytes < (2u << 20) ||
+	     (cfg->changelog_ring_bytes & (cfg->changelog_ring_bytes - 1))))
+		return wr_error(-EINVAL, "checkpoint: changelog ring of %llu "
+				"bytes is not a power of two >= 2 MiB",
+				(unsigned long long)cfg->changelog_ring_bytes);
 	if (p->rt != NULL || p->ck != NULL)
 		return wr_error(-EBUSY, "checkpoint: configure it once, "
 				"before the run");
@@ -113,6 +120,8 @@ void weir_pipeline_checkpoint_stats(const struct weir_pipeline *p,
 						     memory_order_relaxed);
 	out->last_bytes = atomic_load_explicit(&j->last_bytes,
 					       memory_order_relaxed);
+	out->changelog = atomic_load_explicit(&j->changelog,
+					      memory_order_relaxed);
 	percentiles(&j->pause, &out->pauses, &out->pause_p50_ns,
 		    &out->pause_p99_ns, &out->pause_max_ns);
 	percentiles(&j->open, NULL, &out->open_p50_ns, &out->open_p99_ns,

@@ -597,6 +597,7 @@ int wr_exec_poll(struct wr_exec *x)
 	work += (uint32_t)err;
 	watch_stall(x, work);
 	housekeeping(x, work);
+	wr_ckpt_tick_end(x->arena);
 	if (all_ended(x) && wr_ckpt_may_finish(x)) {
 		err = wr_exec_finish(x);
 		if (err)

@@ -30,6 +30,17 @@ struct weir_checkpoint_config {
 	bool incremental;	/* write only pages changed since the last */
 	uint32_t full_every;	/* a full checkpoint every K; 0 = 8 */
 	uint32_t chain_max;	/* incremental files per chain; 0 = 8 */
+	/* Changelog checkpoints (docs/architecture.md, "Changelog"): between
+	 * page checkpoints, each checkpoint writes only the state bytes the
+	 * records changed since the one before (logged by the write path), so
+	 * its cost follows the updates, not the state's size.  A page
+	 * checkpoint comes again when a core's logs reach log_max files (0 =
+	 * 32) or log_max_pct % of its pages' bytes (0 = 100), or when a core's
+	 * log outgrew changelog_ring_bytes of memory (per core, a power of two
+	 * >= 2 MiB; 0 = min(256 MiB, a quarter of the state cap)). */
+	bool changelog;
+	uint32_t log_max, log_max_pct;
+	uint64_t changelog_ring_bytes;
 	/* Optional bytes that must match for a checkpoint to be restored,
 	 * besides the pipeline's shape: the job options that change what
 	 * the state means (window size, input, generator seed...). */
@@ -44,7 +55,7 @@ struct weir_checkpoint_config {
 struct weir_pipeline;
 
 /* Defaults: interval 1 s, timeout 60 s, no pause, retain 3, incremental,
- * a full checkpoint every 8. */
+ * a full checkpoint every 8, changelog on. */
 void weir_checkpoint_config_init(struct weir_checkpoint_config *cfg,
 				 const char *dir);
 
@@ -64,7 +75,8 @@ struct weir_checkpoint_stats {
 	uint64_t failed;	/* failed or aborted (timeout), logged */
 	uint64_t last_id;	/* newest committed, 0 none */
 	uint64_t last_duration_us; /* trigger to commit */
-	uint64_t last_bytes;	/* page and meta bytes it wrote */
+	uint64_t last_bytes;	/* page, log and meta bytes it wrote */
+	uint64_t changelog;	/* of completed: changelog checkpoints */
 	uint64_t restored_id;	/* the checkpoint this run started from */
 	uint32_t restored_cores; /* its core count */
 	uint64_t pause_max_ns;	/* longest synchronous snapshot part */

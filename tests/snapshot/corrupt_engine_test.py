@@ -5,14 +5,17 @@
 TEST PLAN
   flip / truncate  a checkpointing `weir flows` run is SIGKILLed once its
               directory holds at least 3 committed checkpoints.  Then, in the
-              newest checkpoint N's page file of one core (the first `pages`
-              file of that core in MANIFEST-N):
-                flip      one byte inside a page is inverted;
+              newest checkpoint N's own file of one core (its changelog file,
+              the first `log` line of that core in MANIFEST-N, or when N is
+              a page checkpoint its first `pages` file):
+                flip      one byte inside a page (or a log chunk) is
+                          inverted;
                 truncate  the file is cut to half its size (4 KiB aligned).
               `weir checkpoint verify DIR` must exit 1 naming the file.  The
               same command is run again and must:
                 - say on stderr "<file> at offset <O>", O being the start of
-                  the damaged page (flip) or the truncated size (truncate);
+                  the damaged page or log chunk (flip) or the truncated size
+                  (truncate);
                 - restore the previous checkpoint: restored_from = the id
                   before N in `weir checkpoint list`;
                 - exit 0, status=ok, packets= the input's count, no
@@ -64,6 +67,53 @@ def page_file_header(path):
     return page_size, count
 
 
+def log_chunks(path):
+    """[(offset, length)] of a changelog file's chunks: its chunk table at
+    trailer_off, count entries of {u32 len, u32 0, u64 xxh3}."""
+    with open(path, "rb") as f:
+        h = f.read(96)
+        assert h[:8] == b"WEIRLOGS", f"{path}: magic {h[:8]!r}"
+        count, = struct.unpack_from("<I", h, 48)
+        trailer_off, = struct.unpack_from("<Q", h, 72)
+        f.seek(trailer_off)
+        table = f.read(16 * count)
+    out, off = [], 4096
+    for k in range(count):
+        n, = struct.unpack_from("<I", table, 16 * k)
+        out.append((off, n))
+        off += n
+    return out
+
+
+def flip(path, off):
+    with open(path, "r+b") as f:
+        f.seek(off)
+        b = f.read(1)
+        f.seek(off)
+        f.write(bytes([b[0] ^ 0xFF]))
+
+
+def flip_own_file(d, m, core, rng):
+    """Flips a byte of checkpoint m's own file on some core: a log chunk of
+    its changelog file, or a page of its page file (a core that wrote no
+    page is skipped).  (name, offset of the damaged chunk or page, byte)."""
+    for c in [core] + [c for c in range(m["cores"]) if c != core]:
+        files = m["files"][c]
+        if files["logs"]:
+            name = files["logs"][0]
+            chunk = rng.choice(log_chunks(os.path.join(d, name)))
+            off = chunk[0] + rng.randrange(chunk[1])
+            flip(os.path.join(d, name), off)
+            return name, chunk[0], off
+        name = files["pages"][0]
+        page_size, count = page_file_header(os.path.join(d, name))
+        if count:
+            off = 4096 + rng.randrange(count * page_size)
+            flip(os.path.join(d, name), off)
+            return name, 4096 + (off - 4096) // page_size * page_size, off
+    raise AssertionError(f"checkpoint {m['id']} wrote nothing on any core")
+
+
 def killed_dir(tmp, name, ref_out):
     """Kill a checkpointing run once 3 checkpoints are committed.  Returns
     (dir, out, cmd)."""
@@ -84,27 +134,12 @@ def corrupt_trial(tmp, ref, mode, rng):
     newest, prev = ids[-1], ids[-2]
     m = S.manifest(d, newest)
     core = rng.randrange(m["cores"])
-    name = m["files"][core]["pages"][0]
+    files = m["files"][core]
+    name = (files["logs"] or files["pages"])[0]
     path = os.path.join(d, name)
     size = os.path.getsize(path)
-    page_size, count = page_file_header(path)
     if mode == "flip":
-        if count == 0:  # nothing written on this core: take another core
-            for c in range(m["cores"]):
-                n = m["files"][c]["pages"][0]
-                if page_file_header(os.path.join(d, n))[1]:
-                    core, name = c, n
-                    path = os.path.join(d, name)
-                    page_size, count = page_file_header(path)
-                    break
-        assert count > 0, f"checkpoint {newest} wrote no page on any core"
-        off = 4096 + rng.randrange(count * page_size)
-        with open(path, "r+b") as f:
-            f.seek(off)
-            b = f.read(1)
-            f.seek(off)
-            f.write(bytes([b[0] ^ 0xFF]))
-        want_off = 4096 + (off - 4096) // page_size * page_size
+        name, want_off, off = flip_own_file(d, m, core, rng)
         what = f"byte {off} flipped"
     else:
         cut = size // 2 // 4096 * 4096

@@ -210,7 +210,8 @@ def ckpt_verify(weir, ckdir, ckid=None):
 
 def manifest(ckdir, ckid):
     """{'cores': n, 'page_size': n, 'files': {core: {'pages': [names newest
-    first], 'meta': name}}} from MANIFEST-<id>."""
+    first], 'logs': [changelog files newest first], 'meta': name}}} from
+    MANIFEST-<id>."""
     path = os.path.join(ckdir, f"MANIFEST-{ckid:020d}")
     m = {"files": {}}
     core = None
@@ -223,9 +224,11 @@ def manifest(ckdir, ckid):
                 m[w[0]] = int(w[1])
             elif w[0] == "core":
                 core = int(w[1])
-                m["files"][core] = {"pages": [], "meta": None}
+                m["files"][core] = {"pages": [], "logs": [], "meta": None}
             elif w[0] == "pages":
                 m["files"][core]["pages"].append(w[1])
+            elif w[0] == "log":
+                m["files"][core]["logs"].append(w[1])
             elif w[0] == "meta":
                 m["files"][core]["meta"] = w[1]
     return m
@@ -243,6 +246,7 @@ def orphans(ckdir, upto=None):
     for i in committed_files(ckdir):
         for c in manifest(ckdir, i)["files"].values():
             named.update(c["pages"])
+            named.update(c["logs"])
             if c["meta"]:
                 named.add(c["meta"])
     left = []
