@@ -563,6 +563,39 @@ static int incremental_case(struct state *s, const char *what, bool random,
 	return 0;
 }
 
+static int log_on(struct state *s);
+
+/* --changelog: a page checkpoint with the log on, 1% of keys updated at
+ * random, a changelog checkpoint: its bytes against the full one's. */
+static int changelog_case(struct state *s, const struct ckpt *full)
+{
+	uint64_t n = s->nkeys / 100;
+	struct ckpt base = { 0 }, c = { 0 };
+	double secs;
+	char x[128];
+	int err = log_on(s);
+
+	if (!err)
+		err = ckpt_idle(s, false, &base, &secs);
+	if (!err && base.log)
+		err = -EPROTO;	/* the first one after enable is pages */
+	if (!err)
+		err = random_updates(s, n);
+	if (!err)
+		err = ckpt_idle(s, true, &c, &secs);
+	wr_arena_log_disable(s->a);
+	if (err)
+		return err;
+	snprintf(x, sizeof(x), "\"keys_changed\":\"1%%/random\","
+		 "\"changelog\":%s", c.log ? "true" : "false");
+	emit(s, "changelog_bytes_random", (double)c.bytes, "bytes", x);
+	emit(s, "changelog_vs_full_random",
+	     (double)c.bytes / (double)full->bytes, "ratio", x);
+	emit(s, "changelog_bytes_per_update", (double)c.bytes / (double)n,
+	     "bytes", x);
+	return 0;
+}
+
 static int phase_incremental(struct state *s)
 {
 	struct ckpt full = { 0 };
@@ -575,6 +608,8 @@ static int phase_incremental(struct state *s)
 	}
 	if (!err)
 		err = incremental_case(s, "clustered", false, &full);
+	if (!err && s->o->changelog)
+		err = changelog_case(s, &full);
 	return err;
 }
 
