@@ -15,9 +15,11 @@
  *   the ring from it is BLOCKED: what follows was produced after the
  *   sender's snapshot.  When every edge is aligned from every core and
  *   every barrier is sent, the core SNAPSHOTS (the timed pause): arena
- *   epoch bump, operator headers (tables, slabs, timer heaps), watermarks
- *   and sink lengths copied into a buffer allocated at start-up; O(nodes +
- *   states) stores, no allocation, no formatting, no syscall.  The rings
+ *   epoch bump — or, for a changelog checkpoint, a mark of the arena's
+ *   log (the seal of this tick's noted ranges, state/arena.h) — operator
+ *   headers (tables, slabs, timer heaps), watermarks and sink lengths
+ *   copied into a buffer allocated at start-up; O(nodes + states) stores
+ *   plus this tick's notes, no allocation, no formatting, no syscall.  The rings
  *   unblock and the sources resume at once; the writer is created on the
  *   next tick (files opened, sections named and added, source positions
  *   from the cut), after records have flowed again.  No disk I/O happens
@@ -29,8 +31,11 @@
  *
  *     IDLE ── trigger n or barrier n seen: ckpt_cut() ──> ALIGN
  *     ALIGN ── aligned and every barrier sent: snapshot() ──> FLUSH
- *              (the tick ends there: records resume; the writer opens on
- *              the first FLUSH tick, timed apart as "open")
+ *              (snapshot_state(): a changelog mark when the plan is a
+ *              changelog one and this core's log runs unbroken from the
+ *              plan's parent, else a page snapshot; the tick ends there:
+ *              records resume; the writer opens on the first FLUSH tick,
+ *              timed apart as "open")
  *     ALIGN ── snapshot() fails (metadata does not fit) ──> IDLE, reported
  *     FLUSH ── the writer cannot open: report(error) ──> IDLE
  *     FLUSH ── writer durable and sinks synced: ckpt_report() ──> IDLE
@@ -43,9 +48,14 @@
  *   1. At most one checkpoint is between trigger and commit; ids increase.
  *   2. A core in ALIGN polls no source and fires no timer; a blocked ring is
  *      neither drained nor its markers taken.
- *   3. The arena snapshot and the metadata of n are taken in the same
- *      tick, after the last barrier n was received; the source positions
- *      at the cut, and the sources stay stopped until that tick.
+ *   3. The arena snapshot (or changelog mark) and the metadata of n are
+ *      taken in the same tick, after the last barrier n was received; the
+ *      source positions at the cut, and the sources stay stopped until
+ *      that tick.  In FLUSH exactly one of them is pending: the arena's
+ *      snapshot, or (lg_this) a log segment the ring keeps until a later
+ *      plan names n as parent (it committed) or another checkpoint id.
+ *   5. Every tick ends with the changelog's seal (wr_ckpt_tick_end), so a
+ *      mark taken between ticks covers every write before it.
  *   4. Only a committed manifest counts (snapshot/ckpt.h).
  */
 #ifndef WR_CORE_CKPT_H

@@ -5,18 +5,21 @@
  * PURPOSE
  *   A checkpoint n is, per core, one page file (the arena pages of the
  *   snapshot, or for an incremental checkpoint only those written since the
- *   parent's epoch) and one metadata file (named opaque sections: table
- *   headers, timers, source positions, sink lengths), plus one manifest that
- *   names every file the checkpoint needs, including the parents' page files.
+ *   parent's epoch) or, for a changelog checkpoint, one log file (the
+ *   arena's changelog since the parent: state/arena.h), and one metadata
+ *   file (named opaque sections: table headers, timers, source positions,
+ *   sink lengths), plus one manifest that names every file the checkpoint
+ *   needs, including the parents' page and log files.
  *   Only a committed manifest (MANIFEST-<n>, renamed from .tmp after fsync,
  *   directory fsynced) makes a checkpoint exist.
  *
  * LIFECYCLE of checkpoint n (validator: wr_ckpt_writer_is_valid per core)
  *
  *                 wr_arena_snapshot_begin + wr_ckpt_writer_create
+ *                 (cfg.log: wr_arena_log_mark instead)
  *     (none) ─────────────────────────────────────────────> PAGES
  *                                                            │ wr_ckpt_writer_step
- *                              every page write reaped ──>   v
+ *                     every page (log chunk) write reaped ──> v
  *                                                           TRAILER (meta file,
  *                                                            │  header, trailer)
  *                              all reaped ───────────────>   v
@@ -35,7 +38,9 @@
  *                                                            references them)
  *   The caller ends the arena snapshot (wr_arena_snapshot_end) after the
  *   writer reached DURABLE or FAILED, never before: the writer reads shadow
- *   pages until then.
+ *   pages until then.  A log writer reads the ring's sealed bytes: the
+ *   caller releases them (wr_arena_log_release) only once the checkpoint
+ *   committed.
  *
  * INVARIANTS
  *   1. Pages are checksummed (XXH3-64) before their write is queued; every
