@@ -463,34 +463,56 @@ static int same_pages(const struct wr_arena *a, const struct wr_arena *b)
 		if (!ha)
 			return 0;
 		if (memcmp(wr_arena_page_ptr(a, ia.page),
-			   wr_arena_page_ptr(b, ib.page), a->page_size) != 0)
+			   wr_arena_page_ptr(b, ib.page), a->page_size) != 0) {
 			return -EIO;
+		}
 	}
 }
 
-/* dd (1 MiB blocks) of the files of the newest checkpoint, which must be
- * a full one: seconds. */
-static double dd_read(const struct opts *o)
+static int dd_file(const struct opts *o, const char *name)
 {
-	char cmd[PATH_MAX * 2 + 256];
-	uint64_t ids[64];
-	uint32_t n;
-	double t0;
+	char cmd[PATH_MAX + 256];
 
-	if (wr_ckpt_list(o->dir, ids, 64, &n) != 0 || n == 0 || n > 64)
-		return -1;
-	snprintf(cmd, sizeof(cmd), "for f in '%s'/ckpt-%020llu-*; do "
-		 "dd if=\"$f\" of=/dev/null bs=1M status=none || exit 1; "
-		 "done", o->dir, (unsigned long long)ids[n - 1]);
-	t0 = now_s();
-	return system(cmd) == 0 ? now_s() - t0 : -1;
+	snprintf(cmd, sizeof(cmd), "dd if='%s/%s' of=/dev/null bs=1M "
+		 "status=none", o->dir, name);
+	return system(cmd) == 0 ? 0 : -1;
 }
 
-static int phase_restore(struct state *s)
+/* dd (1 MiB blocks) of every file the newest checkpoint needs (its page
+ * files, its logs, its meta file): seconds, or < 0. */
+static double dd_read(const struct opts *o)
+{
+	struct wr_ckpt_manifest m;
+	uint64_t ids[64];
+	uint32_t n;
+	int err = 0;
+	double t0;
+
+	if (wr_ckpt_list(o->dir, ids, 64, &n) != 0 || n == 0 || n > 64 ||
+	    wr_ckpt_manifest_read(o->dir, ids[n - 1], &m) != 0)
+		return -1;
+	t0 = now_s();
+	for (uint32_t c = 0; c < m.cores && !err; c++) {
+		const struct wr_ckpt_core_info *ci = &m.core[c];
+		for (uint32_t k = 0; k < ci->nchain && !err; k++)
+			err = dd_file(o, ci->chain[k].name);
+		for (uint32_t k = 0; k < ci->nlog && !err; k++)
+			err = dd_file(o, ci->log[k].name);
+		if (!err)
+			err = dd_file(o, ci->meta.name);
+	}
+	wr_ckpt_manifest_free(&m);
+	return err ? -1 : now_s() - t0;
+}
+
+/* Restores the newest checkpoint into fresh arenas, caches dropped, --reps
+ * times, against dd of its files: prefix_restore_s, _read_s, _vs_read. */
+static int restore_vs_read(struct state *s, const char *prefix)
 {
 	struct wr_arena_config ac = { 2 * s->capacity * 32 + (64u << 20), 0, 256 };
 	double r[REPS_MAX], d[REPS_MAX], ratio[REPS_MAX];
 	bool cold = true;
+	char name[64];
 	int err = 0, n = 0;
 
 	for (int i = 0; !err && i < s->o->reps; i++, n++) {
@@ -513,10 +535,18 @@ static int phase_restore(struct state *s)
 		return err;
 	}
 	const char *x = cold ? "\"cold\":true" : "\"cold\":false";
-	emit(s, "restore_s", median(r, n), "s", x);
-	emit(s, "read_s", median(d, n), "s", x);
-	emit(s, "restore_vs_read", median(ratio, n), "ratio", x);
+	snprintf(name, sizeof(name), "%srestore_s", prefix);
+	emit(s, name, median(r, n), "s", x);
+	snprintf(name, sizeof(name), "%sread_s", prefix);
+	emit(s, name, median(d, n), "s", x);
+	snprintf(name, sizeof(name), "%srestore_vs_read", prefix);
+	emit(s, name, median(ratio, n), "ratio", x);
 	return 0;
+}
+
+static int phase_restore(struct state *s)
+{
+	return restore_vs_read(s, "");
 }
 
 /* n keys whose home slot lies in the first 1% of the slot array. */
@@ -738,6 +768,40 @@ static int phase_updates(struct state *s)
 	return 0;
 }
 
+/* --changelog: the restore of a checkpoint whose chain holds as many logs
+ * as the policy allows (a page checkpoint, then rounds of a quarter of the
+ * keys updated at random, ~1 s of updates here, each followed by a
+ * changelog checkpoint, while the next would still be one; at most 31):
+ * pages loaded and every log replayed, against reading the same files. */
+static int phase_changelog_restore(struct state *s)
+{
+	struct ckpt c = { 0 };
+	double secs;
+	int err = log_on(s), logs = 0;
+
+	if (!err)
+		err = ckpt_idle(s, false, &c, &secs);
+	while (!err && logs < 31) {
+		struct wr_ckpt_policy pol = { .retain = 2, .changelog = true };
+		struct wr_ckpt_plan plan;
+		err = wr_ckpt_plan_next(s->o->dir, &pol, 1, &plan);
+		if (err || !plan.log)
+			break;	/* the chain is as long as it gets */
+		err = random_updates(s, s->nkeys / 4);
+		if (!err)
+			err = ckpt_idle(s, true, &c, &secs);
+		logs += c.log;
+	}
+	if (!err) {
+		char x[64];
+		snprintf(x, sizeof(x), "\"logs\":%d", logs);
+		emit(s, "changelog_chain_logs", logs, "files", x);
+		err = restore_vs_read(s, "changelog_");
+	}
+	wr_arena_log_disable(s->a);
+	return err;
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 static int run_phases(const struct opts *o, struct state *s)
@@ -760,6 +824,8 @@ static int run_phases(const struct opts *o, struct state *s)
 		err = phase_incremental(s);
 	if (!err && (o->phases & PH_UPDATES))
 		err = phase_updates(s);
+	if (!err && o->changelog && (o->phases & PH_RESTORE))
+		err = phase_changelog_restore(s);
 	return err;
 }
 

@@ -24,6 +24,7 @@
 
 #include "core/error.h"
 #include "state/arena.h"
+#include "state/table.h"	/* wr_prefetch_write */
 
 #define LEN_MASK ((1ull << WR_ARENA_LOG_LEN_BITS) - 1)
 #define OFF_MASK ((1ull << WR_ARENA_LOG_OFF_BITS) - 1)
@@ -328,21 +329,61 @@ static int entry_apply(struct wr_arena *a, const uint8_t *b)
 	}
 }
 
+/* Where a checked entry writes, to prefetch it: none for PAD and pages. */
+static const void *entry_dest(const struct wr_arena *a, const uint8_t *b)
+{
+	uint64_t w;
+
+	memcpy(&w, b, 8);
+	unsigned kind = word_kind(w);
+	return kind == WR_ARENA_LOG_WRITE || kind == WR_ARENA_LOG_ZERO ?
+	       a->base + word_off(w) : NULL;
+}
+
+/*
+ * Entries are applied REPLAY_AHEAD behind the one being checked, whose
+ * destination line is prefetched meanwhile: a changelog of random updates
+ * writes all over a large arena, and a dependent DRAM miss per entry
+ * (~350 ns on this VM) would make replay, not the disk, the restore's
+ * bottleneck.  Order is kept: a FIFO of entry offsets.
+ */
+#define REPLAY_AHEAD 16u
+
+/* Applies the oldest entry of the FIFO; its offset on failure. */
+static int apply_oldest(struct wr_arena *a, const uint8_t *b,
+			const size_t *fifo, unsigned *r, size_t *bad_off)
+{
+	size_t at = fifo[(*r)++ % REPLAY_AHEAD];
+	int err = entry_apply(a, b + at);
+
+	if (err)
+		*bad_off = at;
+	return err;
+}
+
 int wr_arena_log_apply(struct wr_arena *a, const void *bytes, size_t len,
 		       size_t *bad_off)
 {
 	const uint8_t *b = bytes;
-	size_t used;
+	size_t fifo[REPLAY_AHEAD], used;
+	unsigned r = 0, w = 0;	/* free-running FIFO indexes */
+	int err = 0;
 
-	for (size_t at = 0; at < len; at += used) {
-		int err = entry_check(b + at, len - at, a->page_size,
-				      a->pages_total, &used);
-		if (err == 0)
-			err = entry_apply(a, b + at);
+	for (size_t at = 0; at < len && err == 0; at += used) {
+		err = entry_check(b + at, len - at, a->page_size,
+				  a->pages_total, &used);
 		if (err) {
 			*bad_off = at;
-			return err;
+			break;
 		}
+		const void *dst = entry_dest(a, b + at);
+		if (dst != NULL)
+			wr_prefetch_write(dst);
+		if (w - r == REPLAY_AHEAD)
+			err = apply_oldest(a, b, fifo, &r, bad_off);
+		fifo[w++ % REPLAY_AHEAD] = at;
 	}
-	return 0;
+	while (err == 0 && r != w)
+		err = apply_oldest(a, b, fifo, &r, bad_off);
+	return err;
 }
