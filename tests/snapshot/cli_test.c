@@ -9,6 +9,11 @@
  *                       source positions section.
  *   cli/verify          0 on a clean checkpoint; after a flipped byte 1,
  *                       naming the file and the offset on stderr.
+ *   cli/changelog       a changelog checkpoint: list says "changelog" and
+ *                       the bytes it wrote (its log, not the pages under
+ *                       it), inspect names its log and the page file it
+ *                       applies to, verify 0; a flipped byte in the log:
+ *                       verify 1 naming the log file and its chunk.
  */
 #include <sys/wait.h>
 
@@ -100,5 +105,43 @@ Test(cli, verify)
 	cr_assert_eq(run(args, out, sizeof(out)), 1, "%s", out);
 	cr_assert_not_null(strstr(out, "ckpt-00000000000000000001-c1.pages: "
 				  "offset 4096: checksum mismatch"), "%s", out);
+	t_rmdir(dir);
+}
+
+Test(cli, changelog)
+{
+	char *dir = t_mkdir(), out[8192], args[600], cmd[700];
+	struct wr_arena *a[1] = { t_arena(64) };
+	struct wr_ckpt_policy pol = { .retain = 3, .changelog = true };
+
+	cr_assert_eq(wr_arena_log_enable(a[0], 2u << 20, 1024), 0);
+	t_populate(a[0], 20, 1);
+	cr_assert_eq(t_checkpoint(dir, a, 1, &pol, NULL).err, 0);
+	uint8_t *b = wr_arena_page_ptr(a[0], 5);
+	cr_assert_eq(wr_arena_touch_range(a[0], b + 100, 16), 0);
+	memset(b + 100, 7, 16);
+	cr_assert_eq(t_checkpoint(dir, a, 1, &pol, NULL).err, 0);
+	snprintf(args, sizeof(args), "list %s", dir);
+	cr_assert_eq(run(args, out, sizeof(out)), 0, "%s", out);
+	/* 2: one 4096-byte block of log entries + header + trailer + meta */
+	cr_assert_not_null(strstr(out, "changelog           20480"), "%s", out);
+	snprintf(args, sizeof(args), "inspect %s", dir);
+	cr_assert_eq(run(args, out, sizeof(out)), 0, "%s", out);
+	cr_assert_not_null(strstr(out, "checkpoint 2 (changelog, parent 1)"),
+			   "%s", out);
+	cr_assert_not_null(strstr(out, "changelog ckpt-00000000000000000002-"
+				  "c0.log"), "%s", out);
+	cr_assert_not_null(strstr(out, "page file ckpt-00000000000000000001-"
+				  "c0.pages"), "%s", out);
+	snprintf(args, sizeof(args), "verify %s", dir);
+	cr_assert_eq(run(args, out, sizeof(out)), 0, "%s", out);
+	snprintf(cmd, sizeof(cmd), "printf 'X' | dd of=%s/ckpt-0000000000000000"
+		 "0002-c0.log bs=1 seek=4100 conv=notrunc status=none", dir);
+	cr_assert_eq(system(cmd), 0);
+	cr_assert_eq(run(args, out, sizeof(out)), 1, "%s", out);
+	cr_assert_not_null(strstr(out, "ckpt-00000000000000000002-c0.log: "
+				  "offset 4096: checksum mismatch in log chunk"),
+			   "%s", out);
+	wr_arena_destroy(a[0]);
 	t_rmdir(dir);
 }
