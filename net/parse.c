@@ -130,13 +130,21 @@ static int parse_ipv6(const uint8_t *p, uint32_t cap, uint32_t wire,
 		      uint32_t off, struct weir_packet *out)
 {
 	const uint8_t *ip = p + off;
-	uint32_t end, h;
+	uint32_t end, h, plen;
 	uint8_t nh;
 	int rc;
 
 	if (off + 40 > cap || (ip[0] >> 4) != 6)
 		return R_BAD;
-	end = off + 40 + wr_ld16be(ip + 4);
+	plen = wr_ld16be(ip + 4);
+	/* Payload length 0 with any next header but 59 (No Next Header):
+	 * the datagram's size is unknown (TSO/BIG TCP host capture,
+	 * jumbogram), MALFORMED like IPv4 total length 0.  Counted as 40
+	 * bytes, an ICMPv6 message lost its own (tcpdump's
+	 * icmpv6-length-zero.pcapng: 46 bytes). */
+	if (plen == 0 && ip[6] != 59)
+		return R_BAD;
+	end = off + 40 + plen;
 	if (end > wire)
 		return R_BAD;
 	memcpy(out->key.src, ip + 8, 16);

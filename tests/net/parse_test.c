@@ -17,7 +17,8 @@
  *   6. IPv6: TCP/UDP/ICMPv6; hop-by-hop + routing + destination options + AH
  *      chain; first and later fragments; 8 extension headers OK, 9
  *      MALFORMED; a header running past the payload or the capture;
- *      payload length beyond the wire.
+ *      payload length beyond the wire; payload length 0 MALFORMED unless
+ *      the next header is 59 (found by tests/flows/corpus_xcheck.py).
  *   7. Raw IP link types 101, 12, 14, 228, 229 (with version checks), SLL,
  *      SLL2 (IPv4, IPv6, ARP, netlink), NULL (both host orders, all IPv6 AF
  *      values), LOOP, unknown AF, unknown link type.
@@ -285,6 +286,35 @@ Test(parse, ipv6_basic)
 	expect_rc(&f, 1, WEIR_PARSE_MALFORMED);
 	f.b[18] = 0, f.b[19] = 0; /* 0 (jumbogram): TCP outside payload */
 	expect_rc(&f, 1, WEIR_PARSE_MALFORMED);
+}
+
+/*
+ * Caught by the tshark cross-check over tcpdump's corpus
+ * (icmpv6-length-zero.pcapng): IPv6 payload length 0 with an ICMPv6 next
+ * header was OK with ip_bytes 40, dropping the message's 46 bytes, where
+ * IPv4 total length 0 is MALFORMED.  Only 59 (No Next Header) may have an
+ * empty payload.
+ */
+Test(parse, ipv6_payload_length_0_malformed_unless_no_next_header)
+{
+	static const uint8_t nhs[] = { 58, 6, 17, 50, 0, 60, 44, 135 };
+	struct weir_packet pk;
+	struct fb f;
+	size_t i;
+
+	for (i = 0; i < sizeof(nhs); i++) {
+		fb_eth_ipv6_l4(&f, nhs[i], 1, 2, 0x8000, 0, 42);
+		f.b[18] = f.b[19] = 0;
+		cr_expect_eq(parse_fb(&f, 1, &pk), WEIR_PARSE_MALFORMED,
+			     "next header %u, payload length 0", nhs[i]);
+	}
+	fb_init(&f);
+	fb_eth(&f, 0x86dd);
+	fb_ipv6(&f, 59, 1, 2);
+	fb_zero(&f, 6); /* Ethernet padding to 60 bytes, not payload */
+	cr_assert_eq(parse_fb(&f, 1, &pk), WEIR_PARSE_OK);
+	cr_expect_eq(pk.key.proto, 59);
+	cr_expect_eq(pk.ip_bytes, 40);
 }
 
 Test(parse, ipv6_extension_chain)
