@@ -328,7 +328,9 @@ bool weir_linktype_supported(uint32_t linktype)
 	}
 }
 
-/* Names from the tcpdump.org LINKTYPE registry, for error messages. */
+/* Names from the tcpdump.org LINKTYPE registry, for error messages: every
+ * link type of tcpdump's test corpus is named (its refusals said
+ * "link type 182 (unknown)" for MFR, JUNIPER_*, DSA_TAG_*, IPNET...). */
 static const struct {
 	uint16_t type;
 	const char *name;
@@ -337,25 +339,45 @@ static const struct {
 	{ 9, "PPP" }, { 10, "FDDI" }, { 12, "RAW" }, { 14, "RAW" },
 	{ 50, "PPP_HDLC" }, { 51, "PPP_ETHER" }, { 100, "ATM_RFC1483" },
 	{ 101, "RAW" }, { 104, "C_HDLC" }, { 105, "IEEE802_11" },
-	{ 107, "FRELAY" }, { 108, "LOOP" }, { 113, "LINUX_SLL" },
+	{ 106, "ATM_CLIP" }, { 107, "FRELAY" }, { 108, "LOOP" },
+	{ 109, "ENC" }, { 113, "LINUX_SLL" },
 	{ 114, "LTALK" }, { 117, "PFLOG" }, { 119, "IEEE802_11_PRISM" },
 	{ 122, "IP_OVER_FC" }, { 123, "SUNATM" }, { 127, "IEEE802_11_RADIOTAP" },
-	{ 129, "ARCNET_LINUX" }, { 138, "APPLE_IP_OVER_IEEE1394" },
+	{ 129, "ARCNET_LINUX" }, { 130, "JUNIPER_MLPPP" },
+	{ 131, "JUNIPER_MLFR" }, { 132, "JUNIPER_ES" }, { 133, "JUNIPER_GGSN" },
+	{ 134, "JUNIPER_MFR" }, { 135, "JUNIPER_ATM2" },
+	{ 136, "JUNIPER_SERVICES" }, { 137, "JUNIPER_ATM1" },
+	{ 138, "APPLE_IP_OVER_IEEE1394" },
 	{ 139, "MTP2_WITH_PHDR" }, { 140, "MTP2" }, { 141, "MTP3" },
 	{ 142, "SCCP" }, { 143, "DOCSIS" }, { 144, "LINUX_IRDA" },
+	{ 147, "USER0" }, { 148, "USER1" }, { 149, "USER2" }, { 150, "USER3" },
+	{ 151, "USER4" }, { 152, "USER5" }, { 153, "USER6" }, { 154, "USER7" },
+	{ 155, "USER8" }, { 156, "USER9" }, { 157, "USER10" },
+	{ 158, "USER11" }, { 159, "USER12" }, { 160, "USER13" },
+	{ 161, "USER14" }, { 162, "USER15" },
 	{ 163, "IEEE802_11_AVS" }, { 165, "BACNET_MS_TP" }, { 166, "PPP_PPPD" },
-	{ 169, "GPRS_LLC" }, { 177, "LINUX_LAPD" }, { 187, "BLUETOOTH_HCI_H4" },
+	{ 167, "JUNIPER_PPPOE" }, { 168, "JUNIPER_PPPOE_ATM" },
+	{ 169, "GPRS_LLC" }, { 177, "LINUX_LAPD" }, { 178, "JUNIPER_ETHER" },
+	{ 179, "JUNIPER_PPP" }, { 180, "JUNIPER_FRELAY" },
+	{ 181, "JUNIPER_CHDLC" }, { 182, "MFR" }, { 183, "JUNIPER_VP" },
+	{ 187, "BLUETOOTH_HCI_H4" },
 	{ 189, "USB_LINUX" }, { 192, "PPI" }, { 195, "IEEE802_15_4_WITHFCS" },
+	{ 197, "ERF" },
 	{ 201, "BLUETOOTH_HCI_H4_WITH_PHDR" }, { 215, "IEEE802_15_4_NONASK_PHY" },
-	{ 220, "USB_LINUX_MMAPPED" }, { 224, "FC_2" }, { 227, "CAN_SOCKETCAN" },
+	{ 220, "USB_LINUX_MMAPPED" }, { 224, "FC_2" }, { 226, "IPNET" },
+	{ 227, "CAN_SOCKETCAN" },
 	{ 228, "IPV4" }, { 229, "IPV6" }, { 230, "IEEE802_15_4_NOFCS" },
 	{ 231, "DBUS" }, { 235, "DVB_CI" }, { 239, "NFLOG" }, { 240, "NETANALYZER" },
+	{ 242, "IPOIB" },
 	{ 247, "INFINIBAND" }, { 248, "SCTP" }, { 249, "USBPCAP" },
 	{ 251, "BLUETOOTH_LE_LL" }, { 253, "NETLINK" },
 	{ 254, "BLUETOOTH_LINUX_MONITOR" }, { 256, "BLUETOOTH_LE_LL_WITH_PHDR" },
+	{ 258, "PKTAP" },
 	{ 262, "ZWAVE_R3" }, { 263, "WATTSTOPPER_DLM" }, { 264, "ISO_14443" },
 	{ 271, "VSOCK" }, { 272, "NORDIC_BLE" }, { 276, "LINUX_SLL2" },
-	{ 283, "IEEE802_15_4_TAP" },
+	{ 281, "DSA_TAG_BRCM" }, { 282, "DSA_TAG_BRCM_PREPEND" },
+	{ 283, "IEEE802_15_4_TAP" }, { 284, "DSA_TAG_DSA" },
+	{ 285, "DSA_TAG_EDSA" },
 };
 
 const char *weir_linktype_name(uint32_t linktype)

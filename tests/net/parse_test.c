@@ -26,7 +26,8 @@
  *      the ports → MALFORMED.
  *   9. Truncation at every byte offset of several frames: the verdict is
  *      MALFORMED below the key end and the full-frame verdict at or above.
- *  10. weir_linktype_supported / weir_linktype_name.
+ *  10. weir_linktype_supported / weir_linktype_name (every link type of
+ *      tcpdump's corpus has its registry name).
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -518,6 +519,29 @@ Test(parse, unknown_linktype)
 	cr_expect_str_eq(weir_linktype_name(105), "IEEE802_11");
 	cr_expect_str_eq(weir_linktype_name(1), "EN10MB");
 	cr_expect_str_eq(weir_linktype_name(65000), "unknown");
+}
+
+/* Caught by the corpus cross-check: tcpdump's captures of these link
+ * types were refused as "link type 182 (unknown)", naming no type. */
+Test(parse, corpus_linktypes_named_in_refusals)
+{
+	static const struct {
+		uint32_t lt;
+		const char *name;
+	} want[] = {
+		{ 106, "ATM_CLIP" }, { 132, "JUNIPER_ES" },
+		{ 137, "JUNIPER_ATM1" }, { 149, "USER2" }, { 160, "USER13" },
+		{ 178, "JUNIPER_ETHER" }, { 182, "MFR" }, { 226, "IPNET" },
+		{ 242, "IPOIB" }, { 281, "DSA_TAG_BRCM" },
+		{ 282, "DSA_TAG_BRCM_PREPEND" }, { 284, "DSA_TAG_DSA" },
+		{ 285, "DSA_TAG_EDSA" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		cr_expect(!weir_linktype_supported(want[i].lt));
+		cr_expect_str_eq(weir_linktype_name(want[i].lt), want[i].name);
+	}
 }
 
 Test(parse, snaplen_truncated_payload)
