@@ -74,7 +74,7 @@ FIELDS = [
     "ah.next_header", "ah.length",
     "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport",
     "sctp.srcport", "sctp.dstport", "dccp.srcport", "dccp.dstport",
-    "eth.len", "llc.dsap", "llc.ssap", "llc.control", "llc.type",
+    "eth.len", "vlan.len", "llc.dsap", "llc.ssap", "llc.control", "llc.type",
 ]
 # Transport protocols whose first 4 bytes are the ports (net/parse.c
 # ports_bitmap) and the tshark field prefix that carries them (UDP-Lite is
@@ -189,33 +189,39 @@ def hexint(v):
     return int(v, 0)
 
 
+def is_snap(fr):
+    llc = (fr.first("llc.dsap", hexint), fr.first("llc.ssap", hexint),
+           fr.first("llc.control", hexint))
+    return llc == (0xaa, 0xaa, 3)
+
+
 def link_check(encap, layers, fr, cap):
-    """weir's link-layer rules on tshark's layers (docs/net.md: the link
-    header, an 802.3 frame's LLC/SNAP header and every VLAN tag are key
+    """weir's link-layer rules along tshark's layers (docs/net.md: the link
+    header, every VLAN tag and an 802.3 frame's LLC/SNAP header are key
     headers; at most 4 tags): a Verdict, or None if the link layer is
     whole."""
     first, off = ENCAPS[encap]
     if cap < max(off, 1):
         return bad("link-cut")
-    if first == "eth" and fr.first("eth.len") is not None:
-        if cap < 17:
-            return bad("link-cut")  # 802.3: the LLC bytes decide
-        llc = (fr.first("llc.dsap", hexint), fr.first("llc.ssap", hexint),
-               fr.first("llc.control", hexint))
-        if llc == (0xaa, 0xaa, 3):  # SNAP: OUI and ethertype too
-            if cap < 22:
-                return bad("link-cut")
-            off = 22
-    tags = 0
-    for p in layers[1 if first else 0:]:
+    if first not in ("eth", "sll"):
+        return None
+    tags, llc = 0, False
+    for p in layers[1:]:
         if p in VLAN_LAYERS:
             tags += 1
-        elif p not in ("ethertype", "llc"):
+            if tags > VLAN_TAGS_MAX:
+                return bad("vlan-tags>4")
+            off += 4
+        elif p == "llc" and first == "eth" and not llc:
+            llc = True  # 802.3: the LLC bytes decide, SNAP is 8 bytes
+            off += 8 if off + 3 <= cap and is_snap(fr) else 3
+        elif p != "ethertype":
             break
-    if tags > VLAN_TAGS_MAX:
-        return bad("vlan-tags>4")
-    if off + 4 * tags > cap:
-        return bad("link-cut")
+        if off > cap:
+            return bad("link-cut")
+    dot3 = fr.first("eth.len") is not None or fr.first("vlan.len") is not None
+    if first == "eth" and dot3 and not llc and off + 3 > cap:
+        return bad("link-cut")  # 802.3 cut before tshark saw any LLC byte
     return None
 
 

@@ -13,7 +13,8 @@
  *      length beyond the wire length, ethertype/version mismatch.
  *   4. 802.1Q / 802.1ad / 0x9100 tags: 1..4 nested parse, a 5th is MALFORMED;
  *      a cut tag is MALFORMED.
- *   5. Non-IP ethertypes (ARP, LLDP), 802.3 LLC → NON_IP; LLC/SNAP IPv4 → OK.
+ *   5. Non-IP ethertypes (ARP, LLDP), 802.3 LLC → NON_IP; LLC/SNAP IPv4 → OK,
+ *      also inside VLAN tags (the bound counting tags on both sides).
  *   6. IPv6: TCP/UDP/ICMPv6; hop-by-hop + routing + destination options + AH
  *      chain; first and later fragments; 8 extension headers OK, 9
  *      MALFORMED; a header running past the payload or the capture;
@@ -260,6 +261,71 @@ Test(parse, non_ip_and_llc)
 	fb_ports(&f, 10, 20, 16);
 	fb_ip_end(&f);
 	expect_ports(&f, 1, 6, 10, 20);
+}
+
+/* `n` 802.1Q tags, an 802.3 length, LLC/SNAP with `snap_type`, then
+ * `after` more tags and IPv4/UDP 7 -> 8. */
+static void build_tagged_snap(struct fb *f, unsigned n, uint16_t snap_type,
+			      unsigned after)
+{
+	unsigned i;
+
+	fb_init(f);
+	fb_macs(f);
+	for (i = 0; i < n; i++)
+		fb_u16(f, 0x8100), fb_u16(f, (uint16_t)(10 + i));
+	fb_u16(f, 200); /* 802.3 length */
+	fb_bytes(f, (uint8_t[]){ 0xaa, 0xaa, 3, 0, 0, 0 }, 6);
+	fb_u16(f, snap_type);
+	for (i = 0; i < after; i++)
+		fb_u16(f, (uint16_t)(20 + i)),
+		fb_u16(f, i + 1 < after ? 0x8100 : 0x0800);
+	fb_ipv4(f, 17, 1, 2, 0, 0);
+	fb_ports(f, 7, 8, 8);
+	fb_ip_end(f);
+}
+
+/*
+ * Found by tests/flows/corpus_xcheck.py on a generated capture: an 802.1Q
+ * tagged 802.3 frame with LLC/SNAP carrying IPv4 was NON_IP (LLC/SNAP was
+ * only followed right after the Ethernet header); tshark reads it.  The
+ * tag bound counts the tags before and after the SNAP header.
+ */
+Test(parse, vlan_tagged_llc_snap)
+{
+	static const uint8_t sll[16] = { [3] = 1, [5] = 6, [15] = 4 };
+	struct weir_packet pk;
+	struct fb f;
+
+	build_tagged_snap(&f, 1, 0x0800, 0);
+	expect_ports(&f, 1, 17, 7, 8);
+	cr_expect_eq(parse_fb(&f, 1, &pk), WEIR_PARSE_OK);
+	cr_expect_eq(pk.l3_offset, 14 + 4 + 8);
+	build_tagged_snap(&f, 2, 0x8100, 2); /* 4 tags in all */
+	expect_ports(&f, 1, 17, 7, 8);
+	build_tagged_snap(&f, 3, 0x8100, 2); /* 5 */
+	expect_rc(&f, 1, WEIR_PARSE_MALFORMED);
+	/* Cut inside the LLC header (3 bytes) or the SNAP header (8). */
+	build_tagged_snap(&f, 1, 0x0800, 0);
+	cr_expect_eq(parse_n(f.b, 14 + 4 + 2, f.len, 1, &pk),
+		     WEIR_PARSE_MALFORMED);
+	cr_expect_eq(parse_n(f.b, 14 + 4 + 7, f.len, 1, &pk),
+		     WEIR_PARSE_MALFORMED);
+	/* Tagged non-SNAP LLC (STP's 42 42 03) and a non-zero OUI. */
+	build_tagged_snap(&f, 1, 0x0800, 0);
+	f.b[18] = f.b[19] = 0x42;
+	expect_rc(&f, 1, WEIR_PARSE_NON_IP);
+	build_tagged_snap(&f, 1, 0x0800, 0);
+	f.b[22] = 0x0c;
+	expect_rc(&f, 1, WEIR_PARSE_NON_IP);
+	/* SLL: a protocol below 0x0600 is not followed into LLC. */
+	fb_init(&f);
+	fb_bytes(&f, sll, 16);
+	fb_bytes(&f, (uint8_t[]){ 0xaa, 0xaa, 3, 0, 0, 0, 0x08, 0 }, 8);
+	fb_ipv4(&f, 17, 1, 2, 0, 0);
+	fb_ports(&f, 7, 8, 8);
+	fb_ip_end(&f);
+	expect_rc(&f, 113, WEIR_PARSE_NON_IP);
 }
 
 Test(parse, ipv6_basic)
