@@ -74,7 +74,7 @@ FIELDS = [
     "ah.next_header", "ah.length",
     "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport",
     "sctp.srcport", "sctp.dstport", "dccp.srcport", "dccp.dstport",
-    "eth.len", "vlan.len", "llc.dsap", "llc.ssap", "llc.control", "llc.type",
+    "null.type", "eth.len", "vlan.len", "llc.dsap", "llc.ssap", "llc.control", "llc.type",
 ]
 # Transport protocols whose first 4 bytes are the ports (net/parse.c
 # ports_bitmap) and the tshark field prefix that carries them (UDP-Lite is
@@ -103,6 +103,8 @@ RULES = {
                 "LLC/SNAP header)",
     "not-decapsulated": "net.md: NON_IP - MPLS, PPPoE, MACsec, NSH, vendor "
                         "headers ... no decapsulation",
+    "null-ethertype": "net.md: NULL/LOOP - the AF values; others NON_IP "
+                      "(tshark also takes an ethertype there)",
     "vlan-tags>4": "net.md: more than 4 VLAN tags ... MALFORMED",
     "version-mismatch": "net.md: wrong version nibble (also ... link type "
                         "saying IPv4 and the header saying 6)",
@@ -241,6 +243,8 @@ def l3_offset(encap, link, fr):
         if not layers or layers[0] != first:
             return Verdict("unexplained", f"link layers {link}")
         layers = layers[1:]
+    if first == "null" and fr.first("null.type") is not None:
+        return Verdict("non_ip", "null-ethertype")
     for p in layers:
         if p in VLAN_LAYERS:
             off += 4
