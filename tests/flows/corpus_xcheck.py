@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""corpus_xcheck.py WEIR [CORPUS_DIR] — `weir flows` against tshark over the
-tcpdump test corpus (real captures), TAP output.
+"""corpus_xcheck.py WEIR [CORPUS_DIR [FILE...]] — `weir flows` against tshark
+over the tcpdump test corpus (real captures), TAP output, one test per file.
 
 Test plan:
   - The corpus is tcpdump's own test captures (BSD licensed, never copied
@@ -14,12 +14,17 @@ Test plan:
     window [floor(ts_ms/W)*W, +W), bytes = IPv4 total length or IPv6
     payload length + 40.  The CSV rows must equal the model's as multisets,
     and the summary counters (packets ip malformed non_ip unsupported
-    truncated) must equal what tshark implies.
+    truncated) must equal what tshark implies.  Times are tshark's; for
+    classic pcap every record header's time must agree with it.
   - The model is tshark's view plus weir's documented rules (docs/net.md,
     "Classification rules"), each a named RULE below citing its line: a
     frame tshark dissects as IP that weir's rules call MALFORMED or NON_IP
     is expected to be counted so, and it is tallied under the rule's name.
-    Anything the rules do not explain is a failure ("unexplained").
+    Anything the rules do not explain is a failure ("unexplained").  The
+    rules' tallies end the output (WEIR_CORPUS_VERBOSE=1: per file, with
+    frame numbers).  Whole corpus, tshark 4.0.17: 621 files, 419 accepted,
+    all equal; 202 refused, all agreed (table: docs/net.md, "Corpus
+    cross-check against tshark").
   - Every capture weir refuses (exit 2): exactly one stderr line naming the
     link type ("link type N (NAME) is not supported"), and capinfos
     (Wireshark's wiretap, the reader tshark uses) must agree that the file's
@@ -39,9 +44,9 @@ Test plan:
     than plain Ethernet (malformed frames, other link types, pcapng) first,
     then those with non-IP frames beside IP ones, then the rest, at most
     WEIR_CORPUS_MAX (default CI_MAX = 120); the others are reported
-    `# SKIP`.  About 50 s CPU, ~30 s on 2 idle cores.  WEIR_CORPUS_FULL=1
-    (or naming files after CORPUS_DIR) checks every accepted file (~160 s
-    CPU).  Files run os.cpu_count() at a time.
+    `# SKIP`.  About 50 s CPU (~75 s under ASan), ~30-40 s on 2 idle
+    cores.  WEIR_CORPUS_FULL=1 (or naming files after CORPUS_DIR) checks
+    every accepted file (~110 s CPU).  Files run os.cpu_count() at a time.
 """
 import collections
 import concurrent.futures
