@@ -124,7 +124,9 @@ struct weir_packet {
  * Parse one frame of link type `linktype`: `caplen` bytes are readable at
  * `data`, the frame was `wire_len` bytes on the wire (a wire_len below
  * caplen is treated as caplen).  Returns an enum weir_parse_result.  An IP
- * length field that claims more than the frame had on the wire is MALFORMED.
+ * length field that claims more than the frame had on the wire is MALFORMED,
+ * and so is one of 0 (IPv4 total length; IPv6 payload length unless the
+ * next header is 59, No Next Header): docs/net.md.
  */
 int weir_parse(const uint8_t *data, uint32_t caplen, uint32_t wire_len,
 	       uint32_t linktype, struct weir_packet *out);

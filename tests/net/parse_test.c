@@ -13,11 +13,13 @@
  *      length beyond the wire length, ethertype/version mismatch.
  *   4. 802.1Q / 802.1ad / 0x9100 tags: 1..4 nested parse, a 5th is MALFORMED;
  *      a cut tag is MALFORMED.
- *   5. Non-IP ethertypes (ARP, LLDP), 802.3 LLC → NON_IP; LLC/SNAP IPv4 → OK.
+ *   5. Non-IP ethertypes (ARP, LLDP), 802.3 LLC → NON_IP; LLC/SNAP IPv4 → OK,
+ *      also inside VLAN tags (the bound counting tags on both sides).
  *   6. IPv6: TCP/UDP/ICMPv6; hop-by-hop + routing + destination options + AH
  *      chain; first and later fragments; 8 extension headers OK, 9
  *      MALFORMED; a header running past the payload or the capture;
- *      payload length beyond the wire.
+ *      payload length beyond the wire; payload length 0 MALFORMED unless
+ *      the next header is 59 (found by tests/flows/corpus_xcheck.py).
  *   7. Raw IP link types 101, 12, 14, 228, 229 (with version checks), SLL,
  *      SLL2 (IPv4, IPv6, ARP, netlink), NULL (both host orders, all IPv6 AF
  *      values), LOOP, unknown AF, unknown link type.
@@ -25,7 +27,8 @@
  *      the ports → MALFORMED.
  *   9. Truncation at every byte offset of several frames: the verdict is
  *      MALFORMED below the key end and the full-frame verdict at or above.
- *  10. weir_linktype_supported / weir_linktype_name.
+ *  10. weir_linktype_supported / weir_linktype_name (every link type of
+ *      tcpdump's corpus has its registry name).
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -260,6 +263,71 @@ Test(parse, non_ip_and_llc)
 	expect_ports(&f, 1, 6, 10, 20);
 }
 
+/* `n` 802.1Q tags, an 802.3 length, LLC/SNAP with `snap_type`, then
+ * `after` more tags and IPv4/UDP 7 -> 8. */
+static void build_tagged_snap(struct fb *f, unsigned n, uint16_t snap_type,
+			      unsigned after)
+{
+	unsigned i;
+
+	fb_init(f);
+	fb_macs(f);
+	for (i = 0; i < n; i++)
+		fb_u16(f, 0x8100), fb_u16(f, (uint16_t)(10 + i));
+	fb_u16(f, 200); /* 802.3 length */
+	fb_bytes(f, (uint8_t[]){ 0xaa, 0xaa, 3, 0, 0, 0 }, 6);
+	fb_u16(f, snap_type);
+	for (i = 0; i < after; i++)
+		fb_u16(f, (uint16_t)(20 + i)),
+		fb_u16(f, i + 1 < after ? 0x8100 : 0x0800);
+	fb_ipv4(f, 17, 1, 2, 0, 0);
+	fb_ports(f, 7, 8, 8);
+	fb_ip_end(f);
+}
+
+/*
+ * Found by tests/flows/corpus_xcheck.py on a generated capture: an 802.1Q
+ * tagged 802.3 frame with LLC/SNAP carrying IPv4 was NON_IP (LLC/SNAP was
+ * only followed right after the Ethernet header); tshark reads it.  The
+ * tag bound counts the tags before and after the SNAP header.
+ */
+Test(parse, vlan_tagged_llc_snap)
+{
+	static const uint8_t sll[16] = { [3] = 1, [5] = 6, [15] = 4 };
+	struct weir_packet pk;
+	struct fb f;
+
+	build_tagged_snap(&f, 1, 0x0800, 0);
+	expect_ports(&f, 1, 17, 7, 8);
+	cr_expect_eq(parse_fb(&f, 1, &pk), WEIR_PARSE_OK);
+	cr_expect_eq(pk.l3_offset, 14 + 4 + 8);
+	build_tagged_snap(&f, 2, 0x8100, 2); /* 4 tags in all */
+	expect_ports(&f, 1, 17, 7, 8);
+	build_tagged_snap(&f, 3, 0x8100, 2); /* 5 */
+	expect_rc(&f, 1, WEIR_PARSE_MALFORMED);
+	/* Cut inside the LLC header (3 bytes) or the SNAP header (8). */
+	build_tagged_snap(&f, 1, 0x0800, 0);
+	cr_expect_eq(parse_n(f.b, 14 + 4 + 2, f.len, 1, &pk),
+		     WEIR_PARSE_MALFORMED);
+	cr_expect_eq(parse_n(f.b, 14 + 4 + 7, f.len, 1, &pk),
+		     WEIR_PARSE_MALFORMED);
+	/* Tagged non-SNAP LLC (STP's 42 42 03) and a non-zero OUI. */
+	build_tagged_snap(&f, 1, 0x0800, 0);
+	f.b[18] = f.b[19] = 0x42;
+	expect_rc(&f, 1, WEIR_PARSE_NON_IP);
+	build_tagged_snap(&f, 1, 0x0800, 0);
+	f.b[22] = 0x0c;
+	expect_rc(&f, 1, WEIR_PARSE_NON_IP);
+	/* SLL: a protocol below 0x0600 is not followed into LLC. */
+	fb_init(&f);
+	fb_bytes(&f, sll, 16);
+	fb_bytes(&f, (uint8_t[]){ 0xaa, 0xaa, 3, 0, 0, 0, 0x08, 0 }, 8);
+	fb_ipv4(&f, 17, 1, 2, 0, 0);
+	fb_ports(&f, 7, 8, 8);
+	fb_ip_end(&f);
+	expect_rc(&f, 113, WEIR_PARSE_NON_IP);
+}
+
 Test(parse, ipv6_basic)
 {
 	struct weir_packet pk;
@@ -285,6 +353,35 @@ Test(parse, ipv6_basic)
 	expect_rc(&f, 1, WEIR_PARSE_MALFORMED);
 	f.b[18] = 0, f.b[19] = 0; /* 0 (jumbogram): TCP outside payload */
 	expect_rc(&f, 1, WEIR_PARSE_MALFORMED);
+}
+
+/*
+ * Caught by the tshark cross-check over tcpdump's corpus
+ * (icmpv6-length-zero.pcapng): IPv6 payload length 0 with an ICMPv6 next
+ * header was OK with ip_bytes 40, dropping the message's 46 bytes, where
+ * IPv4 total length 0 is MALFORMED.  Only 59 (No Next Header) may have an
+ * empty payload.
+ */
+Test(parse, ipv6_payload_length_0_malformed_unless_no_next_header)
+{
+	static const uint8_t nhs[] = { 58, 6, 17, 50, 0, 60, 44, 135 };
+	struct weir_packet pk;
+	struct fb f;
+	size_t i;
+
+	for (i = 0; i < sizeof(nhs); i++) {
+		fb_eth_ipv6_l4(&f, nhs[i], 1, 2, 0x8000, 0, 42);
+		f.b[18] = f.b[19] = 0;
+		cr_expect_eq(parse_fb(&f, 1, &pk), WEIR_PARSE_MALFORMED,
+			     "next header %u, payload length 0", nhs[i]);
+	}
+	fb_init(&f);
+	fb_eth(&f, 0x86dd);
+	fb_ipv6(&f, 59, 1, 2);
+	fb_zero(&f, 6); /* Ethernet padding to 60 bytes, not payload */
+	cr_assert_eq(parse_fb(&f, 1, &pk), WEIR_PARSE_OK);
+	cr_expect_eq(pk.key.proto, 59);
+	cr_expect_eq(pk.ip_bytes, 40);
 }
 
 Test(parse, ipv6_extension_chain)
@@ -488,6 +585,29 @@ Test(parse, unknown_linktype)
 	cr_expect_str_eq(weir_linktype_name(105), "IEEE802_11");
 	cr_expect_str_eq(weir_linktype_name(1), "EN10MB");
 	cr_expect_str_eq(weir_linktype_name(65000), "unknown");
+}
+
+/* Caught by the corpus cross-check: tcpdump's captures of these link
+ * types were refused as "link type 182 (unknown)", naming no type. */
+Test(parse, corpus_linktypes_named_in_refusals)
+{
+	static const struct {
+		uint32_t lt;
+		const char *name;
+	} want[] = {
+		{ 106, "ATM_CLIP" }, { 132, "JUNIPER_ES" },
+		{ 137, "JUNIPER_ATM1" }, { 149, "USER2" }, { 160, "USER13" },
+		{ 178, "JUNIPER_ETHER" }, { 182, "MFR" }, { 226, "IPNET" },
+		{ 242, "IPOIB" }, { 281, "DSA_TAG_BRCM" },
+		{ 282, "DSA_TAG_BRCM_PREPEND" }, { 284, "DSA_TAG_DSA" },
+		{ 285, "DSA_TAG_EDSA" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		cr_expect(!weir_linktype_supported(want[i].lt));
+		cr_expect_str_eq(weir_linktype_name(want[i].lt), want[i].name);
+	}
 }
 
 Test(parse, snaplen_truncated_payload)
