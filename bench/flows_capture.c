@@ -3,18 +3,38 @@
  * Ethernet pcap file, for bench/flows_bench.sh and the peers it compares
  * against (pmacctd, softflowd read the same file).
  *
- *   flows_capture OUT PACKETS FLOWS SEED
+ *   flows_capture OUT PACKETS FLOWS SEED [pcapng]
+ *
+ * With `pcapng` the file is pcapng instead, in sections of SECTION_PACKETS
+ * packets (not a multiple of the pcap source's 4096-frame chunks, so chunks
+ * straddle sections), each with two interfaces, nanosecond and microsecond
+ * (packets alternate between them; the timestamps are whole microseconds,
+ * so both hold them exactly): the checkpoint kill tests resume a
+ * multi-core reader from positions inside any section.
  *
  * Each packet: Ethernet + IPv4/IPv6 header + TCP/UDP ports or ICMP header,
  * captured up to 96 bytes (snaplen), wire length 14 + ip_bytes; the IP
  * length fields carry the generator's ip_bytes, so weir counts the same
  * bytes from the file as from memory.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "weir/flows.h"
+
+#define SECTION_PACKETS 50000u
+
+/* pcapng: a new section (not before the first) and its two interfaces. */
+static int section(struct weir_pcap_writer *w, uint64_t i)
+{
+	if (i > 0 && weir_pcap_writer_new_section(w) != 0)
+		return -1;
+	if (i > 0 && weir_pcap_writer_add_interface(w, 1, 9, NULL) != 0)
+		return -1;
+	return weir_pcap_writer_add_interface(w, 1, 6, NULL);
+}
 
 static uint32_t frame(const struct weir_flow_obs *o, uint8_t *b)
 {
@@ -59,10 +79,16 @@ int main(int argc, char **argv)
 	struct weir_flow_obs o;
 	uint8_t b[128];
 	FILE *f;
+	bool ng = argc == 6 && strcmp(argv[5], "pcapng") == 0;
 
-	if (argc != 5) {
-		fprintf(stderr, "usage: flows_capture OUT PACKETS FLOWS SEED\n");
+	if (argc != 5 && !ng) {
+		fprintf(stderr, "usage: flows_capture OUT PACKETS FLOWS SEED "
+			"[pcapng]\n");
 		return 2;
+	}
+	if (ng) {
+		wc.format = WEIR_CAPTURE_PCAPNG;
+		wc.tsresol = 9;
 	}
 	weir_flowgen_config_init(&gc);
 	gc.packets = strtoull(argv[2], NULL, 10);
@@ -81,7 +107,10 @@ int main(int argc, char **argv)
 		int64_t ts;
 		weir_flowgen_packet(g, i, &o, &ts);
 		uint32_t wire = frame(&o, b);
-		if (weir_pcap_writer_write(w, 0, (uint64_t)ts * 1000000u +
+		if (ng && i % SECTION_PACKETS == 0 && section(w, i) != 0)
+			return 1;
+		if (weir_pcap_writer_write(w, ng ? (uint32_t)(i & 1) : 0,
+					   (uint64_t)ts * 1000000u +
 					   (uint64_t)(i % 1000) * 1000u, b,
 					   wire < 96 ? wire : 96, wire) != 0)
 			return 1;
