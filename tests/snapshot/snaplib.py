@@ -7,12 +7,15 @@ passed.  A failure is an AssertionError whose message says what a user would
 see: the command, the exit status, the stderr tail, the rows that differ.
 """
 import collections
+import ctypes
 import glob
 import hashlib
 import os
 import re
+import select
 import shlex
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -174,6 +177,92 @@ def run_killed(cmd, errfile, delay, ckdir=None, need_ids=0):
             raise
     with open(errfile) as ef:
         return Run(cmd, rc, ef.read(), time.monotonic() - t0, killed)
+
+
+class Inotify:
+    """Events on a few directories through inotify(7), by ctypes (stdlib
+    only).  events(timeout) -> [(label, mask, name)]; a watch is set up
+    before the job starts, so no event of the run is missed."""
+    CREATE, DELETE, MOVED_TO, OPEN = 0x100, 0x200, 0x80, 0x20
+
+    def __init__(self, watches):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p,
+                                           ctypes.c_uint32]
+        self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        self.labels = {}
+        for label, path, mask in watches:
+            wd = libc.inotify_add_watch(self.fd, os.fsencode(path), mask)
+            if wd < 0:
+                e = ctypes.get_errno()
+                os.close(self.fd)
+                raise OSError(e, f"inotify_add_watch {path}")
+            self.labels[wd] = label
+
+    def events(self, timeout):
+        if not select.select([self.fd], [], [], timeout)[0]:
+            return []
+        try:
+            buf = os.read(self.fd, 1 << 16)
+        except BlockingIOError:
+            return []
+        out, off = [], 0
+        while off + 16 <= len(buf):
+            wd, mask, _, n = struct.unpack_from("iIII", buf, off)
+            name = buf[off + 16:off + 16 + n].split(b"\0", 1)[0]
+            out.append((self.labels.get(wd), mask, name.decode()))
+            off += 16 + n
+        return out
+
+    def close(self):
+        os.close(self.fd)
+
+
+def run_until(cmd, errfile, when, sig=signal.SIGKILL, watches=()):
+    """Start cmd and send it sig once when(elapsed_s, new_events) is true;
+    when() is asked at least every millisecond and after every batch of
+    inotify events of `watches` [(label, dir, mask)].  Returns a Run with
+    killed=True if the signal reached a live process, and .events: every
+    (label, mask, name) seen."""
+    ino = Inotify(watches) if watches else None
+    seen = []
+    t0 = time.monotonic()
+    try:
+        with open(errfile, "w") as ef:
+            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=ef)
+            try:
+                fire = False
+                while p.poll() is None:
+                    el = time.monotonic() - t0
+                    if el > RUN_TIMEOUT:
+                        raise AssertionError(f"no exit after {RUN_TIMEOUT} "
+                                             f"s: {cmdline(cmd)}")
+                    new = ino.events(0.001) if ino else []
+                    seen += new
+                    if when(time.monotonic() - t0, new):
+                        fire = True
+                        break
+                    if not ino:
+                        time.sleep(0.0005)
+                sent = fire and p.poll() is None
+                if sent:
+                    p.send_signal(sig)
+                rc = p.wait()
+            except BaseException:
+                p.kill()
+                p.wait()
+                raise
+    finally:
+        if ino:
+            ino.close()
+    with open(errfile) as ef:
+        r = Run(cmd, rc, ef.read(), time.monotonic() - t0,
+                sent and rc == -sig)
+    r.events = seen
+    r.signalled = sent
+    return r
 
 
 MANIFEST_RE = re.compile(r"^MANIFEST-(\d{20})$")
