@@ -626,10 +626,14 @@ static void summary(struct flows_job *j, int err, double elapsed)
 }
 
 /* What a checkpoint must share with this run to be resumed by it: the
- * options that change what the state and the input positions mean. */
+ * options that change what the state and the input positions mean.  The
+ * generator's event clock is one of them: --rate sets it (open_input), so
+ * a generator job resumed at another --rate stamped the rest of its packets
+ * on another clock, and its rows matched neither run (a pcap's --rate only
+ * paces: its event times are the file's). */
 struct flows_params {
 	uint64_t window_ms, max_delay_ms, seed, flows, packets, zipf_milli;
-	uint64_t ipv6_milli;
+	uint64_t ipv6_milli, event_pps;
 	char input[256];
 };
 
@@ -640,7 +644,8 @@ static int checkpointing(struct flows_job *j)
 	struct flows_params fp = {
 		o->window_ms, o->max_delay_ms, o->gen_cfg.seed, o->gen_cfg.flows,
 		o->gen_cfg.packets, (uint64_t)(o->gen_cfg.zipf_s * 1000),
-		(uint64_t)(o->gen_cfg.ipv6_fraction * 1000), { 0 } };
+		(uint64_t)(o->gen_cfg.ipv6_fraction * 1000),
+		o->gen_cfg.event_pps, { 0 } };
 
 	if (o->ckpt_dir == NULL)
 		return 0;

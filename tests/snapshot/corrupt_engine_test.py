@@ -34,6 +34,10 @@ TEST PLAN
               ("another pipeline ... refused"), no .inprogress output left,
               and every file of the directory byte-for-byte unchanged (names,
               modes, SHA-256 before and after).
+  BUG-2       the same for a generator job written at --rate 600000 and
+              given to one at --rate 1200000: --rate is the generator's event
+              clock, so the rest of the packets would be stamped on another
+              clock (rows matching neither run; README.md BUG-2).
 
 ENVIRONMENT  WEIR_CORRUPT_SEED (default random, printed), WEIR_KEEP_TMP=1.
 """
@@ -210,23 +214,22 @@ def shared_parent(tmp, rng):
     return f"ckpts {ids} all contain {name}; exit {r.rc}"
 
 
-def foreign(tmp):
-    d = os.path.join(tmp, "ck-foreign")
-    job = ["--gen", "--packets", "300000", "--flows", "20000", "--cores", "2",
-           "--rate", "600000"]
-    r = S.run(S.flows_cmd(WEIR, job + ["--window", "1000"],
-                          os.path.join(tmp, "w1000.csv"), d, 50),
-              os.path.join(tmp, "w1000.err"))
+def foreign(tmp, name, job, theirs, ours):
+    """A directory written by job + theirs, given to job + ours."""
+    d = os.path.join(tmp, f"ck-foreign-{name}")
+    r = S.run(S.flows_cmd(WEIR, job + theirs,
+                          os.path.join(tmp, f"{name}-a.csv"), d, 50),
+              os.path.join(tmp, f"{name}-a.err"))
     r.expect_ok()
     ids = S.ckpt_list(WEIR, d)
-    assert ids, "the --window 1000 run left no checkpoint"
+    assert ids, f"the {' '.join(theirs)} run left no checkpoint"
     before = S.tree_hash(d)
-    out = os.path.join(tmp, "w500.csv")
-    r = S.run(S.flows_cmd(WEIR, job + ["--window", "500"], out, d, 50),
-              out + ".err")
+    out = os.path.join(tmp, f"{name}-b.csv")
+    r = S.run(S.flows_cmd(WEIR, job + ours, out, d, 50), out + ".err")
     after = S.tree_hash(d)
-    assert r.rc != 0, f"a --window 500 job accepted a --window 1000 " \
-                      f"checkpoint (exit 0):\n{S.tail(r.stderr)}"
+    assert r.rc != 0, f"a {' '.join(ours)} job accepted a " \
+                      f"{' '.join(theirs)} checkpoint (exit 0):\n" \
+                      f"{S.tail(r.stderr)}"
     lines = [l for l in r.stderr.splitlines() if not l.startswith("weir flows: ")]
     assert len(lines) == 1, \
         f"want one error line on stderr, got {len(lines)}:\n{S.tail(r.stderr)}"
@@ -266,9 +269,18 @@ def main():
         tap.point(f"a page file every retained checkpoint shares is damaged "
                   f"-> refused, reported, directory unchanged (seed={SEED}:2)",
                   lambda: shared_parent(tmp, rng))
+        job = ["--gen", "--packets", "300000", "--flows", "20000",
+               "--cores", "2"]
         tap.point("a directory of another job (--window 1000 vs 500) is "
                   "refused, one line, non-zero exit, directory unchanged",
-                  lambda: foreign(tmp))
+                  lambda: foreign(tmp, "window", job + ["--rate", "600000"],
+                                  ["--window", "1000"], ["--window", "500"]))
+        tap.point("BUG-2: a generator directory written at --rate 600000 "
+                  "(its event clock) is refused at --rate 1200000, one "
+                  "line, directory unchanged",
+                  lambda: foreign(tmp, "rate", job + ["--window", "100"],
+                                  ["--rate", "600000"],
+                                  ["--rate", "1200000"]))
     finally:
         if KEEP:
             tap.diag(f"kept {tmp}")
