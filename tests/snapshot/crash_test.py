@@ -52,8 +52,10 @@ TEST PLAN
                      is checked as a kill); resumed on the other core
                      count.
     interval-change  killed with interval 20-60 ms, resumed with 150-400 ms
-                     and killed, finished with 5-15 ms; a capture's runs
-                     also change --rate (x 0.5-2: it only paces).
+                     and killed, finished with 1, 5 or 15 ms; the resumed
+                     runs draw --combine 0/16/4096 and --idle busy/sleep,
+                     and a capture's also --rate x 0.5-2 (none of these
+                     changes what the state means).
     post-finish      killed right after the job's final rename of F (F must
                      then be complete); resumed, and that run killed right
                      after it renamed F back to F.inprogress; finished.
@@ -257,12 +259,12 @@ class Trial:
         self.newest = 0
         self.notes = []
 
-    def cmd(self, cores, interval, rate=None):
+    def cmd(self, cores, interval, rate=None, extra=()):
         args = list(self.inp.args)
         if rate is not None:  # a capture's --rate only paces
             args[args.index("--rate") + 1] = str(rate)
-        return S.flows_cmd(WEIR, args + ["--cores", str(cores)], self.out,
-                           self.d, interval)
+        return S.flows_cmd(WEIR, args + list(extra) + ["--cores", str(cores)],
+                           self.out, self.d, interval)
 
     def watches(self):
         os.makedirs(self.d, mode=0o700, exist_ok=True)
@@ -271,13 +273,13 @@ class Trial:
                 ("o", os.path.dirname(self.out), I.MOVED_TO)]
 
     def run(self, cores, interval, when, sig=signal.SIGKILL, what="",
-            rate=None, watch=True):
+            rate=None, watch=True, extra=()):
         """One run stopped by sig once when() is true; checks the directory
         after it.  watch=False: no inotify, and D is left for weir to
         create.  Returns the Run."""
         before = self.newest
-        r = S.run_until(self.cmd(cores, interval, rate), self.err, when, sig,
-                        self.watches() if watch else ())
+        r = S.run_until(self.cmd(cores, interval, rate, extra), self.err,
+                        when, sig, self.watches() if watch else ())
         tag = f"{what}@{r.secs * 1000:.0f}ms/c{cores}"
         if sig == signal.SIGKILL and r.killed:
             assert r.rc == -9, f"exit {r.rc} after SIGKILL"
@@ -348,8 +350,8 @@ class Trial:
             f"{most}): {left}"
         return left
 
-    def finish(self, cores, interval, rate=None):
-        r = S.run(self.cmd(cores, interval, rate), self.err)
+    def finish(self, cores, interval, rate=None, extra=()):
+        r = S.run(self.cmd(cores, interval, rate, extra), self.err)
         s = r.expect_ok()
         got = int(s.get("restored_from", -1))
         assert got == self.newest, \
@@ -468,11 +470,15 @@ def interval_change(t, rng):
     pcap = "--pcap" in t.inp.args
     rate = lambda: int(PACKETS / RUN_S * rng.uniform(0.5, 2)) if pcap \
         else None
+    # Nor do --combine and --idle change what the state means.
+    extra = lambda: ["--combine", rng.choice(("0", "16", "4096")),
+                     "--idle", rng.choice(("busy", "sleep"))]
     t.first_commit_kill(rng.choice((1, 2)), rng.randint(20, 60))
     t.run(rng.choice((1, 2)), rng.randint(150, 400),
           time_kill(rng.uniform(0.1, 0.6) * RUN_S), what="kill",
-          rate=rate())
-    return t.finish(rng.choice((1, 2)), rng.randint(5, 15), rate())
+          rate=rate(), extra=extra())
+    return t.finish(rng.choice((1, 2)), rng.choice((1, 5, 15)), rate(),
+                    extra())
 
 
 def post_finish(t, rng):
