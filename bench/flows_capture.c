@@ -6,11 +6,11 @@
  *   flows_capture OUT PACKETS FLOWS SEED [pcapng]
  *
  * With `pcapng` the file is pcapng instead, in sections of SECTION_PACKETS
- * packets (not a multiple of the pcap source's 4096-frame chunks, so chunks
- * straddle sections), each with two interfaces, nanosecond and microsecond
- * (packets alternate between them; the timestamps are whole microseconds,
- * so both hold them exactly): the checkpoint kill tests resume a
- * multi-core reader from positions inside any section.
+ * packets, each with two interfaces, nanosecond and microsecond (packets
+ * alternate between them; the timestamps are whole microseconds, so both
+ * hold them exactly).  A section is 12 of the pcap source's 4096-frame
+ * chunks: every 12th chunk starts at a section header, the others inside a
+ * section, so the checkpoint kill tests resume a multi-core reader at both.
  *
  * Each packet: Ethernet + IPv4/IPv6 header + TCP/UDP ports or ICMP header,
  * captured up to 96 bytes (snaplen), wire length 14 + ip_bytes; the IP
@@ -24,7 +24,7 @@
 
 #include "weir/flows.h"
 
-#define SECTION_PACKETS 50000u
+#define SECTION_PACKETS 49152u
 
 /* pcapng: a new section (not before the first) and its two interfaces. */
 static int section(struct weir_pcap_writer *w, uint64_t i)
