@@ -284,6 +284,12 @@ void wr_ckpt_job_close(struct weir_pipeline *p)
 {
 	if (p->ck == NULL)
 		return;
+	/* Stopped (SIGTERM, an error) between a trigger and its commit: the
+	 * writers of cores that were durable already kept their files (only an
+	 * unfinished writer unlinks), and nothing of the checkpoint counts.
+	 * The workers have exited, so no writer is left to race with. */
+	if (p->ck->in_flight)
+		(void)wr_ckpt_abort(p->ck->dir, p->ck->plan.ckpt_id);
 	wr_ckpt_close(p->ck->restore);
 	p->ck->restore = NULL;
 }
