@@ -709,7 +709,9 @@ void wr_ckpt_exec_fini(struct wr_exec *x)
 {
 	struct wr_exec_ckpt *c = &x->ck;
 
-	/* Stopped mid-flush: nothing of it counts (destroy unlinks). */
+	/* Stopped mid-flush: nothing of it counts (destroy unlinks an
+	 * unfinished writer's files; wr_ckpt_job_close aborts the checkpoint,
+	 * files of cores that were durable included). */
 	wr_ckpt_writer_destroy(c->w);
 	c->w = NULL;
 	if (x->arena != NULL && x->arena->snap_pending)
