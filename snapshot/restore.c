@@ -305,8 +305,32 @@ static int verify_log_file(struct vctx *v, const struct wr_ckpt_file_ref *r,
 	return err;
 }
 
-/* A meta file: header, tail, checksum, section checksums.  *out (may be
- * NULL) receives the whole file. */
+/* Each section's checksum: a damaged one is reported at its offset. */
+static int check_sections(struct vctx *v, const struct wr_ckpt_file_ref *r,
+			  const uint8_t *f, const struct wr_ckpt_file_tail *t)
+{
+	uint64_t end = r->size - sizeof(*t), off = WR_CKPT_BLOCK;
+
+	for (uint64_t i = 0; i < t->count; i++) {
+		struct wr_ckpt_section_head h;
+		if (off + sizeof(h) > end)
+			return say(v, r->name, off, "section past the end"),
+			       -EBADMSG;
+		memcpy(&h, f + off, sizeof(h));
+		if (h.len > end - off - sizeof(h) || h.name[31] != '\0' ||
+		    XXH3_64bits(f + off + sizeof(h), h.len) != h.checksum)
+			return say(v, r->name, off, "section %" PRIu64 " ('%.31s') "
+				   "corrupt (bytes %" PRIu64 "-%" PRIu64 ")", i,
+				   h.name[31] == '\0' ? h.name : "?", off,
+				   off + sizeof(h) + (h.len < end ? h.len : 0) -
+				   1), -EBADMSG;
+		off += sizeof(h) + wr_ckpt_round_up(h.len, 8);
+	}
+	return 0;
+}
+
+/* A meta file: header, tail, section checksums, file checksum.  *out (may
+ * be NULL) receives the whole file. */
 static int verify_meta_file(struct vctx *v, const struct wr_ckpt_file_ref *r,
 			    uint32_t core, uint8_t **out)
 {
@@ -322,21 +346,13 @@ static int verify_meta_file(struct vctx *v, const struct wr_ckpt_file_ref *r,
 	if (err == 0 && wr_ckpt_pread_full(fd, f, r->size, 0) != 0)
 		err = (say(v, r->name, 0, "read error"), -EBADMSG);
 	close(fd);
+	/* Sections before the file checksum, which covers them too: a byte
+	 * damaged inside a section is then reported at that section, not as
+	 * "somewhere in the file" at offset 0. */
+	if (err == 0)
+		err = check_sections(v, r, f, &t);
 	if (err == 0)
 		err = check_sum(v, r, NULL, f, r->size, &t, 0);
-	for (uint64_t off = WR_CKPT_BLOCK, i = 0; err == 0 && i < t.count; i++) {
-		struct wr_ckpt_section_head h;
-		if (off + sizeof(h) > r->size - sizeof(t))
-			return free(f), say(v, r->name, off, "section past "
-					    "the end"), -EBADMSG;
-		memcpy(&h, f + off, sizeof(h));
-		if (h.len > r->size - sizeof(t) - off - sizeof(h) ||
-		    h.name[31] != '\0' ||
-		    XXH3_64bits(f + off + sizeof(h), h.len) != h.checksum)
-			err = (say(v, r->name, off, "section %" PRIu64
-				   " corrupt", i), -EBADMSG);
-		off += sizeof(h) + wr_ckpt_round_up(h.len, 8);
-	}
 	if (err == 0 && out)
 		*out = f;
 	else

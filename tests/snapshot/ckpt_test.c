@@ -17,6 +17,10 @@
  *                        files are deleted, every retained one restores.
  *   ckpt/corrupt_flip, ckpt/corrupt_truncate  verify names file + offset;
  *                        open falls back to the previous checkpoint.
+ *   ckpt/corrupt_flip_meta  a byte inside a meta file's section is named at
+ *                        that section's offset (it was offset 0, "file
+ *                        checksum mismatch", before the sections were
+ *                        checked first).
  *   ckpt/corrupt_found_while_loading  one-pass restore: open_deferred
  *                        accepts a checkpoint whose page is damaged (pages
  *                        are not read), the load finds it with reads in
@@ -268,21 +272,23 @@ static struct wr_arena *two_checkpoints(const char *dir, bool incremental)
 	return ref;
 }
 
-static void corrupt_then_check(const char *cmd_fmt, uint64_t want_off)
+static void corrupt_then_check(const char *file, const char *cmd_fmt,
+			       uint64_t want_off)
 {
 	char *dir = t_mkdir(), cmd[512], path[512];
 	struct wr_arena *ref = two_checkpoints(dir, false);
 	struct reports rep = { 0 };
 	uint64_t id;
 
-	snprintf(path, sizeof(path), "%s/ckpt-00000000000000000002-c0.pages",
-		 dir);
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
 	snprintf(cmd, sizeof(cmd), cmd_fmt, path);
 	cr_assert_eq(system(cmd), 0);
 	cr_assert_eq(wr_ckpt_verify(dir, 2, on_report, &rep), -EBADMSG);
 	cr_assert_geq(rep.n, 1);
-	cr_assert_str_eq(rep.file, "ckpt-00000000000000000002-c0.pages");
-	cr_assert_eq(rep.off, want_off);
+	cr_assert_str_eq(rep.file, file);
+	cr_assert_eq(rep.off, want_off, "reported at %llu, want %llu",
+		     (unsigned long long)rep.off,
+		     (unsigned long long)want_off);
 	cr_assert_eq(wr_ckpt_verify(dir, 1, NULL, NULL), 0);
 	struct wr_arena *got = t_restore(dir, 0, 64, &id);
 	cr_assert_eq(id, 1, "fell back to the previous checkpoint");
@@ -292,16 +298,29 @@ static void corrupt_then_check(const char *cmd_fmt, uint64_t want_off)
 	t_rmdir(dir);
 }
 
+#define T_PAGES2 "ckpt-00000000000000000002-c0.pages"
+
 Test(ckpt, corrupt_flip)
 {
 	/* byte 100 of the 6th page (offset 4096 + 5 * 4096 + 100) */
-	corrupt_then_check("printf '\\377' | dd of=%s bs=1 seek=24676 "
-			   "conv=notrunc status=none", 4096 + 5 * 4096);
+	corrupt_then_check(T_PAGES2, "printf '\\377' | dd of=%s bs=1 "
+			   "seek=24676 conv=notrunc status=none",
+			   4096 + 5 * 4096);
+}
+
+/* A byte of the meta file's one section ("source_pos", its head at 4096,
+ * its bytes at 4096 + 48) is reported at that section, not at offset 0
+ * for the file checksum, which covers it too. */
+Test(ckpt, corrupt_flip_meta)
+{
+	corrupt_then_check("ckpt-00000000000000000002-c0.meta",
+			   "printf 'X' | dd of=%s bs=1 seek=4146 conv=notrunc "
+			   "status=none", 4096);
 }
 
 Test(ckpt, corrupt_truncate)
 {
-	corrupt_then_check("truncate -s 40000 %s", 40000);
+	corrupt_then_check(T_PAGES2, "truncate -s 40000 %s", 40000);
 }
 
 /* 60 pages with every third freed: the load reads runs of 2 pages, several

@@ -3,19 +3,23 @@
 `weir flows` itself (the format-level cases are in ckpt_test.c).  TAP.
 
 TEST PLAN
-  flip / truncate  a checkpointing `weir flows` run is SIGKILLed once its
-              directory holds at least 3 committed checkpoints.  Then, in the
-              newest checkpoint N's own file of one core (its changelog file,
-              the first `log` line of that core in MANIFEST-N, or when N is
-              a page checkpoint its first `pages` file):
+  flip / truncate / flip-meta  a checkpointing `weir flows` run is
+              SIGKILLed once its directory holds at least 3 committed
+              checkpoints.  Then, in the newest checkpoint N's own file of one
+              core (its changelog file, the first `log` line of that core in
+              MANIFEST-N, or when N is a page checkpoint its first `pages`
+              file), or its meta file:
                 flip      one byte inside a page (or a log chunk) is
                           inverted;
-                truncate  the file is cut to half its size (4 KiB aligned).
-              `weir checkpoint verify DIR` must exit 1 naming the file.  The
-              same command is run again and must:
+                truncate  the file is cut to half its size (4 KiB aligned);
+                flip-meta one bit of the meta file's first section's bytes
+                          is inverted.
+              `weir checkpoint verify DIR` must exit 1 naming the file and
+              the offset O.  The same command is run again and must:
                 - say on stderr "<file> at offset <O>", O being the start of
-                  the damaged page or log chunk (flip) or the truncated size
-                  (truncate);
+                  the damaged page or log chunk (flip), the truncated size
+                  (truncate) or the damaged section's head (flip-meta:
+                  4096);
                 - restore the previous checkpoint: restored_from = the id
                   before N in `weir checkpoint list`;
                 - exit 0, status=ok, packets= the input's count, no
@@ -139,10 +143,21 @@ def corrupt_trial(tmp, ref, mode, rng):
     m = S.manifest(d, newest)
     core = rng.randrange(m["cores"])
     files = m["files"][core]
-    name = (files["logs"] or files["pages"])[0]
+    name = files["meta"] if mode == "flip-meta" else \
+        (files["logs"] or files["pages"])[0]
     path = os.path.join(d, name)
     size = os.path.getsize(path)
-    if mode == "flip":
+    if mode == "flip-meta":
+        # Inside the first section's bytes (its 48-byte head is at 4096:
+        # name[32], u64 len, u64 checksum): reported at the section.
+        with open(path, "rb") as f:
+            f.seek(4096 + 32)
+            slen = struct.unpack("<Q", f.read(8))[0]
+        off = 4096 + 48 + rng.randrange(slen)
+        flip(path, off)
+        want_off = 4096
+        what = f"byte {off} flipped"
+    elif mode == "flip":
         name, want_off, off = flip_own_file(d, m, core, rng)
         what = f"byte {off} flipped"
     else:
@@ -151,9 +166,9 @@ def corrupt_trial(tmp, ref, mode, rng):
         want_off = cut
         what = f"truncated {size} -> {cut}"
     rc, text = S.ckpt_verify(WEIR, d)
-    assert rc == 1 and name in text, \
+    assert rc == 1 and f"{name}: offset {want_off}:" in text, \
         f"`weir checkpoint verify` after the damage: exit {rc}, want 1 " \
-        f"naming {name}:\n{S.tail(text)}"
+        f"naming {name} at offset {want_off}:\n{S.tail(text)}"
 
     r = S.run(cmd, out + ".err")
     s = r.expect_ok()
@@ -256,18 +271,19 @@ def main():
             ref["rows"] = S.rows(out)
             return f"{sum(ref['rows'].values())} rows"
         have_ref = tap.point("reference run (no checkpoints)", reference)
-        for k, mode in enumerate(("flip", "truncate")):
+        for k, mode in enumerate(("flip", "truncate", "flip-meta")):
             rng = random.Random(f"{SEED}:{k}")
-            name = (f"{mode} a page file of the newest checkpoint -> reported, "
+            what = "the meta file" if mode == "flip-meta" else "its own file"
+            name = (f"{mode} {what} of the newest checkpoint -> reported, "
                     f"previous one restored, exact output (seed={SEED}:{k})")
             if not have_ref:
                 tap.point(name, lambda: (_ for _ in ()).throw(
                     AssertionError("no reference (see above)")))
                 continue
             tap.point(name, lambda: corrupt_trial(tmp, ref["rows"], mode, rng))
-        rng = random.Random(f"{SEED}:2")
+        rng = random.Random(f"{SEED}:3")
         tap.point(f"a page file every retained checkpoint shares is damaged "
-                  f"-> refused, reported, directory unchanged (seed={SEED}:2)",
+                  f"-> refused, reported, directory unchanged (seed={SEED}:3)",
                   lambda: shared_parent(tmp, rng))
         job = ["--gen", "--packets", "300000", "--flows", "20000",
                "--cores", "2"]
