@@ -13,13 +13,16 @@ TEST PLAN
                           inverted;
                 truncate  the file is cut to half its size (4 KiB aligned);
                 flip-meta one bit of the meta file's first section's bytes
-                          is inverted.
+                          is inverted;
+                flip-version  one bit of that own file's format version
+                          (byte 8: 3 -> 7): corrupt, since its manifest says
+                          3, not a newer format (BUG-5).
               `weir checkpoint verify DIR` must exit 1 naming the file and
               the offset O.  The same command is run again and must:
                 - say on stderr "<file> at offset <O>", O being the start of
                   the damaged page or log chunk (flip), the truncated size
-                  (truncate) or the damaged section's head (flip-meta:
-                  4096);
+                  (truncate), the damaged section's head (flip-meta: 4096)
+                  or 8 (flip-version);
                 - restore the previous checkpoint: restored_from = the id
                   before N in `weir checkpoint list`;
                 - exit 0, status=ok, packets= the input's count, no
@@ -147,7 +150,17 @@ def corrupt_trial(tmp, ref, mode, rng):
         (files["logs"] or files["pages"])[0]
     path = os.path.join(d, name)
     size = os.path.getsize(path)
-    if mode == "flip-meta":
+    if mode == "flip-version":
+        # One bit of the file's format version (3 -> 7): corrupt, not "a
+        # newer format" (its manifest says 3).
+        with open(path, "r+b") as f:
+            f.seek(8)
+            b = f.read(1)
+            f.seek(8)
+            f.write(bytes([b[0] ^ 0x04]))
+        want_off = 8
+        what = "version bit flipped"
+    elif mode == "flip-meta":
         # Inside the first section's bytes (its 48-byte head is at 4096:
         # name[32], u64 len, u64 checksum): reported at the section.
         with open(path, "rb") as f:
@@ -271,7 +284,8 @@ def main():
             ref["rows"] = S.rows(out)
             return f"{sum(ref['rows'].values())} rows"
         have_ref = tap.point("reference run (no checkpoints)", reference)
-        for k, mode in enumerate(("flip", "truncate", "flip-meta")):
+        for k, mode in enumerate(("flip", "truncate", "flip-meta",
+                                  "flip-version")):
             rng = random.Random(f"{SEED}:{k}")
             what = "the meta file" if mode == "flip-meta" else "its own file"
             name = (f"{mode} {what} of the newest checkpoint -> reported, "
@@ -281,9 +295,9 @@ def main():
                     AssertionError("no reference (see above)")))
                 continue
             tap.point(name, lambda: corrupt_trial(tmp, ref["rows"], mode, rng))
-        rng = random.Random(f"{SEED}:3")
+        rng = random.Random(f"{SEED}:4")
         tap.point(f"a page file every retained checkpoint shares is damaged "
-                  f"-> refused, reported, directory unchanged (seed={SEED}:3)",
+                  f"-> refused, reported, directory unchanged (seed={SEED}:4)",
                   lambda: shared_parent(tmp, rng))
         job = ["--gen", "--packets", "300000", "--flows", "20000",
                "--cores", "2"]
