@@ -17,12 +17,12 @@
  *                        files are deleted, every retained one restores.
  *   ckpt/corrupt_flip, ckpt/corrupt_truncate  verify names file + offset;
  *                        open falls back to the previous checkpoint.
- *   ckpt/every_flip_reported  every byte of a checkpoint's header block,
- *                        trailer, tail and meta file (and every 97th page
- *                        byte), flipped one at a time: verify fails naming
- *                        the file, at or before the byte, a page byte at
- *                        its page (the tails' reserved bytes and a meta
- *                        tail's counts used to pass unnoticed).
+ *   ckpt/every_flip_reported  one bit of every byte of a checkpoint's
+ *                        header block, trailer, tail and meta file (and of
+ *                        every 97th page byte), every bit of its manifest,
+ *                        flipped one at a time: verify fails naming the
+ *                        file, in a data file at or before the byte, a page
+ *                        byte at its page (README BUG-5, BUG-6, BUG-7).
  *   ckpt/corrupt_flip_meta  a byte inside a meta file's section is named at
  *                        that section's offset (it was offset 0, "file
  *                        checksum mismatch", before the sections were
@@ -329,7 +329,7 @@ Test(ckpt, corrupt_truncate)
 	corrupt_then_check(T_PAGES2, "truncate -s 40000 %s", 40000);
 }
 
-static void flip_bit(const char *path, uint64_t off)
+static void flip_bits(const char *path, uint64_t off, int mask)
 {
 	FILE *f = fopen(path, "r+b");
 	int c;
@@ -338,27 +338,38 @@ static void flip_bit(const char *path, uint64_t off)
 	cr_assert_eq(fseek(f, (long)off, SEEK_SET), 0);
 	c = fgetc(f);
 	cr_assert_eq(fseek(f, (long)off, SEEK_SET), 0);
-	fputc(c ^ 0x01, f);
+	fputc(c ^ mask, f);
 	cr_assert_eq(fclose(f), 0);
 }
 
-/* Byte off of file flipped: verify fails naming the file, at or before
- * the byte (a header field is named at its checksum, byte 88), and a page
- * byte at its page. */
+/* Bit `mask` of byte off of file flipped: verify fails naming the file;
+ * in a data file at or before the byte (a header field is named at its
+ * checksum, byte 88), and a page byte at its page (pages_end: where the
+ * pages end, 0 for a meta file, UINT64_MAX for the manifest, whose one
+ * checksum names no place). */
 static void check_flip(const char *dir, const char *file, uint64_t off,
-		       uint64_t pages_end)
+		       int mask, uint64_t pages_end)
 {
 	char path[512];
 	struct reports rep = { 0 };
 	int err;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	flip_bit(path, off);
+	flip_bits(path, off, mask);
 	err = wr_ckpt_verify(dir, 1, on_report, &rep);
-	flip_bit(path, off);
-	cr_assert_eq(err, -EBADMSG, "%s byte %llu: verify gave %d", file,
-		     (unsigned long long)off, err);
+	flip_bits(path, off, mask);
+	/* The manifest's own version digit made another version (2 -> 3 or
+	 * 0): refused as a format this weir does not read, which is what a
+	 * newer weir's manifest must get (its checksum may be another's). */
+	if (pages_end == UINT64_MAX &&
+	    off == strlen("weir-checkpoint-manifest ") &&
+	    err == -EPROTONOSUPPORT)
+		return;
+	cr_assert_eq(err, -EBADMSG, "%s byte %llu ^ %#x: verify gave %d", file,
+		     (unsigned long long)off, mask, err);
 	cr_assert_str_eq(rep.file, file, "byte %llu", (unsigned long long)off);
+	if (pages_end == UINT64_MAX)
+		return;
 	if (off < 96)
 		cr_assert_lt(rep.off, 96, "%s header byte %llu named at %llu",
 			     file, (unsigned long long)off,
@@ -373,17 +384,19 @@ static void check_flip(const char *dir, const char *file, uint64_t off,
 			      (unsigned long long)rep.off);
 }
 
-/* Every byte outside the pages (header block, trailer, tail, meta file)
- * and every 97th byte of the pages, flipped one at a time, is reported.
- * Caught the tails' unchecked bytes (a flip of a reserved byte or of a
- * meta tail's counts: verify said ok) and a meta file damaged anywhere
- * named at offset 0. */
+/* One bit of every byte outside the pages (header block, trailer, tail,
+ * meta file; bit off % 8) and of every 97th page byte, and every bit of
+ * every manifest byte, flipped one at a time, is reported.  Caught a data
+ * file's version bit taken for a newer format (BUG-5), the tails'
+ * unchecked bytes (BUG-6) and the manifest's checksum line parsed as a
+ * number (an upper-case hex digit, a damaged final newline: BUG-7). */
 Test(ckpt, every_flip_reported, .timeout = 120)
 {
 	char *dir = t_mkdir(), path[512];
 	struct wr_arena *a[1] = { t_arena(16) };
 	const char *pages = "ckpt-00000000000000000001-c0.pages";
 	const char *meta = "ckpt-00000000000000000001-c0.meta";
+	const char *man = "MANIFEST-00000000000000000001";
 	struct stat st;
 
 	t_populate(a[0], 3, 7);
@@ -394,11 +407,16 @@ Test(ckpt, every_flip_reported, .timeout = 120)
 	cr_assert_eq((uint64_t)st.st_size, pages_end + 4096);
 	for (uint64_t off = 0; off < (uint64_t)st.st_size;
 	     off += off >= 4096 && off < pages_end ? 97 : 1)
-		check_flip(dir, pages, off, pages_end);
+		check_flip(dir, pages, off, 1 << (off % 8), pages_end);
 	snprintf(path, sizeof(path), "%s/%s", dir, meta);
 	cr_assert_eq(stat(path, &st), 0);
 	for (uint64_t off = 0; off < (uint64_t)st.st_size; off++)
-		check_flip(dir, meta, off, 0);
+		check_flip(dir, meta, off, 1 << (off % 8), 0);
+	snprintf(path, sizeof(path), "%s/%s", dir, man);
+	cr_assert_eq(stat(path, &st), 0);
+	for (uint64_t off = 0; off < (uint64_t)st.st_size; off++)
+		for (int bit = 0; bit < 8; bit++)
+			check_flip(dir, man, off, 1 << bit, UINT64_MAX);
 	cr_assert_eq(wr_ckpt_verify(dir, 1, NULL, NULL), 0);
 	wr_arena_destroy(a[0]);
 	t_rmdir(dir);
