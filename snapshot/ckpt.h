@@ -261,7 +261,8 @@ struct wr_ckpt_manifest {
 typedef void (*wr_ckpt_report_fn)(void *arg, const char *file,
 				  uint64_t offset, const char *what);
 
-/* Committed checkpoint ids, ascending; *n may exceed max (then truncated). */
+/* Committed checkpoint ids, ascending; *n may exceed max (then the newest
+ * max of them). */
 int wr_ckpt_list(const char *dir, uint64_t *ids, uint32_t max, uint32_t *n);
 int wr_ckpt_manifest_read(const char *dir, uint64_t id,
 			  struct wr_ckpt_manifest *m);

@@ -46,6 +46,18 @@ static uint64_t manifest_id(const char *name)
 	return *end == '\0' ? id : 0;
 }
 
+/* ids[0, max) full: id replaces the oldest of them if it is newer. */
+static void keep_newest(uint64_t *ids, uint32_t max, uint64_t id)
+{
+	uint32_t old = 0;
+
+	for (uint32_t i = 1; i < max; i++)
+		if (ids[i] < ids[old])
+			old = i;
+	if (max > 0 && id > ids[old])
+		ids[old] = id;
+}
+
 int wr_ckpt_list(const char *dir, uint64_t *ids, uint32_t max, uint32_t *n)
 {
 	DIR *d = opendir(dir);
@@ -55,12 +67,17 @@ int wr_ckpt_list(const char *dir, uint64_t *ids, uint32_t max, uint32_t *n)
 	if (d == NULL)
 		return wr_error(-errno, "checkpoint: cannot open %s: %s", dir,
 				strerror(errno));
+	/* Past max, the newest are kept, not the first readdir() gives: the
+	 * plan takes the last as the newest (it took none and planned id 1,
+	 * truncating a committed checkpoint's files). */
 	while ((e = readdir(d)) != NULL) {
 		uint64_t id = manifest_id(e->d_name);
 		if (id == 0)
 			continue;
 		if (got < max)
 			ids[got] = id;
+		else
+			keep_newest(ids, max, id);
 		got++;
 	}
 	closedir(d);
@@ -359,9 +376,7 @@ static uint64_t newest_id(const char *dir)
 
 	if (wr_ckpt_list(dir, ids, 1024, &n) != 0 || n == 0)
 		return 0;
-	if (n > 1024) /* more than we listed: take the max the slow way */
-		return 0;
-	return ids[n - 1];
+	return ids[(n < 1024 ? n : 1024) - 1];
 }
 
 /* May the next checkpoint add a log file to every core's chain of m? */

@@ -36,6 +36,9 @@
  *                        checkpoint, which loads into the same arena exactly.
  *   ckpt/refuse_fingerprint, ckpt/refuse_newer_version  refused, and the
  *                        directory (names, sizes, mtimes) is unchanged.
+ *   ckpt/plan_past_1024_manifests  1100 manifests: the listing keeps the
+ *                        newest ids, the plan follows the newest (it
+ *                        planned id 1 past 1024).
  *   ckpt/crash_in_commit a crash after every commit step k = 1..5 leaves
  *                        either the old or the new checkpoint, complete;
  *                        the next checkpoint commits and cleans up.
@@ -539,6 +542,33 @@ Test(ckpt, refuse_newer_version)
 Test(ckpt, refuse_older_version)
 {
 	refuse_version(WR_CKPT_FORMAT_VERSION_MIN - 1, "older than");
+}
+
+/* More manifests than a listing holds (1100 > 1024): the listing keeps
+ * the newest, and the plan goes on after the newest.  It planned id 1,
+ * whose writer would have truncated a committed checkpoint's files. */
+Test(ckpt, plan_past_1024_manifests)
+{
+	char *dir = t_mkdir(), path[512];
+	struct wr_ckpt_plan plan;
+	uint64_t ids[16];
+	uint32_t n;
+
+	for (unsigned id = 1; id <= 1100; id++) {
+		snprintf(path, sizeof(path), "%s/MANIFEST-%020u", dir, id);
+		FILE *f = fopen(path, "w");
+		cr_assert_not_null(f);
+		fclose(f);
+	}
+	cr_assert_eq(wr_ckpt_list(dir, ids, 16, &n), 0);
+	cr_assert_eq(n, 1100);
+	for (unsigned i = 0; i < 16; i++)
+		cr_assert_eq(ids[i], 1085 + i, "ids[%u] = %llu", i,
+			     (unsigned long long)ids[i]);
+	cr_assert_eq(wr_ckpt_plan_next(dir, &full_pol, 1, &plan), 0);
+	cr_assert_eq(plan.ckpt_id, 1101, "planned %llu",
+		     (unsigned long long)plan.ckpt_id);
+	t_rmdir(dir);
 }
 
 Test(ckpt, crash_in_commit)
