@@ -248,7 +248,7 @@ EVENT_KINDS = {
 
 
 def event_kill(kind, nth, delay=0.0, out_name=""):
-    """A when() for run_until: true `delay` s after the nth event of kind."""
+    """A when() for run_until: True `delay` s after the nth event of kind."""
     label, mask, test = EVENT_KINDS[kind]
     st = {"n": 0, "at": None}
 
@@ -258,18 +258,22 @@ def event_kill(kind, nth, delay=0.0, out_name=""):
                 st["n"] += 1
                 if st["n"] == nth and st["at"] is None:
                     st["at"] = el
-        return st["at"] is not None and el >= st["at"] + delay
+        if st["at"] is None:
+            return None  # the next event
+        return True if el >= st["at"] + delay else st["at"] + delay - el
     return when
 
 
 def time_kill(delay, d=None, newer_than=None):
     """True at `delay` s, and not before d holds a manifest newer than
-    newer_than (None: no such condition)."""
+    newer_than (None: no such condition; looked at every 5 ms)."""
     def when(el, new):
         if el < delay:
-            return False
-        return newer_than is None or \
-            any(i > newer_than for i in S.committed_files(d))
+            return delay - el
+        if newer_than is None or \
+                any(i > newer_than for i in S.committed_files(d)):
+            return True
+        return 0.005
     return when
 
 
@@ -675,8 +679,9 @@ def tmpfs_body(tmp, mnt, k, rng, ref):
         try:
             text = open(t.err).read()
         except OSError:
-            return False
-        return bool(S.committed_files(t.d)) and bool(ENOSPC_RE.search(text))
+            return 0.005
+        return True if S.committed_files(t.d) and ENOSPC_RE.search(text) \
+            else 0.005
     notes = []
     for attempt in range(2):
         before = t.newest

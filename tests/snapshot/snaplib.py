@@ -181,8 +181,9 @@ def run_killed(cmd, errfile, delay, ckdir=None, need_ids=0):
 
 class Inotify:
     """Events on a few directories through inotify(7), by ctypes (stdlib
-    only).  events(timeout) -> [(label, mask, name)]; a watch is set up
-    before the job starts, so no event of the run is missed."""
+    only).  read() -> [(label, mask, name)] (non-blocking; select() on
+    .fd); a watch is set up before the job starts, so no event of the run
+    is missed."""
     CREATE, DELETE, MOVED_TO, OPEN = 0x100, 0x200, 0x80, 0x20
 
     def __init__(self, watches):
@@ -201,9 +202,7 @@ class Inotify:
                 raise OSError(e, f"inotify_add_watch {path}")
             self.labels[wd] = label
 
-    def events(self, timeout):
-        if not select.select([self.fd], [], [], timeout)[0]:
-            return []
+    def read(self):
         try:
             buf = os.read(self.fd, 1 << 16)
         except BlockingIOError:
@@ -221,31 +220,42 @@ class Inotify:
 
 
 def run_until(cmd, errfile, when, sig=signal.SIGKILL, watches=()):
-    """Start cmd and send it sig once when(elapsed_s, new_events) is true;
-    when() is asked at least every millisecond and after every batch of
-    inotify events of `watches` [(label, dir, mask)].  Returns a Run with
-    killed=True if the signal reached a live process, and .events: every
-    (label, mask, name) seen."""
+    """Start cmd and send it sig once when(elapsed_s, new_events) returns
+    True.  Otherwise when() returns how many seconds may pass before it is
+    asked again (None or False: not before an event); it is asked after
+    every batch of inotify events of `watches` [(label, dir, mask)] too.
+    The wait is one select() on the inotify fd and the process's pidfd, not
+    a poll: a parent waking every 0.5 ms made a 0.6 s `weir flows` run take
+    1-60 s on this 2-CPU VM (io-wq helpers pinned with the busy workers).
+    Returns a Run with killed=True if the signal reached a live process,
+    .signalled (sent at all) and .events: every (label, mask, name)."""
     ino = Inotify(watches) if watches else None
-    seen = []
+    seen, new = [], []
     t0 = time.monotonic()
     try:
         with open(errfile, "w") as ef:
             p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=ef)
+            pfd = os.pidfd_open(p.pid)
             try:
                 fire = False
-                while p.poll() is None:
+                while True:
                     el = time.monotonic() - t0
+                    wait = when(el, new)
+                    if wait is True:
+                        fire = True
+                        break
                     if el > RUN_TIMEOUT:
                         raise AssertionError(f"no exit after {RUN_TIMEOUT} "
                                              f"s: {cmdline(cmd)}")
-                    new = ino.events(0.001) if ino else []
+                    left = RUN_TIMEOUT - el
+                    wait = left if wait is None or wait is False else \
+                        min(max(wait, 0.0), left)
+                    fds = [pfd] + ([ino.fd] if ino else [])
+                    ready = select.select(fds, [], [], wait)[0]
+                    new = ino.read() if ino and ino.fd in ready else []
                     seen += new
-                    if when(time.monotonic() - t0, new):
-                        fire = True
-                        break
-                    if not ino:
-                        time.sleep(0.0005)
+                    if pfd in ready:
+                        break  # it exited
                 sent = fire and p.poll() is None
                 if sent:
                     p.send_signal(sig)
@@ -254,6 +264,8 @@ def run_until(cmd, errfile, when, sig=signal.SIGKILL, watches=()):
                 p.kill()
                 p.wait()
                 raise
+            finally:
+                os.close(pfd)
     finally:
         if ino:
             ino.close()
