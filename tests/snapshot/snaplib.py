@@ -150,33 +150,15 @@ def run(cmd, errfile):
 def run_killed(cmd, errfile, delay, ckdir=None, need_ids=0):
     """Start cmd, SIGKILL it `delay` seconds after the start — and, when
     need_ids > 0, not before ckdir holds that many committed manifests (the
-    kill must land after a checkpoint).  Returns a Run with killed=False
-    when the job ended on its own first."""
-    t0 = time.monotonic()
-    with open(errfile, "w") as ef:
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=ef)
-        try:
-            while p.poll() is None:
-                el = time.monotonic() - t0
-                if el >= delay and (need_ids == 0 or
-                                    len(committed_files(ckdir)) >= need_ids):
-                    break
-                if el > RUN_TIMEOUT:
-                    break
-                time.sleep(0.002)
-            killed = p.poll() is None
-            if killed:
-                p.send_signal(signal.SIGKILL)
-            rc = p.wait()
-            # It may have exited between poll() and the signal (which then
-            # hit a zombie): a clean exit 0 means the kill came too late.
-            killed = killed and rc != 0
-        except BaseException:
-            p.kill()
-            p.wait()
-            raise
-    with open(errfile) as ef:
-        return Run(cmd, rc, ef.read(), time.monotonic() - t0, killed)
+    kill must land after a checkpoint; looked at every 2 ms).  Returns a
+    Run with killed=False when the job ended on its own first."""
+    def when(el, new):
+        if el < delay:
+            return delay - el
+        if need_ids == 0 or len(committed_files(ckdir)) >= need_ids:
+            return True
+        return 0.002
+    return run_until(cmd, errfile, when)
 
 
 class Inotify:
