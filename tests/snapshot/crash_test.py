@@ -12,9 +12,11 @@ TEST PLAN
                           fire all the time, so during checkpoints too;
                 pcap-w    a pcap of the generator's traffic, --window 20
                           --max-delay 5;
-                pcapng-w  the same as pcapng in sections of 50000 packets
-                          with two interfaces (ns and us), --window 7
-                          --max-delay 0.
+                pcapng-w  the same as pcapng in sections of 49152 packets
+                          (12 chunks of the reader) with two interfaces (ns
+                          and us), --window 7 --max-delay 0.
+              Checkpoints are weir's default, changelog ones between page
+              snapshots, except where a schedule says.
               For each, runs without checkpoints on 1 and 2 cores give the
               reference rows; both must count every packet, have late=0 and
               write the same rows (so one reference holds for any restore
@@ -27,25 +29,27 @@ TEST PLAN
                      its 1st-6th open of a checkpoint file (inside the
                      restore); then the final run.
     first-ckpt       a fresh directory; killed at the first checkpoint's
-                     page file creation (+0-3 ms), its MANIFEST-1.tmp,
+                     data file creation (+0-3 ms), its MANIFEST-1.tmp,
                      right after the rename to MANIFEST-1, or 5-150 ms after
                      the start with D not made yet; resumed on the other
                      core count.
-    commit-edge      killed at the n-th (1-4) event of one kind: page file
-                     or meta file created, manifest tmp created, manifest
+    commit-edge      killed at the n-th (1-4) event of one kind: data file
+                     (pages or changelog) or meta file created, manifest
+                     tmp created, manifest
                      renamed (committed), an old manifest deleted or a data
                      file deleted (retention); half the trials kill the
                      resumed run again at its first event of a kind.
     alternate        cores 1 -> 2 -> 1 -> 2 (-> 1), each run killed once it
                      committed a checkpoint of its own (so every restore
-                     crosses core counts), at a random moment after it.
+                     crosses core counts), at a random moment after it;
+                     each run draws --changelog on or off.
     two-in-interval  --checkpoint-interval 400-700 ms: killed after a
                      commit, then the resumed run killed again inside its
                      first interval (two kills inside one interval): it
                      committed at most the checkpoint every run takes at
                      its start.
     sigterm          SIGTERM at a random moment, 3-40 ms after start
-                     (during a restore) or at the n-th page file, meta file
+                     (during a restore) or at the n-th data file, meta file
                      or manifest tmp created (inside a checkpoint): exit 0,
                      status=ok, no file left that no manifest names and was
                      not there before, the output still .inprogress unless
@@ -56,9 +60,9 @@ TEST PLAN
                      count.
     interval-change  killed with interval 20-60 ms, resumed with 150-400 ms
                      and killed, finished with 1, 5 or 15 ms; the resumed
-                     runs draw --combine 0/16/4096 and --idle busy/sleep,
-                     and a capture's also --rate x 0.5-2 (none of these
-                     changes what the state means).
+                     runs draw --combine 0/16/4096, --idle busy/sleep and
+                     --changelog on/off, and a capture's also --rate x
+                     0.5-2 (none of these changes what the state means).
     post-finish      killed right after the job's final rename of F (F must
                      then be complete); resumed, and that run killed right
                      after it renamed F back to F.inprogress; finished.
@@ -77,11 +81,13 @@ TEST PLAN
                 newest (a kill never leaves a half-committed checkpoint);
               - files no committed manifest names ("strays") are of ids
                 <= newest + 1, a .tmp only of newest + 1; those of newest
-                + 1 (in flight) at most 5 (pages + meta per core and the
-                MANIFEST-N.tmp), those of older ids (a retention the kill
-                cut after it deleted the manifests it retires) at most 18
-                (per core a meta file and a chain of 8 page files) per run
-                that committed since the directory last had none: a
+                + 1 (in flight) at most 7 (per core a page file, a changelog
+                file, as two killed runs may have planned it, and a meta
+                file; and the MANIFEST-N.tmp), those of older ids (a
+                retention the kill cut after it deleted the manifests it
+                retires) at most 82 (per core a meta file, a chain of 8 page
+                files and 32 log files) per run that committed since the
+                directory last had none: a
                 retention that runs to its end sweeps them, so they never
                 accumulate across kills;
               - no checkpoint failed or fell back (a healthy disk).
@@ -160,14 +166,15 @@ SCHEDULES = ["restore-storm", "first-ckpt", "commit-edge", "alternate",
              "two-in-interval", "sigterm", "interval-change", "post-finish",
              "late", "event-storm"]
 # Files no committed manifest names, after a kill.  In flight: the
-# checkpoint after the newest (pages + meta per core, 2 cores, and its
-# MANIFEST-N.tmp).  Retired: a retention cut between deleting the manifests
-# it retires and sweeping their files leaves, per core, the retired
-# manifest's meta file and every page file of the incremental chain it was
-# the last to name (chain_max 8); the next retention that runs to its end
-# sweeps them.
-IN_FLIGHT_MAX = 2 * 2 + 1
-RETIRED_MAX = 2 * (8 + 1)
+# checkpoint after the newest (per core a page file, a changelog file and a
+# meta file: two killed runs may have planned it as either kind; 2 cores;
+# and its MANIFEST-N.tmp).  Retired: a retention cut between
+# deleting the manifests it retires and sweeping their files leaves, per
+# core, the retired manifest's meta file and every page and log file of the
+# chain it was the last to name (chain_max 8 page files, log_max 32 logs);
+# the next retention that runs to its end sweeps them.
+IN_FLIGHT_MAX = 2 * 3 + 1
+RETIRED_MAX = 2 * (8 + 32 + 1)
 FAIL_RE = re.compile(r"^weir: checkpoint \d+ (failed|aborted)|falling back|"
                      r"does not verify", re.M)
 CK_FILE_RE = re.compile(r"^(?:ckpt-|MANIFEST-)(\d{20})")
@@ -234,7 +241,9 @@ def is_ck(name, suffix):
 
 EVENT_KINDS = {
     # kind: (label, inotify mask, name test)
-    "pages": ("d", I.CREATE, lambda n, o: is_ck(n, ".pages")),
+    # a core's page or changelog file of a checkpoint
+    "data": ("d", I.CREATE, lambda n, o: is_ck(n, ".pages") or
+             is_ck(n, ".log")),
     "meta": ("d", I.CREATE, lambda n, o: is_ck(n, ".meta")),
     "tmp": ("d", I.CREATE, lambda n, o: n.startswith("MANIFEST-") and
             n.endswith(".tmp")),
@@ -427,11 +436,12 @@ class Trial:
                           f"{committed} ckpts")
         return " ".join(self.notes)
 
-    def first_commit_kill(self, cores, interval, lo=0.05, hi=0.4):
+    def first_commit_kill(self, cores, interval, lo=0.05, hi=0.4, extra=()):
         """Killed at a random moment once it committed one of its own."""
         delay = self.rng.uniform(lo, hi) * RUN_S
         return self.run(cores, interval,
-                        time_kill(delay, self.d, self.newest), what="kill")
+                        time_kill(delay, self.d, self.newest), what="kill",
+                        extra=extra)
 
 
 def early_when(rng):
@@ -455,19 +465,19 @@ def restore_storm(t, rng):
 
 def first_ckpt(t, rng):
     c = rng.choice((1, 2))
-    kind = rng.choice(("pages", "tmp", "commit", "time"))
+    kind = rng.choice(("data", "tmp", "commit", "time"))
     if kind == "time":  # D does not exist yet: weir makes it
         t.run(c, rng.randint(40, 100), time_kill(rng.uniform(0.005, 0.15)),
               what="first-time", watch=False)
     else:
-        delay = rng.uniform(0, 0.003) if kind == "pages" else 0.0
+        delay = rng.uniform(0, 0.003) if kind == "data" else 0.0
         t.run(c, rng.randint(40, 100), event_kill(kind, 1, delay),
               what=f"first-{kind}")
     return t.finish(3 - c, rng.randint(40, 100))
 
 
 def commit_edge(t, rng):
-    kinds = ("pages", "meta", "tmp", "commit", "retire", "sweep")
+    kinds = ("data", "meta", "tmp", "commit", "retire", "sweep")
     c = rng.choice((1, 2))
     kind, n = rng.choice(kinds), rng.randint(1, 4)
     t.run(c, rng.randint(30, 80), event_kill(kind, n), what=f"{kind}#{n}")
@@ -482,9 +492,10 @@ def alternate(t, rng):
     first = rng.choice((1, 2))
     seq = [first, 3 - first, first, 3 - first] + \
         ([first] if rng.random() < 0.5 else [])
+    clog = lambda: ["--changelog", rng.choice(("on", "off"))]
     for c in seq[:-1]:
-        t.first_commit_kill(c, rng.randint(40, 90), 0.05, 0.25)
-    return t.finish(seq[-1], rng.randint(40, 90))
+        t.first_commit_kill(c, rng.randint(40, 90), 0.05, 0.25, clog())
+    return t.finish(seq[-1], rng.randint(40, 90), extra=clog())
 
 
 def two_in_interval(t, rng):
@@ -509,7 +520,7 @@ def sigterm(t, rng):
     if x < 0.3:
         when, what = time_kill(rng.uniform(0.003, 0.04)), "term-early"
     elif x < 0.6:
-        kind, n = rng.choice(("pages", "meta", "tmp")), rng.randint(1, 4)
+        kind, n = rng.choice(("data", "meta", "tmp")), rng.randint(1, 4)
         when, what = event_kill(kind, n), f"term-at-{kind}#{n}"
     else:
         when, what = time_kill(rng.uniform(0.05, 0.8) * RUN_S), "term"
@@ -525,7 +536,8 @@ def interval_change(t, rng):
         else None
     # Nor do --combine and --idle change what the state means.
     extra = lambda: ["--combine", rng.choice(("0", "16", "4096")),
-                     "--idle", rng.choice(("busy", "sleep"))]
+                     "--idle", rng.choice(("busy", "sleep")),
+                     "--changelog", rng.choice(("on", "off"))]
     t.first_commit_kill(rng.choice((1, 2)), rng.randint(20, 60))
     t.run(rng.choice((1, 2)), rng.randint(150, 400),
           time_kill(rng.uniform(0.1, 0.6) * RUN_S), what="kill",
