@@ -398,7 +398,8 @@ class Trial:
         flying = [n for n in left if ids[n] == newest + 1]
         retired = [n for n in left if ids[n] <= newest]
         assert len(flying) <= IN_FLIGHT_MAX, \
-            f"{len(flying)} files of checkpoint {newest + 1} in flight: {where}"
+            f"{len(flying)} files of checkpoint {newest + 1} in flight: " \
+            f"{where}"
         self.cuts = self.cuts + 1 if committed else self.cuts
         if not retired:
             self.cuts = 0
