@@ -261,6 +261,7 @@ enum wr_arena_log_kind {
 struct wr_arena_log {
 	uint64_t *pend;		/* noted words, npend of pend_max */
 	uint32_t npend, pend_max;
+	uint64_t pend_bytes;	/* what they take in the ring, sealed */
 	uint64_t last;		/* the last word noted (dedup) */
 	bool broken;
 	uint8_t *ring;		/* size bytes, a power of two */
@@ -277,9 +278,10 @@ static inline uint64_t wr_arena_log_word(unsigned kind, uint64_t len,
 	return (uint64_t)kind << 61 | len << WR_ARENA_LOG_OFF_BITS | off;
 }
 
-/* Maps a ring of ring_bytes (a power of two >= 2 chunks) and a pending
- * list of pend_max words; logging starts broken: wr_arena_log_resume at
- * the first page snapshot.  The page size must be <= 512 KiB. */
+/* Maps and populates a ring of ring_bytes (a power of two >= 2 chunks;
+ * blocking, O(ring_bytes): call at start-up) and a pending list of
+ * pend_max words; logging starts broken: wr_arena_log_resume at the first
+ * page snapshot.  The page size must be <= 512 KiB. */
 int wr_arena_log_enable(struct wr_arena *a, uint64_t ring_bytes,
 			uint32_t pend_max);
 void wr_arena_log_disable(struct wr_arena *a);
@@ -324,8 +326,11 @@ static inline void wr_arena_log_note(struct wr_arena *a, unsigned kind,
 
 	if (WEIR_LIKELY(l->npend < l->pend_max && len > 0 &&
 			((off & (a->page_size - 1)) + len) <= a->page_size)) {
-		if (w != l->last && !l->broken)
+		if (w != l->last && !l->broken) {
 			l->pend[l->npend++] = l->last = w;
+			l->pend_bytes += 8 + (kind == WR_ARENA_LOG_WRITE ?
+					      ((len + 7) & ~(size_t)7) : 0);
+		}
 		return;
 	}
 	wr_arena_log_note_slow(a, kind, off, len);

@@ -83,6 +83,11 @@ int wr_arena_log_enable(struct wr_arena *a, uint64_t ring_bytes,
 				(unsigned long long)ring_bytes);
 	}
 	(void)madvise(l->ring, ring_bytes, MADV_HUGEPAGE);
+	/* Mapped now, off the data path: fresh memory faults at ~500 MB/s
+	 * on this VM (huge pages), and a ring first written by the seal put
+	 * those faults on the update path (3% of the cycles of ckpt_bench's
+	 * updates at 1 GiB in clear_page_erms).  Older kernels: on use. */
+	(void)madvise(l->ring, ring_bytes, MADV_POPULATE_WRITE);
 	l->size = ring_bytes;
 	l->pend_max = pend_max;
 	l->broken = true;	/* until the first page snapshot */
@@ -108,6 +113,7 @@ static void log_break(struct wr_arena_log *l)
 		l->breaks++;
 	l->broken = true;
 	l->npend = 0;
+	l->pend_bytes = 0;
 	l->last = 0;
 }
 
@@ -118,6 +124,8 @@ static void push(struct wr_arena_log *l, uint64_t w)
 		return;
 	}
 	l->pend[l->npend++] = l->last = w;
+	l->pend_bytes += 8 + (word_kind(w) == WR_ARENA_LOG_WRITE ?
+			      round8(word_len(w)) : 0);
 }
 
 /* Splits WRITE/ZERO ranges at page ends and ALLOC/FREE runs at the length
@@ -186,15 +194,66 @@ static void append(struct wr_arena *a, uint64_t w)
 	l->bytes += 8 + body;
 }
 
+/* A payload's bytes; 8-byte aligned ranges (table values, slots, slab
+ * headers: nearly all) a word at a time, padding included (an aligned
+ * range's round-up stays in its page), others through memcpy and zeroes. */
+static inline void copy_payload(uint8_t *to, const uint8_t *from,
+				uint64_t len)
+{
+	if (WEIR_LIKELY((((uintptr_t)from | len) & 7) == 0)) {
+		for (uint64_t i = 0; i < len; i += 8) {
+			uint64_t v;
+			memcpy(&v, from + i, 8);
+			memcpy(to + i, &v, 8);
+		}
+		return;
+	}
+	memcpy(to, from, len);
+	memset(to + len, 0, round8(len) - len);
+}
+
+/*
+ * Every pending entry when they all fit before the chunk's end and in the
+ * ring (pend_bytes, summed as they were noted): one check for the lot,
+ * no call per entry.  Measured on the update path of ckpt_bench at 1 GiB
+ * (noting and sealing only, no checkpoint): the entry-by-entry seal cost
+ * 17% of the updates/s.
+ */
+static void seal_fast(struct wr_arena *a, struct wr_arena_log *l)
+{
+	uint8_t *at = l->ring + (l->head & (l->size - 1));
+
+	for (uint32_t i = 0; i < l->npend; i++) {
+		uint64_t w = l->pend[i];
+		memcpy(at, &w, 8);
+		at += 8;
+		if (word_kind(w) == WR_ARENA_LOG_WRITE) {
+			uint64_t len = word_len(w);
+			copy_payload(at, a->base + word_off(w), len);
+			at += round8(len);
+		}
+	}
+	l->head += l->pend_bytes;
+	l->entries += l->npend;
+	l->bytes += l->pend_bytes;
+}
+
 void wr_arena_log_seal(struct wr_arena *a)
 {
 	struct wr_arena_log *l = a->log;
+	uint64_t end;
 
-	if (l == NULL)
+	if (l == NULL || l->npend == 0)
 		return;
-	for (uint32_t i = 0; i < l->npend && !l->broken; i++)
-		append(a, l->pend[i]);
+	end = (l->head | (WR_ARENA_LOG_CHUNK - 1)) + 1;
+	if (!l->broken && l->head + l->pend_bytes <= end &&
+	    l->head + l->pend_bytes - l->tail <= l->size)
+		seal_fast(a, l);
+	else
+		for (uint32_t i = 0; i < l->npend && !l->broken; i++)
+			append(a, l->pend[i]);
 	l->npend = 0;
+	l->pend_bytes = 0;
 	l->last = 0;
 }
 
@@ -228,6 +287,7 @@ uint64_t wr_arena_log_resume(struct wr_arena *a)
 	l->tail = l->head;
 	l->broken = false;
 	l->npend = 0;
+	l->pend_bytes = 0;
 	l->last = 0;
 	return l->head;
 }
