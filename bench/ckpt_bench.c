@@ -689,14 +689,12 @@ static int run_updates(struct state *s, bool ckpt, double rate[2],
 		       struct ckpt_mix *mix)
 {
 	struct ckpt c = { 0 };
+	int err = ckpt && s->o->changelog ? log_on(s) : 0, rc = 0;
 	double t0 = now_s(), next = t0 + (ckpt ? 1.0 : 1e30), t = t0;
 	double c0 = cpu_s();
 	uint64_t n = 0;
-	int err = 0, rc = 0;
 
 	*nckpt = 0;
-	if (ckpt && s->o->changelog)
-		err = log_on(s);
 	while (!err && (t = now_s()) - t0 < s->o->seconds) {
 		if (c.w == NULL && t >= next) {
 			next += 1.0;

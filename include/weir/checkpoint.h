@@ -37,7 +37,8 @@ struct weir_checkpoint_config {
 	 * checkpoint comes again when a core's logs reach log_max files (0 =
 	 * 32) or log_max_pct % of its pages' bytes (0 = 100), or when a core's
 	 * log outgrew changelog_ring_bytes of memory (per core, a power of two
-	 * >= 2 MiB; 0 = min(256 MiB, a quarter of the state cap)). */
+	 * >= 2 MiB, mapped at start-up; 0 = min(64 MiB, an eighth of the
+	 * state cap)). */
 	bool changelog;
 	uint32_t log_max, log_max_pct;
 	uint64_t changelog_ring_bytes;
