@@ -23,7 +23,7 @@ static const char usage[] =
 	"           duration\n"
 	"  inspect  one checkpoint (default the newest): cores, key groups,\n"
 	"           bytes and pages per core, incremental parents and\n"
-	"           changelog files, source positions (section source_pos),\n"
+	"           changelog files, source positions (sections src.<node>),\n"
 	"           duration\n"
 	"  verify   check every checksum of one checkpoint (default the\n"
 	"           newest); exit 0 clean, 1 corrupt (file and offset on\n"
@@ -86,6 +86,25 @@ static int do_list(const char *dir)
 	return 0;
 }
 
+/* The engine's per-source replay positions ("src.<node id>" sections,
+ * core/ckpt_meta.c): opaque bytes the source's position() wrote, shown as
+ * their size and first bytes. */
+static void inspect_sources(struct wr_ckpt *ck, uint32_t c)
+{
+	for (uint32_t id = 0; id < 256; id++) {
+		const uint8_t *pos;
+		size_t len;
+		char name[16];
+		snprintf(name, sizeof(name), "src.%u", id);
+		if (wr_ckpt_section(ck, c, name, (const void **)&pos, &len) != 0)
+			continue;
+		printf("  source position %s: %zu bytes:", name, len);
+		for (size_t i = 0; i < len && i < 24; i++)
+			printf(" %02x", pos[i]);
+		printf("%s\n", len > 24 ? " ..." : "");
+	}
+}
+
 static void inspect_core(struct wr_ckpt *ck, uint32_t c)
 {
 	const struct wr_ckpt_core_info *ci = &wr_ckpt_info(ck)->core[c];
@@ -117,6 +136,7 @@ static void inspect_core(struct wr_ckpt *ck, uint32_t c)
 	if (wr_ckpt_section(ck, c, "source_pos", &pos, &len) == 0)
 		printf("  source positions: %.*s\n", (int)len,
 		       (const char *)pos);
+	inspect_sources(ck, c);
 }
 
 static void report_stderr(void *arg, const char *file, uint64_t off,
