@@ -10,6 +10,9 @@
 #include <stdint.h>
 
 #define EXIT_USAGE 2
+/* A job stopped by SIGINT/SIGTERM before its input ended: its output is
+ * incomplete (FILE.inprogress); with checkpoints the same command resumes. */
+#define EXIT_STOPPED 3
 
 /* Parse an unsigned decimal in [min, max] for option `name`; on error print
  * one line to stderr and return false. */

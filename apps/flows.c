@@ -15,9 +15,13 @@
  * run that fails later leaves only the ".inprogress" file.
  *
  * DPDK is live: SIGINT/SIGTERM end its input (not the runtime), so every
- * window is still written; a second signal exits at once.
+ * window is still written; a second signal exits at once.  A file or the
+ * generator is not: a signal stops the run where it is, the output stays
+ * "<out>.inprogress" and the exit status is 3 (status=stopped), so a
+ * script never takes a stopped run for a finished one.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -118,7 +122,9 @@ static const char flows_usage[] =
 	"  --metrics-port PORT  the same as Prometheus text on\n"
 	"                   http://127.0.0.1:PORT/metrics while the job runs\n"
 	"\n"
-	"Exit status: 0 done, 1 the job failed, 2 bad options or input.\n";
+	"Exit status: 0 done, 1 the job failed, 2 bad options or input, 3\n"
+	"stopped by SIGINT/SIGTERM before the input ended (the output stays\n"
+	"FILE.inprogress; with --checkpoint-dir the same command resumes).\n";
 
 static int parse_double(const char *opt, const char *val, double lo,
 			double hi, double *out)
@@ -585,7 +591,8 @@ static void dpdk_summary(struct weir_dpdk_source *d,
 		 (unsigned long long)st.ierrors);
 }
 
-static void summary(struct flows_job *j, int err, double elapsed)
+static void summary(struct flows_job *j, int err, bool stopped,
+		    double elapsed)
 {
 	struct weir_flow_counters c;
 	struct weir_checkpoint_stats ck;
@@ -622,7 +629,17 @@ static void summary(struct flows_job *j, int err, double elapsed)
 		ck.open_max_ns / 1e3,
 		j->o->cores, elapsed,
 		elapsed > 0 ? c.packets / elapsed / 1e6 : 0.0,
-		err ? "failed" : "ok", j->o->out);
+		err ? "failed" : stopped ? "stopped" : "ok", j->o->out);
+}
+
+/* The sink renames "<out>.inprogress" to <out> when the input ended: a
+ * stop that raced with the end (every record written) is no stop. */
+static bool output_in_progress(const char *out)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s.inprogress", out);
+	return access(path, F_OK) == 0;
 }
 
 /* What a checkpoint must share with this run to be resumed by it: the
@@ -732,10 +749,12 @@ static int run(struct flows_job *j)
 	metrics_finish(j);
 	if (err)
 		fprintf(stderr, "weir: flows: %s\n", weir_last_error());
-	summary(j, err, now_s() - t0);
+	bool stopped = err == 0 && weir_pipeline_stopped(j->p) &&
+		       output_in_progress(j->o->out);
+	summary(j, err, stopped, now_s() - t0);
 	if (err)
 		return j->pcap && weir_pcap_source_error(j->pcap) ? EXIT_USAGE : 1;
-	return 0;
+	return stopped ? EXIT_STOPPED : 0;
 }
 
 /* EAL and ports; the worker count must be known first (one RX queue per

@@ -602,6 +602,9 @@ int wr_exec_poll(struct wr_exec *x)
 		err = wr_exec_finish(x);
 		if (err)
 			return err;
+		/* Pairs with the acquire load in weir_pipeline_stopped. */
+		atomic_fetch_add_explicit(&x->p->cores_done, 1,
+					  memory_order_release);
 		weir_worker_finish_local(x->w);
 	}
 	return (int)work;

@@ -483,6 +483,8 @@ int weir_pipeline_run(struct weir_pipeline *p)
 		err = -ENOMEM;
 		goto out;
 	}
+	p->run_cores = rc.cores;
+	atomic_store_explicit(&p->cores_done, 0, memory_order_relaxed);
 	err = run_workers(p, rc.cores);
 out:
 	wr_ckpt_job_close(p);
@@ -502,4 +504,13 @@ void weir_pipeline_metrics(struct weir_pipeline *p, struct weir_metrics *m)
 void weir_pipeline_stop_remote(struct weir_pipeline *p)
 {
 	atomic_store_explicit(&p->stop, 1, memory_order_relaxed);
+}
+
+bool weir_pipeline_stopped(const struct weir_pipeline *p)
+{
+	/* Pairs with the release increment in exec.c: the workers were
+	 * joined, so relaxed would do; acquire keeps it obviously right. */
+	return p != NULL && p->run_cores > 0 &&
+	       atomic_load_explicit(&p->cores_done, memory_order_acquire) <
+		       p->run_cores;
 }

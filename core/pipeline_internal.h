@@ -132,6 +132,10 @@ struct weir_pipeline {
 	struct wr_ckpt_job *ck;  /* checkpoints, NULL when off */
 	struct weir_metrics *metrics; /* weir_pipeline_metrics(), or NULL */
 	_Atomic int stop;
+	/* The last run: its cores, and how many finished their sinks (every
+	 * input ended); fewer means it was stopped (weir_pipeline_stopped). */
+	unsigned run_cores;
+	_Atomic unsigned cores_done;
 };
 
 /* Append a node of `kind` reading stream `up` (NULL for sources). */

@@ -99,6 +99,10 @@ void weir_pipeline_destroy(struct weir_pipeline *p);
  * weir_pipeline_stop_remote()) or an error.  Returns 0 or -errno. */
 int weir_pipeline_run(struct weir_pipeline *p);
 void weir_pipeline_stop_remote(struct weir_pipeline *p);
+/* After weir_pipeline_run returned 0: whether it ended on a stop (signal,
+ * stop_remote) before every core had finished its sinks, i.e. before the
+ * input ended.  A file sink's output is then still FILE.inprogress. */
+bool weir_pipeline_stopped(const struct weir_pipeline *p);
 
 /* ---- sources ---- */
 

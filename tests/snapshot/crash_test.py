@@ -50,10 +50,11 @@ TEST PLAN
                      its start.
     sigterm          SIGTERM at a random moment, 3-40 ms after start
                      (during a restore) or at the n-th data file, meta file
-                     or manifest tmp created (inside a checkpoint): exit 0,
-                     status=ok, no file left that no manifest names and was
-                     not there before, the output still .inprogress unless
-                     the job had finished (a SIGTERM
+                     or manifest tmp created (inside a checkpoint): exit 3,
+                     status=stopped, no file left that no manifest names and
+                     was not there before, the output still .inprogress
+                     (exit 0 and status=ok only if the job had finished
+                     first; a SIGTERM
                      before weir installed its handler, or between the
                      restore's page preload and the run, kills it: then it
                      is checked as a kill); resumed on the other core
@@ -99,7 +100,7 @@ TEST PLAN
   BUG-3       16 runs of a small generator job on 2 cores, each SIGTERMed
               0-2 ms after the meta files of its 2nd-5th checkpoint appear
               (the writers durable, the commit not yet made): every clean
-              stop (exit 0) leaves no file that no committed manifest names
+              stop (exit 3) leaves no file that no committed manifest names
               (README.md BUG-3; before the fix ~40% did).
   tmpfs-full  (root; else skipped visibly) D on a 64 MiB tmpfs; the job
               (one 600 s window over 100000 flows: the state grows) runs
@@ -327,9 +328,9 @@ class Trial:
             # SIGTERM before weir took the signal (start-up, or between
             # the restore's preload and the run): a crash like SIGKILL.
             tag += " (before the handler: killed)"
-        elif r.signalled:  # SIGTERM: a clean stop
-            s = r.expect_ok()
-            tag += f" stopped rc=0 packets={s['packets']}"
+        elif r.signalled:  # SIGTERM: a clean stop (exit 3, or 0 if it
+            s = r.expect_stopped(self.out)  # raced with the end)
+            tag += f" stopped rc={r.rc} packets={s['packets']}"
             left = set(S.orphans(self.d))
             assert left <= strays, \
                 f"a clean stop left files no manifest names: " \
@@ -624,8 +625,9 @@ def term_in_checkpoint(tmp, rng):
         r = S.run_until(S.flows_cmd(WEIR, job, out, d, 20), out + ".err",
                         event_kill("meta", nth, delay), signal.SIGTERM,
                         [("d", d, I.CREATE | I.MOVED_TO | I.DELETE)])
-        if not r.signalled or r.rc != 0:
+        if not r.signalled or r.rc != 3:
             continue  # ended first, or before the handler
+        r.expect_stopped(out)
         stops += 1
         left = S.orphans(d)
         assert not left, \

@@ -114,6 +114,22 @@ class Run:
     def summary(self):
         return summary(self.stderr)
 
+    def expect_stopped(self, out):
+        """A clean stop by SIGTERM/SIGINT: exit 3, status=stopped, the
+        output still out.inprogress -- or, when the stop raced with the
+        end of the input, exit 0, status=ok and out complete.  Returns the
+        summary."""
+        s = self.summary()
+        if self.rc == 0 and s.get("status") == "ok":
+            assert os.path.exists(out), f"status=ok but no {out}"
+            return s
+        assert self.rc == 3 and s.get("status") == "stopped", \
+            (f"a stopped run: exit {self.rc} status={s.get('status')}, "
+             f"want 3 and stopped\nstderr:\n{tail(self.stderr)}")
+        assert os.path.exists(out + ".inprogress"), \
+            f"status=stopped but no {out}.inprogress"
+        return s
+
     def expect_ok(self):
         """Exit 0, status=ok; returns the summary."""
         assert self.rc == 0, (f"exit status {self.rc} from {cmdline(self.cmd)}"
