@@ -261,8 +261,11 @@ static void load_fini(struct loader *l, int err)
  * A log file's chunks are read REPLAY_BUFS ahead through the loader's
  * io_uring while the current one is checked and applied: replay runs at
  * memory speed (~13 ns an entry with prefetch), reading at the disk's, and
- * the two overlap instead of adding up (a 1 GiB state with 1.8 GB of logs
- * restored in 1.4x the time dd read the files, one after the other).
+ * the two overlap instead of adding up.  Measured (1 GiB of pages under
+ * 12 logs, 1.7 GB, 70 M entries, cold cache): the replay takes ~1.6 s,
+ * ~23 ns an entry, and the whole restore 1.5-1.6x the time dd reads the
+ * same files: applying, not reading, is the limit (the read-ahead saved
+ * 0-10%).
  */
 #define REPLAY_BUFS LOAD_DEPTH
 
