@@ -261,7 +261,7 @@ enum wr_arena_log_kind {
 struct wr_arena_log {
 	uint64_t *pend;		/* noted words, npend of pend_max */
 	uint32_t npend, pend_max;
-	uint64_t pend_bytes;	/* what they take in the ring, sealed */
+	uint32_t pend_lim;	/* pend_max, 0 while broken: one compare */
 	uint64_t last;		/* the last word noted (dedup) */
 	bool broken;
 	uint8_t *ring;		/* size bytes, a power of two */
@@ -324,13 +324,12 @@ static inline void wr_arena_log_note(struct wr_arena *a, unsigned kind,
 	uint64_t off = (uint64_t)((const uint8_t *)p - a->base);
 	uint64_t w = wr_arena_log_word(kind, len, off);
 
-	if (WEIR_LIKELY(l->npend < l->pend_max && len > 0 &&
-			((off & (a->page_size - 1)) + len) <= a->page_size)) {
-		if (w != l->last && !l->broken) {
+	/* One compare for "room and not broken", one for "1 <= len and
+	 * inside the page" (len 0 wraps around). */
+	if (WEIR_LIKELY(l->npend < l->pend_lim &&
+			(off & (a->page_size - 1)) + len - 1 < a->page_size)) {
+		if (w != l->last)
 			l->pend[l->npend++] = l->last = w;
-			l->pend_bytes += 8 + (kind == WR_ARENA_LOG_WRITE ?
-					      ((len + 7) & ~(size_t)7) : 0);
-		}
 		return;
 	}
 	wr_arena_log_note_slow(a, kind, off, len);

@@ -229,11 +229,11 @@ Test(clog, broken_log_core_writes_pages)
 	cr_assert_eq(t_checkpoint(dir, a, 2, &pol, NULL).err, 0);
 	mutate(a[0], 50);
 	mutate(a[1], 50);
-	a[1]->log->pend_max = 1;	/* the next two notes overflow */
+	a[1]->log->pend_max = a[1]->log->pend_lim = 1; /* two notes overflow */
 	t_fill(a[1], 3, 5);
 	t_fill(a[1], 4, 5);
 	cr_assert(a[1]->log->broken);
-	a[1]->log->pend_max = 1u << 14;
+	a[1]->log->pend_max = 1u << 14;	/* resumed by the next snapshot */
 	cr_assert_eq(t_checkpoint(dir, a, 2, &pol, NULL).err, 0);
 	cr_assert_eq(wr_ckpt_manifest_read(dir, 2, &m), 0);
 	cr_assert_eq(m.core[0].nlog, 1);
