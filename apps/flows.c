@@ -247,6 +247,12 @@ static int check_opts(const struct flows_opts *o)
 				       "without DPDK (-Ddpdk=disabled)");
 	if (*o->out == '\0')
 		return cli_usage_error("flows: --out needs a file name");
+	struct weir_runtime_config rc;
+	weir_runtime_config_init(&rc);	/* cores: every usable CPU */
+	if (o->cores > rc.cores)
+		return cli_usage_error("flows: --cores %u is more than the %u "
+				       "CPUs this process may run on", o->cores,
+				       rc.cores);
 	return 0;
 }
 

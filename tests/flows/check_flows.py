@@ -19,8 +19,11 @@ Test plan:
     record in the middle of chunk 2 (exit 2, the same error line naming the
     offset on 1 and 2 cores) as on 1 core.
   - generator: same rows on 1 and 2 cores, packets sum to --packets.
+  - stopped: SIGINT while a paced generator run is reading: exit 3,
+    status=stopped, packets between 0 and the input's, only FILE.inprogress.
   - errors: missing file, non-capture file, --window 0, unknown option,
-    --checkpoint-interval 0, --dpdk with --pcap -> exit 2, one line on
+    --checkpoint-interval 0, --dpdk with --pcap, --cores above the usable
+    CPUs, --changelog maybe -> exit 2, one line on
     stderr, no output file.  (The DPDK source's own tests: check_dpdk.py.)
 """
 import collections
@@ -28,9 +31,11 @@ import decimal
 import ipaddress
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 WEIR, MAKE = sys.argv[1], sys.argv[2]
 HEADER = "window_start_ms,window_end_ms,proto,src,sport,dst,dport,packets,bytes"
@@ -267,6 +272,23 @@ def check_gen(tmp):
     assert sum(int(r.split(",")[7]) for r in outs[0]) == 300000
 
 
+@test("SIGINT before the end: exit 3, status=stopped, only .inprogress")
+def check_stopped(tmp):
+    out = os.path.join(tmp, "s.csv")
+    p = subprocess.Popen([WEIR, "flows", "--gen", "--packets", "20000000",
+                          "--rate", "2000000", "--cores", "1", "--out", out],
+                         stderr=subprocess.PIPE, text=True)
+    time.sleep(0.7)  # paced: ten seconds of input, a fraction of it read
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=60)[1]
+    s = summary(err)
+    assert p.returncode == 3 and s.get("status") == "stopped", \
+        f"exit {p.returncode} status={s.get('status')}: {err.strip()}"
+    assert 0 < int(s["packets"]) < 20000000, s
+    assert os.path.exists(out + ".inprogress") and not os.path.exists(out), \
+        "a stopped run must leave only s.csv.inprogress"
+
+
 def check_error(tmp, args, needle):
     out = os.path.join(tmp, "never.csv")
     r = subprocess.run([WEIR, "flows"] + args + ["--out", out],
@@ -297,6 +319,9 @@ ERRORS = [
      "--checkpoint-interval"),
     ("--dpdk with --pcap", lambda t: ["--dpdk", "-l 0", "--pcap", "x"],
      "exclude each other"),
+    ("--cores above the usable CPUs",
+     lambda t: ["--cores", str(len(os.sched_getaffinity(0)) + 1)], "--cores"),
+    ("--changelog maybe", lambda t: ["--changelog", "maybe"], "--changelog"),
 ]
 for name, args, needle in ERRORS:
     test(f"error: {name} -> exit 2, one line, no output")(
