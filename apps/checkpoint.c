@@ -1,12 +1,14 @@
 /*
  * checkpoint.c — `weir checkpoint list|inspect|verify DIR [ID]`: read-only
  * tools over a checkpoint directory (format: docs/checkpoint-format.md).
- * Exit status: 0 clean, 1 corrupt or unreadable, 2 usage error.
+ * Exit status: 0 clean, 1 corrupt or unreadable, 2 usage error (a DIR
+ * that is not a directory, an ID that is not a committed checkpoint).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "apps/cli.h"
@@ -26,8 +28,9 @@ static const char usage[] =
 	"           changelog files, source positions (sections src.<node>),\n"
 	"           duration\n"
 	"  verify   check every checksum of one checkpoint (default the\n"
-	"           newest); exit 0 clean, 1 corrupt (file and offset on\n"
-	"           stderr), 2 usage error\n"
+	"           newest); exit 0 clean, 1 corrupt or no committed\n"
+	"           checkpoint at all (file and offset on stderr), 2 usage\n"
+	"           error (DIR not a directory, ID not a committed checkpoint)\n"
 	"Nothing in DIR is modified.\n";
 
 /* What the checkpoint itself wrote on a core: its log (a changelog
@@ -186,6 +189,36 @@ static int do_verify(const char *dir, uint64_t id)
 	return 1;
 }
 
+/* DIR is a directory and ID (0: the newest) one of its committed
+ * checkpoints; else one line on stderr (a mistyped argument is a usage
+ * error, exit 2, not a corrupt checkpoint, exit 1). */
+static bool args_exist(const char *sub, const char *dir, uint64_t id)
+{
+	static uint64_t ids[1024];
+	struct stat st;
+	uint32_t n;
+
+	if (stat(dir, &st) != 0) {
+		cli_usage_error("checkpoint %s: %s: %s", sub, dir,
+				strerror(errno));
+		return false;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		cli_usage_error("checkpoint %s: %s: not a directory", sub, dir);
+		return false;
+	}
+	if (id == 0 || wr_ckpt_list(dir, ids, 1024, &n) != 0)
+		return true;	/* list failures are reported by the command */
+	for (uint32_t i = 0; i < n && i < 1024; i++)
+		if (ids[i] == id)
+			return true;
+	if (n > 1024)
+		return true;	/* not all listed: let the command look */
+	cli_usage_error("checkpoint %s: %s holds no committed checkpoint %llu",
+			sub, dir, (unsigned long long)id);
+	return false;
+}
+
 int cmd_checkpoint(int argc, char **argv)
 {
 	uint64_t id = 0;
@@ -206,6 +239,8 @@ int cmd_checkpoint(int argc, char **argv)
 		return cli_usage_error("checkpoint %s: needs DIR%s", sub,
 				       strcmp(sub, "list") ? " [ID]" : "");
 	if (argc == 4 && !cli_parse_u64("ID", argv[3], 1, UINT64_MAX, &id))
+		return EXIT_USAGE;
+	if (!args_exist(sub, argv[2], id))
 		return EXIT_USAGE;
 	if (strcmp(sub, "list") == 0)
 		return do_list(argv[2]);

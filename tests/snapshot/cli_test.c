@@ -3,7 +3,10 @@
  *
  * TEST PLAN
  *   cli/help_and_usage  --help of each subcommand exits 0; unknown
- *                       subcommand, missing DIR, bad ID exit 2.
+ *                       subcommand, missing DIR, bad ID exit 2; so do a
+ *                       DIR that does not exist or is a file, and an ID
+ *                       that is not a committed checkpoint (a typo is not
+ *                       a corrupt checkpoint: that is exit 1).
  *   cli/list_inspect    list shows both checkpoints; inspect shows cores,
  *                       key groups, the incremental parent file and the
  *                       source positions section.
@@ -66,6 +69,23 @@ Test(cli, help_and_usage)
 	cr_assert_eq(run("verify", out, sizeof(out)), 2);
 	cr_assert_eq(run("verify /tmp x", out, sizeof(out)), 2);
 	cr_assert_eq(run("list /tmp 3", out, sizeof(out)), 2);
+	cr_assert_eq(run("verify /nonexistent/weir-ckpt", out, sizeof(out)), 2,
+		     "%s", out);
+	cr_assert_not_null(strstr(out, "No such file or directory"), "%s", out);
+	cr_assert_eq(run("list /etc/passwd", out, sizeof(out)), 2, "%s", out);
+	cr_assert_not_null(strstr(out, "not a directory"), "%s", out);
+}
+
+Test(cli, unknown_id)
+{
+	char *dir = two(), out[8192], args[600];
+
+	snprintf(args, sizeof(args), "verify %s 7", dir);
+	cr_assert_eq(run(args, out, sizeof(out)), 2, "%s", out);
+	cr_assert_not_null(strstr(out, "no committed checkpoint 7"), "%s", out);
+	snprintf(args, sizeof(args), "inspect %s 2", dir);
+	cr_assert_eq(run(args, out, sizeof(out)), 0, "%s", out);
+	t_rmdir(dir);
 }
 
 Test(cli, list_inspect)
