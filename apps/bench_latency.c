@@ -52,10 +52,11 @@
 #define SWEEP_MAX 32u
 /* 1 record in 8 stamped: stamping costs an rdtsc (25 ns on the Sapphire
  * Rapids VM of bench/RESULTS.md, 7 on the EPYC one) and two histogram
- * updates on the window's core; at every record that was 13% of the
- * flows job's peak there, at 1 in 8 4-7%, within the 5% budget at the
- * median.  At half of peak (~3.8 M records/s) a 10 s run still has ~4 M
- * samples: p99.99 from ~400 of them. */
+ * updates on the window's core; at every record that was 13-22% of the
+ * flows job's peak there, at 1 in 8 2.5-3.5% (median of 9 pairs' ratios;
+ * single pairs scatter by +-10% on that VM), within the 5% budget.  At
+ * half of peak (~3.8-6 M records/s) a 10 s run still has 4-6 M samples:
+ * p99.99 from ~400-600 of them. */
 #define SAMPLE_DEFAULT 8u
 #define START_DELAY_NS 50000000ull /* workers launch before t_0 */
 #define WARMUP_MAX_NS 1000000000ull
