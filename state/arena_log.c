@@ -485,3 +485,205 @@ int wr_arena_log_apply(struct wr_arena *a, const void *bytes, size_t len,
 		err = apply_oldest(a, b, fifo, &r, bad_off);
 	return err;
 }
+
+/* ---- newest-first replay (arena.h, "REPLAY, TWO WAYS") ---------------- */
+
+/* Entries of a chunk, at most one per 8 bytes. */
+#define IDX_MAX (WR_ARENA_LOG_CHUNK / 8)
+/* The `done` word of entry i + NEWEST_BITS_AHEAD is fetched, and the
+ * destination of entry i + NEWEST_AHEAD if no newer entry wrote its first
+ * word (by then its done word is in cache): an entry a newer one covers
+ * costs no arena line at all. */
+#define NEWEST_AHEAD 16u
+#define NEWEST_BITS_AHEAD 32u
+
+int wr_arena_log_newest_init(struct wr_arena_log_newest *r,
+			     const struct wr_arena *a)
+{
+	size_t words = ((size_t)a->pages_total << a->page_shift) / 8;
+	void *m;
+
+	memset(r, 0, sizeof(*r));
+	r->done_bytes = (words + 63) / 64 * 8;
+	m = mmap(NULL, r->done_bytes, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	r->idx = malloc(IDX_MAX * sizeof(*r->idx));
+	if (m == MAP_FAILED || r->idx == NULL) {
+		if (m != MAP_FAILED)
+			munmap(m, r->done_bytes);
+		free(r->idx);
+		r->idx = NULL;
+		return wr_error(-ENOMEM, "changelog replay: no memory for "
+				"its word map (%zu bytes)", r->done_bytes);
+	}
+	r->done = m;
+	return 0;
+}
+
+void wr_arena_log_newest_fini(struct wr_arena_log_newest *r)
+{
+	if (r->done != NULL)
+		munmap(r->done, r->done_bytes);
+	free(r->idx);
+	free(r->book);
+	memset(r, 0, sizeof(*r));
+}
+
+static int book_add(struct wr_arena_log_newest *r, uint64_t w, uint64_t tag)
+{
+	if (r->nbook == r->capbook) {
+		size_t cap = r->capbook ? r->capbook * 2 : 64;
+		void *b = realloc(r->book, cap * sizeof(*r->book));
+		if (b == NULL)
+			return wr_error(-ENOMEM, "changelog replay: no memory");
+		r->book = b;
+		r->capbook = cap;
+	}
+	r->book[r->nbook++] = (struct wr_arena_log_book){ w, tag };
+	return 0;
+}
+
+/* Words [off, off + len) not yet written by a newer entry get src's
+ * bytes (zeroes if src is NULL). */
+static void newest_words(struct wr_arena *a, struct wr_arena_log_newest *r,
+			 uint64_t off, uint64_t len, const uint8_t *src)
+{
+	for (uint64_t i = 0; i < len; i += 8) {
+		uint64_t bit = (off + i) >> 3, m = 1ull << (bit & 63), v = 0;
+		uint64_t *d = &r->done[bit >> 6];
+		if (*d & m) {
+			r->skipped++;
+			continue;
+		}
+		*d |= m;
+		if (src != NULL)
+			memcpy(&v, src + i, 8);
+		memcpy(a->base + off + i, &v, 8);
+		r->applied++;
+	}
+}
+
+static int newest_entry(struct wr_arena *a, struct wr_arena_log_newest *r,
+			const uint8_t *b, uint64_t tag)
+{
+	uint64_t w;
+
+	memcpy(&w, b, 8);
+	uint64_t len = word_len(w), off = word_off(w);
+	switch (word_kind(w)) {
+	case WR_ARENA_LOG_WRITE:
+		newest_words(a, r, off, len, b + 8);
+		return 0;
+	case WR_ARENA_LOG_ZERO:
+		newest_words(a, r, off, len, NULL);
+		return 0;
+	case WR_ARENA_LOG_ALLOC_ZEROED:
+		newest_words(a, r, off, len << a->page_shift, NULL);
+		/* fall through */
+	case WR_ARENA_LOG_ALLOC:
+	case WR_ARENA_LOG_FREE:
+		return book_add(r, w, tag);
+	default:
+		return 0;	/* PAD */
+	}
+}
+
+/* The chunk's entries checked and indexed (PAD left out); -EAGAIN at a
+ * range that is not whole words. */
+static int newest_index(const struct wr_arena *a, const uint8_t *b,
+			size_t len, uint32_t *idx, uint32_t *n,
+			size_t *bad_off)
+{
+	size_t used;
+
+	*n = 0;
+	for (size_t at = 0; at < len; at += used) {
+		if (entry_check(b + at, len - at, a->page_size,
+				a->pages_total, &used) != 0) {
+			*bad_off = at;
+			return -EBADMSG;
+		}
+		uint64_t w;
+		memcpy(&w, b + at, 8);
+		unsigned kind = word_kind(w);
+		if (kind == WR_ARENA_LOG_PAD)
+			continue;
+		if ((kind == WR_ARENA_LOG_WRITE || kind == WR_ARENA_LOG_ZERO) &&
+		    ((word_off(w) | word_len(w)) & 7) != 0)
+			return -EAGAIN;
+		idx[(*n)++] = (uint32_t)at;
+	}
+	return 0;
+}
+
+/* Prefetches for the entry at b: its done word, or its destination. */
+static void newest_prefetch(const struct wr_arena *a,
+			    const struct wr_arena_log_newest *r,
+			    const uint8_t *b, bool dest)
+{
+	uint64_t w;
+
+	memcpy(&w, b, 8);
+	unsigned kind = word_kind(w);
+	if (kind != WR_ARENA_LOG_WRITE && kind != WR_ARENA_LOG_ZERO)
+		return;
+	uint64_t bit = word_off(w) >> 3;
+	if (!dest)
+		__builtin_prefetch(&r->done[bit >> 6], 0);
+	else if (!(r->done[bit >> 6] & (1ull << (bit & 63))))
+		wr_prefetch_write(a->base + word_off(w));
+}
+
+int wr_arena_log_apply_newest(struct wr_arena *a,
+			      struct wr_arena_log_newest *r, const void *bytes,
+			      size_t len, uint64_t tag, size_t *bad_off)
+{
+	const uint8_t *b = bytes;
+	uint32_t n;
+	int err = newest_index(a, b, len, r->idx, &n, bad_off);
+
+	for (uint32_t i = n; err == 0 && i-- > 0;) {
+		if (i >= NEWEST_BITS_AHEAD)
+			newest_prefetch(a, r, b + r->idx[i - NEWEST_BITS_AHEAD],
+					false);
+		if (i >= NEWEST_AHEAD)
+			newest_prefetch(a, r, b + r->idx[i - NEWEST_AHEAD],
+					true);
+		err = newest_entry(a, r, b + r->idx[i], tag + r->idx[i]);
+	}
+	return err;
+}
+
+int wr_arena_log_newest_finish(struct wr_arena *a,
+			       struct wr_arena_log_newest *r,
+			       uint64_t *bad_tag)
+{
+	for (size_t i = r->nbook; i-- > 0;) {
+		uint64_t w = r->book[i].word;
+		uint32_t first = (uint32_t)(word_off(w) >> a->page_shift);
+		uint32_t n = (uint32_t)word_len(w);
+		int err = word_kind(w) == WR_ARENA_LOG_FREE ?
+			  wr_arena_replay_free(a, first, n) :
+			  wr_arena_replay_alloc(a, first, n, false);
+		if (err) {
+			*bad_tag = r->book[i].tag;
+			return err;
+		}
+	}
+	return 0;
+}
+
+void wr_arena_log_newest_undo(struct wr_arena *a,
+			      struct wr_arena_log_newest *r)
+{
+	for (size_t i = 0; i < r->done_bytes / 8; i++) {
+		uint64_t m = r->done[i];
+		while (m != 0) {
+			uint64_t bit = i * 64 + (uint64_t)__builtin_ctzll(m);
+			memset(a->base + bit * 8, 0, 8);
+			m &= m - 1;
+		}
+		r->done[i] = 0;
+	}
+	r->nbook = 0;
+}
