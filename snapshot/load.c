@@ -272,8 +272,6 @@ static void load_fini(struct loader *l, int err)
 struct replay {
 	struct loader *l;
 	const struct wr_ckpt_file_ref *f;
-	struct wr_arena_log_newest *newest;	/* NULL: oldest first */
-	uint32_t file;			/* the file's index in the core's logs */
 	int fd;
 	const struct wr_ckpt_log_chunk *ch;
 	uint32_t n, next;		/* chunks; the next to queue */
@@ -284,23 +282,17 @@ struct replay {
 	uint32_t inflight;
 };
 
-/* The j-th chunk to apply: the file's last first when newest first. */
-static inline uint32_t chunk_at(const struct replay *rp, uint32_t j)
-{
-	return rp->newest ? rp->n - 1 - j : j;
-}
-
 /* Queues the read of chunk rp->next if a buffer is free; false if not. */
 static bool replay_queue(struct replay *rp)
 {
-	uint32_t s = rp->next % REPLAY_BUFS, k = chunk_at(rp, rp->next);
+	uint32_t s = rp->next % REPLAY_BUFS;
 	struct io_uring_sqe *sqe;
 
 	if (rp->next >= rp->n || rp->busy[s] || !rp->l->uring ||
 	    (sqe = io_uring_get_sqe(&rp->l->ring)) == NULL)
 		return false;
-	io_uring_prep_read(sqe, rp->fd, rp->buf[s], rp->ch[k].len,
-			   rp->off[k]);
+	io_uring_prep_read(sqe, rp->fd, rp->buf[s], rp->ch[rp->next].len,
+			   rp->off[rp->next]);
 	io_uring_sqe_set_data64(sqe, s);
 	rp->busy[s] = true;
 	rp->inflight++;
@@ -341,23 +333,20 @@ static void replay_wait(struct replay *rp, uint32_t s)
 	}
 }
 
-/* Tags of newest-first replay: the log's index and the file offset. */
-#define TAG_FILE_SHIFT 48
-
-/* The j-th chunk to apply: its bytes (queued read, or a pread when that
- * came back short or there is no uring), checksum, applied. */
-static int replay_chunk(struct replay *rp, uint32_t j)
+/* Chunk k: its bytes (queued read, or a pread when that came back short
+ * or there is no uring), checksum, applied. */
+static int replay_chunk(struct replay *rp, uint32_t k)
 {
-	uint32_t k = chunk_at(rp, j), s = j % REPLAY_BUFS;
 	const struct wr_ckpt_log_chunk *ch = &rp->ch[k];
+	uint32_t s = k % REPLAY_BUFS;
 	struct loader *l = rp->l;
 	size_t bad = 0;
 	char what[96];
 	int err;
 
 	replay_wait(rp, s);
-	if (j >= rp->next)	/* never queued (no uring): read here, never */
-		rp->next = j + 1;	/* queue it later into this buffer */
+	if (k >= rp->next)	/* never queued (no uring): read here, never */
+		rp->next = k + 1;	/* queue it later into this buffer */
 	if (ch->len > WR_ARENA_LOG_CHUNK ||
 	    ((uint32_t)rp->res[s] != ch->len &&
 	     wr_ckpt_pread_full(rp->fd, rp->buf[s], ch->len, rp->off[k]) != 0))
@@ -366,19 +355,14 @@ static int replay_chunk(struct replay *rp, uint32_t j)
 	if (XXH3_64bits(rp->buf[s], ch->len) != ch->checksum)
 		return wr_ckpt_page_failed(l->c, rp->f->name, rp->off[k],
 					   "checksum mismatch in a log chunk");
-	if (rp->newest)
-		err = wr_arena_log_apply_newest(l->a, rp->newest, rp->buf[s],
-				ch->len, (uint64_t)rp->file << TAG_FILE_SHIFT |
-				rp->off[k], &bad);
-	else
-		err = wr_arena_log_apply(l->a, rp->buf[s], ch->len, &bad);
+	err = wr_arena_log_apply(l->a, rp->buf[s], ch->len, &bad);
 	if (err == -EBADMSG) {
 		snprintf(what, sizeof(what), "log entry the arena cannot take "
 			 "(core %u)", l->core);
 		return wr_ckpt_page_failed(l->c, rp->f->name, rp->off[k] + bad,
 					   what);
 	}
-	rp->res[s] = -1;	/* the buffer is free for chunk j + BUFS */
+	rp->res[s] = -1;	/* the buffer is free for chunk k + BUFS */
 	return err;
 }
 
@@ -394,8 +378,8 @@ static int replay_chunks(struct replay *rp)
 	for (uint32_t s = 0; s < REPLAY_BUFS; s++)
 		rp->res[s] = -1;
 	replay_submit(rp);
-	for (uint32_t j = 0; err == 0 && j < rp->n; j++) {
-		err = replay_chunk(rp, j);
+	for (uint32_t k = 0; err == 0 && k < rp->n; k++) {
+		err = replay_chunk(rp, k);
 		replay_submit(rp);
 	}
 	for (uint32_t s = 0; s < REPLAY_BUFS; s++)
@@ -430,11 +414,10 @@ static int replay_table(struct replay *rp)
 	return 0;
 }
 
-static int replay_file(struct loader *l, uint32_t file, uint8_t **buf,
-		       struct wr_arena_log_newest *newest)
+static int replay_file(struct loader *l, const struct wr_ckpt_file_ref *f,
+		       uint8_t **buf)
 {
-	const struct wr_ckpt_file_ref *f = &l->c->m.core[l->core].log[file];
-	struct replay rp = { .l = l, .f = f, .newest = newest, .file = file };
+	struct replay rp = { .l = l, .f = f };
 	int err;
 
 	memcpy(rp.buf, buf, sizeof(rp.buf));
@@ -452,32 +435,11 @@ static int replay_file(struct loader *l, uint32_t file, uint8_t **buf,
 	return err;
 }
 
-/* After the newest-first pass: the logs' page bookkeeping, oldest first;
- * a failure named by its log file and offset. */
-static int replay_book(struct loader *l, struct wr_arena_log_newest *r)
-{
-	const struct wr_ckpt_core_info *ci = &l->c->m.core[l->core];
-	uint64_t tag = 0;
-	char what[96];
-	int err = wr_arena_log_newest_finish(l->a, r, &tag);
-	uint32_t file = (uint32_t)(tag >> TAG_FILE_SHIFT);
-
-	if (err != -EBADMSG || file >= ci->nlog)
-		return err;
-	snprintf(what, sizeof(what), "log entry the arena cannot take "
-		 "(core %u)", l->core);
-	return wr_ckpt_page_failed(l->c, ci->log[file].name,
-				   tag & ((1ull << TAG_FILE_SHIFT) - 1), what);
-}
-
-/* The core's log files onto its loaded pages: newest first (each word
- * written once, state/arena.h "REPLAY, TWO WAYS"), or oldest first when
- * `ordered`.  -EAGAIN: a log needs the ordered replay. */
-static int replay_logs(struct loader *l, bool ordered)
+/* The core's log files, oldest first, onto its loaded pages. */
+static int replay_logs(struct loader *l)
 {
 	const struct wr_ckpt_core_info *ci = &l->c->m.core[l->core];
 	uint8_t *buf[REPLAY_BUFS] = { 0 };
-	struct wr_arena_log_newest newest, *r = ordered ? NULL : &newest;
 	int err = 0;
 
 	if (ci->nlog == 0)
@@ -486,25 +448,14 @@ static int replay_logs(struct loader *l, bool ordered)
 		if (posix_memalign((void **)&buf[s], WR_CKPT_BLOCK,
 				   WR_ARENA_LOG_CHUNK) != 0)
 			err = -ENOMEM;
-	if (err == 0 && r != NULL)
-		err = wr_arena_log_newest_init(r, l->a);
-	for (uint32_t k = 0; r != NULL && err == 0 && k < ci->nlog; k++)
-		err = replay_file(l, k, buf, r);	/* log[0]: newest */
-	if (r != NULL && err == 0)
-		err = replay_book(l, r);
-	for (uint32_t k = ci->nlog; r == NULL && err == 0 && k-- > 0;)
-		err = replay_file(l, k, buf, NULL);
-	if (err == -EAGAIN && r != NULL)
-		wr_arena_log_newest_undo(l->a, r);
-	if (r != NULL && r->done != NULL)
-		wr_arena_log_newest_fini(r);
+	for (uint32_t k = ci->nlog; err == 0 && k-- > 0;)
+		err = replay_file(l, &ci->log[k], buf);
 	for (uint32_t s = 0; s < REPLAY_BUFS; s++)
 		free(buf[s]);
 	return err;
 }
 
-static int load_core(struct wr_ckpt *c, uint32_t core, struct wr_arena *a,
-		     bool ordered)
+int wr_ckpt_load_core(struct wr_ckpt *c, uint32_t core, struct wr_arena *a)
 {
 	struct loader l;
 	int err = load_init(&l, c, core, a);
@@ -523,16 +474,7 @@ static int load_core(struct wr_ckpt *c, uint32_t core, struct wr_arena *a,
 		err = err ? err : e;
 	}
 	if (err == 0)
-		err = replay_logs(&l, ordered);
+		err = replay_logs(&l);
 	load_fini(&l, err);
 	return err;
-}
-
-int wr_ckpt_load_core(struct wr_ckpt *c, uint32_t core, struct wr_arena *a)
-{
-	int err = load_core(c, core, a, false);
-
-	/* A log with ranges that are not whole words (an older writer): the
-	 * pages again (load_fini freed them), its logs oldest first. */
-	return err == -EAGAIN ? load_core(c, core, a, true) : err;
 }

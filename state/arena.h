@@ -233,21 +233,7 @@ static inline int wr_arena_cow(struct wr_arena *a, uint32_t page)
  *     PAD    len bytes follow and are skipped (chunk ends, block padding)
  *   A range never crosses a page; an entry never crosses a 1 MiB chunk of
  *   the ring (WR_ARENA_LOG_CHUNK), so a checkpoint's log file is a list of
- *   chunks, each checksummed and replayable on its own.  WRITE and ZERO
- *   ranges are whole 8-byte words (the note widens those that are not).
- *
- * REPLAY, TWO WAYS
- *   wr_arena_log_apply replays a chunk oldest entry first.  A chain of
- *   logs rewrites the same slots over and over (a counter is logged every
- *   tick it changes), and replay is bound by its random writes into the
- *   arena, so restore replays newest first instead (wr_arena_log_newest):
- *   one bit per arena word says a newer entry already wrote it, and only
- *   the newest write of each word touches the arena.  ALLOC and FREE
- *   change the page bookkeeping, whose order matters: they are kept and
- *   applied oldest first at the end (an ALLOC_ZEROED's zeroes are writes
- *   like any other).  A WRITE or ZERO that is not whole words (a log of an
- *   older writer) cannot be replayed that way: -EAGAIN, and the caller
- *   replays the chain oldest first from the pages again.
+ *   chunks, each checksummed and replayable on its own.
  *
  * INVARIANTS
  *   1. Entries in the ring are in the order their barriers ran; ALLOC and
@@ -321,42 +307,6 @@ const void *wr_arena_log_span(const struct wr_arena *a, uint64_t pos,
  * the memory cap.  len is a multiple of 8. */
 int wr_arena_log_apply(struct wr_arena *a, const void *bytes, size_t len,
 		       size_t *bad_off);
-/* Newest-first replay (REPLAY, TWO WAYS above).  Chunks go in newest
- * first, the chain's last chunk of its newest log first; tag + an entry's
- * offset in its chunk names it if its bookkeeping fails at the end. */
-struct wr_arena_log_book {
-	uint64_t word, tag;
-};
-
-struct wr_arena_log_newest {
-	uint64_t *done;		/* 1 bit per arena word: a newer entry wrote it */
-	size_t done_bytes;	/* mapped, untouched until written */
-	uint32_t *idx;		/* the current chunk's entry offsets */
-	struct wr_arena_log_book *book;	/* ALLOC/FREE, newest first */
-	size_t nbook, capbook;
-	uint64_t applied, skipped;	/* words written / already newer */
-};
-
-int wr_arena_log_newest_init(struct wr_arena_log_newest *r,
-			     const struct wr_arena *a);
-void wr_arena_log_newest_fini(struct wr_arena_log_newest *r);
-/* One chunk, its entries newest first.  -EBADMSG and *bad_off at a
- * malformed entry; -EAGAIN at a range that is not whole words (nothing of
- * the chunk applied: replay oldest first instead); -ENOMEM. */
-int wr_arena_log_apply_newest(struct wr_arena *a,
-			      struct wr_arena_log_newest *r, const void *bytes,
-			      size_t len, uint64_t tag, size_t *bad_off);
-/* Zeroes every word the pass wrote (the arena was empty before its page
- * load: what it wrote outside the loaded pages goes back to the kernel's
- * zeroes), for the ordered replay after -EAGAIN. */
-void wr_arena_log_newest_undo(struct wr_arena *a,
-			      struct wr_arena_log_newest *r);
-/* After the oldest chunk: the kept ALLOC/FREE, oldest first.  -EBADMSG
- * and *bad_tag at one the arena cannot take; -ENOMEM at the cap. */
-int wr_arena_log_newest_finish(struct wr_arena *a,
-			       struct wr_arena_log_newest *r,
-			       uint64_t *bad_tag);
-
 /* Replay's page bookkeeping (arena.c): pages [first, first + n) become
  * live (zeroed if `zeroed`) / free.  -EBADMSG if any is not free / live. */
 int wr_arena_replay_alloc(struct wr_arena *a, uint32_t first, uint32_t n,
@@ -372,16 +322,6 @@ static inline void wr_arena_log_note(struct wr_arena *a, unsigned kind,
 {
 	struct wr_arena_log *l = a->log;
 	uint64_t off = (uint64_t)((const uint8_t *)p - a->base);
-
-	/* Whole 8-byte words only (replay's newest-first pass keeps one bit
-	 * per word): a range that is not is widened to the words around it
-	 * and logged as a WRITE of their bytes at the seal, which are right
-	 * for the neighbours too.  Never past the page: pages are words. */
-	if (WEIR_UNLIKELY(((off | len) & 7) != 0)) {
-		len = (len + (off & 7) + 7) & ~(size_t)7;
-		off &= ~(uint64_t)7;
-		kind = WR_ARENA_LOG_WRITE;
-	}
 	uint64_t w = wr_arena_log_word(kind, len, off);
 
 	/* One compare for "room and not broken", one for "1 <= len and

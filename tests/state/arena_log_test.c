@@ -14,15 +14,6 @@
  *              seals at random tick ends, a mark + replay + byte compare
  *              every few hundred operations; a 2 MiB ring wraps many times
  *              (segments released after each replay), chunk padding.
- *   newest:    the same random operations, chains of 2-12 segments
- *              replayed newest first (wr_arena_log_apply_newest, chunks
- *              in reverse, bookkeeping at the end) onto a replica of the
- *              chain's first materialisation: equal to the live arena, and
- *              most words of a long chain written once (skipped > 0).
- *   widen:     a range that is not whole words is noted as a WRITE of the
- *              words around it; newest-first replay refuses a hand-made
- *              unaligned entry with -EAGAIN, and undo zeroes what the
- *              pass had written.
  *   dedup:     one range touched 100 times in a tick is one entry.
  *   pending:   more distinct ranges than the pending list holds in one
  *              tick breaks the log; mark fails (-ENOSPC); resume restarts
@@ -230,111 +221,6 @@ Test(arena_log, random_ops_replay)
 	}
 	cr_assert_gt(a->log->head, 4ull * RING, "the ring did not wrap");
 	cr_assert_eq(a->log->breaks, 0);
-	wr_arena_destroy(r);
-	wr_arena_destroy(a);
-}
-
-/* Segment [from, to) newest chunk first onto r through n. */
-static void replay_newest_segment(struct wr_arena *a, struct wr_arena *r,
-				  struct wr_arena_log_newest *n,
-				  uint64_t from, uint64_t to)
-{
-	uint64_t pos[512];
-	uint32_t len[512], k = 0;
-
-	while (from < to) {
-		cr_assert_lt(k, 512);
-		wr_arena_log_span(a, from, to, &len[k]);
-		pos[k] = from;
-		from += len[k++];
-	}
-	while (k-- > 0) {
-		uint32_t l;
-		size_t bad = 0;
-		const void *p = wr_arena_log_span(a, pos[k], to, &l);
-		cr_assert_eq(l, len[k]);
-		cr_assert_eq(wr_arena_log_apply_newest(r, n, p, l, pos[k],
-						       &bad), 0,
-			     "newest-first apply failed at %zu", bad);
-	}
-}
-
-Test(arena_log, random_ops_replay_newest_first)
-{
-	struct wr_arena *a = mk(PS, PAGES);
-	struct model m = { 0 };
-	uint64_t skipped = 0;
-
-	cr_assert_eq(wr_arena_log_enable(a, 32u << 20, 4096), 0);
-	for (int i = 0; i < 50; i++)
-		random_op(a, &m);
-	for (int chain = 0; chain < 12; chain++) {
-		uint64_t start, seg[13], bad = 0;
-		struct wr_arena *r = materialise(a, &start);
-		int len = 2 + (int)(rnd() % 11);
-		struct wr_arena_log_newest n;
-		seg[0] = start;
-		for (int k = 1; k <= len; k++) {
-			int ops = 1 + (int)(rnd() % 600);
-			for (int i = 0; i < ops; i++)
-				random_op(a, &m);
-			cr_assert_eq(wr_arena_log_mark(a, &seg[k]), 0);
-		}
-		cr_assert_eq(wr_arena_log_newest_init(&n, r), 0);
-		for (int k = len; k > 0; k--)
-			replay_newest_segment(a, r, &n, seg[k - 1], seg[k]);
-		cr_assert_eq(wr_arena_log_newest_finish(r, &n, &bad), 0,
-			     "bookkeeping of the entry tagged %llu failed",
-			     (unsigned long long)bad);
-		assert_same_pages(a, r);
-		skipped += n.skipped;
-		wr_arena_log_newest_fini(&n);
-		wr_arena_log_release(a, seg[len]);
-		wr_arena_destroy(r);
-	}
-	cr_assert_gt(skipped, 0, "no word was written twice in any chain");
-	cr_assert_eq(a->log->breaks, 0);
-	wr_arena_destroy(a);
-}
-
-Test(arena_log, unaligned_ranges_widen_and_old_ones_fall_back)
-{
-	struct wr_arena *a = mk(PS, 16), *r = mk(PS, 16);
-	struct wr_arena_log_newest n;
-	uint32_t first, len;
-	bool zeroed;
-	uint64_t pos, w;
-	size_t bad = 0;
-
-	cr_assert_eq(wr_arena_log_enable(a, RING, 64), 0);
-	cr_assert_eq(wr_arena_alloc(a, 1, &first, &zeroed), 0);
-	pos = wr_arena_log_resume(a);
-	uint8_t *p = wr_arena_page_ptr(a, first);
-	cr_assert_eq(wr_arena_touch_range(a, p + 13, 6), 0);
-	memset(p + 13, 0xab, 6);
-	cr_assert_eq(wr_arena_touch_zero(a, p + 100, 3), 0);
-	wr_arena_log_seal(a);
-	const uint8_t *e = wr_arena_log_span(a, pos, a->log->head, &len);
-	memcpy(&w, e, 8);	/* bytes 8..23: both words of 13..18 */
-	cr_assert_eq(w, wr_arena_log_word(WR_ARENA_LOG_WRITE, 16,
-		     ((uint64_t)first * PS) + 8));
-	memcpy(&w, e + 24, 8);	/* a ZERO of 100..102 is a WRITE of 96..103 */
-	cr_assert_eq(w, wr_arena_log_word(WR_ARENA_LOG_WRITE, 8,
-		     ((uint64_t)first * PS) + 96));
-
-	uint64_t newer[2] = { wr_arena_log_word(WR_ARENA_LOG_WRITE, 8, 8),
-			      0x1122334455667788ull };
-	uint64_t older[2] = { wr_arena_log_word(WR_ARENA_LOG_WRITE, 3, 17),
-			      0 };
-	cr_assert_eq(wr_arena_log_newest_init(&n, r), 0);
-	cr_assert_eq(wr_arena_log_apply_newest(r, &n, newer, 16, 0, &bad), 0);
-	cr_assert_eq(memcmp(r->base + 8, &newer[1], 8), 0);
-	cr_assert_eq(wr_arena_log_apply_newest(r, &n, older, 16, 0, &bad),
-		     -EAGAIN);
-	wr_arena_log_newest_undo(r, &n);
-	memcpy(&w, r->base + 8, 8);
-	cr_assert_eq(w, 0, "undo left a word the pass wrote");
-	wr_arena_log_newest_fini(&n);
 	wr_arena_destroy(r);
 	wr_arena_destroy(a);
 }
