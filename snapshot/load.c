@@ -279,6 +279,7 @@ struct replay {
 	uint8_t *buf[REPLAY_BUFS];	/* chunk k in buf[k % REPLAY_BUFS] */
 	int32_t res[REPLAY_BUFS];
 	bool busy[REPLAY_BUFS];		/* a read in flight */
+	bool held[REPLAY_BUFS];		/* queued, and not applied yet */
 	uint32_t inflight;
 };
 
@@ -288,13 +289,18 @@ static bool replay_queue(struct replay *rp)
 	uint32_t s = rp->next % REPLAY_BUFS;
 	struct io_uring_sqe *sqe;
 
-	if (rp->next >= rp->n || rp->busy[s] || !rp->l->uring ||
+	/* Not `busy`: a read that completed while another was waited for
+	 * is not applied yet (reads may complete out of order; when they
+	 * did, the next chunk's read went into a buffer not yet applied, and
+	 * the restore reported a checksum mismatch and fell back to an
+	 * older checkpoint). */
+	if (rp->next >= rp->n || rp->held[s] || !rp->l->uring ||
 	    (sqe = io_uring_get_sqe(&rp->l->ring)) == NULL)
 		return false;
 	io_uring_prep_read(sqe, rp->fd, rp->buf[s], rp->ch[rp->next].len,
 			   rp->off[rp->next]);
 	io_uring_sqe_set_data64(sqe, s);
-	rp->busy[s] = true;
+	rp->busy[s] = rp->held[s] = true;
 	rp->inflight++;
 	rp->next++;
 	return true;
@@ -345,6 +351,7 @@ static int replay_chunk(struct replay *rp, uint32_t k)
 	int err;
 
 	replay_wait(rp, s);
+	rp->held[s] = false;	/* queued again only after the next submit */
 	if (k >= rp->next)	/* never queued (no uring): read here, never */
 		rp->next = k + 1;	/* queue it later into this buffer */
 	if (ch->len > WR_ARENA_LOG_CHUNK ||
