@@ -459,7 +459,11 @@ static void commit(struct wr_ckpt_job *j, int64_t now)
 	if (logs)
 		atomic_fetch_add_explicit(&j->changelog, 1,
 					  memory_order_relaxed);
-	j->force_full = false;
+	/* Page-incremental checkpoints need a parent epoch of this run: a
+	 * log continuing a restored chain keeps the old run's, so only a
+	 * checkpoint of page files on every core ends force_full. */
+	if (!logs)
+		j->force_full = false;
 	atomic_store_explicit(&j->last_us, info.duration_us, memory_order_relaxed);
 	atomic_store_explicit(&j->last_bytes, bytes, memory_order_relaxed);
 	atomic_store_explicit(&j->last_id, id, memory_order_relaxed);
@@ -686,6 +690,21 @@ static int log_enable(struct wr_exec *x)
 			      weir_last_error()) : 0;
 }
 
+int wr_ckpt_log_continue(struct wr_exec *x)
+{
+	struct wr_ckpt_job *j = x->p->ck;
+	int err;
+
+	if (j == NULL || !j->cfg.changelog || x->arena->log != NULL)
+		return 0;
+	err = log_enable(x);
+	if (err)
+		return err;
+	x->ck.lg_base = (struct wr_ck_logpos){
+		j->restored_id, wr_arena_log_resume(x->arena) };
+	return 0;
+}
+
 int wr_ckpt_exec_init(struct wr_exec *x)
 {
 	struct wr_exec_ckpt *c = &x->ck;
@@ -704,7 +723,9 @@ int wr_ckpt_exec_init(struct wr_exec *x)
 	err = wr_uring_create(CK_URING_DEPTH, &c->io);
 	if (err)
 		return wr_error(err, "checkpoint: io_uring: %s", strerror(-err));
-	return x->p->ck->cfg.changelog ? log_enable(x) : 0;
+	/* Enabled already when this core continues a restored chain. */
+	return x->p->ck->cfg.changelog && x->arena->log == NULL ?
+	       log_enable(x) : 0;
 }
 
 void wr_ckpt_exec_fini(struct wr_exec *x)

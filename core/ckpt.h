@@ -158,6 +158,13 @@ struct wr_exec;
 
 /* exec_setup.c / pipeline.c */
 int wr_ckpt_exec_init(struct wr_exec *x);
+/* Right after this core's pages of the restored checkpoint R are in (the
+ * same core count), before anything rebuilds on them: the changelog starts
+ * here, with R as its base, so the first checkpoint after a restart can be
+ * a log on top of R's chain instead of the whole state again.  Every write
+ * from here on (operators rebuilt, sources rewound) goes through a barrier
+ * and is in that log. */
+int wr_ckpt_log_continue(struct wr_exec *x);
 void wr_ckpt_exec_fini(struct wr_exec *x);
 int wr_ckpt_job_open(struct weir_pipeline *p);  /* before the workers */
 void wr_ckpt_job_close(struct weir_pipeline *p);

@@ -198,6 +198,8 @@ static int build_restored(struct wr_exec *x)
 	if (wr_ckpt_info(c)->cores == x->n) {
 		if (!x->preloaded)
 			err = wr_ckpt_load_core(c, x->id, x->arena);
+		if (err == 0)
+			err = wr_ckpt_log_continue(x);
 		x->restore_pages = true;
 	}
 	for (unsigned i = 0; err == 0 && i < x->p->nnodes; i++)

@@ -68,8 +68,11 @@
  *   - The writer reaps the uring itself (step); a core that shares its uring
  *     with file sinks must set cfg.foreign_reap and pass every completion
  *     whose tag has WR_CKPT_TAG_BIT set to wr_ckpt_writer_on_done.
- *   - Incremental checkpoints rely on the arena's epochs: after a restore or
- *     a restart the next checkpoint must be full (wr_ckpt_plan force_full).
+ *   - Incremental page checkpoints rely on the arena's epochs: after a
+ *     restore or a restart the next page checkpoint must be full
+ *     (wr_ckpt_plan force_full).  A changelog checkpoint does not: it may
+ *     still be planned then, and a core whose log does not run from the
+ *     parent writes a full page file instead (parent 0 for that core).
  *   - Restore runs before the loops start and blocks: pread for headers,
  *     trailers and meta files, its own small io_uring for the pages
  *     (snapshot/load.c).
@@ -176,7 +179,8 @@ struct wr_ckpt_policy {
 	bool incremental;
 	uint32_t full_every;	/* a full checkpoint every K; 0 = 8 */
 	uint32_t chain_max;	/* page files per core; 0 = 8, <= CHAIN_MAX */
-	bool force_full;	/* e.g. first checkpoint after a restore */
+	bool force_full;	/* no page-incremental one: epochs restarted
+				 * (a changelog one is still planned) */
 	/* Changelog checkpoints between page snapshots (docs/architecture.md
 	 * "Changelog"): planned while every core has fewer than log_max log
 	 * files (0 = 32, <= CHAIN_MAX) and the logs hold fewer bytes than

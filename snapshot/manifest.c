@@ -417,14 +417,17 @@ int wr_ckpt_plan_next(const char *dir, const struct wr_ckpt_policy *pol,
 		bound = chain;
 	if (bound > WR_CKPT_CHAIN_MAX)
 		bound = WR_CKPT_CHAIN_MAX;
-	if ((!pol->incremental && !pol->changelog) || pol->force_full ||
-	    last == 0)
+	if ((!pol->incremental && !pol->changelog) || last == 0 ||
+	    (pol->force_full && !pol->changelog))
 		return 0;
 	if (wr_ckpt_manifest_read(dir, last, &m) != 0)
 		return 0; /* unreadable: a full checkpoint needs nothing */
+	/* force_full forbids page-incremental only (epochs restarted); a log
+	 * continues the parent, or its core writes full pages. */
 	if (m.cores == cores && pol->changelog && logs_fit(&m, pol))
 		out->log = true;
 	if (m.cores == cores && (out->log || (pol->incremental &&
+					      !pol->force_full &&
 					      m.core[0].nchain < bound))) {
 		out->parent_id = last;
 		for (uint32_t c = 0; c < cores; c++)
