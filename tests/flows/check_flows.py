@@ -19,6 +19,8 @@ Test plan:
     record in the middle of chunk 2 (exit 2, the same error line naming the
     offset on 1 and 2 cores) as on 1 core.
   - generator: same rows on 1 and 2 cores, packets sum to --packets.
+  - checkpoints: with --checkpoint-dir, page checkpoints only by default
+    (changelog_checkpoints=0); --changelog on writes changelog ones.
   - stopped: SIGINT while a paced generator run is reading: exit 3,
     status=stopped, packets between 0 and the input's, only FILE.inprogress.
   - errors: missing file, non-capture file, --window 0, unknown option,
@@ -270,6 +272,25 @@ def check_gen(tmp):
         assert s["packets"] == "300000" and s["late"] == "0", s
     assert outs[0] == outs[1], "rows differ between 1 and 2 cores"
     assert sum(int(r.split(",")[7]) for r in outs[0]) == 300000
+
+
+@test("checkpoints: page ones by default, changelog ones with --changelog on")
+def check_changelog_default(tmp):
+    counts = {}
+    for mode in (None, "on"):
+        out = os.path.join(tmp, f"c-{mode}.csv")
+        d = os.path.join(tmp, f"ck-{mode}")
+        args = ["--gen", "--packets", "1500000", "--flows", "5000",
+                "--rate", "1500000", "--cores", "1", "--checkpoint-dir", d,
+                "--checkpoint-interval", "100"]
+        s = summary(run_flows(args + (["--changelog", mode] if mode else []),
+                              out))
+        counts[mode] = (int(s["checkpoints"]), int(s["changelog_checkpoints"]))
+    assert counts[None][0] >= 3 and counts[None][1] == 0, \
+        f"default: checkpoints, changelog ones = {counts[None]}, want >= 3, 0"
+    assert counts["on"][1] >= 1, \
+        f"--changelog on: checkpoints, changelog ones = {counts['on']}"
+    return f"default {counts[None]}, on {counts['on']}"
 
 
 @test("SIGINT before the end: exit 3, status=stopped, only .inprogress")

@@ -15,8 +15,9 @@ TEST PLAN
                 pcapng-w  the same as pcapng in sections of 49152 packets
                           (12 chunks of the reader) with two interfaces (ns
                           and us), --window 7 --max-delay 0.
-              Checkpoints are weir's default, changelog ones between page
-              snapshots, except where a schedule says.
+              Checkpoints are changelog ones between page snapshots
+              (snaplib.flows_cmd adds --changelog on; `weir flows` defaults
+              to off), except where a schedule draws on or off.
               For each, runs without checkpoints on 1 and 2 cores give the
               reference rows; both must count every packet, have late=0 and
               write the same rows (so one reference holds for any restore

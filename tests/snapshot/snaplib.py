@@ -141,9 +141,14 @@ class Run:
 
 
 def flows_cmd(weir, args, out, ckdir=None, interval=None):
+    """A `weir flows` command; with a checkpoint directory the changelog is
+    on unless args say otherwise (`weir flows` defaults to off: these tests
+    cover both kinds of checkpoint, pages between the logs)."""
     cmd = [weir, "flows"] + list(args) + ["--out", out]
     if ckdir is not None:
         cmd += ["--checkpoint-dir", ckdir]
+        if "--changelog" not in args:
+            cmd += ["--changelog", "on"]
     if interval is not None:
         cmd += ["--checkpoint-interval", str(interval)]
     return cmd
