@@ -33,6 +33,7 @@
 
 #include "weir/state.h"
 #include "keyed_src.h"
+#include "../rng.h"
 
 #define NREC 30000u
 #define NKEY 53u
@@ -140,13 +141,7 @@ struct kinds_result {
 static struct kinds_result model;
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
-static uint64_t rnd(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
+static uint64_t rnd(void) { return t_xorshift(&rng); }
 
 static void model_write(const struct trec *r)
 {

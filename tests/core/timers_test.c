@@ -33,6 +33,7 @@
 
 #include "weir/state.h"
 #include "keyed_src.h"
+#include "../rng.h"
 
 enum { OP_REG = 1, OP_DEL = 2, OP_DEL_MISSING = 3 };
 
@@ -45,13 +46,7 @@ enum { OP_REG = 1, OP_DEL = 2, OP_DEL_MISSING = 3 };
 static struct trec recs[NREC];
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint64_t rnd(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
+static uint64_t rnd(void) { return t_xorshift(&rng); }
 
 /* The model: per key, the set of timers that must fire (a bitmap over
  * slots would be large; a sorted array after generation is enough). */

@@ -22,19 +22,14 @@
  *                checkpoint lets them go.
  */
 #include "ckpt_util.h"
+#include "../rng.h"
 
 #define PAGES 256u
 #define RING (4u << 20)
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
 
-static uint64_t rnd(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
+static uint64_t rnd(void) { return t_xorshift(&rng); }
 
 static struct wr_arena *log_arena(void)
 {

@@ -40,6 +40,7 @@
 #include "state/arena.h"
 #include "state/keyed.h"
 #include "state/table.h"
+#include "../rng.h"
 
 #define PS 4096u
 #define PAGES 512u
@@ -47,13 +48,7 @@
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
-static uint64_t rnd(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
+static uint64_t rnd(void) { return t_xorshift(&rng); }
 
 static struct wr_arena *mk(uint32_t ps, uint32_t pages)
 {
