@@ -53,7 +53,6 @@ import random
 import shutil
 import struct
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import snaplib as S  # noqa: E402
@@ -61,7 +60,6 @@ import snaplib as S  # noqa: E402
 WEIR = sys.argv[1]
 SEED = int(os.environ.get("WEIR_CORRUPT_SEED") or
            int.from_bytes(os.urandom(4), "little"))
-KEEP = os.environ.get("WEIR_KEEP_TMP") == "1"
 PACKETS = 1500000
 # Paced to 1 s of input: several 50 ms checkpoints commit before the job
 # ends however fast the machine is.
@@ -282,10 +280,9 @@ def foreign(tmp, name, job, theirs, ours):
 
 def main():
     tap = S.Tap()
-    tmp = tempfile.mkdtemp(prefix="weir-corrupt-")
-    tap.diag(f"seed {SEED} (WEIR_CORRUPT_SEED); tmp {tmp}")
-    ref = {}
-    try:
+    with S.scratch("weir-corrupt-", tap) as tmp:
+        tap.diag(f"seed {SEED} (WEIR_CORRUPT_SEED); tmp {tmp}")
+        ref = {}
         def reference():
             out = os.path.join(tmp, "ref.csv")
             s = S.run(S.flows_cmd(WEIR, JOB, out), out + ".err").expect_ok()
@@ -320,11 +317,6 @@ def main():
                   lambda: foreign(tmp, "rate", job + ["--window", "100"],
                                   ["--rate", "600000"],
                                   ["--rate", "1200000"]))
-    finally:
-        if KEEP:
-            tap.diag(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     return tap.finish()
 
 

@@ -146,7 +146,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import snaplib as S  # noqa: E402
@@ -162,7 +161,6 @@ SEED = int(os.environ.get("WEIR_CRASH_SEED") or
 ONLY = {int(t) for t in os.environ.get("WEIR_CRASH_ONLY", "").split(",") if t}
 ONLY_SCHED = {t for t in os.environ.get("WEIR_CRASH_SCHEDULES", "").split(",")
               if t}
-KEEP = os.environ.get("WEIR_KEEP_TMP") == "1"
 
 SCHEDULES = ["restore-storm", "first-ckpt", "commit-edge", "alternate",
              "two-in-interval", "sigterm", "interval-change", "post-finish",
@@ -742,12 +740,11 @@ def tmpfs_body(tmp, mnt, k, rng, ref):
 
 def main():
     tap = S.Tap()
-    tmp = tempfile.mkdtemp(prefix="weir-crash-")
-    tap.diag(f"master seed {SEED}; {TRIALS} trials + {TMPFS_TRIALS} tmpfs; "
-             f"{PACKETS} packets, {FLOWS} flows, runs of {RUN_S} s; tmp {tmp}")
-    tap.diag(f"reproduce: WEIR_CRASH_SEED={SEED} WEIR_CRASH_ONLY=<trial> "
-             f"python3 {sys.argv[0]} {WEIR} {CAPTURE}")
-    try:
+    with S.scratch("weir-crash-", tap) as tmp:
+        tap.diag(f"master seed {SEED}; {TRIALS} trials + {TMPFS_TRIALS} tmpfs; "
+                 f"{PACKETS} packets, {FLOWS} flows, runs of {RUN_S} s; tmp {tmp}")
+        tap.diag(f"reproduce: WEIR_CRASH_SEED={SEED} WEIR_CRASH_ONLY=<trial> "
+                 f"python3 {sys.argv[0]} {WEIR} {CAPTURE}")
         if not ONLY and not ONLY_SCHED:
             rng = random.Random(f"{SEED}:term")
             tap.point(f"BUG-3: {TERM_TRIES} SIGTERMs inside a checkpoint "
@@ -790,11 +787,6 @@ def main():
                 continue
             tap.point(name, lambda: tmpfs_full(tmp, k, rng,
                                                full_ref.get("rows")))
-    finally:
-        if KEEP:
-            tap.diag(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     return tap.finish()
 
 

@@ -77,7 +77,6 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import snaplib as S  # noqa: E402
@@ -92,7 +91,6 @@ PCAP_PACKETS = int(os.environ.get("WEIR_KILL_PCAP_PACKETS", "300000"))
 SEED = int(os.environ.get("WEIR_KILL_SEED") or
            int.from_bytes(os.urandom(4), "little"))
 ONLY = {int(t) for t in os.environ.get("WEIR_KILL_ONLY", "").split(",") if t}
-KEEP = os.environ.get("WEIR_KEEP_TMP") == "1"
 
 
 # Seconds of paced input per run (see main()).
@@ -266,12 +264,11 @@ def trial_body(tmp, i, cfg, rng, seq, double, wait_ckpt, notes):
 
 def main():
     tap = S.Tap()
-    tmp = tempfile.mkdtemp(prefix="weir-kill-")
-    tap.diag(f"master seed {SEED}; trials {TRIALS} + {PCAP_TRIALS} pcap; "
-             f"packets {PACKETS}, flows {FLOWS}; tmp {tmp}")
-    tap.diag(f"reproduce: WEIR_KILL_SEED={SEED} WEIR_KILL_ONLY=<trial> "
-             f"python3 {sys.argv[0]} {WEIR} {CAPTURE}")
-    try:
+    with S.scratch("weir-kill-", tap) as tmp:
+        tap.diag(f"master seed {SEED}; trials {TRIALS} + {PCAP_TRIALS} pcap; "
+                 f"packets {PACKETS}, flows {FLOWS}; tmp {tmp}")
+        tap.diag(f"reproduce: WEIR_KILL_SEED={SEED} WEIR_KILL_ONLY=<trial> "
+                 f"python3 {sys.argv[0]} {WEIR} {CAPTURE}")
         # Paced to RUN_S of input: the kill delays and the 50-100 ms
         # checkpoints then land inside the run however fast the machine
         # is (unpaced, a quiet machine finished before the first one).
@@ -313,11 +310,6 @@ def main():
                     "its reference run failed (see above)")))
                 continue
             tap.point(name, lambda: trial(tmp, i, cfg, rng, seq, double, wait))
-    finally:
-        if KEEP:
-            tap.diag(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     return tap.finish()
 
 

@@ -27,15 +27,12 @@ TEST PLAN
 ENVIRONMENT  WEIR_KEEP_TMP=1 keeps the temporary directory.
 """
 import os
-import shutil
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import snaplib as S  # noqa: E402
 
 WEIR = sys.argv[1]
-KEEP = os.environ.get("WEIR_KEEP_TMP") == "1"
 PACKETS = 3000000
 
 
@@ -126,19 +123,13 @@ def continue_trial(tmp, cores, ref):
 
 def main():
     tap = S.Tap()
-    tmp = tempfile.mkdtemp(prefix="weir-restart-")
-    try:
+    with S.scratch("weir-restart-", tap) as tmp:
         ref = os.path.join(tmp, "ref.csv")
         S.run(S.flows_cmd(WEIR, job(2), ref), ref + ".err").expect_ok()
         ref = S.rows(ref)
         for cores in (2, 1):
             tap.point(f"restart continues the changelog, {cores} core(s)",
                       lambda c=cores: continue_trial(tmp, c, ref))
-    finally:
-        if KEEP:
-            tap.diag(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     return tap.finish()
 
 

@@ -7,6 +7,7 @@ passed.  A failure is an AssertionError whose message says what a user would
 see: the command, the exit status, the stderr tail, the rows that differ.
 """
 import collections
+import contextlib
 import ctypes
 import glob
 import hashlib
@@ -16,8 +17,10 @@ import select
 import shlex
 import signal
 import struct
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
@@ -86,6 +89,21 @@ class Tap:
         print(f"1..{self.n}")
         sys.stdout.flush()
         return 1 if self.failed else 0
+
+
+@contextlib.contextmanager
+def scratch(prefix, tap):
+    """A temporary directory for one test script, removed at the end
+    whatever happened, or kept (and named on the TAP stream) with
+    WEIR_KEEP_TMP=1."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield tmp
+    finally:
+        if os.environ.get("WEIR_KEEP_TMP") == "1":
+            tap.diag(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def cmdline(cmd):
