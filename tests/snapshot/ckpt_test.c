@@ -248,24 +248,6 @@ Test(ckpt, retention_shared)
 	t_rmdir(dir);
 }
 
-struct reports {
-	int n;
-	char file[128];
-	uint64_t off;
-};
-
-static void on_report(void *arg, const char *file, uint64_t off,
-		      const char *what)
-{
-	struct reports *r = arg;
-
-	(void)what;
-	if (r->n++ == 0) {
-		snprintf(r->file, sizeof(r->file), "%s", file);
-		r->off = off;
-	}
-}
-
 /* Two checkpoints of one core; returns the arena as at checkpoint 1. */
 static struct wr_arena *two_checkpoints(const char *dir, bool incremental)
 {
@@ -286,13 +268,13 @@ static void corrupt_then_check(const char *file, const char *cmd_fmt,
 {
 	char *dir = t_mkdir(), cmd[512], path[512];
 	struct wr_arena *ref = two_checkpoints(dir, false);
-	struct reports rep = { 0 };
+	struct t_reports rep = { 0 };
 	uint64_t id;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
 	snprintf(cmd, sizeof(cmd), cmd_fmt, path);
 	cr_assert_eq(system(cmd), 0);
-	cr_assert_eq(wr_ckpt_verify(dir, 2, on_report, &rep), -EBADMSG);
+	cr_assert_eq(wr_ckpt_verify(dir, 2, t_on_report, &rep), -EBADMSG);
 	cr_assert_geq(rep.n, 1);
 	cr_assert_str_eq(rep.file, file);
 	cr_assert_eq(rep.off, want_off, "reported at %llu, want %llu",
@@ -354,12 +336,12 @@ static void check_flip(const char *dir, const char *file, uint64_t off,
 		       int mask, uint64_t pages_end)
 {
 	char path[512];
-	struct reports rep = { 0 };
+	struct t_reports rep = { 0 };
 	int err;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
 	flip_bits(path, off, mask);
-	err = wr_ckpt_verify(dir, 1, on_report, &rep);
+	err = wr_ckpt_verify(dir, 1, t_on_report, &rep);
 	flip_bits(path, off, mask);
 	/* The manifest's own version digit made another version (2 -> 3 or
 	 * 0): refused as a format this weir does not read, which is what a
@@ -434,7 +416,7 @@ Test(ckpt, corrupt_found_while_loading)
 	struct wr_arena *a[1] = { t_arena(128) }, *ref, *b = t_arena(128);
 	struct wr_ckpt_policy pol = { .retain = 3 };
 	struct wr_arena_stats st;
-	struct reports rep = { 0 };
+	struct t_reports rep = { 0 };
 	struct wr_ckpt *ck;
 	uint64_t id, off = 4096 + 13 * 4096;
 
@@ -450,7 +432,7 @@ Test(ckpt, corrupt_found_while_loading)
 		 "status=none", dir, (unsigned long long)off + 100);
 	cr_assert_eq(system(cmd), 0);
 
-	cr_assert_eq(wr_ckpt_open_deferred(dir, 0, T_FP, on_report, &rep,
+	cr_assert_eq(wr_ckpt_open_deferred(dir, 0, T_FP, t_on_report, &rep,
 					   &ck), 0);
 	cr_assert_eq(wr_ckpt_info(ck)->id, 2, "pages are not read by open");
 	cr_assert_eq(wr_ckpt_load_core(ck, 0, b), -EBADMSG);

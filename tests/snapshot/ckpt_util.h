@@ -190,6 +190,26 @@ static inline struct wr_arena *t_restore(const char *dir, uint32_t core,
 	return a;
 }
 
+/* A problem reporter for verify/open that keeps the first report (file
+ * and offset) and counts them all. */
+struct t_reports {
+	int n;
+	char file[128];
+	uint64_t off;
+};
+
+static inline void t_on_report(void *arg, const char *file, uint64_t off,
+			       const char *what)
+{
+	struct t_reports *r = arg;
+
+	(void)what;
+	if (r->n++ == 0) {
+		snprintf(r->file, sizeof(r->file), "%s", file);
+		r->off = off;
+	}
+}
+
 /* The current view of a (no snapshot pending) equals b's, page by page. */
 static inline void t_assert_same(struct wr_arena *a, struct wr_arena *b)
 {

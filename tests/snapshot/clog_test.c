@@ -147,30 +147,12 @@ Test(clog, policy_resets_the_chain)
 	t_rmdir(dir);
 }
 
-struct first_report {
-	int n;
-	char file[128];
-	uint64_t off;
-};
-
-static void on_report(void *arg, const char *file, uint64_t off,
-		      const char *what)
-{
-	struct first_report *r = arg;
-
-	(void)what;
-	if (r->n++ == 0) {
-		snprintf(r->file, sizeof(r->file), "%s", file);
-		r->off = off;
-	}
-}
-
 Test(clog, corrupt_log_falls_back)
 {
 	char *dir = t_mkdir(), cmd[512];
 	struct wr_arena *a[1] = { log_arena() }, *ref, *b;
 	struct wr_ckpt_policy pol = { .retain = 10, .changelog = true };
-	struct first_report rep = { 0 };
+	struct t_reports rep = { 0 };
 	struct wr_ckpt *ck;
 	uint64_t id;
 
@@ -185,7 +167,7 @@ Test(clog, corrupt_log_falls_back)
 		 "00000000000000000003-c0.log bs=1 seek=5000 conv=notrunc "
 		 "status=none", dir);
 	cr_assert_eq(system(cmd), 0);
-	cr_assert_eq(wr_ckpt_verify(dir, 3, on_report, &rep), -EBADMSG);
+	cr_assert_eq(wr_ckpt_verify(dir, 3, t_on_report, &rep), -EBADMSG);
 	cr_assert(strstr(rep.file, "-c0.log") != NULL, "%s", rep.file);
 	cr_assert_eq(rep.off, 4096, "the chunk at 4096 holds byte 5000");
 	/* Deferred open finds it while loading; the engine then falls back
