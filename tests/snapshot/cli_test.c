@@ -40,6 +40,16 @@ static int run(const char *args, char *out, size_t n)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* Overwrites the byte at off of DIR/name with an 'X'. */
+static void damage(const char *dir, const char *name, long off)
+{
+	char cmd[700];
+
+	snprintf(cmd, sizeof(cmd), "printf 'X' | dd of=%s/%s bs=1 seek=%ld "
+		 "conv=notrunc status=none", dir, name, off);
+	cr_assert_eq(system(cmd), 0);
+}
+
 static char *two(void)
 {
 	char *dir = t_mkdir();
@@ -111,13 +121,11 @@ Test(cli, list_inspect)
 
 Test(cli, verify)
 {
-	char *dir = two(), out[8192], args[600], cmd[700];
+	char *dir = two(), out[8192], args[600];
 
 	snprintf(args, sizeof(args), "verify %s", dir);
 	cr_assert_eq(run(args, out, sizeof(out)), 0, "%s", out);
-	snprintf(cmd, sizeof(cmd), "printf 'X' | dd of=%s/ckpt-0000000000000000"
-		 "0001-c1.pages bs=1 seek=5000 conv=notrunc status=none", dir);
-	cr_assert_eq(system(cmd), 0);
+	damage(dir, "ckpt-00000000000000000001-c1.pages", 5000);
 	/* checkpoint 2 is incremental: it needs that file too */
 	cr_assert_eq(run(args, out, sizeof(out)), 1, "%s", out);
 	cr_assert_not_null(strstr(out, "ckpt-00000000000000000001-c1.pages"));
@@ -130,7 +138,7 @@ Test(cli, verify)
 
 Test(cli, changelog)
 {
-	char *dir = t_mkdir(), out[8192], args[600], cmd[700];
+	char *dir = t_mkdir(), out[8192], args[600];
 	struct wr_arena *a[1] = { t_arena(64) };
 	struct wr_ckpt_policy pol = { .retain = 3, .changelog = true };
 
@@ -155,9 +163,7 @@ Test(cli, changelog)
 				  "c0.pages"), "%s", out);
 	snprintf(args, sizeof(args), "verify %s", dir);
 	cr_assert_eq(run(args, out, sizeof(out)), 0, "%s", out);
-	snprintf(cmd, sizeof(cmd), "printf 'X' | dd of=%s/ckpt-0000000000000000"
-		 "0002-c0.log bs=1 seek=4100 conv=notrunc status=none", dir);
-	cr_assert_eq(system(cmd), 0);
+	damage(dir, "ckpt-00000000000000000002-c0.log", 4100);
 	cr_assert_eq(run(args, out, sizeof(out)), 1, "%s", out);
 	cr_assert_not_null(strstr(out, "ckpt-00000000000000000002-c0.log: "
 				  "offset 4096: checksum mismatch in log chunk"),
