@@ -1128,13 +1128,9 @@ static int parse_value(struct bench_opts *o, const char *opt,
 		o->ckpt_dir = val;
 		return 0;
 	}
-	if (strcmp(opt, "--changelog") == 0) {
-		if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0)
-			return cli_usage_error("bench latency: --changelog takes "
-					       "on or off, not '%s'", val);
-		o->changelog_on = strcmp(val, "on") == 0;
-		return 0;
-	}
+	if (strcmp(opt, "--changelog") == 0)
+		return cli_parse_on_off(opt, val, &o->changelog_on) ?
+		       0 : EXIT_USAGE;
 	return cli_usage_error("bench latency: unknown option '%s' (try "
 			       "`weir bench latency --help`)", opt);
 }
@@ -1212,11 +1208,9 @@ static int preflight(struct bench_opts *o)
 
 	struct weir_runtime_config rc;
 
+	if (!cli_check_cores("bench latency", o->cores))
+		return EXIT_USAGE;
 	weir_runtime_config_init(&rc);	/* cores: every usable CPU */
-	if (o->cores > rc.cores)
-		return cli_usage_error("bench latency: --cores %u is more than "
-				       "the %u CPUs this process may run on",
-				       o->cores, rc.cores);
 	if (o->cores == 0)
 		o->cores = rc.cores;
 	if (mkdir(o->out_dir, 0777) != 0 && errno != EEXIST)

@@ -18,6 +18,11 @@
  * one line to stderr and return false. */
 bool cli_parse_u64(const char *name, const char *text, uint64_t min,
 		   uint64_t max, uint64_t *out);
+/* "on" or "off" for option `name`; else one line to stderr, false. */
+bool cli_parse_on_off(const char *name, const char *text, bool *out);
+/* --cores N (0: every usable CPU) fits the CPUs this process may run on;
+ * else one line to stderr naming command `cmd`, false. */
+bool cli_check_cores(const char *cmd, unsigned cores);
 /* Print "weir: " + message + "\n" to stderr; returns EXIT_USAGE. */
 int cli_usage_error(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));

@@ -193,12 +193,8 @@ static int parse_one(struct flows_opts *o, const char *opt, const char *val)
 		if (!cli_parse_u64(opt, val, 1, 3600u * 1000, &o->ckpt_interval_ms))
 			return EXIT_USAGE;
 	} else if (strcmp(opt, "--changelog") == 0) {
-		if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0) {
-			fprintf(stderr, "weir: --changelog takes on or off, not "
-				"'%s'\n", val);
+		if (!cli_parse_on_off(opt, val, &o->changelog_on))
 			return EXIT_USAGE;
-		}
-		o->changelog_on = strcmp(val, "on") == 0;
 	} else if (strcmp(opt, "--pcap") == 0) {
 		o->pcap = val;
 	} else if (strcmp(opt, "--dpdk") == 0) {
@@ -249,13 +245,7 @@ static int check_opts(const struct flows_opts *o)
 				       "without DPDK (-Ddpdk=disabled)");
 	if (*o->out == '\0')
 		return cli_usage_error("flows: --out needs a file name");
-	struct weir_runtime_config rc;
-	weir_runtime_config_init(&rc);	/* cores: every usable CPU */
-	if (o->cores > rc.cores)
-		return cli_usage_error("flows: --cores %u is more than the %u "
-				       "CPUs this process may run on", o->cores,
-				       rc.cores);
-	return 0;
+	return cli_check_cores("flows", o->cores) ? 0 : EXIT_USAGE;
 }
 
 /* 0 to run, -1 after --help, or EXIT_USAGE. */

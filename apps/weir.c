@@ -9,6 +9,7 @@
 
 #include "apps/cli.h"
 #include "weir/common.h"
+#include "weir/runtime.h"
 
 static const char usage[] =
 	"usage: weir <command> [options]\n"
@@ -62,6 +63,28 @@ int cli_usage_error(const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	return EXIT_USAGE;
+}
+
+bool cli_parse_on_off(const char *name, const char *text, bool *out)
+{
+	if (strcmp(text, "on") != 0 && strcmp(text, "off") != 0) {
+		cli_usage_error("%s takes on or off, not '%s'", name, text);
+		return false;
+	}
+	*out = strcmp(text, "on") == 0;
+	return true;
+}
+
+bool cli_check_cores(const char *cmd, unsigned cores)
+{
+	struct weir_runtime_config rc;
+
+	weir_runtime_config_init(&rc);	/* cores: every usable CPU */
+	if (cores <= rc.cores)
+		return true;
+	cli_usage_error("%s: --cores %u is more than the %u CPUs this "
+			"process may run on", cmd, cores, rc.cores);
+	return false;
 }
 
 int main(int argc, char **argv)
