@@ -722,9 +722,33 @@ static int run_updates(struct state *s, bool ckpt, double rate[2],
 	return err;
 }
 
+/* --changelog: updates/s with the log noting and sealing every batch but
+ * no checkpoint (the ring released as it is sealed): what the log costs
+ * by itself, paid whether or not a checkpoint runs. */
+static int run_log_only(struct state *s, double *rate)
+{
+	int err = log_on(s);
+	double t0 = now_s(), t = t0;
+	uint64_t n = 0;
+
+	if (!err)
+		(void)wr_arena_log_resume(s->a);	/* it starts broken */
+	while (!err && (t = now_s()) - t0 < s->o->seconds) {
+		err = random_updates(s, 1024);
+		wr_arena_log_release(s->a, s->a->log->head);
+		n += 1024;
+	}
+	*rate = (double)n / (t - t0);
+	if (!err && s->a->log->breaks != 0)
+		err = -ENOSPC;	/* it stopped noting: not the cost measured */
+	wr_arena_log_disable(s->a);
+	return err;
+}
+
 static int phase_updates(struct state *s)
 {
 	double off[REPS_MAX], on[REPS_MAX], ratio[REPS_MAX], pauses[4096];
+	double lratio[REPS_MAX], lrate;
 	double coff[REPS_MAX], con[REPS_MAX], cratio[REPS_MAX], r[2];
 	int err = 0, n = 0, nck = 0, np = 0, k;
 	struct ckpt_mix mix = { 0 };
@@ -738,6 +762,8 @@ static int phase_updates(struct state *s)
 		on[i] = r[0], con[i] = r[1];
 		ratio[i] = on[i] / off[i], cratio[i] = con[i] / coff[i];
 		nck += k;
+		if (!err && s->o->changelog && (err = run_log_only(s, &lrate)) == 0)
+			lratio[i] = lrate / off[i];
 	}
 	if (err)
 		return err;
@@ -750,6 +776,9 @@ static int phase_updates(struct state *s)
 	     NULL);
 	emit(s, "updates_per_cpu_s_ckpt_1s", median(con, n), "updates/s", x);
 	emit(s, "updates_cpu_ckpt_vs_none", median(cratio, n), "ratio", x);
+	if (s->o->changelog)
+		emit(s, "updates_log_only_vs_none", median(lratio, n), "ratio",
+		     NULL);
 	if (np > 0) {
 		snprintf(x, sizeof(x), "\"n\":%d", np);
 		emit(s, "pause_in_run_us_p50", quantile(pauses, np, 0.5), "us", x);
