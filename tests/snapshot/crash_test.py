@@ -647,24 +647,6 @@ FULL_JOB = ["--gen", "--packets", "600000", "--flows", "100000",
 ENOSPC_RE = re.compile(r"^weir: checkpoint \d+ (failed|aborted)", re.M)
 
 
-def fill_up(path, leave):
-    """Fill the file system, then give back `leave` bytes."""
-    chunk = b"\x5a" * (1 << 20)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        size = 0
-        while True:
-            try:
-                n = os.write(fd, chunk)
-            except OSError:
-                break
-            size += n
-            if n < len(chunk):
-                break
-        os.ftruncate(fd, max(0, size - leave))
-    finally:
-        os.close(fd)
-
 
 def tmpfs_full(tmp, k, rng, ref):
     mnt = os.path.join(tmp, f"mnt-{k}")
@@ -687,7 +669,7 @@ def tmpfs_body(tmp, mnt, k, rng, ref):
     t.inp.ref = ref
     filler = os.path.join(mnt, "filler")
     # About three checkpoints' room: the first commit, later ones fail.
-    fill_up(filler, rng.randint(6, 14) << 20)
+    S.fill_up(filler, rng.randint(6, 14) << 20)
 
     def failed_after_commit(el, new):
         try:

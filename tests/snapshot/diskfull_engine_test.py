@@ -38,7 +38,6 @@ TEST PLAN
 
 ENVIRONMENT  WEIR_KEEP_TMP=1 keeps the reference directory (not the tmpfs).
 """
-import errno
 import os
 import re
 import shutil
@@ -92,27 +91,6 @@ def wait_for(p, cond, what, limit=120):
         assert time.monotonic() - t0 < limit, f"no {what} after {limit} s"
         time.sleep(0.002)
 
-
-def fill_up(path, leave):
-    """Write path until the file system is full, then give back `leave`
-    bytes (the job writes concurrently: no statvfs arithmetic)."""
-    chunk = b"\x5a" * (1 << 20)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        size = 0
-        while True:
-            try:
-                n = os.write(fd, chunk)
-            except OSError as e:
-                if e.errno != errno.ENOSPC:
-                    raise
-                break
-            size += n
-            if n < len(chunk):
-                break
-        os.ftruncate(fd, max(0, size - leave))
-    finally:
-        os.close(fd)
 
 
 def fill(path, mb):
@@ -223,7 +201,7 @@ def main():
                     p = subprocess.Popen(cmd3, stdout=subprocess.DEVNULL, stderr=ef)
                     try:
                         ids0 = wait_for(p, lambda: S.committed_files(d3), "a commit")
-                        fill_up(filler, 1 << 20)
+                        S.fill_up(filler, 1 << 20)
                         steps.append(f"filled after ckpt {ids0[-1]}")
                         wait_for(p, lambda: FAIL_RE.search(open(err3).read()),
                                  "a checkpoint failure")

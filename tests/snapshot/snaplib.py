@@ -9,6 +9,7 @@ see: the command, the exit status, the stderr tail, the rows that differ.
 import collections
 import contextlib
 import ctypes
+import errno
 import glob
 import hashlib
 import os
@@ -104,6 +105,28 @@ def scratch(prefix, tap):
             tap.diag(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def fill_up(path, leave):
+    """Write path until the file system is full, then give back `leave`
+    bytes (the job writes concurrently: no statvfs arithmetic)."""
+    chunk = b"\x5a" * (1 << 20)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        size = 0
+        while True:
+            try:
+                n = os.write(fd, chunk)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                break
+            size += n
+            if n < len(chunk):
+                break
+        os.ftruncate(fd, max(0, size - leave))
+    finally:
+        os.close(fd)
 
 
 def cmdline(cmd):
