@@ -95,6 +95,8 @@ struct state {
 	struct wr_table *t;
 	uint64_t nkeys, capacity, rng, sum;
 	struct wr_uring *u;
+	struct wr_ckpt_committer *cm;	/* commits off this thread, as the
+					 * engine's coordinator does */
 	uint64_t log_pos;	/* --changelog: the last committed position */
 };
 
@@ -183,6 +185,8 @@ static int state_create(struct state *s, const struct opts *o, uint64_t size)
 		err = wr_table_create(s->a, &tc, &s->t);
 	if (!err)
 		err = wr_uring_create(64, &s->u);
+	if (!err)
+		err = wr_ckpt_committer_create(&s->cm);
 	for (uint64_t k = 0; !err && k < s->nkeys; k += 1024) {
 		uint32_t m = s->nkeys - k < 1024 ? (uint32_t)(s->nkeys - k)
 						 : 1024;
@@ -198,6 +202,7 @@ static void state_destroy(struct state *s)
 	wr_table_destroy(s->t);
 	wr_arena_destroy(s->a);
 	wr_uring_destroy(s->u);
+	wr_ckpt_committer_destroy(s->cm);
 }
 
 /* The sum of all values must be every update ever applied. */
@@ -227,6 +232,8 @@ struct ckpt {
 	uint32_t pages, view;
 	bool log;		/* a changelog checkpoint */
 	uint64_t log_to;	/* the log's position at this checkpoint */
+	bool committing;	/* handed to s->cm, w kept for its result */
+	struct wr_ckpt_core_result r;
 };
 
 /* The synchronous part: a changelog mark when one is planned and the log
@@ -278,11 +285,30 @@ static int ckpt_start(struct state *s, struct ckpt *c, bool incremental)
 	return err;
 }
 
-/* After the writer returned rc (1 durable or -errno): commit, end. */
-static int ckpt_finish(struct state *s, struct ckpt *c, int rc)
+/* The commit's result came back: the log released, the writer ended. */
+static int ckpt_end(struct state *s, struct ckpt *c, int err)
 {
-	struct wr_ckpt_core_result r;
-	int err = rc < 0 ? rc : wr_ckpt_writer_result(c->w, &r);
+	if (!err && s->a->log) {
+		s->log_pos = c->log_to;
+		wr_arena_log_release(s->a, c->log_to);
+	}
+	c->bytes = c->r.pages_size + c->r.meta_size;
+	c->pages = c->r.pages_written;
+	c->view = c->r.view_pages;
+	c->committing = false;
+	wr_ckpt_writer_destroy(c->w);
+	c->w = NULL;
+	if (err)
+		fprintf(stderr, "ckpt_bench: checkpoint: %s (%d)\n",
+			weir_last_error(), err);
+	return err;
+}
+
+/* After the writer returned rc (1 durable or -errno): the commit goes to
+ * the committer thread; 1 while it runs, else ckpt_end's result. */
+static int ckpt_submit(struct state *s, struct ckpt *c, int rc)
+{
+	int err = rc < 0 ? rc : wr_ckpt_writer_result(c->w, &c->r);
 
 	wr_arena_snapshot_end(s->a);	/* no-op after a log */
 	if (!err) {
@@ -290,21 +316,39 @@ static int ckpt_finish(struct state *s, struct ckpt *c, int rc)
 			c->plan.parent_id, 0,
 			(uint64_t)((now_s() - c->t0) * 1e6), 1, 4096, FP,
 			"ckpt_bench", 2 };
-		err = wr_ckpt_commit(&ci, &r, 1);
-		if (!err && s->a->log) {
-			s->log_pos = c->log_to;
-			wr_arena_log_release(s->a, c->log_to);
-		}
-		c->bytes = r.pages_size + r.meta_size;
-		c->pages = r.pages_written;
-		c->view = r.view_pages;
+		err = wr_ckpt_committer_commit(s->cm, &ci, &c->r, 1);
 	}
-	wr_ckpt_writer_destroy(c->w);
-	c->w = NULL;
 	if (err)
-		fprintf(stderr, "ckpt_bench: checkpoint: %s (%d)\n",
-			weir_last_error(), err);
+		return ckpt_end(s, c, err);
+	c->committing = true;
+	return 1;
+}
+
+/* 1 while the commit runs, else its result (the checkpoint ended). */
+static int ckpt_commit_poll(struct state *s, struct ckpt *c)
+{
+	int rc = 0;
+
+	if (wr_ckpt_committer_poll(s->cm, &rc) == 1)
+		return 1;
+	return ckpt_end(s, c, rc);
+}
+
+static int ckpt_finish_wait(struct state *s, struct ckpt *c)
+{
+	int err;
+
+	while ((err = ckpt_commit_poll(s, c)) == 1)
+		;
 	return err;
+}
+
+/* Submit and wait: the checkpoint committed (or failed) on return. */
+static int ckpt_finish(struct state *s, struct ckpt *c, int rc)
+{
+	int err = ckpt_submit(s, c, rc);
+
+	return err == 1 ? ckpt_finish_wait(s, c) : err;
 }
 
 /* A whole checkpoint with nothing else running: seconds to durable. */
@@ -705,19 +749,24 @@ static int run_updates(struct state *s, bool ckpt, double rate[2],
 		if (!err)
 			err = random_updates(s, 1024);
 		n += 1024;
-		if (!err && c.w && (rc = wr_ckpt_writer_step(c.w)) != 0) {
-			err = ckpt_finish(s, &c, rc);
+		if (!err && c.committing && (err = ckpt_commit_poll(s, &c)) == 0) {
 			++*nckpt;
-			if (!err && mix)
+			if (mix)
 				mix_add(mix, &c);
+		} else if (!err && c.w && !c.committing &&
+			   (rc = wr_ckpt_writer_step(c.w)) != 0) {
+			err = ckpt_submit(s, &c, rc);
 		}
+		err = err == 1 ? 0 : err;
 	}
 	rate[0] = (double)n / (t - t0);
 	rate[1] = (double)n / (cpu_s() - c0);
-	while (!err && c.w && (rc = wr_ckpt_writer_step(c.w)) == 0)
+	while (!err && c.w && !c.committing &&
+	       (rc = wr_ckpt_writer_step(c.w)) == 0)
 		;
 	if (!err && c.w)
-		err = ckpt_finish(s, &c, rc);
+		err = c.committing ? ckpt_finish_wait(s, &c)
+				   : ckpt_finish(s, &c, rc);
 	wr_arena_log_disable(s->a);
 	return err;
 }

@@ -433,11 +433,13 @@ static int first_error(const struct wr_ckpt_job *j, unsigned *core)
 	return 0;
 }
 
+/* Hands the commit (manifest, fsyncs, rename, retention's unlinks) to the
+ * committer thread: core 0's loop goes on (snapshot/committer.c). */
 static void commit(struct wr_ckpt_job *j, int64_t now)
 {
-	uint64_t id = j->plan.ckpt_id, bytes = 0;
 	struct wr_ckpt_commit_info info = {
-		.dir = j->dir, .ckpt_id = id, .parent_id = j->plan.parent_id,
+		.dir = j->dir, .ckpt_id = j->plan.ckpt_id,
+		.parent_id = j->plan.parent_id,
 		.time_unix_ms = (uint64_t)now,
 		.duration_us = (mono_ns() - j->started_ns) / 1000,
 		.cores = j->cores, .key_groups = j->key_groups,
@@ -445,13 +447,28 @@ static void commit(struct wr_ckpt_job *j, int64_t now)
 		.retain = j->cfg.retain,
 	};
 
-	if (wr_ckpt_commit(&info, j->res, j->cores) != 0) {
+	j->commit_us = info.duration_us;
+	j->committing = wr_ckpt_committer_commit(j->committer, &info, j->res,
+						 j->cores) == 0;
+	if (!j->committing) {
+		fprintf(stderr, "weir: checkpoint %llu: commit: %s\n",
+			(unsigned long long)info.ckpt_id, weir_last_error());
+		atomic_fetch_add_explicit(&j->failed, 1, memory_order_relaxed);
+	}
+}
+
+/* The committer's result: the statistics of a committed checkpoint. */
+static void committed(struct wr_ckpt_job *j, int rc)
+{
+	uint64_t id = j->plan.ckpt_id, bytes = 0;
+	bool logs = false;
+
+	if (rc != 0) {
 		fprintf(stderr, "weir: checkpoint %llu: commit: %s\n",
 			(unsigned long long)id, weir_last_error());
 		atomic_fetch_add_explicit(&j->failed, 1, memory_order_relaxed);
 		return;
 	}
-	bool logs = false;
 	for (unsigned i = 0; i < j->cores; i++) {
 		bytes += j->res[i].pages_size + j->res[i].meta_size;
 		logs |= j->res[i].is_log;
@@ -464,10 +481,20 @@ static void commit(struct wr_ckpt_job *j, int64_t now)
 	 * checkpoint of page files on every core ends force_full. */
 	if (!logs)
 		j->force_full = false;
-	atomic_store_explicit(&j->last_us, info.duration_us, memory_order_relaxed);
+	atomic_store_explicit(&j->last_us, j->commit_us, memory_order_relaxed);
 	atomic_store_explicit(&j->last_bytes, bytes, memory_order_relaxed);
 	atomic_store_explicit(&j->last_id, id, memory_order_relaxed);
 	atomic_fetch_add_explicit(&j->completed, 1, memory_order_relaxed);
+}
+
+void wr_ckpt_commit_wait(struct wr_ckpt_job *j)
+{
+	int rc = 0;
+
+	if (j->committing &&
+	    wr_ckpt_committer_wait(j->committer, &rc) == 0 && !j->commit_abort)
+		committed(j, rc);
+	j->handed = j->committing = j->in_flight = false;
 }
 
 static void publish(struct wr_exec *x)
@@ -490,26 +517,49 @@ static void complete(struct wr_ckpt_job *j, int64_t now)
 	unsigned core = 0;
 	int err = first_error(j, &core);
 
-	if (err) {
-		if (err == -ECANCELED)
-			fprintf(stderr, "weir: checkpoint %llu aborted after "
-				"the %u ms timeout\n",
-				(unsigned long long)j->plan.ckpt_id,
-				j->cfg.timeout_ms);
-		else
-			fprintf(stderr, "weir: checkpoint %llu failed on core "
-				"%u (%s); the previous one stays\n",
-				(unsigned long long)j->plan.ckpt_id, core,
-				strerror(-err));
-		(void)wr_ckpt_abort(j->dir, j->plan.ckpt_id);
-		atomic_fetch_add_explicit(&j->failed, 1, memory_order_relaxed);
-	} else {
+	j->commit_abort = err != 0;
+	if (!err) {
 		commit(j, now);
+		return;
 	}
+	if (err == -ECANCELED)
+		fprintf(stderr, "weir: checkpoint %llu aborted after the %u ms "
+			"timeout\n", (unsigned long long)j->plan.ckpt_id,
+			j->cfg.timeout_ms);
+	else
+		fprintf(stderr, "weir: checkpoint %llu failed on core %u (%s); "
+			"the previous one stays\n",
+			(unsigned long long)j->plan.ckpt_id, core,
+			strerror(-err));
+	atomic_fetch_add_explicit(&j->failed, 1, memory_order_relaxed);
+	/* Its files go on the committer's thread too (unlinks block). */
+	j->committing = wr_ckpt_committer_abort(j->committer, j->dir,
+						j->plan.ckpt_id) == 0;
+}
+
+/* Every core reported and the committer is done (or was never handed
+ * the checkpoint): the next one may be planned. */
+static void settle(struct wr_ckpt_job *j, int64_t now)
+{
+	j->handed = j->committing = false;
 	j->in_flight = false;
 	j->next_ms = j->started_ms + j->cfg.interval_ms;
 	if (j->next_ms < now + (int64_t)j->cfg.min_pause_ms)
 		j->next_ms = now + (int64_t)j->cfg.min_pause_ms;
+}
+
+/* 1 when the committer finished (the checkpoint committed, failed or its
+ * files were removed). */
+static int commit_poll(struct wr_ckpt_job *j, int64_t now)
+{
+	int rc = 0;
+
+	if (j->committing && wr_ckpt_committer_poll(j->committer, &rc) == 1)
+		return 0;
+	if (j->committing && !j->commit_abort)
+		committed(j, rc);
+	settle(j, now);
+	return 1;
 }
 
 /*
@@ -546,12 +596,14 @@ static void coordinate(struct wr_exec *x)
 	int64_t now = wall_ms();
 
 	if (j->in_flight) {
-		if (atomic_load_explicit(&j->reported, memory_order_acquire) ==
-		    j->cores) {
+		if (j->handed) {
+			if (commit_poll(j, now))
+				publish(x);
+		} else if (atomic_load_explicit(&j->reported,
+					memory_order_acquire) == j->cores) {
 			complete(j, now);
-			publish(x);
-		}
-		else if (!j->aborting &&
+			j->handed = true;
+		} else if (!j->aborting &&
 			 now - j->started_ms > (int64_t)j->cfg.timeout_ms) {
 			j->aborting = true;
 			atomic_store_explicit(&j->abort_id, j->seq,

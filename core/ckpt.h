@@ -41,8 +41,17 @@
  *     FLUSH ── writer durable and sinks synced: ckpt_report() ──> IDLE
  *     FLUSH ── write error or abort: ckpt_report(error) ──> IDLE
  *
- *   and on the coordinator (core 0): IDLE ── interval due ──> TRIGGERED
- *   ── every core reported ──> commit (wr_ckpt_commit) or abort ──> IDLE.
+ *   and on the coordinator (core 0), in coordinate():
+ *
+ *     IDLE ── interval due: start() ──> TRIGGERED
+ *     TRIGGERED ── every core reported: complete() ──> COMMITTING
+ *              (the committer thread runs wr_ckpt_commit, or
+ *              wr_ckpt_abort after an error or the timeout: the fsyncs
+ *              and unlinks never block core 0's loop)
+ *     COMMITTING ── the committer is done: commit_poll() ──> IDLE
+ *
+ *   in_flight covers TRIGGERED and COMMITTING, so no checkpoint is planned
+ *   before the previous one's manifest is in place.
  *
  * INVARIANTS
  *   1. At most one checkpoint is between trigger and commit; ids increase.
@@ -101,8 +110,13 @@ struct wr_ckpt_job {
 	struct wr_ckpt_core_result res[WEIR_CORES_MAX];
 	int err[WEIR_CORES_MAX];
 	uint64_t bytes[WEIR_CORES_MAX];
-	/* Coordinator only (core 0). */
+	/* Coordinator only (core 0).  handed: every core reported, the
+	 * checkpoint went to the committer (committing: it took it; a commit
+	 * or an abort, commit_abort) and in_flight lasts until it is done. */
 	bool in_flight, aborting, force_full;
+	bool handed, committing, commit_abort;
+	uint64_t commit_us;            /* trigger to every core reported */
+	struct wr_ckpt_committer *committer;
 	uint64_t seq;                  /* triggers so far */
 	int64_t started_ms, next_ms;
 	uint64_t started_ns;
@@ -168,6 +182,8 @@ int wr_ckpt_log_continue(struct wr_exec *x);
 void wr_ckpt_exec_fini(struct wr_exec *x);
 int wr_ckpt_job_open(struct weir_pipeline *p);  /* before the workers */
 void wr_ckpt_job_close(struct weir_pipeline *p);
+/* After the workers: the commit handed to the committer, if any, ends. */
+void wr_ckpt_commit_wait(struct wr_ckpt_job *j);
 /* A page of the checkpoint being restored failed as a core loaded it;
  * then fall_back opens the newest one older than it (pipeline.c). */
 bool wr_ckpt_job_pages_bad(const struct weir_pipeline *p);

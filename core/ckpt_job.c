@@ -240,6 +240,8 @@ int wr_ckpt_job_open(struct weir_pipeline *p)
 		return wr_error(-errno, "checkpoint directory %s: %s", j->dir,
 				strerror(errno));
 	warn_live_sources(p);
+	if ((err = wr_ckpt_committer_create(&j->committer)) != 0)
+		return err;
 	err = wr_ckpt_list(j->dir, ids, 1, &n);
 	if (err)
 		return wr_error(err, "checkpoint directory %s: %s", j->dir,
@@ -287,9 +289,16 @@ void wr_ckpt_job_close(struct weir_pipeline *p)
 	/* Stopped (SIGTERM, an error) between a trigger and its commit: the
 	 * writers of cores that were durable already kept their files (only an
 	 * unfinished writer unlinks), and nothing of the checkpoint counts.
-	 * The workers have exited, so no writer is left to race with. */
-	if (p->ck->in_flight)
-		(void)wr_ckpt_abort(p->ck->dir, p->ck->plan.ckpt_id);
+	 * The workers have exited, so no writer is left to race with.  A
+	 * commit already handed to the committer finishes and counts. */
+	struct wr_ckpt_job *j = p->ck;
+
+	if (j->handed)
+		wr_ckpt_commit_wait(j);
+	else if (j->in_flight)
+		(void)wr_ckpt_abort(j->dir, j->plan.ckpt_id);
+	wr_ckpt_committer_destroy(j->committer);
+	j->committer = NULL;
 	wr_ckpt_close(p->ck->restore);
 	p->ck->restore = NULL;
 }

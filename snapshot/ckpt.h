@@ -221,6 +221,24 @@ int wr_ckpt_commit(const struct wr_ckpt_commit_info *info,
 /* Removes every file of checkpoint id that no committed manifest names. */
 int wr_ckpt_abort(const char *dir, uint64_t ckpt_id);
 
+/* The same two on a thread of their own (snapshot/committer.c says why):
+ * one request at a time; info's strings and res must stay valid until
+ * poll returns 0.  commit/abort: 0, or -EBUSY while one is in flight.
+ * poll: 1 running, 0 done (*rc its result, the message for
+ * weir_last_error() on this thread), -ENOENT nothing submitted.  wait:
+ * poll until done.  destroy: lets a submitted request finish first. */
+struct wr_ckpt_committer;
+int wr_ckpt_committer_create(struct wr_ckpt_committer **out);
+void wr_ckpt_committer_destroy(struct wr_ckpt_committer *c);
+int wr_ckpt_committer_commit(struct wr_ckpt_committer *c,
+			     const struct wr_ckpt_commit_info *info,
+			     const struct wr_ckpt_core_result *res,
+			     uint32_t ncores);
+int wr_ckpt_committer_abort(struct wr_ckpt_committer *c, const char *dir,
+			    uint64_t ckpt_id);
+int wr_ckpt_committer_poll(struct wr_ckpt_committer *c, int *rc);
+int wr_ckpt_committer_wait(struct wr_ckpt_committer *c, int *rc);
+
 /* Test hook: wr_ckpt_commit returns -EINTR right after commit step k
  * (1 tmp written, 2 tmp fsynced, 3 renamed, 4 dir fsynced, 5 retention),
  * leaving the directory as a crash would; 0 = off. */
