@@ -65,6 +65,7 @@ enum { TAG_PAGE = 1, TAG_TAIL = 2, TAG_SYNC = 3, TAG_ALLOC = 4, TAG_FIX = 5,
        TAG_LOG = 6 };
 #define REAP_BATCH 64u
 #define STEP_WRITES 2u			/* merged writes queued per step */
+#define STEP_BYTES_DEFAULT (2u << 20)	/* checksummed per step */
 #define MERGE_PAGES 16u			/* pages per merged write: 1 MiB */
 #define RUNS_MAX 32u			/* merged writes in flight, at most */
 #define FIX_MAX (RUNS_MAX * MERGE_PAGES) /* pages awaiting a rewrite */
@@ -92,6 +93,8 @@ struct wr_ckpt_writer {
 	uint32_t next_changed;
 	uint32_t ndesc, nview, inflight;
 	uint32_t nqueued;		/* descs whose write is queued */
+	uint32_t nhashed;		/* descs checksummed: nqueued <= it */
+	uint32_t step_pages;		/* checksummed per step, >= 1 */
 	uint64_t alloc_end, alloc_req;	/* bytes fallocated, requested */
 	int err;
 	struct wr_ckpt_page_desc *desc;	/* pages_total entries */
@@ -364,6 +367,10 @@ int wr_ckpt_writer_create(const struct wr_ckpt_writer_config *cfg,
 	w->cfg = *cfg;
 	if (w->cfg.inflight_max == 0)
 		w->cfg.inflight_max = WR_CKPT_INFLIGHT_DEFAULT;
+	if (w->cfg.step_bytes == 0)
+		w->cfg.step_bytes = STEP_BYTES_DEFAULT;
+	w->step_pages = w->cfg.step_bytes / arena->page_size;
+	w->step_pages += w->step_pages == 0;
 	snprintf(w->dir, sizeof(w->dir), "%s", cfg->dir);
 	w->cfg.dir = w->dir;
 	w->arena = arena;
@@ -521,6 +528,8 @@ static bool next_run(const struct wr_ckpt_writer *w, uint32_t *end)
 			return false;
 		e = w->ndesc;
 	}
+	if (e > w->nhashed)
+		return false;	/* checksummed over the next steps */
 	if (!w->no_alloc && WR_CKPT_BLOCK + (uint64_t)e * w->page_size >
 	    w->alloc_end)
 		return false;
@@ -543,13 +552,28 @@ static uint32_t iov_append(struct iovec *iov, uint32_t n, const void *b,
 	return n + 1;
 }
 
-/* Checksums descs [nqueued, end) from their snapshot pages and queues one
- * vectored write straight from those pages (see REPAIR at the top). */
+/* Checksums up to step_pages descs ahead of the writes, from their
+ * snapshot pages: a page's snapshot bytes never change (the live page
+ * untouched since the barrier, or its frozen shadow, whose checksum the
+ * arena took while copying), so a checksum taken steps before the write
+ * holds whichever of the two the write then reads. */
+static void hash_ahead(struct wr_ckpt_writer *w)
+{
+	for (uint32_t k = 0; k < w->step_pages && w->nhashed < w->ndesc; k++) {
+		struct wr_ckpt_page_desc *d = &w->desc[w->nhashed++];
+		if (!wr_arena_snapshot_checksum(w->arena, d->page_id,
+						&d->checksum))
+			d->checksum = XXH3_64bits(wr_arena_snapshot_page(
+				w->arena, d->page_id), w->page_size);
+	}
+}
+
+/* Queues one vectored write of descs [nqueued, end) (checksummed by
+ * hash_ahead) straight from their snapshot pages (REPAIR at the top). */
 static int queue_run(struct wr_ckpt_writer *w, uint32_t end)
 {
 	uint32_t slot = w->run_free[w->nrun_free - 1], n = end - w->nqueued;
 	struct iovec iov[MERGE_PAGES];
-	uint64_t sum[MERGE_PAGES];
 	uint64_t off = WR_CKPT_BLOCK + (uint64_t)w->nqueued * w->page_size;
 	uint32_t live = 0, niov = 0, len = n * w->page_size;
 	int err;
@@ -557,10 +581,8 @@ static int queue_run(struct wr_ckpt_writer *w, uint32_t end)
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t p = w->desc[w->nqueued + i].page_id;
 		const void *b = wr_arena_snapshot_page(w->arena, p);
-		if (!wr_arena_snapshot_checksum(w->arena, p, &sum[i])) {
-			sum[i] = XXH3_64bits(b, w->page_size);
+		if (b == wr_arena_page_ptr(w->arena, p))
 			live |= 1u << i;	/* no shadow: the live page */
-		}
 		niov = iov_append(iov, niov, b, w->page_size);
 	}
 	err = wr_uring_writev(w->cfg.uring, w->fd_pages, iov, niov, off,
@@ -569,8 +591,6 @@ static int queue_run(struct wr_ckpt_writer *w, uint32_t end)
 		return err == -EAGAIN ? 0 : err; /* FIFO full: next step */
 	w->nrun_free--;
 	w->run[slot] = (struct run){ w->nqueued, n, live };
-	for (uint32_t i = 0; i < n; i++)
-		w->desc[w->nqueued + i].checksum = sum[i];
 	w->nqueued = end;
 	w->inflight++;
 	return 0;
@@ -623,6 +643,7 @@ static int queue_pages(struct wr_ckpt_writer *w)
 	err = queue_alloc(w);
 	if (err == 0)
 		err = queue_fixes(w);
+	hash_ahead(w);
 	for (uint32_t k = 0; err == 0 && w->nfix == 0 && k < STEP_WRITES; k++) {
 		if (w->inflight >= w->cfg.inflight_max || !next_run(w, &end))
 			break;
@@ -665,7 +686,10 @@ static int queue_log(struct wr_ckpt_writer *w)
 	}
 	if (!w->no_alloc && w->alloc_end < size)
 		return 0;	/* wait for the fallocate */
-	for (uint32_t k = 0; k < STEP_WRITES && w->log_next < w->cfg.log_to &&
+	uint32_t most = w->cfg.step_bytes / WR_ARENA_LOG_CHUNK;
+
+	most += most == 0;
+	for (uint32_t k = 0; k < most && w->log_next < w->cfg.log_to &&
 	     w->inflight < w->cfg.inflight_max; k++) {
 		uint32_t len;
 		const void *p = wr_arena_log_span(w->arena, w->log_next,
@@ -967,6 +991,11 @@ enum wr_ckpt_state wr_ckpt_writer_state(const struct wr_ckpt_writer *w)
 	return w->state;
 }
 
+uint32_t wr_ckpt_writer_checksummed(const struct wr_ckpt_writer *w)
+{
+	return w->nhashed;
+}
+
 /* The lifecycle of ckpt.h and invariants 2-3. */
 bool wr_ckpt_writer_is_valid(const struct wr_ckpt_writer *w)
 {
@@ -975,7 +1004,7 @@ bool wr_ckpt_writer_is_valid(const struct wr_ckpt_writer *w)
 	if (w->inflight > w->cfg.inflight_max + 3)
 		return false;
 	if (w->ndesc > w->nview || w->nview > w->pages_total ||
-	    w->nqueued > w->ndesc || w->alloc_end > w->alloc_req ||
+	    w->nqueued > w->nhashed || w->nhashed > w->ndesc || w->alloc_end > w->alloc_req ||
 	    w->nrun_free > w->nruns || w->nfix > FIX_MAX)
 		return false;
 	if (w->state != WR_CKPT_PAGES && w->state != WR_CKPT_FAILED &&

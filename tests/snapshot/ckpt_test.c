@@ -15,6 +15,10 @@
  *   ckpt/retention_shared retain 2 with incremental chains: old manifests
  *                        go, files a retained chain needs stay, unneeded
  *                        files are deleted, every retained one restores.
+ *   ckpt/step_budget     a writer with step_bytes of one page checksums one
+ *                        page per step at most; pages touched between their
+ *                        checksum (taken ahead) and their write restore to
+ *                        the snapshot's bytes and verify.
  *   ckpt/corrupt_flip, ckpt/corrupt_truncate  verify names file + offset;
  *                        open falls back to the previous checkpoint.
  *   ckpt/every_flip_reported  one bit of every byte of a checkpoint's
@@ -619,7 +623,8 @@ Test(ckpt, abort_removes_partial)
  * touched before their write is queued go from their shadow); how many
  * pages the writer rewrote. */
 static uint32_t checkpoint_touching(const char *dir, struct wr_arena *a,
-				    uint32_t npages)
+				    uint32_t npages, uint32_t step_bytes,
+				    uint32_t *most)
 {
 	struct wr_ckpt_plan plan;
 	struct wr_ckpt_core_result res;
@@ -633,9 +638,14 @@ static uint32_t checkpoint_touching(const char *dir, struct wr_arena *a,
 	struct wr_ckpt_writer_config cfg = { dir, plan.ckpt_id, 0, T_FP, u, 8,
 					     0, 0, t_no_direct };
 	cr_assert_eq(wr_arena_snapshot_begin(a, &e), 0);
+	cfg.step_bytes = step_bytes;
 	cr_assert_eq(wr_ckpt_writer_create(&cfg, a, &w), 0);
-	for (uint32_t k = 0; rc == 0;) {
+	*most = 0;
+	for (uint32_t k = 0, before = 0; rc == 0;) {
 		rc = wr_ckpt_writer_step(w);
+		uint32_t now = wr_ckpt_writer_checksummed(w);
+		*most = now - before > *most ? now - before : *most;
+		before = now;
 		cr_assert(wr_ckpt_writer_is_valid(w));
 		if (wr_uring_pending(u) < 2)
 			continue;
@@ -663,7 +673,7 @@ static void touch_in_flight(bool direct)
 	t_populate(ref, 160, 9);
 	t_no_direct = !direct;	/* 5000-byte pieces need buffered I/O */
 	wr_uring_test_write_max = direct ? T_PAGE : 5000;
-	uint32_t rewritten = checkpoint_touching(dir, a, 160);
+	uint32_t most, rewritten = checkpoint_touching(dir, a, 160, 0, &most);
 	wr_uring_test_write_max = 0;
 	t_no_direct = false;
 	cr_assert_gt(rewritten, 0, "no page was touched in flight");
@@ -680,4 +690,26 @@ Test(ckpt, touch_in_flight)
 {
 	touch_in_flight(true);
 	touch_in_flight(false);
+}
+
+/* A step checksums at most step_bytes of pages, ahead of their writes:
+ * pages touched between their checksum and their write still verify and
+ * restore to the snapshot's bytes. */
+Test(ckpt, step_budget)
+{
+	char *dir = t_mkdir();
+	struct wr_arena *a = t_arena(400), *ref = t_arena(400);
+	uint32_t most;
+
+	t_populate(a, 160, 9);
+	t_populate(ref, 160, 9);
+	(void)checkpoint_touching(dir, a, 160, T_PAGE, &most);
+	cr_assert_eq(most, 1, "a step checksummed %u pages", most);
+	cr_assert_eq(wr_ckpt_verify(dir, 0, NULL, NULL), 0);
+	struct wr_arena *got = t_restore(dir, 0, 400, NULL);
+	t_assert_same(ref, got);
+	wr_arena_destroy(got);
+	wr_arena_destroy(ref);
+	wr_arena_destroy(a);
+	t_rmdir(dir);
 }
