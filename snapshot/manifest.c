@@ -2,9 +2,10 @@
  * manifest.c — manifests (text, checksummed), listing, planning the next
  * checkpoint, the atomic commit and retention (snapshot/ckpt.h).
  *
- * The commit is blocking (two fsyncs and a rename, ~1-10 ms on SSD) and
- * runs on the coordinator between loop ticks; the page data, which is
- * where the bytes are, goes through the writers' io_urings.
+ * The commit is blocking (two fsyncs, a rename, and retention's unlinks:
+ * 250-290 ms for a 1 GiB page file on ext4 here) and runs on the
+ * committer thread (committer.c), never in a worker's loop; the page
+ * data, which is where the bytes are, goes through the writers' io_urings.
  */
 #include <dirent.h>
 #include <errno.h>
