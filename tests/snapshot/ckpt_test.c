@@ -15,6 +15,9 @@
  *   ckpt/retention_shared retain 2 with incremental chains: old manifests
  *                        go, files a retained chain needs stay, unneeded
  *                        files are deleted, every retained one restores.
+ *   ckpt/committer       the committer thread commits (a second request while
+ *                        one is in flight: -EBUSY), aborts (the files go),
+ *                        and one handed over before destroy still commits.
  *   ckpt/step_budget     a writer with step_bytes of one page checksums one
  *                        page per step at most; pages touched between their
  *                        checksum (taken ahead) and their write restore to
@@ -57,6 +60,8 @@
  *                        at snapshot time.  Caught the unsafe zero-copy
  *                        writer (repair disabled) in 3 of 3 runs.
  */
+#include <dirent.h>
+
 #include "ckpt_util.h"
 
 Test(arena, restore_page)
@@ -690,6 +695,91 @@ Test(ckpt, touch_in_flight)
 {
 	touch_in_flight(true);
 	touch_in_flight(false);
+}
+
+/* Checkpoint files of one core, durable but not committed: *res. */
+static uint64_t write_uncommitted(const char *dir, struct wr_arena *a,
+				 struct wr_ckpt_core_result *res)
+{
+	struct wr_ckpt_plan plan;
+	struct wr_ckpt_writer *w;
+	struct wr_uring *u;
+	uint32_t e;
+
+	cr_assert_eq(wr_ckpt_plan_next(dir, &full_pol, 1, &plan), 0);
+	cr_assert_eq(wr_uring_create(16, &u), 0);
+	struct wr_ckpt_writer_config cfg = { dir, plan.ckpt_id, 0, T_FP, u, 8 };
+	cr_assert_eq(wr_arena_snapshot_begin(a, &e), 0);
+	cr_assert_eq(wr_ckpt_writer_create(&cfg, a, &w), 0);
+	cr_assert_eq(t_drive(w), 1, "%s", weir_last_error());
+	cr_assert_eq(wr_ckpt_writer_result(w, res), 0);
+	wr_arena_snapshot_end(a);
+	wr_ckpt_writer_destroy(w);
+	wr_uring_destroy(u);
+	return plan.ckpt_id;
+}
+
+static uint32_t files_of(const char *dir, uint64_t id)
+{
+	char prefix[64];
+	uint32_t n = 0;
+	struct dirent *e;
+	DIR *d = opendir(dir);
+
+	snprintf(prefix, sizeof(prefix), "ckpt-%020llu-",
+		 (unsigned long long)id);
+	cr_assert_not_null(d);
+	while ((e = readdir(d)) != NULL)
+		n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+	closedir(d);
+	return n;
+}
+
+/* The committer thread commits (one at a time: -EBUSY while one is in
+ * flight), aborts (the files go), and a request handed over before
+ * destroy still completes. */
+Test(ckpt, committer)
+{
+	char *dir = t_mkdir();
+	struct wr_arena *a = t_arena(64);
+	struct wr_ckpt_core_result res;
+	struct wr_ckpt_committer *cm;
+	uint64_t ids[4];
+	uint32_t n;
+	int rc = -1;
+
+	t_populate(a, 40, 5);
+	cr_assert_eq(wr_ckpt_committer_create(&cm), 0);
+	cr_assert_eq(wr_ckpt_committer_poll(cm, &rc), -ENOENT);
+	uint64_t id = write_uncommitted(dir, a, &res);
+	struct wr_ckpt_commit_info ci = { dir, id, 0, 1, 1, 1, 128, T_FP,
+					  "test job", 2 };
+	cr_assert_eq(wr_ckpt_committer_commit(cm, &ci, &res, 1), 0);
+	cr_assert_eq(wr_ckpt_committer_abort(cm, dir, id), -EBUSY);
+	cr_assert_eq(wr_ckpt_committer_wait(cm, &rc), 0);
+	cr_assert_eq(rc, 0, "%s", weir_last_error());
+	cr_assert_eq(wr_ckpt_verify(dir, id, NULL, NULL), 0);
+
+	t_fill(a, 3, 77);
+	uint64_t id2 = write_uncommitted(dir, a, &res);
+	cr_assert_gt(files_of(dir, id2), 0);
+	cr_assert_eq(wr_ckpt_committer_abort(cm, dir, id2), 0);
+	cr_assert_eq(wr_ckpt_committer_wait(cm, &rc), 0);
+	cr_assert_eq(rc, 0);
+	cr_assert_eq(files_of(dir, id2), 0, "an aborted checkpoint's files stay");
+
+	uint64_t id3 = write_uncommitted(dir, a, &res);
+	ci.ckpt_id = id3;
+	cr_assert_eq(wr_ckpt_committer_commit(cm, &ci, &res, 1), 0);
+	wr_ckpt_committer_destroy(cm);	/* lets it finish */
+	cr_assert_eq(wr_ckpt_list(dir, ids, 4, &n), 0);
+	cr_assert_eq(n, 2);
+	cr_assert_eq(wr_ckpt_verify(dir, id3, NULL, NULL), 0);
+	struct wr_arena *got = t_restore(dir, 0, 64, NULL);
+	t_assert_same(a, got);
+	wr_arena_destroy(got);
+	wr_arena_destroy(a);
+	t_rmdir(dir);
 }
 
 /* A step checksums at most step_bytes of pages, ahead of their writes:
