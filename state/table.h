@@ -112,6 +112,17 @@ static inline void wr_prefetch_write(const void *p)
 #endif
 }
 
+/* Prefetch a line into L2 only (the first of two stages: it does not hold
+ * an L1 fill buffer for the whole DRAM miss). */
+static inline void wr_prefetch_l2(const void *p)
+{
+#if defined(__x86_64__)
+	__asm__ volatile("prefetcht1 %0" : : "m"(*(const char *)p));
+#else
+	__builtin_prefetch(p, 0, 2);
+#endif
+}
+
 /* Key bytes equal?  A word at a time, no call for the common sizes (8-byte
  * counters' keys, 40-byte flow keys: memcmp's call and dispatch were ~14
  * instructions of a 40-byte compare). */
