@@ -611,7 +611,8 @@ static void summary(struct flows_job *j, int err, bool stopped,
 		"%slate=%llu rows=%llu checkpoints=%llu changelog_checkpoints=%llu "
 		"checkpoint_failures=%llu "
 		"restored_from=%llu checkpoint_pause_us=%.1f/%.1f/%.1f "
-		"checkpoint_open_us=%.1f/%.1f/%.1f cores=%u "
+		"checkpoint_open_us=%.1f/%.1f/%.1f "
+		"checkpoint_align_us=%.1f/%.1f/%.1f cores=%u "
 		"elapsed=%.3f "
 		"mpps=%.3f status=%s out=%s\n",
 		j->pcap ? "pcap" : j->dpdk ? "dpdk" : "gen",
@@ -624,7 +625,8 @@ static void summary(struct flows_job *j, int err, bool stopped,
 		(unsigned long long)ck.restored_id, ck.pause_p50_ns / 1e3,
 		ck.pause_p99_ns / 1e3, ck.pause_max_ns / 1e3,
 		ck.open_p50_ns / 1e3, ck.open_p99_ns / 1e3,
-		ck.open_max_ns / 1e3,
+		ck.open_max_ns / 1e3, ck.align_p50_ns / 1e3,
+		ck.align_p99_ns / 1e3, ck.align_max_ns / 1e3,
 		j->o->cores, elapsed,
 		elapsed > 0 ? c.packets / elapsed / 1e6 : 0.0,
 		err ? "failed" : stopped ? "stopped" : "ok", j->o->out);

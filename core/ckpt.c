@@ -79,6 +79,7 @@ static void cut(struct wr_exec *x, uint64_t id)
 
 	c->phase = WR_CK_ALIGN;
 	c->id = c->seen = id;
+	c->cut_ns = mono_ns();
 	if (x->p->metrics != NULL)
 		weir_metrics_checkpoint_local(x->p->metrics, x->id, true);
 	record_positions(x);
@@ -290,6 +291,7 @@ static void snapshot(struct wr_exec *x)
 	uint64_t t0 = mono_ns();
 	int err = snapshot_state(x);
 
+	record_lat(&x->p->ck->align, t0 - c->cut_ns);
 	c->meta_len = 0;
 	if (err == 0)
 		err = wr_ckpt_meta_save(x);

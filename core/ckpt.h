@@ -129,7 +129,7 @@ struct wr_ckpt_job {
 	/* The snapshot's pause (barrier to records resumed) and the writer's
 	 * start (files opened, sections added: the first FLUSH tick, after
 	 * records resumed), each over its last WR_CKPT_PAUSES (any core). */
-	struct wr_ckpt_lat pause, open;
+	struct wr_ckpt_lat pause, open, align;
 	uint64_t restored_id;
 	uint32_t restored_cores;
 };
@@ -142,6 +142,7 @@ struct wr_exec_ckpt {
 	enum wr_ckpt_phase phase;
 	uint64_t id;        /* ALIGN/FLUSH: the trigger's sequence number */
 	uint64_t seen;      /* newest sequence number this core cut for */
+	uint64_t cut_ns;    /* ALIGN: when it cut (mono), for align stats */
 	bool got[WR_EDGES_MAX][WEIR_CORES_MAX];  /* barrier or END from k */
 	bool sent[WR_EDGES_MAX][WEIR_CORES_MAX]; /* barrier (or END) to d */
 	unsigned got_from[WEIR_CORES_MAX];       /* edges aligned from k */

@@ -126,6 +126,8 @@ void weir_pipeline_checkpoint_stats(const struct weir_pipeline *p,
 		    &out->pause_p99_ns, &out->pause_max_ns);
 	percentiles(&j->open, NULL, &out->open_p50_ns, &out->open_p99_ns,
 		    &out->open_max_ns);
+	percentiles(&j->align, NULL, &out->align_p50_ns, &out->align_p99_ns,
+		    &out->align_max_ns);
 	out->restored_id = j->restored_id;
 	out->restored_cores = j->restored_cores;
 }

@@ -87,6 +87,11 @@ struct weir_checkpoint_stats {
 	 * sections added), the first flush step after records resumed: a
 	 * stall of the loop, not part of the pause. Same percentiles. */
 	uint64_t open_p50_ns, open_p99_ns, open_max_ns;
+	/* Alignment on each core (Flink's "alignment duration"): from the cut
+	 * (the trigger or a first barrier seen; its sources stop there) to
+	 * the snapshot, i.e. until every input delivered its barrier.  Records
+	 * due meanwhile wait.  Same percentiles. */
+	uint64_t align_p50_ns, align_p99_ns, align_max_ns;
 };
 
 /* Any thread, any time (relaxed counters). */

@@ -507,6 +507,11 @@ Test(ckpt_pipeline, uninterrupted_with_checkpoints, .timeout = 300)
 	cr_assert_gt(st.completed, 0, "no checkpoint committed in ~1.5 s");
 	cr_assert_eq(st.failed, 0);
 	cr_assert_eq(st.restored_id, 0);
+	/* Every core snapshots each checkpoint, after aligning: both timed. */
+	cr_assert_geq(st.pauses, 2 * st.completed);
+	cr_assert_gt(st.align_max_ns, 0, "no alignment recorded");
+	cr_assert(st.align_p50_ns <= st.align_p99_ns &&
+		  st.align_p99_ns <= st.align_max_ns);
 	char *a = sorted(ref), *b = sorted(out);
 	cr_assert_str_eq(a, b);
 	free(a);
