@@ -18,10 +18,10 @@
  *   ckpt/committer       the committer thread commits (a second request while
  *                        one is in flight: -EBUSY), aborts (the files go),
  *                        and one handed over before destroy still commits.
- *   ckpt/step_budget     a writer with step_bytes of one page checksums one
- *                        page per step at most; pages touched between their
- *                        checksum (taken ahead) and their write restore to
- *                        the snapshot's bytes and verify.
+ *   ckpt/step_budget     touch_in_flight with step_bytes of one and of two
+ *                        pages: a step checksums that many at most, and pages
+ *                        touched between their checksum (taken ahead) and
+ *                        their write restore to the snapshot's bytes.
  *   ckpt/corrupt_flip, ckpt/corrupt_truncate  verify names file + offset;
  *                        open falls back to the previous checkpoint.
  *   ckpt/every_flip_reported  one bit of every byte of a checkpoint's
@@ -60,8 +60,6 @@
  *                        at snapshot time.  Caught the unsafe zero-copy
  *                        writer (repair disabled) in 3 of 3 runs.
  */
-#include <dirent.h>
-
 #include "ckpt_util.h"
 
 Test(arena, restore_page)
@@ -669,7 +667,9 @@ static uint32_t checkpoint_touching(const char *dir, struct wr_arena *a,
 	return res.pages_rewritten;
 }
 
-static void touch_in_flight(bool direct)
+/* step_bytes: the writer's budget (0 = its default); with one, a step
+ * checksums that many pages at most. */
+static void touch_in_flight(bool direct, uint32_t step_bytes)
 {
 	char *dir = t_mkdir();
 	struct wr_arena *a = t_arena(400), *ref = t_arena(400);
@@ -678,10 +678,14 @@ static void touch_in_flight(bool direct)
 	t_populate(ref, 160, 9);
 	t_no_direct = !direct;	/* 5000-byte pieces need buffered I/O */
 	wr_uring_test_write_max = direct ? T_PAGE : 5000;
-	uint32_t most, rewritten = checkpoint_touching(dir, a, 160, 0, &most);
+	uint32_t most, rewritten = checkpoint_touching(dir, a, 160, step_bytes,
+						       &most);
 	wr_uring_test_write_max = 0;
 	t_no_direct = false;
 	cr_assert_gt(rewritten, 0, "no page was touched in flight");
+	if (step_bytes != 0)
+		cr_assert_leq(most, step_bytes / T_PAGE,
+			      "a step checksummed %u pages", most);
 	cr_assert_eq(wr_ckpt_verify(dir, 0, NULL, NULL), 0);
 	struct wr_arena *got = t_restore(dir, 0, 400, NULL);
 	t_assert_same(ref, got);
@@ -693,8 +697,17 @@ static void touch_in_flight(bool direct)
 
 Test(ckpt, touch_in_flight)
 {
-	touch_in_flight(true);
-	touch_in_flight(false);
+	touch_in_flight(true, 0);
+	touch_in_flight(false, 0);
+}
+
+/* A step checksums at most step_bytes of pages, ahead of their writes:
+ * pages touched between their checksum and their write still verify and
+ * restore to the snapshot's bytes. */
+Test(ckpt, step_budget)
+{
+	touch_in_flight(true, T_PAGE);
+	touch_in_flight(false, 2 * T_PAGE);
 }
 
 /* Checkpoint files of one core, durable but not committed: *res. */
@@ -722,17 +735,10 @@ static uint64_t write_uncommitted(const char *dir, struct wr_arena *a,
 static uint32_t files_of(const char *dir, uint64_t id)
 {
 	char prefix[64];
-	uint32_t n = 0;
-	struct dirent *e;
-	DIR *d = opendir(dir);
 
 	snprintf(prefix, sizeof(prefix), "ckpt-%020llu-",
 		 (unsigned long long)id);
-	cr_assert_not_null(d);
-	while ((e = readdir(d)) != NULL)
-		n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
-	closedir(d);
-	return n;
+	return count_files(dir, prefix);
 }
 
 /* The committer thread commits (one at a time: -EBUSY while one is in
@@ -782,24 +788,3 @@ Test(ckpt, committer)
 	t_rmdir(dir);
 }
 
-/* A step checksums at most step_bytes of pages, ahead of their writes:
- * pages touched between their checksum and their write still verify and
- * restore to the snapshot's bytes. */
-Test(ckpt, step_budget)
-{
-	char *dir = t_mkdir();
-	struct wr_arena *a = t_arena(400), *ref = t_arena(400);
-	uint32_t most;
-
-	t_populate(a, 160, 9);
-	t_populate(ref, 160, 9);
-	(void)checkpoint_touching(dir, a, 160, T_PAGE, &most);
-	cr_assert_eq(most, 1, "a step checksummed %u pages", most);
-	cr_assert_eq(wr_ckpt_verify(dir, 0, NULL, NULL), 0);
-	struct wr_arena *got = t_restore(dir, 0, 400, NULL);
-	t_assert_same(ref, got);
-	wr_arena_destroy(got);
-	wr_arena_destroy(ref);
-	wr_arena_destroy(a);
-	t_rmdir(dir);
-}
