@@ -33,7 +33,12 @@
  *   ckpt_bench [--quick] [--sizes 64M,1G,4G] [--dir DIR] [--reps R]
  *              [--seconds S] [--pauses N] [--cpu N] [--no-fio]
  *              [--phases pause,flush,restore,incr,updates] [--no-prefault]
- *              [--restore-only] [--changelog]
+ *              [--restore-only] [--changelog] [--restore-cores 2]
+ *
+ * --restore-cores 2: only the restore figures, as the engine restores a
+ * checkpoint of two cores: two states of half the size, restored by two
+ * pinned threads at once against dd of their files by two threads at once
+ * (below, "--restore-cores 2").
  *
  * After the fill, wr_arena_prefault_shadows maps the pages the shadows
  * will take (timed: prefault_s), as an engine could at start-up (core/
@@ -57,6 +62,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +87,7 @@ struct opts {
 	bool quick, fio, cold, prefault, restore_only, changelog;
 	unsigned phases;	/* PH_* bits */
 	int cpu, reps, pauses;
+	int restore_cores;	/* 2: the restore phases on two cores */
 	double seconds;
 	char dir[PATH_MAX - 64];
 	uint64_t sizes[SIZES_MAX];
@@ -849,7 +856,7 @@ static int phase_updates(struct state *s)
  * keys updated at random, ~1 s of updates here, each followed by a
  * changelog checkpoint, while the next would still be one; at most 31):
  * pages loaded and every log replayed, against reading the same files. */
-static int phase_changelog_restore(struct state *s)
+static int build_chain(struct state *s, int *nlogs)
 {
 	struct ckpt c = { 0 };
 	double secs;
@@ -868,13 +875,177 @@ static int phase_changelog_restore(struct state *s)
 			err = ckpt_idle(s, true, &c, &secs);
 		logs += c.log;
 	}
+	wr_arena_log_disable(s->a);
+	*nlogs = logs;
+	return err;
+}
+
+static int phase_changelog_restore(struct state *s)
+{
+	int logs, err = build_chain(s, &logs);
+
 	if (!err) {
 		char x[64];
 		snprintf(x, sizeof(x), "\"logs\":%d", logs);
 		emit(s, "changelog_chain_logs", logs, "files", x);
 		err = restore_vs_read(s, "changelog_");
 	}
-	wr_arena_log_disable(s->a);
+	return err;
+}
+
+/* ---- --restore-cores 2: the restore phases as the engine runs them ----
+ *
+ * The engine restores a checkpoint of N cores on N cores at once, each
+ * pinned worker loading its own pages and replaying its own logs
+ * (core/pipeline.c preload).  Here: two states of half the size, each
+ * checkpointed into its own directory (a chain per core, as a manifest
+ * of two cores has), restored by two threads pinned to CPUs 0 and 1,
+ * against dd of the same files by two threads at once: wall times. */
+
+struct shard_job {
+	struct state *s;
+	struct wr_arena *b;	/* NULL: dd_read instead of a restore */
+	int cpu, err;
+	double secs;
+};
+
+static void *shard_main(void *arg)
+{
+	struct shard_job *j = arg;
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(j->cpu, &set);
+	(void)sched_setaffinity(0, sizeof(set), &set);
+	if (j->b != NULL)
+		j->err = restore_into(j->s, j->b, &j->secs);
+	else
+		j->err = (j->secs = dd_read(j->s->o)) < 0 ? -EIO : 0;
+	return NULL;
+}
+
+/* Both jobs at once: wall seconds, or < 0. */
+static double run_pair(struct shard_job *j)
+{
+	pthread_t th[2];
+	double t0 = now_s();
+
+	for (int k = 0; k < 2; k++)
+		if (pthread_create(&th[k], NULL, shard_main, &j[k]) != 0)
+			return -1;
+	for (int k = 0; k < 2; k++)
+		pthread_join(th[k], NULL);
+	return j[0].err || j[1].err ? -1 : now_s() - t0;
+}
+
+static int restore_pair(struct state *s, double *r, double *d)
+{
+	struct wr_arena_config ac = { 2 * s[0].capacity * 32 + (64u << 20),
+				      0, 256 };
+	struct shard_job j[2] = { { &s[0], NULL, 0, 0, 0 },
+				  { &s[1], NULL, 1, 0, 0 } };
+	int err = 0;
+
+	for (int k = 0; k < 2 && !err; k++)
+		err = wr_arena_create(&ac, &j[k].b);
+	(void)drop_caches(s[0].o);
+	if (!err && (*r = run_pair(j)) < 0)
+		err = j[0].err ? j[0].err : j[1].err;
+	for (int k = 0; k < 2; k++) {
+		if (!err && j[k].b)
+			err = same_pages(s[k].a, j[k].b);
+		wr_arena_destroy(j[k].b);
+		j[k].b = NULL;
+	}
+	(void)drop_caches(s[0].o);
+	if (!err && (*d = run_pair(j)) < 0)
+		err = -EIO;
+	return err;
+}
+
+static int restore_vs_read_pair(struct state *s, const char *prefix)
+{
+	double r[REPS_MAX], d[REPS_MAX], ratio[REPS_MAX];
+	char name[64];
+	int err = 0, n = 0;
+
+	for (int i = 0; !err && i < s[0].o->reps; i++, n++) {
+		err = restore_pair(s, &r[i], &d[i]);
+		ratio[i] = r[i] / d[i];
+	}
+	if (err) {
+		fprintf(stderr, "ckpt_bench: restore on 2 cores: %s (%d)\n",
+			err == -EIO ? "pages differ or dd failed" :
+			weir_last_error(), err);
+		return err;
+	}
+	const char *x = s[0].o->cold ? "\"cold\":true,\"cores\":2"
+				     : "\"cold\":false,\"cores\":2";
+	snprintf(name, sizeof(name), "%srestore_s", prefix);
+	emit(&s[0], name, median(r, n), "s", x);
+	snprintf(name, sizeof(name), "%sread_s", prefix);
+	emit(&s[0], name, median(d, n), "s", x);
+	snprintf(name, sizeof(name), "%srestore_vs_read", prefix);
+	emit(&s[0], name, median(ratio, n), "ratio", x);
+	return 0;
+}
+
+/* A full checkpoint of each, restored; with --changelog then a chain of
+ * logs on each, restored. */
+static int pair_phases(struct state *s)
+{
+	struct ckpt c = { 0 };
+	double secs;
+	int err = 0, logs[2] = { 0, 0 };
+
+	for (int k = 0; k < 2 && !err; k++)
+		err = ckpt_idle(&s[k], false, &c, &secs);
+	if (!err)
+		err = restore_vs_read_pair(s, "");
+	for (int k = 0; k < 2 && !err && s[0].o->changelog; k++)
+		err = build_chain(&s[k], &logs[k]);
+	if (!err && s[0].o->changelog) {
+		char x[64];
+		snprintf(x, sizeof(x), "\"logs\":%d,\"cores\":2", logs[0]);
+		emit(&s[0], "changelog_chain_logs", logs[0], "files", x);
+		err = restore_vs_read_pair(s, "changelog_");
+	}
+	return err;
+}
+
+static int run_size_pair(const struct opts *o, uint64_t size)
+{
+	struct opts oc[2] = { *o, *o };
+	struct state s[2];
+	char cmd[PATH_MAX + 64];
+	int err = 0, made = 0;
+
+	for (int k = 0; k < 2 && !err; k++, made++) {
+		if (snprintf(oc[k].dir, sizeof(oc[k].dir), "%s/core%d", o->dir,
+			     k) >= (int)sizeof(oc[k].dir))
+			err = -ENAMETOOLONG;
+		else if (mkdir(o->dir, 0700) != 0 && errno != EEXIST)
+			err = -errno;
+		if (!err)
+			err = state_create(&s[k], &oc[k], size / 2);
+		if (err)
+			break;
+		if (snprintf(s[k].name, sizeof(s[k].name), "%uMx2",
+			     (unsigned)(size >> 21) % 100000000u) < 0)
+			s[k].name[0] = '\0';
+		fprintf(stderr, "ckpt_bench: %s: core %d: %llu keys\n",
+			s[k].name, k, (unsigned long long)s[k].nkeys);
+	}
+	if (!err)
+		err = pair_phases(s);
+	if (err)
+		fprintf(stderr, "ckpt_bench: 2 cores failed: %s (%d)\n",
+			weir_last_error(), err);
+	for (int k = 0; k < made; k++)
+		state_destroy(&s[k]);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", o->dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "ckpt_bench: could not remove %s\n", o->dir);
 	return err;
 }
 
@@ -968,7 +1139,8 @@ static int usage(void)
 		"[--dir DIR] [--reps R] [--seconds S] [--pauses N] "
 		"[--cpu N] [--no-fio] "
 		"[--phases pause,flush,restore,incr,updates] "
-		"[--no-prefault] [--restore-only] [--changelog]\n");
+		"[--no-prefault] [--restore-only] [--changelog] "
+		"[--restore-cores 2]\n");
 	return 2;
 }
 
@@ -1028,6 +1200,10 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 			o->pauses = atoi(argv[++i]);
 		} else if (strcmp(a, "--cpu") == 0) {
 			o->cpu = atoi(argv[++i]);
+		} else if (strcmp(a, "--restore-cores") == 0 && v != NULL) {
+			o->restore_cores = atoi(argv[++i]);
+			if (o->restore_cores != 1 && o->restore_cores != 2)
+				return usage();
 		} else if (strcmp(a, "--phases") == 0) {
 			o->phases = parse_phases(argv[++i]);
 		} else {
@@ -1057,6 +1233,7 @@ int main(int argc, char **argv)
 	if (sched_setaffinity(0, sizeof(set), &set))
 		perror("ckpt_bench: sched_setaffinity");
 	for (int i = 0; !err && i < o.nsizes; i++)
-		err = run_size(&o, o.sizes[i]);
+		err = o.restore_cores == 2 ? run_size_pair(&o, o.sizes[i])
+					   : run_size(&o, o.sizes[i]);
 	return err ? 1 : 0;
 }
