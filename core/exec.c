@@ -9,9 +9,6 @@
 #include <string.h>
 #include <time.h>
 
-/* Header-only XXH3: for 8..64-byte keys the library call costs more than
- * the hash (10% of a keyed update in perf before inlining). */
-#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "core/error.h"

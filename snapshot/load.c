@@ -33,7 +33,6 @@
 #include <string.h>
 #include <unistd.h>
 #define XXH_STATIC_LINKING_ONLY
-#define XXH_INLINE_ALL	/* XXH3 for the build's -march (AVX2), not SSE2 */
 #include <xxhash.h>
 
 #include "core/error.h"

@@ -51,10 +51,6 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
-/* Inlined so XXH3 is compiled for the build's -march (x86-64-v3: AVX2);
- * the distribution's libxxhash is built for SSE2 and hashed at about half
- * the speed (perf: 14% of the core at a 1 GB/s flush). */
-#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "core/error.h"
@@ -1004,7 +1000,8 @@ bool wr_ckpt_writer_is_valid(const struct wr_ckpt_writer *w)
 	if (w->inflight > w->cfg.inflight_max + 3)
 		return false;
 	if (w->ndesc > w->nview || w->nview > w->pages_total ||
-	    w->nqueued > w->nhashed || w->nhashed > w->ndesc || w->alloc_end > w->alloc_req ||
+	    w->nqueued > w->nhashed || w->nhashed > w->ndesc ||
+	    w->alloc_end > w->alloc_req ||
 	    w->nrun_free > w->nruns || w->nfix > FIX_MAX)
 		return false;
 	if (w->state != WR_CKPT_PAGES && w->state != WR_CKPT_FAILED &&

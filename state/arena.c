@@ -15,7 +15,6 @@
 #ifdef __AVX2__
 #include <immintrin.h>
 #endif
-#define XXH_INLINE_ALL	/* XXH3 for the build's -march (AVX2) */
 #include <xxhash.h>
 
 #include "core/error.h"

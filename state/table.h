@@ -54,10 +54,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
-/* XXH3 compiled into every caller for the build's -march: the
- * distribution's libxxhash is an SSE2 build behind a PLT call, and
- * wr_table_hash runs once per keyed-state access. */
-#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "state/arena.h"
