@@ -441,30 +441,6 @@ static int first_error(const struct wr_ckpt_job *j, unsigned *core)
 	return 0;
 }
 
-/* Hands the commit (manifest, fsyncs, rename, retention's unlinks) to the
- * committer thread: core 0's loop goes on (snapshot/committer.c). */
-static void commit(struct wr_ckpt_job *j, int64_t now)
-{
-	struct wr_ckpt_commit_info info = {
-		.dir = j->dir, .ckpt_id = j->plan.ckpt_id,
-		.parent_id = j->plan.parent_id,
-		.time_unix_ms = (uint64_t)now,
-		.duration_us = (mono_ns() - j->started_ns) / 1000,
-		.cores = j->cores, .key_groups = j->key_groups,
-		.fingerprint = j->fingerprint, .job = j->job,
-		.retain = j->cfg.retain,
-	};
-
-	j->commit_us = info.duration_us;
-	j->committing = wr_ckpt_committer_commit(j->committer, &info, j->res,
-						 j->cores) == 0;
-	if (!j->committing) {
-		fprintf(stderr, "weir: checkpoint %llu: commit: %s\n",
-			(unsigned long long)info.ckpt_id, weir_last_error());
-		atomic_fetch_add_explicit(&j->failed, 1, memory_order_relaxed);
-	}
-}
-
 /* The committer's result: the statistics of a committed checkpoint. */
 static void committed(struct wr_ckpt_job *j, int rc)
 {
@@ -495,14 +471,25 @@ static void committed(struct wr_ckpt_job *j, int rc)
 	atomic_fetch_add_explicit(&j->completed, 1, memory_order_relaxed);
 }
 
-void wr_ckpt_commit_wait(struct wr_ckpt_job *j)
+/* Hands the commit (manifest, fsyncs, rename, retention's unlinks) to the
+ * committer thread: core 0's loop goes on (snapshot/committer.c). */
+static void commit(struct wr_ckpt_job *j, int64_t now)
 {
-	int rc = 0;
+	struct wr_ckpt_commit_info info = {
+		.dir = j->dir, .ckpt_id = j->plan.ckpt_id,
+		.parent_id = j->plan.parent_id,
+		.time_unix_ms = (uint64_t)now,
+		.duration_us = (mono_ns() - j->started_ns) / 1000,
+		.cores = j->cores, .key_groups = j->key_groups,
+		.fingerprint = j->fingerprint, .job = j->job,
+		.retain = j->cfg.retain,
+	};
+	int rc;
 
-	if (j->committing &&
-	    wr_ckpt_committer_wait(j->committer, &rc) == 0 && !j->commit_abort)
-		committed(j, rc);
-	j->handed = j->committing = j->in_flight = false;
+	j->commit_us = info.duration_us;
+	rc = wr_ckpt_committer_commit(j->committer, &info, j->res, j->cores);
+	if (rc != 0)
+		committed(j, rc);	/* not handed over: a failed commit */
 }
 
 static void publish(struct wr_exec *x)
@@ -541,33 +528,39 @@ static void complete(struct wr_ckpt_job *j, int64_t now)
 			strerror(-err));
 	atomic_fetch_add_explicit(&j->failed, 1, memory_order_relaxed);
 	/* Its files go on the committer's thread too (unlinks block). */
-	j->committing = wr_ckpt_committer_abort(j->committer, j->dir,
-						j->plan.ckpt_id) == 0;
+	(void)wr_ckpt_committer_abort(j->committer, j->dir, j->plan.ckpt_id);
 }
 
 /* Every core reported and the committer is done (or was never handed
  * the checkpoint): the next one may be planned. */
 static void settle(struct wr_ckpt_job *j, int64_t now)
 {
-	j->handed = j->committing = false;
-	j->in_flight = false;
+	j->handed = j->in_flight = false;
 	j->next_ms = j->started_ms + j->cfg.interval_ms;
 	if (j->next_ms < now + (int64_t)j->cfg.min_pause_ms)
 		j->next_ms = now + (int64_t)j->cfg.min_pause_ms;
 }
 
-/* 1 when the committer finished (the checkpoint committed, failed or its
- * files were removed). */
-static int commit_poll(struct wr_ckpt_job *j, int64_t now)
+/* 1 when the committer is done with what complete() handed it (the
+ * checkpoint committed or failed, or its files were removed), or was
+ * handed nothing; waits for it if `wait`. */
+static int commit_done(struct wr_ckpt_job *j, int64_t now, bool wait)
 {
 	int rc = 0;
+	int r = wait ? wr_ckpt_committer_wait(j->committer, &rc)
+		     : wr_ckpt_committer_poll(j->committer, &rc);
 
-	if (j->committing && wr_ckpt_committer_poll(j->committer, &rc) == 1)
+	if (r == 1)
 		return 0;
-	if (j->committing && !j->commit_abort)
+	if (r == 0 && !j->commit_abort)
 		committed(j, rc);
 	settle(j, now);
 	return 1;
+}
+
+void wr_ckpt_commit_wait(struct wr_ckpt_job *j)
+{
+	(void)commit_done(j, wall_ms(), true);
 }
 
 /*
@@ -605,7 +598,7 @@ static void coordinate(struct wr_exec *x)
 
 	if (j->in_flight) {
 		if (j->handed) {
-			if (commit_poll(j, now))
+			if (commit_done(j, now, false))
 				publish(x);
 		} else if (atomic_load_explicit(&j->reported,
 					memory_order_acquire) == j->cores) {

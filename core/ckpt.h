@@ -48,7 +48,7 @@
  *              (the committer thread runs wr_ckpt_commit, or
  *              wr_ckpt_abort after an error or the timeout: the fsyncs
  *              and unlinks never block core 0's loop)
- *     COMMITTING ── the committer is done: commit_poll() ──> IDLE
+ *     COMMITTING ── the committer is done: commit_done() ──> IDLE
  *
  *   in_flight covers TRIGGERED and COMMITTING, so no checkpoint is planned
  *   before the previous one's manifest is in place.
@@ -110,11 +110,11 @@ struct wr_ckpt_job {
 	struct wr_ckpt_core_result res[WEIR_CORES_MAX];
 	int err[WEIR_CORES_MAX];
 	uint64_t bytes[WEIR_CORES_MAX];
-	/* Coordinator only (core 0).  handed: every core reported, the
-	 * checkpoint went to the committer (committing: it took it; a commit
-	 * or an abort, commit_abort) and in_flight lasts until it is done. */
+	/* Coordinator only (core 0).  handed: every core reported and the
+	 * checkpoint went to the committer (a commit, or an abort:
+	 * commit_abort); in_flight lasts until the committer is done. */
 	bool in_flight, aborting, force_full;
-	bool handed, committing, commit_abort;
+	bool handed, commit_abort;
 	uint64_t commit_us;            /* trigger to every core reported */
 	struct wr_ckpt_committer *committer;
 	uint64_t seq;                  /* triggers so far */
