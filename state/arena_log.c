@@ -446,9 +446,9 @@ static const void *entry_dest(const struct wr_arena *a, const uint8_t *b)
  * bottleneck.  Order is kept: a FIFO of entry offsets.  Two stages: into
  * L2 when checked (REPLAY_AHEAD before it is applied), then for writing
  * into L1 REPLAY_NEAR before.  A single prefetchw 16 ahead (about what
- * the L1's fill buffers keep in flight) replayed 13.5-13.8 ns an entry,
- * this 12.0-12.3 (replay_bench, 1 GiB, medians of 6-8 alternating runs;
- * 64/16 and 128/24 came out between the two).
+ * the L1's fill buffers keep in flight) replayed 13.2-13.6 ns an entry,
+ * this 12.1-12.7 (replay_bench, 1 GiB, medians of 6-8 alternating runs,
+ * three sets: bench/RESULTS.md; 64/16 and 128/24 came out between).
  */
 #define REPLAY_AHEAD 32u
 #define REPLAY_NEAR 8u
