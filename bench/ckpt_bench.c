@@ -331,21 +331,15 @@ static int ckpt_submit(struct state *s, struct ckpt *c, int rc)
 	return 1;
 }
 
-/* 1 while the commit runs, else its result (the checkpoint ended). */
-static int ckpt_commit_poll(struct state *s, struct ckpt *c)
+/* 1 while the commit runs, else its result (the checkpoint ended); `wait`
+ * naps until it is done (no spin). */
+static int ckpt_commit_done(struct state *s, struct ckpt *c, bool wait)
 {
 	int rc = 0;
 
-	if (wr_ckpt_committer_poll(s->cm, &rc) == 1)
+	if ((wait ? wr_ckpt_committer_wait(s->cm, &rc)
+		  : wr_ckpt_committer_poll(s->cm, &rc)) == 1)
 		return 1;
-	return ckpt_end(s, c, rc);
-}
-
-static int ckpt_finish_wait(struct state *s, struct ckpt *c)
-{
-	int rc = 0;
-
-	(void)wr_ckpt_committer_wait(s->cm, &rc);	/* naps, no spin */
 	return ckpt_end(s, c, rc);
 }
 
@@ -354,7 +348,7 @@ static int ckpt_finish(struct state *s, struct ckpt *c, int rc)
 {
 	int err = ckpt_submit(s, c, rc);
 
-	return err == 1 ? ckpt_finish_wait(s, c) : err;
+	return err == 1 ? ckpt_commit_done(s, c, true) : err;
 }
 
 /* A whole checkpoint with nothing else running: seconds to durable. */
@@ -755,7 +749,8 @@ static int run_updates(struct state *s, bool ckpt, double rate[2],
 		if (!err)
 			err = random_updates(s, 1024);
 		n += 1024;
-		if (!err && c.committing && (err = ckpt_commit_poll(s, &c)) == 0) {
+		if (!err && c.committing &&
+		    (err = ckpt_commit_done(s, &c, false)) == 0) {
 			++*nckpt;
 			if (mix)
 				mix_add(mix, &c);
@@ -771,7 +766,7 @@ static int run_updates(struct state *s, bool ckpt, double rate[2],
 	       (rc = wr_ckpt_writer_step(c.w)) == 0)
 		;
 	if (!err && c.w)
-		err = c.committing ? ckpt_finish_wait(s, &c)
+		err = c.committing ? ckpt_commit_done(s, &c, true)
 				   : ckpt_finish(s, &c, rc);
 	wr_arena_log_disable(s->a);
 	return err;
