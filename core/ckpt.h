@@ -160,6 +160,7 @@ struct wr_exec_ckpt {
 	uint8_t *meta;
 	size_t meta_len, meta_cap;
 	uint64_t snap_ns;           /* when the snapshot was taken */
+	uint64_t step_ns;           /* when the writer last stepped */
 	/* The changelog (state/arena.h): the log's position at this core's
 	 * newest checkpoint known committed (base: the next log segment
 	 * starts there) and at the last one it wrote (last: adopted as base
@@ -201,8 +202,9 @@ static inline void wr_ckpt_tick_end(struct wr_arena *a)
 }
 
 /* exec.c, every tick: the coordinator (core 0), the trigger, barriers,
- * the snapshot and the writer.  Returns work done or -errno. */
-int wr_ckpt_tick(struct wr_exec *x);
+ * the snapshot and the writer; `work` is the records the tick moved so far
+ * (the writer yields to a backlog).  Returns work done or -errno. */
+int wr_ckpt_tick(struct wr_exec *x, uint32_t work);
 /* A marker of kind BARRIER or END from core `from` on edge e. */
 void wr_ckpt_marker(struct wr_exec *x, unsigned from,
 		    const struct weir_marker *m);

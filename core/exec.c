@@ -588,7 +588,7 @@ int wr_exec_poll(struct wr_exec *x)
 			wr_time_send(x);
 		send_ends(x);
 	}
-	err = wr_ckpt_tick(x);
+	err = wr_ckpt_tick(x, work);
 	if (err < 0)
 		return err;
 	work += (uint32_t)err;

@@ -245,7 +245,7 @@ void wr_ckpt_writer_cache_release(void)
 	cache_free_buffers();
 }
 
-/* Lends the cached buffers to w when they fit its arena, zeroed. */
+/* Lends the cached buffers to w when they fit its arena (header zeroed). */
 static bool borrow_buffers(struct wr_ckpt_writer *w)
 {
 	size_t n = w->pages_total;
@@ -257,10 +257,11 @@ static bool borrow_buffers(struct wr_ckpt_writer *w)
 	w->header = cache.header, w->trailer = cache.trailer;
 	cache.desc = NULL, cache.view = NULL;
 	cache.header = cache.trailer = NULL;
-	memset(w->desc, 0, n * sizeof(*w->desc));
-	memset(w->view, 0, n * sizeof(*w->view));
+	/* desc[] and view[] are written whole before they are read, and the
+	 * trailer is cleared as far as it is used when it is built: zeroing
+	 * them here (~640 KiB at a 1 GiB cap) was 60-300 us of every
+	 * checkpoint's first flush tick on each core. */
 	memset(w->header, 0, WR_CKPT_BLOCK);
-	memset(w->trailer, 0, w->trailer_cap);
 	return true;
 }
 
@@ -469,7 +470,8 @@ static void scan_pages(struct wr_ckpt_writer *w)
 		}
 		uint32_t p = w->it_all.page;
 		if (page_changed(w, p)) {
-			w->desc[w->ndesc++].page_id = p;
+			w->desc[w->ndesc++] = (struct wr_ckpt_page_desc){
+				.page_id = p };
 			advance_changed(w);
 		}
 		w->view[w->nview++] = p;
