@@ -20,20 +20,22 @@
  *          descs straight from their snapshot pages (consecutive descs are
  *          adjacent in the file whatever their page ids; pages adjacent in
  *          memory share an iovec), each page checksummed just before the
- *          write is queued (a shadow's checksum was taken by the arena
- *          while copying it), only inside the allocated range, at most
+ *          write is queued (a shadow's checksum is taken by the arena
+ *          while completing it), only inside the allocated range, at most
  *          STEP_WRITES writes per step (bounds the hash per loop tick to
  *          2 MiB, ~100 us), at most RUNS_MAX merged writes in flight.
  *
  * WRITE-AFTER-TOUCH REPAIR.  A snapshot page with no shadow is the live
- * page; the arena protects its snapshot bytes only by copying them to a
- * shadow when it is touched, after which the live page changes under a
+ * page; the arena protects its snapshot bytes only by saving them to a
+ * shadow when they are touched, after which the live page changes under a
  * write still in flight (the bug the staging copy used to avoid).  The
  * writer remembers which pages of each merged write came from their live
  * page; when the write completes, every such page that has a shadow by now
- * was touched meanwhile, and is written again from its shadow: the shadow
- * holds the bytes the checksum was taken from (touch copies before the
- * first change) and stays frozen until snapshot_end.  The rewrite is queued
+ * was touched meanwhile, and is written again from its shadow: completed
+ * when the rewrite reads it, the shadow holds the bytes the checksum was
+ * taken from (a barrier saves bytes before their first change, the rest
+ * are the live page's unchanged ones) and stays frozen until snapshot_end.
+ * The rewrite is queued
  * only after the first write completed (two writes of one range in flight
  * are unordered) and before the trailer and fsync (TRAILER waits for it).
  * Cost: one extra page write per page touched while in flight; saved: a
@@ -552,9 +554,11 @@ static uint32_t iov_append(struct iovec *iov, uint32_t n, const void *b,
 
 /* Checksums up to step_pages descs ahead of the writes, from their
  * snapshot pages: a page's snapshot bytes never change (the live page
- * untouched since the barrier, or its frozen shadow, whose checksum the
- * arena took while copying), so a checksum taken steps before the write
- * holds whichever of the two the write then reads. */
+ * untouched since the barrier, or its shadow, which the arena completes
+ * and checksums here if a barrier started it), so a checksum taken steps
+ * before the write holds whichever of the two the write then reads.  This
+ * is where the arena's deferred copy-on-write is paid: at most step_pages
+ * page completions a step. */
 static void hash_ahead(struct wr_ckpt_writer *w)
 {
 	for (uint32_t k = 0; k < w->step_pages && w->nhashed < w->ndesc; k++) {
@@ -602,8 +606,7 @@ static void run_done(struct wr_ckpt_writer *w, uint32_t slot)
 	for (uint32_t i = 0; i < r->n; i++) {
 		uint32_t p = w->desc[r->first + i].page_id;
 		if (!((r->live >> i) & 1u) ||
-		    wr_arena_snapshot_page(w->arena, p) ==
-		    wr_arena_page_ptr(w->arena, p))
+		    !wr_arena_snapshot_has_shadow(w->arena, p))
 			continue;
 		/* Always on: no run starts while fixes wait (queue_pages),
 		 * so at most RUNS_MAX runs' pages are here. */

@@ -9,6 +9,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -19,8 +20,11 @@
 
 #include "core/error.h"
 #include "state/arena.h"
+#include "weir/tsc.h"
 
 #define BITS 64u
+#define COW_RATE_BYTES_PER_US 2048u	/* 2 GB/s: cow_budget() */
+#define COW_BUCKET (128u << 10)
 
 static bool bit_get(const uint64_t *bits, uint32_t i)
 {
@@ -92,8 +96,13 @@ static int alloc_side_arrays(struct wr_arena *a)
 	a->shadow_sum = malloc(n * sizeof(uint64_t));
 	a->used_bits = calloc(words, sizeof(uint64_t));
 	a->shadow_bits = calloc(words, sizeof(uint64_t));
+	a->partial_bits = calloc(words, sizeof(uint64_t));
+	/* Large callocs are untouched zero pages until a shadow uses them. */
+	a->saved = calloc(n * a->gwords, sizeof(uint64_t));
+	a->nsaved = calloc(n, sizeof(uint16_t));
 	if (!a->write_epoch || !a->shadow_of || !a->copied || !a->deferred ||
-	    !a->used_bits || !a->shadow_bits || !a->shadow_sum)
+	    !a->used_bits || !a->shadow_bits || !a->shadow_sum ||
+	    !a->partial_bits || !a->saved || !a->nsaved)
 		return -ENOMEM;
 	memset(a->shadow_of, 0xff, n * sizeof(uint32_t));
 	return 0;
@@ -109,7 +118,24 @@ static void free_arrays(struct wr_arena *a)
 	free(a->shadow_sum);
 	free(a->used_bits);
 	free(a->shadow_bits);
+	free(a->partial_bits);
+	free(a->saved);
+	free(a->nsaved);
 	free(a);
+}
+
+/* WEIR_ARENA_VERIFY=1: a second reservation the size of the arena, where
+ * snapshot_begin copies the state (tests: see arena.h's caveats). */
+static void verify_enable(struct wr_arena *a)
+{
+	const char *e = getenv("WEIR_ARENA_VERIFY");
+
+	if (!e || strcmp(e, "1") != 0)
+		return;
+	a->verify = mmap(NULL, a->map_bytes, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (a->verify == MAP_FAILED)
+		a->verify = NULL;
 }
 
 int wr_arena_create(const struct wr_arena_config *cfg, struct wr_arena **out)
@@ -129,6 +155,8 @@ int wr_arena_create(const struct wr_arena_config *cfg, struct wr_arena **out)
 	a->reserve_pages = cfg->reserve_pages;
 	a->cap_bytes = cfg->cap_bytes;
 	a->epoch = 1;
+	a->gwords = (ps >> WR_ARENA_GRANULE_SHIFT) / BITS;
+	a->cow_rate = COW_RATE_BYTES_PER_US;
 	err = alloc_side_arrays(a);
 	if (err)
 		goto fail_arrays;
@@ -142,6 +170,7 @@ int wr_arena_create(const struct wr_arena_config *cfg, struct wr_arena **out)
 	}
 	/* Halves the TLB misses of random probes (~350 -> ~240 ns). */
 	(void)madvise(a->base, a->map_bytes, MADV_HUGEPAGE);
+	verify_enable(a);
 	*out = a;
 	return 0;
 
@@ -156,6 +185,8 @@ void wr_arena_destroy(struct wr_arena *a)
 		return;
 	wr_arena_log_disable(a);
 	munmap(a->base, a->map_bytes);
+	if (a->verify)
+		munmap(a->verify, a->map_bytes);
 	free_arrays(a);
 }
 
@@ -232,6 +263,8 @@ static bool owed_to_snapshot(const struct wr_arena *a, uint32_t p)
 	       a->shadow_of[p] == WR_ARENA_NO_PAGE;
 }
 
+static void shadow_complete(struct wr_arena *a, uint32_t page);
+
 void wr_arena_free(struct wr_arena *a, uint32_t first_page, uint32_t npages)
 {
 	if (a->log)
@@ -242,6 +275,8 @@ void wr_arena_free(struct wr_arena *a, uint32_t first_page, uint32_t npages)
 		/* Always on: freeing a free page would hand it out twice. */
 		assert(p < a->pages_total && bit_get(a->used_bits, p) &&
 		       !bit_get(a->shadow_bits, p));
+		if (bit_get(a->partial_bits, p))	/* its rest is here */
+			shadow_complete(a, p);
 		if (owed_to_snapshot(a, p)) {
 			a->deferred[a->ndeferred++] = p;
 			continue;
@@ -251,78 +286,178 @@ void wr_arena_free(struct wr_arena *a, uint32_t first_page, uint32_t npages)
 	}
 }
 
-#define COPY_CHUNK 4096u	/* copied, then hashed while still in L1 */
+#define COPY_CHUNK 4096u	/* completed, then hashed while still in L1 */
+#define GSHIFT WR_ARENA_GRANULE_SHIFT
+#define GRANULE (1u << GSHIFT)
 
-/* Streams one chunk (a multiple of 128 bytes, 32-byte aligned). */
-static void chunk_copy_nt(void *dst, const void *src, size_t len)
+static uint32_t granules(const struct wr_arena *a)
+{
+	return a->page_size >> GSHIFT;
+}
+
+/* Streams len bytes (a multiple of 64, 32-byte aligned): the shadow is read
+ * again only by the checkpoint writer, much later; caching it only evicts
+ * the table, and streaming stores skip the read-for-ownership (1 GiB of
+ * 64 KiB pages in random order on this VM: memcpy 4.5 GB/s, streaming
+ * 9.4 GB/s).  The caller fences before the page goes to the kernel. */
+static void copy_nt(void *dst, const void *src, size_t len)
 {
 #ifdef __AVX2__
 	__m256i *d = dst;
 	const __m256i *s = src;
 
-	for (size_t i = 0; i < len / sizeof(*d); i += 4) {
+	for (size_t i = 0; i < len / sizeof(*d); i += 2) {
 		__m256i x0 = _mm256_load_si256(s + i);
 		__m256i x1 = _mm256_load_si256(s + i + 1);
-		__m256i x2 = _mm256_load_si256(s + i + 2);
-		__m256i x3 = _mm256_load_si256(s + i + 3);
 		_mm256_stream_si256(d + i, x0);
 		_mm256_stream_si256(d + i + 1, x1);
-		_mm256_stream_si256(d + i + 2, x2);
-		_mm256_stream_si256(d + i + 3, x3);
 	}
 #else
 	memcpy(dst, src, len);
 #endif
 }
 
-/*
- * The copy-on-write copy of one page, with non-temporal stores, and its
- * XXH3-64 (snapshot/format.h's page checksum) taken from the source chunk
- * just copied, still in L1.  Why streaming: the shadow is read again only
- * by the checkpoint writer, much later; caching it only evicts the table,
- * and streaming stores skip the read-for-ownership of the destination
- * (1 GiB of 64 KiB pages in random order on this VM: memcpy 4.5 GB/s,
- * streaming 9.4 GB/s).  Why hash here: the writer hashed each shadow again
- * from memory, 15% of the core under updates at 1 GiB (perf).  The sfence
- * orders the stores before the page is handed to the kernel.
- */
-static uint64_t page_copy_hash(void *dst, const void *src, size_t len)
+/* Copies the granules of [g0, g1) of page not yet saved into its shadow and
+ * marks them saved: the number copied. */
+static uint32_t save_granules(struct wr_arena *a, uint32_t page, uint32_t g0,
+			      uint32_t g1)
 {
+	uint64_t *bits = a->saved + (size_t)page * a->gwords;
+	const uint8_t *src = wr_arena_page_ptr(a, page);
+	uint8_t *dst = wr_arena_page_ptr(a, a->shadow_of[page]);
+	uint32_t n = 0;
+
+	for (uint32_t g = bits_find(bits, g0, g1, false); g < g1;
+	     g = bits_find(bits, g, g1, false)) {
+		uint32_t e = bits_find(bits, g, g1, true);
+		size_t off = (size_t)g << GSHIFT;
+		memcpy(dst + off, src + off, (size_t)(e - g) << GSHIFT);
+		bits_set(bits, g, e - g, true);
+		n += e - g;
+		g = e;
+	}
+	a->nsaved[page] = (uint16_t)(a->nsaved[page] + n);
+	return n;
+}
+
+/* WEIR_ARENA_VERIFY: the snapshot bytes of page must be those copied at
+ * snapshot_begin; a mismatch is a write that no barrier covered. */
+static void verify_page(const struct wr_arena *a, uint32_t page,
+			const uint8_t *snap)
+{
+	const uint8_t *ref;
+
+	if (!a->verify || page >= a->verify_pages)
+		return;
+	ref = a->verify + ((size_t)page << a->page_shift);
+	if (memcmp(snap, ref, a->page_size) == 0)
+		return;
+	for (uint32_t i = 0; i < a->page_size; i++)
+		if (snap[i] != ref[i]) {
+			fprintf(stderr, "weir: WEIR_ARENA_VERIFY: page %u byte "
+				"%u changed after the snapshot without a "
+				"barrier\n", page, i);
+			abort();
+		}
+}
+
+/*
+ * Completes page's partial shadow: the granules not saved are copied from
+ * the live page (unchanged since the snapshot: every write saved its
+ * granules first) with streaming stores, and the shadow is checksummed in
+ * page order from whichever copy is in cache (XXH3-64, snapshot/format.h's
+ * page checksum).  The page's barrier is the fast path again afterwards.
+ */
+static void shadow_complete(struct wr_arena *a, uint32_t page)
+{
+	uint64_t *bits = a->saved + (size_t)page * a->gwords;
+	const uint8_t *src = wr_arena_page_ptr(a, page);
+	uint8_t *dst = wr_arena_page_ptr(a, a->shadow_of[page]);
+	uint32_t n = granules(a);
 	XXH3_state_t st;
 
 	XXH3_INITSTATE(&st);
 	XXH3_64bits_reset(&st);
-	for (size_t off = 0; off < len; off += COPY_CHUNK) {
-		chunk_copy_nt((uint8_t *)dst + off, (const uint8_t *)src + off,
-			      COPY_CHUNK);
-		XXH3_64bits_update(&st, (const uint8_t *)src + off,
-				   COPY_CHUNK);
+	for (uint32_t g = 0; g < n;) {
+		bool in = bit_get(bits, g);
+		uint32_t e = bits_find(bits, g, n, !in);
+		size_t off = (size_t)g << GSHIFT, len = (size_t)(e - g) << GSHIFT;
+		if (!in)
+			copy_nt(dst + off, src + off, len);
+		XXH3_64bits_update(&st, (in ? dst : src) + off, len);
+		g = e;
 	}
 #ifdef __AVX2__
 	_mm_sfence();
 #endif
-	return XXH3_64bits_digest(&st);
+	bits_set(bits, 0, n, true);
+	a->nsaved[page] = (uint16_t)n;
+	a->shadow_sum[page] = XXH3_64bits_digest(&st);
+	bits_set(a->partial_bits, page, 1, false);
+	a->write_epoch[page] = a->epoch;
+	verify_page(a, page, dst);
 }
 
-int wr_arena_touch_slow(struct wr_arena *a, uint32_t page)
+/* A shadow page for page, partial and empty. */
+static int shadow_take(struct wr_arena *a, uint32_t page)
 {
-	if (owed_to_snapshot(a, page)) {
-		uint32_t s = find_run(a, 1);
-		if (s == WR_ARENA_NO_PAGE)
-			return wr_error(-ENOMEM, "arena cap of %zu bytes "
-					"reached: no page left for a "
-					"copy-on-write shadow", a->cap_bytes);
-		take_pages(a, s, 1);
-		bits_set(a->shadow_bits, s, 1, true);
-		a->shadow_sum[page] = page_copy_hash(wr_arena_page_ptr(a, s),
-				wr_arena_page_ptr(a, page), a->page_size);
-		/* The shadow keeps the epoch its bytes were written in. */
-		a->write_epoch[s] = a->write_epoch[page];
-		a->shadow_of[page] = s;
-		a->copied[a->shadow_pages++] = page;
-		a->cow_copies++;
+	uint32_t s = find_run(a, 1);
+
+	if (s == WR_ARENA_NO_PAGE)
+		return wr_error(-ENOMEM, "arena cap of %zu bytes reached: no "
+				"page left for a copy-on-write shadow",
+				a->cap_bytes);
+	take_pages(a, s, 1);
+	bits_set(a->shadow_bits, s, 1, true);
+	bits_set(a->partial_bits, page, 1, true);
+	/* The shadow keeps the epoch its bytes were written in. */
+	a->write_epoch[s] = a->write_epoch[page];
+	a->shadow_of[page] = s;
+	a->copied[a->shadow_pages++] = page;
+	a->cow_copies++;
+	return 0;
+}
+
+/*
+ * May this barrier copy the rest of a page now?  A token bucket of copy
+ * bytes, refilled with time: a state touched at random (nearly every touch
+ * a page not copied yet: ckpt_bench's 1 GiB of random updates) completes
+ * its pages in the barrier at up to COW_RATE instead of paying the granule
+ * path on every touch until the writer reaches them (which cost ~8% of its
+ * update rate), while a burst of first touches (a job's hot pages right
+ * after the snapshot) copies at most COW_BUCKET at once.
+ */
+static bool cow_budget(struct wr_arena *a)
+{
+	uint64_t now = weir_tsc_now();
+	uint64_t add = weir_tsc_ns(a->cow_t, now) * a->cow_rate / 1000;
+
+	a->cow_t = now;
+	a->cow_tokens = a->cow_tokens + add > COW_BUCKET ? COW_BUCKET :
+			a->cow_tokens + add;
+	if (a->cow_tokens < a->page_size)
+		return false;
+	a->cow_tokens -= a->page_size;
+	return true;
+}
+
+int wr_arena_touch_slow(struct wr_arena *a, uint32_t page, uint32_t lo,
+			uint32_t hi)
+{
+	uint32_t g0 = lo >> GSHIFT, g1 = ((hi - 1) >> GSHIFT) + 1;
+
+	if (!a->snap_pending || a->write_epoch[page] > a->snap_epoch) {
+		a->write_epoch[page] = a->epoch;	/* not in the snapshot */
+		return 0;
 	}
-	a->write_epoch[page] = a->epoch;
+	if (a->shadow_of[page] == WR_ARENA_NO_PAGE) {
+		int err = shadow_take(a, page);
+		if (err)
+			return err;
+	}
+	a->cow_granules += save_granules(a, page, g0, g1);
+	if (a->nsaved[page] == granules(a) || cow_budget(a))
+		shadow_complete(a, page);
 	return 0;
 }
 
@@ -331,6 +466,11 @@ int wr_arena_snapshot_begin(struct wr_arena *a, uint32_t *snap_epoch)
 	if (a->snap_pending)
 		return wr_error(-EBUSY, "arena: snapshot of epoch %u still "
 				"pending", a->snap_epoch);
+	if (a->verify) {	/* sized for the whole reservation at create */
+		memcpy(a->verify, a->base,
+		       (size_t)a->high_water << a->page_shift);
+		a->verify_pages = a->high_water;
+	}
 	a->snap_epoch = a->epoch++;
 	a->snap_pending = true;
 	if (snap_epoch)
@@ -338,11 +478,28 @@ int wr_arena_snapshot_begin(struct wr_arena *a, uint32_t *snap_epoch)
 	return 0;
 }
 
-const void *wr_arena_snapshot_page(const struct wr_arena *a, uint32_t page)
+const void *wr_arena_snapshot_page(struct wr_arena *a, uint32_t page)
 {
 	uint32_t s = a->shadow_of[page];
 
-	return wr_arena_page_ptr(a, s != WR_ARENA_NO_PAGE ? s : page);
+	if (s == WR_ARENA_NO_PAGE) {
+		verify_page(a, page, wr_arena_page_ptr(a, page));
+		return wr_arena_page_ptr(a, page);
+	}
+	if (bit_get(a->partial_bits, page))
+		shadow_complete(a, page);
+	return wr_arena_page_ptr(a, s);
+}
+
+bool wr_arena_snapshot_checksum(struct wr_arena *a, uint32_t page,
+				uint64_t *sum)
+{
+	if (a->shadow_of[page] == WR_ARENA_NO_PAGE)
+		return false;
+	if (bit_get(a->partial_bits, page))
+		shadow_complete(a, page);
+	*sum = a->shadow_sum[page];
+	return true;
 }
 
 bool wr_arena_snapshot_contains(const struct wr_arena *a, uint32_t page)
@@ -362,6 +519,13 @@ void wr_arena_snapshot_end(struct wr_arena *a)
 		return;
 	for (uint32_t i = 0; i < a->shadow_pages; i++) {
 		uint32_t p = a->copied[i], s = a->shadow_of[p];
+		if (bit_get(a->partial_bits, p)) {	/* touched: written */
+			bits_set(a->partial_bits, p, 1, false);
+			a->write_epoch[p] = a->epoch;
+		}
+		memset(a->saved + (size_t)p * a->gwords, 0,
+		       a->gwords * sizeof(uint64_t));
+		a->nsaved[p] = 0;
 		bits_set(a->shadow_bits, s, 1, false);
 		give_pages(a, s, 1);
 		a->shadow_of[p] = WR_ARENA_NO_PAGE;
@@ -470,6 +634,7 @@ void wr_arena_get_stats(const struct wr_arena *a, struct wr_arena_stats *s)
 	s->shadow_pages = a->shadow_pages;
 	s->deferred_pages = a->ndeferred;
 	s->cow_copies = a->cow_copies;
+	s->cow_granules = a->cow_granules;
 	s->epoch = a->epoch;
 }
 
@@ -478,6 +643,20 @@ void wr_arena_get_stats(const struct wr_arena *a, struct wr_arena_stats *s)
 		if (!(cond))                                                   \
 			return false;                                          \
 	} while (0)
+
+/* Invariant 8 for page p with a partial shadow. */
+static bool partial_is_valid(const struct wr_arena *a, uint32_t p)
+{
+	const uint64_t *bits = a->saved + (size_t)p * a->gwords;
+	uint32_t set = 0;
+
+	for (uint32_t w = 0; w < a->gwords; w++)
+		set += (uint32_t)__builtin_popcountll(bits[w]);
+	CHECK(set == a->nsaved[p] && set < granules(a));
+	CHECK(bit_get(a->used_bits, p) && a->write_epoch[p] >= 1 &&
+	      a->write_epoch[p] <= a->snap_epoch);
+	return true;
+}
 
 static bool shadows_are_valid(const struct wr_arena *a)
 {
@@ -488,11 +667,18 @@ static bool shadows_are_valid(const struct wr_arena *a)
 		uint32_t p = a->copied[i], s = a->shadow_of[p];
 		CHECK(s < a->pages_total && bit_get(a->shadow_bits, s) &&
 		      bit_get(a->used_bits, s));
+		if (bit_get(a->partial_bits, p)) {
+			CHECK(partial_is_valid(a, p));
+			continue;
+		}
 		CHECK(a->shadow_sum[p] == XXH3_64bits(wr_arena_page_ptr(a, s),
 						      a->page_size));
 	}
-	for (uint32_t p = 0; p < a->pages_total; p++)
+	for (uint32_t p = 0; p < a->pages_total; p++) {
 		with_shadow += a->shadow_of[p] != WR_ARENA_NO_PAGE;
+		CHECK(!bit_get(a->partial_bits, p) ||
+		      a->shadow_of[p] != WR_ARENA_NO_PAGE);
+	}
 	CHECK(with_shadow == a->shadow_pages);
 	CHECK(bits_count(a->shadow_bits, a->pages_total) == a->shadow_pages);
 	for (uint32_t i = 0; i < a->ndeferred; i++) {
@@ -503,7 +689,7 @@ static bool shadows_are_valid(const struct wr_arena *a)
 	return true;
 }
 
-/* Invariants 1-6 of arena.h; O(pages_total), for tests. */
+/* Invariants 1-8 of arena.h; O(pages_total), for tests. */
 bool wr_arena_is_valid(const struct wr_arena *a)
 {
 	uint32_t used = bits_count(a->used_bits, a->pages_total);

@@ -831,7 +831,7 @@ struct snap_copy {
 	uint8_t *bytes;
 };
 
-static void snap_save(const struct wr_arena *a, struct snap_copy *c)
+static void snap_save(struct wr_arena *a, struct snap_copy *c)
 {
 	c->page = malloc(a->pages_total * sizeof(uint32_t));
 	c->bytes = malloc((size_t)a->pages_total * a->page_size);
@@ -844,7 +844,7 @@ static void snap_save(const struct wr_arena *a, struct snap_copy *c)
 		}
 }
 
-static void snap_check(const struct wr_arena *a, struct snap_copy *c)
+static void snap_check(struct wr_arena *a, struct snap_copy *c)
 {
 	for (uint32_t i = 0; i < c->n; i++)
 		cr_assert_eq(memcmp(c->bytes + (size_t)i * a->page_size,
