@@ -20,11 +20,8 @@
 
 #include "core/error.h"
 #include "state/arena.h"
-#include "weir/tsc.h"
 
 #define BITS 64u
-#define COW_RATE_BYTES_PER_US 2048u	/* 2 GB/s: cow_budget() */
-#define COW_BUCKET (128u << 10)
 
 static bool bit_get(const uint64_t *bits, uint32_t i)
 {
@@ -156,7 +153,6 @@ int wr_arena_create(const struct wr_arena_config *cfg, struct wr_arena **out)
 	a->cap_bytes = cfg->cap_bytes;
 	a->epoch = 1;
 	a->gwords = (ps >> WR_ARENA_GRANULE_SHIFT) / BITS;
-	a->cow_rate = COW_RATE_BYTES_PER_US;
 	err = alloc_side_arrays(a);
 	if (err)
 		goto fail_arrays;
@@ -418,29 +414,6 @@ static int shadow_take(struct wr_arena *a, uint32_t page)
 	return 0;
 }
 
-/*
- * May this barrier copy the rest of a page now?  A token bucket of copy
- * bytes, refilled with time: a state touched at random (nearly every touch
- * a page not copied yet: ckpt_bench's 1 GiB of random updates) completes
- * its pages in the barrier at up to COW_RATE instead of paying the granule
- * path on every touch until the writer reaches them (which cost ~8% of its
- * update rate), while a burst of first touches (a job's hot pages right
- * after the snapshot) copies at most COW_BUCKET at once.
- */
-static bool cow_budget(struct wr_arena *a)
-{
-	uint64_t now = weir_tsc_now();
-	uint64_t add = weir_tsc_ns(a->cow_t, now) * a->cow_rate / 1000;
-
-	a->cow_t = now;
-	a->cow_tokens = a->cow_tokens + add > COW_BUCKET ? COW_BUCKET :
-			a->cow_tokens + add;
-	if (a->cow_tokens < a->page_size)
-		return false;
-	a->cow_tokens -= a->page_size;
-	return true;
-}
-
 int wr_arena_touch_slow(struct wr_arena *a, uint32_t page, uint32_t lo,
 			uint32_t hi)
 {
@@ -456,7 +429,7 @@ int wr_arena_touch_slow(struct wr_arena *a, uint32_t page, uint32_t lo,
 			return err;
 	}
 	a->cow_granules += save_granules(a, page, g0, g1);
-	if (a->nsaved[page] == granules(a) || cow_budget(a))
+	if (a->nsaved[page] == granules(a))
 		shadow_complete(a, page);
 	return 0;
 }

@@ -117,10 +117,6 @@ struct wr_arena {
 	uint64_t *saved;	/* per page, gwords: granules in the shadow */
 	uint16_t *nsaved;	/* per page: set bits of its saved[] */
 	uint32_t gwords;	/* saved[] words per page */
-	uint64_t cow_t;		/* weir_tsc_now() of the last budget refill */
-	uint64_t cow_tokens;	/* bytes barriers may complete now */
-	uint32_t cow_rate;	/* their refill, bytes per us; 0: granules only
-				 * (tests set it) */
 	uint64_t cow_copies;
 	uint64_t cow_granules;
 	uint8_t *verify;	/* WEIR_ARENA_VERIFY: the state at snapshot */

@@ -28,9 +28,7 @@
  *             snapshot_end.
  *   granules random: random ranges written on random pages interleaved
  *             with snapshot reads, against a copy taken at the snapshot,
- *             validator every 97 steps, across three snapshots (the first
- *             with granules only, the others with the barriers' time budget
- *             for whole pages).
+ *             validator every 97 steps, across three snapshots.
  *   verify:   WEIR_ARENA_VERIFY=1 aborts on a write no barrier covered.
  *   incremental: pages_written_since yields exactly the pages written after
  *             a given epoch, in the snapshot view.
@@ -245,7 +243,6 @@ Test(arena, cow_granules)
 	uint64_t sum;
 	struct wr_arena_stats s;
 
-	a->cow_rate = 0;	/* no whole-page completion in barriers */
 	cr_assert_eq(wr_arena_alloc(a, 2, &p, NULL), 0);
 	fill_pattern(a, p, 2, 1);
 	memcpy(before[0], wr_arena_page_ptr(a, p), PS);
@@ -288,7 +285,6 @@ Test(arena, cow_granules_free_and_end)
 	uint32_t p, e;
 	struct wr_arena_iter it = { 0 };
 
-	a->cow_rate = 0;
 	cr_assert_eq(wr_arena_alloc(a, 2, &p, NULL), 0);
 	fill_pattern(a, p, 2, 5);
 	memcpy(before, wr_arena_page_ptr(a, p), PS);
@@ -341,11 +337,7 @@ Test(arena, cow_granules_random)
 	cr_assert_eq(wr_arena_alloc(a, N, &p, NULL), 0);
 	cr_assert_eq(p, 0);
 	fill_pattern(a, 0, N, 3);
-	uint32_t rate = a->cow_rate;
 	for (int snap = 0; snap < 3; snap++) {
-		/* Granules only, then with whole pages completed in barriers
-		 * as the time budget allows. */
-		a->cow_rate = snap == 0 ? 0 : rate;
 		memcpy(ref, wr_arena_page_ptr(a, 0), (size_t)N * PS);
 		cr_assert_eq(wr_arena_snapshot_begin(a, NULL), 0);
 		for (int step = 0; step < 2000; step++) {
@@ -380,7 +372,6 @@ Test(arena, verify_catches_unbarriered_write, .init = set_verify,
 	struct wr_arena *a = mk(8, 0);
 	uint32_t p;
 
-	a->cow_rate = 0;
 	cr_assert_eq(wr_arena_alloc(a, 1, &p, NULL), 0);
 	fill_pattern(a, p, 1, 2);
 	cr_assert_eq(wr_arena_snapshot_begin(a, NULL), 0);
