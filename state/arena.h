@@ -15,8 +15,9 @@
  *   The barrier saves only the 64-byte granules of the range it is given
  *   (a per-page bitmap says which are saved), not the page: a job whose
  *   records touch many pages right after a snapshot used to copy all of
- *   them at once (the flows job: ~12 MB per core in the first millisecond,
- *   p99 of 2 ms for every record behind it).  The granules not saved are
+ *   them at once (the flows job: ~12 MB per core in the first millisecond;
+ *   the p99 of its records during checkpoints halved without it, see
+ *   docs/architecture.md).  The granules not saved are
  *   still the snapshot's bytes in the live page, so whoever reads the
  *   snapshot page (the checkpoint writer, bounded per loop tick) completes
  *   the shadow from the live page first and checksums it
