@@ -379,17 +379,9 @@ static void flush_done(struct wr_exec *x, int err, const char *why)
  * checkpoints in `weir bench latency`, which had been put down to the
  * copy-on-write).  Now a step costs the records behind it one step.
  */
-static bool flush_yields(struct wr_exec *x, uint32_t work)
+static bool flush_yields(const struct wr_exec *x, uint32_t work)
 {
-	struct wr_exec_ckpt *c = &x->ck;
-	uint64_t now;
-
-	if (work < WR_BURST)
-		return false;
-	now = mono_ns();
-	if (now - c->step_ns >= CK_STEP_GAP_NS)
-		return false;
-	return true;
+	return work >= WR_BURST && mono_ns() - x->ck.step_ns < CK_STEP_GAP_NS;
 }
 
 static int flush_step(struct wr_exec *x, uint32_t work)

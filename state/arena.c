@@ -282,9 +282,7 @@ void wr_arena_free(struct wr_arena *a, uint32_t first_page, uint32_t npages)
 	}
 }
 
-#define COPY_CHUNK 4096u	/* completed, then hashed while still in L1 */
 #define GSHIFT WR_ARENA_GRANULE_SHIFT
-#define GRANULE (1u << GSHIFT)
 
 static uint32_t granules(const struct wr_arena *a)
 {
@@ -386,7 +384,7 @@ static void shadow_complete(struct wr_arena *a, uint32_t page)
 #ifdef __AVX2__
 	_mm_sfence();
 #endif
-	bits_set(bits, 0, n, true);
+	memset(bits, 0xff, a->gwords * sizeof(uint64_t));
 	a->nsaved[page] = (uint16_t)n;
 	a->shadow_sum[page] = XXH3_64bits_digest(&st);
 	bits_set(a->partial_bits, page, 1, false);
