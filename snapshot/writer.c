@@ -557,8 +557,10 @@ static uint32_t iov_append(struct iovec *iov, uint32_t n, const void *b,
  * untouched since the barrier, or its shadow, which the arena completes
  * and checksums here if a barrier started it), so a checksum taken steps
  * before the write holds whichever of the two the write then reads.  This
- * is where the arena's deferred copy-on-write is paid: at most step_pages
- * page completions a step. */
+ * is where the arena's deferred copy-on-write is mostly paid, at most
+ * step_pages completions a step; a page touched between its checksum and
+ * its write is completed when queue_run or a repair reads it (not bounded
+ * by the step: left as it is, see docs/architecture.md). */
 static void hash_ahead(struct wr_ckpt_writer *w)
 {
 	for (uint32_t k = 0; k < w->step_pages && w->nhashed < w->ndesc; k++) {
