@@ -712,8 +712,8 @@ static void report(const struct run *r, const char *label)
 		report_hist(r, "ckpt", r->h_ckpt, "steady_samples", r->h);
 		printf("checkpoints interval=%llums completed=%llu failed=%llu "
 		       "last_duration=%.1fms last_bytes=%llu pause_max=%.1fus "
-		       "align_p50/p99/max=%.1f/%.1f/%.1fus"
-		       "%s%s\n", (unsigned long long)r->o->ckpt_ms,
+		       "align_p50/p99/max=%.1f/%.1f/%.1fus "
+		       "open_p50/p99/max=%.1f/%.1f/%.1fus%s%s\n", (unsigned long long)r->o->ckpt_ms,
 		       (unsigned long long)ck->completed,
 		       (unsigned long long)ck->failed,
 		       (double)ck->last_duration_us / 1e3,
@@ -722,6 +722,9 @@ static void report(const struct run *r, const char *label)
 		       (double)ck->align_p50_ns / 1e3,
 		       (double)ck->align_p99_ns / 1e3,
 		       (double)ck->align_max_ns / 1e3,
+		       (double)ck->open_p50_ns / 1e3,
+		       (double)ck->open_p99_ns / 1e3,
+		       (double)ck->open_max_ns / 1e3,
 		       r->ckpt_dir[0] ? " dir=" : "", r->ckpt_dir);
 	}
 	fflush(stdout);

@@ -209,6 +209,7 @@ static int open_writer(struct wr_exec *x)
 		.log_from = x->ck.lg_base.pos,
 		.log_to = x->ck.lg_to,
 		.step_bytes = CK_STEP_BYTES,
+		.files = &j->files[x->id],
 	};
 
 	/* Planned as a changelog checkpoint but this core's log cannot
@@ -426,9 +427,9 @@ static int64_t wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void start(struct wr_ckpt_job *j, int64_t now)
+static struct wr_ckpt_policy policy(const struct wr_ckpt_job *j)
 {
-	struct wr_ckpt_policy pol = {
+	return (struct wr_ckpt_policy){
 		.retain = j->cfg.retain,
 		.incremental = j->cfg.incremental,
 		.full_every = j->cfg.full_every,
@@ -438,8 +439,78 @@ static void start(struct wr_ckpt_job *j, int64_t now)
 		.log_max = j->cfg.log_max,
 		.log_max_pct = j->cfg.log_max_pct,
 	};
+}
 
-	if (wr_ckpt_plan_next(j->dir, &pol, j->cores, &j->plan) != 0) {
+/*
+ * The next checkpoint prepared ahead, while no checkpoint is in flight:
+ * the committer plans it and creates every core's files (committer.c says
+ * what that took on the loops).  The plan is the one start() would make:
+ * the directory changes only on the committer's thread, and force_full
+ * only when a commit settles, before this.  A failed prepare is not an
+ * error of its own: start() plans, and the writers create their files and
+ * report what fails, as without it.
+ */
+enum wr_ckpt_prep { PREP_NONE = 0, PREP_PENDING, PREP_READY, PREP_FAILED };
+
+static bool prepared(struct wr_ckpt_job *j)
+{
+	struct wr_ckpt_policy pol = policy(j);
+	int rc = 0, r;
+
+	switch (j->prep) {
+	case PREP_NONE:
+		r = wr_ckpt_committer_prepare(j->committer, j->dir, &pol,
+					      j->cores);
+		j->prep = r == 0 ? PREP_PENDING : PREP_FAILED;
+		return false;
+	case PREP_PENDING:
+		r = wr_ckpt_committer_poll(j->committer, &rc);
+		if (r == 1)
+			return false;
+		j->prep = r == 0 && rc == 0 ? PREP_READY : PREP_FAILED;
+		if (j->prep == PREP_READY)
+			wr_ckpt_committer_take(j->committer, &j->plan,
+					       j->files);
+		return true;
+	default:
+		return true;
+	}
+}
+
+void wr_ckpt_prep_drop(struct wr_ckpt_job *j)
+{
+	int rc = 0;
+
+	if (j->prep == PREP_PENDING) {
+		j->prep = wr_ckpt_committer_wait(j->committer, &rc) == 0 &&
+			  rc == 0 ? PREP_READY : PREP_FAILED;
+		if (j->prep == PREP_READY)
+			wr_ckpt_committer_take(j->committer, &j->plan,
+					       j->files);
+	}
+	if (j->prep == PREP_READY) {
+		for (unsigned i = 0; i < j->cores; i++)
+			wr_ckpt_files_close(&j->files[i]);
+		(void)wr_ckpt_abort(j->dir, j->plan.ckpt_id);
+	}
+	j->prep = PREP_NONE;
+}
+
+/* Files no writer took (a core failed first, or its kind differed from
+ * the plan's): closed; a commit's sweep or an abort removes them. */
+static void files_release(struct wr_ckpt_job *j)
+{
+	for (unsigned i = 0; i < j->cores; i++)
+		wr_ckpt_files_close(&j->files[i]);
+}
+
+static void start(struct wr_ckpt_job *j, int64_t now)
+{
+	struct wr_ckpt_policy pol = policy(j);
+	bool ready = j->prep == PREP_READY;
+
+	j->prep = PREP_NONE;
+	if (!ready && wr_ckpt_plan_next(j->dir, &pol, j->cores, &j->plan) != 0) {
 		fprintf(stderr, "weir: checkpoint: %s\n", weir_last_error());
 		j->next_ms = now + j->cfg.interval_ms;
 		return;
@@ -559,6 +630,7 @@ static void complete(struct wr_ckpt_job *j, int64_t now)
 static void settle(struct wr_ckpt_job *j, int64_t now)
 {
 	j->handed = j->in_flight = false;
+	files_release(j);
 	j->next_ms = j->started_ms + j->cfg.interval_ms;
 	if (j->next_ms < now + (int64_t)j->cfg.min_pause_ms)
 		j->next_ms = now + (int64_t)j->cfg.min_pause_ms;
@@ -640,7 +712,7 @@ static void coordinate(struct wr_exec *x)
 		atomic_store_explicit(&j->closed, 1, memory_order_release);
 		return;
 	}
-	if (now >= j->next_ms &&
+	if (prepared(j) && now >= j->next_ms &&
 	    (!any_firing(j) || now - j->next_ms >= FIRING_WAIT_MS))
 		start(j, now);
 }

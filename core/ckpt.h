@@ -43,7 +43,11 @@
  *
  *   and on the coordinator (core 0), in coordinate():
  *
- *     IDLE ── interval due: start() ──> TRIGGERED
+ *     IDLE ── nothing prepared: prepared() hands the committer the
+ *             next plan and the files of every core ──> IDLE (PREPARING)
+ *     IDLE ── interval due, the prepare done (or failed: start() plans
+ *             and the writers create their files, as before): start()
+ *             ──> TRIGGERED
  *     TRIGGERED ── every core reported: complete() ──> COMMITTING
  *              (the committer thread runs wr_ckpt_commit, or
  *              wr_ckpt_abort after an error or the timeout: the fsyncs
@@ -101,6 +105,10 @@ struct wr_ckpt_job {
 	_Atomic uint64_t abort_id;
 	_Atomic int closed;            /* every core may finish now */
 	struct wr_ckpt_plan plan;      /* of `trigger`, written before it */
+	/* Per core, its files of `trigger` created ahead (fd -1: none, or
+	 * taken): written before the trigger, taken by that core's writer,
+	 * what is left closed by the coordinator once every core reported. */
+	struct wr_ckpt_files files[WEIR_CORES_MAX];
 	/* Cores -> coordinator. */
 	alignas(WEIR_CACHE_LINE) _Atomic unsigned reported;
 	/* Per core: a window of it is firing (relaxed: a hint for when to
@@ -115,6 +123,7 @@ struct wr_ckpt_job {
 	 * commit_abort); in_flight lasts until the committer is done. */
 	bool in_flight, aborting, force_full;
 	bool handed, commit_abort;
+	int prep;                      /* enum wr_ckpt_prep (ckpt.c) */
 	uint64_t commit_us;            /* trigger to every core reported */
 	struct wr_ckpt_committer *committer;
 	uint64_t seq;                  /* triggers so far */
@@ -186,6 +195,9 @@ int wr_ckpt_job_open(struct weir_pipeline *p);  /* before the workers */
 void wr_ckpt_job_close(struct weir_pipeline *p);
 /* After the workers: the commit handed to the committer, if any, ends. */
 void wr_ckpt_commit_wait(struct wr_ckpt_job *j);
+/* After the workers, no checkpoint in flight: a next one prepared (or
+ * being prepared) is undone, its files closed and removed. */
+void wr_ckpt_prep_drop(struct wr_ckpt_job *j);
 /* A page of the checkpoint being restored failed as a core loaded it;
  * then fall_back opens the newest one older than it (pipeline.c). */
 bool wr_ckpt_job_pages_bad(const struct weir_pipeline *p);

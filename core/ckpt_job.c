@@ -236,6 +236,9 @@ int wr_ckpt_job_open(struct weir_pipeline *p)
 	j->cores = p->cfg.runtime.cores;
 	j->key_groups = p->cfg.key_groups;
 	j->force_full = true; /* arena epochs start afresh in every run */
+	j->prep = 0;
+	for (unsigned i = 0; i < WEIR_CORES_MAX; i++)
+		j->files[i].fd_pages = j->files[i].fd_meta = -1;
 	j->fingerprint = wr_ckpt_fingerprint(p, j->job, sizeof(j->job));
 	if (mkdir(j->dir, 0700) != 0 && errno != EEXIST)
 		return wr_error(-errno, "checkpoint directory %s: %s", j->dir,
@@ -298,6 +301,9 @@ void wr_ckpt_job_close(struct weir_pipeline *p)
 		wr_ckpt_commit_wait(j);
 	else if (j->in_flight)
 		(void)wr_ckpt_abort(j->dir, j->plan.ckpt_id);
+	wr_ckpt_prep_drop(j);	/* none while one was in flight */
+	for (unsigned i = 0; i < j->cores; i++)
+		wr_ckpt_files_close(&j->files[i]);
 	wr_ckpt_committer_destroy(j->committer);
 	j->committer = NULL;
 	wr_ckpt_close(p->ck->restore);

@@ -128,22 +128,59 @@ static void *aligned_zalloc(size_t len)
 	return p;
 }
 
-/* O_DIRECT first; tmpfs and some overlay setups answer EINVAL. */
-static int open_file(struct wr_ckpt_writer *w, const char *name, int *fd)
+/* O_DIRECT first (when *direct); tmpfs and some overlay setups answer
+ * EINVAL, and then *direct turns false. */
+static int create_file(int dirfd, const char *dir, const char *name,
+		       bool *direct, int *fd)
 {
 	int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
 
 	*fd = -1;
-	if (!w->cfg.no_direct)
-		*fd = openat(w->dirfd, name, flags | O_DIRECT, 0600);
+	if (*direct)
+		*fd = openat(dirfd, name, flags | O_DIRECT, 0600);
 	if (*fd < 0) {
-		*fd = openat(w->dirfd, name, flags, 0600);
-		w->direct = false;
+		*fd = openat(dirfd, name, flags, 0600);
+		*direct = false;
 	}
 	if (*fd < 0)
 		return wr_error(-errno, "checkpoint: cannot create %s/%s: %s",
-				w->dir, name, strerror(errno));
+				dir, name, strerror(errno));
 	return 0;
+}
+
+void wr_ckpt_files_close(struct wr_ckpt_files *f)
+{
+	if (f->fd_pages >= 0)
+		close(f->fd_pages);
+	if (f->fd_meta >= 0)
+		close(f->fd_meta);
+	f->fd_pages = f->fd_meta = -1;
+}
+
+int wr_ckpt_files_create(int dirfd, const char *dir, uint64_t ckpt_id,
+			 uint32_t core, bool log, bool no_direct,
+			 struct wr_ckpt_files *f)
+{
+	char pages[WR_CKPT_NAME_MAX], meta[WR_CKPT_NAME_MAX];
+	struct stat st;
+	int err;
+
+	*f = (struct wr_ckpt_files){ .fd_pages = -1, .fd_meta = -1,
+		.direct = !no_direct, .log = log, .core = core,
+		.ckpt_id = ckpt_id };
+	if (fstat(dirfd, &st) != 0)
+		return wr_error(-errno, "checkpoint: directory %s: %s", dir,
+				strerror(errno));
+	f->dir_dev = st.st_dev, f->dir_ino = st.st_ino;
+	wr_ckpt_file_name(pages, sizeof(pages), ckpt_id, core,
+			  log ? "log" : "pages");
+	wr_ckpt_file_name(meta, sizeof(meta), ckpt_id, core, "meta");
+	err = create_file(dirfd, dir, pages, &f->direct, &f->fd_pages);
+	if (err == 0)
+		err = create_file(dirfd, dir, meta, &f->direct, &f->fd_meta);
+	if (err)
+		wr_ckpt_files_close(f);
+	return err;
 }
 
 /*
@@ -212,22 +249,54 @@ static int open_dir(struct wr_ckpt_writer *w)
 	return 0;
 }
 
+static bool empty_file(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && st.st_nlink > 0 && st.st_size == 0;
+}
+
+/* Whether the files created ahead are this writer's, in its directory
+ * (not one since removed or renamed), and untouched since. */
+static bool files_fit(const struct wr_ckpt_writer *w,
+		      const struct wr_ckpt_files *f)
+{
+	struct stat d;
+
+	return f->fd_pages >= 0 && f->fd_meta >= 0 &&
+	       f->ckpt_id == w->cfg.ckpt_id && f->core == w->cfg.core &&
+	       f->log == w->cfg.log && !(f->direct && w->cfg.no_direct) &&
+	       fstat(w->dirfd, &d) == 0 && d.st_dev == f->dir_dev &&
+	       d.st_ino == f->dir_ino && empty_file(f->fd_pages) &&
+	       empty_file(f->fd_meta);
+}
+
 static int open_files(struct wr_ckpt_writer *w)
 {
 	struct wr_ckpt_core_result *r = &w->res;
+	struct wr_ckpt_files own, *f = w->cfg.files;
 	int err = open_dir(w);
 
-	if (err)
-		return err;
+	w->cfg.files = NULL;
 	wr_ckpt_file_name(r->pages_file, sizeof(r->pages_file),
 			  w->cfg.ckpt_id, w->cfg.core, w->cfg.log ? "log" : "pages");
 	wr_ckpt_file_name(r->meta_file, sizeof(r->meta_file), w->cfg.ckpt_id,
 			  w->cfg.core, "meta");
-	w->direct = !w->cfg.no_direct;
-	err = open_file(w, r->pages_file, &w->fd_pages);
-	if (err == 0)
-		err = open_file(w, r->meta_file, &w->fd_meta);
-	return err;
+	if (err == 0 && f != NULL && files_fit(w, f))
+		own = *f;
+	else if (err == 0)
+		err = wr_ckpt_files_create(w->dirfd, w->dir, w->cfg.ckpt_id,
+					   w->cfg.core, w->cfg.log,
+					   w->cfg.no_direct, &own);
+	if (f != NULL && (err || own.fd_pages != f->fd_pages))
+		wr_ckpt_files_close(f);
+	if (f != NULL)
+		f->fd_pages = f->fd_meta = -1;	/* taken, or closed */
+	if (err)
+		return err;
+	w->fd_pages = own.fd_pages, w->fd_meta = own.fd_meta;
+	w->direct = own.direct;
+	return 0;
 }
 
 static void cache_free_buffers(void)
@@ -358,11 +427,13 @@ int wr_ckpt_writer_create(const struct wr_ckpt_writer_config *cfg,
 	struct wr_ckpt_writer *w;
 	int err = check_config(cfg, arena);
 
-	if (err)
-		return err;
-	w = calloc(1, sizeof(*w));
-	if (w == NULL)
-		return wr_error(-ENOMEM, "checkpoint: no memory for a writer");
+	w = err ? NULL : calloc(1, sizeof(*w));
+	if (w == NULL) {
+		if (cfg->files != NULL)
+			wr_ckpt_files_close(cfg->files);
+		return err ? err : wr_error(-ENOMEM, "checkpoint: no memory "
+					    "for a writer");
+	}
 	w->cfg = *cfg;
 	if (w->cfg.inflight_max == 0)
 		w->cfg.inflight_max = WR_CKPT_INFLIGHT_DEFAULT;
@@ -381,7 +452,9 @@ int wr_ckpt_writer_create(const struct wr_ckpt_writer_config *cfg,
 	w->state = WR_CKPT_PAGES;
 	err = alloc_buffers(w);
 	if (err == 0)
-		err = open_files(w);
+		err = open_files(w);	/* takes or closes cfg->files */
+	else if (cfg->files != NULL)
+		wr_ckpt_files_close(cfg->files);
 	if (err) {
 		wr_ckpt_writer_destroy(w);
 		return err;
