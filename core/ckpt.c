@@ -18,15 +18,18 @@
 #include "weir/metrics.h"
 
 #define CK_URING_DEPTH 64u
-/* A loop tick checksums at most 4 pages of 64 KiB (16-50 us over cold
+/* A loop tick checksums at most one page of 64 KiB (15-25 us over cold
  * pages here) for the flush, not the writer's 2 MiB (130-380 us per
  * tick, ~4 ticks in a row per checkpoint, measured with TSC stamps per
- * loop phase): still 8+ GB/s of flush at the ~30 us ticks of full load. */
-#define CK_STEP_BYTES (256u << 10)
+ * loop phase).  Four pages a step (256 KiB, 60-100 us) put the p90 of the
+ * records sampled during checkpoints at ~47 us in `weir bench latency
+ * --rate 3000000 --cores 2 --checkpoint-interval 1000`; one page: ~18 us
+ * (medians of 5 alternating runs, bench/RESULTS.md). */
+#define CK_STEP_BYTES (64u << 10)
 /* The flush yields to records (flush_step): a tick that moved a full
  * burst skips its step, unless the last step is this old.  The floor of
- * the flush rate when every tick is full: 256 KiB per 250 us, 1 GB/s. */
-#define CK_STEP_GAP_NS 250000u
+ * the flush rate when every tick is full: 64 KiB per 62.5 us, 1 GB/s. */
+#define CK_STEP_GAP_NS 62500u
 
 static uint64_t mono_ns(void)
 {

@@ -525,14 +525,18 @@ bool wr_arena_pages_written_since(const struct wr_arena *a,
 				  uint32_t since_epoch,
 				  struct wr_arena_iter *it)
 {
-	for (uint32_t p = it->next; p < a->pages_total; p++) {
+	/* Never-used pages have epoch 0: the walk ends at the high water,
+	 * not the cap (the last call walked 16k pages, 40-60 us, on every
+	 * checkpoint's first flush step at a 1 GiB cap). */
+	for (uint32_t p = it->next; p < a->high_water; p++) {
 		if (view_epoch(a, p) > since_epoch) {
 			it->page = p;
 			it->next = p + 1;
 			return true;
 		}
 	}
-	it->next = a->pages_total;
+	if (it->next < a->high_water)
+		it->next = a->high_water;
 	return false;
 }
 
