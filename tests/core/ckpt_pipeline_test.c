@@ -20,6 +20,9 @@
  *     the directory is unchanged (same names, sizes and bytes).
  *   - a checkpointing job that runs to the end without a kill writes the
  *     reference output and commits checkpoints (stats > 0).
+ *   - a run ends with the next checkpoint prepared (its files created
+ *     ahead by the committer): they are removed, no file of a later id
+ *     than the newest committed is left.
  *   - windows: the same kill/resume (2->2, 2->1, 1->2) for a job whose
  *     operator is a sliding window (64 ms every 16 ms, count and sum per
  *     key, 100 ms allowed lateness, so fired windows stay with their
@@ -489,6 +492,22 @@ Test(ckpt_pipeline, windows_kill_resume_one_to_two, .timeout = 300)
 	kill_and_resume(1, 2, TRIALS(2), true);
 }
 
+/* Data files ("ckpt-<id>-...") in dir of a checkpoint id above `id`. */
+static unsigned files_after(const char *dir, uint64_t id)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	unsigned n = 0;
+
+	cr_assert_not_null(d);
+	while ((e = readdir(d)) != NULL)
+		if (strncmp(e->d_name, "ckpt-", 5) == 0 &&
+		    strtoull(e->d_name + 5, NULL, 10) > id)
+			n++;
+	closedir(d);
+	return n;
+}
+
 Test(ckpt_pipeline, uninterrupted_with_checkpoints, .timeout = 300)
 {
 	char dir[256], out[600], ck[600];
@@ -516,6 +535,29 @@ Test(ckpt_pipeline, uninterrupted_with_checkpoints, .timeout = 300)
 	cr_assert_str_eq(a, b);
 	free(a);
 	free(b);
+	rm_rf(dir);
+}
+
+/* The first checkpoint is taken at the start; the next one is prepared
+ * (planned, its files created) at once but never due in a 60 s interval:
+ * the run removes those files when it ends. */
+Test(ckpt_pipeline, prepared_files_removed_at_end, .timeout = 300)
+{
+	char dir[256], out[600], ck[600];
+	struct weir_checkpoint_stats st;
+	struct job_opts o = { .cores = 2, .sum_size = 8, .rate = RATE,
+			      .interval_ms = 60000 };
+
+	tmpdir(dir, sizeof(dir));
+	snprintf(out, sizeof(out), "%s/out.csv", dir);
+	snprintf(ck, sizeof(ck), "%s/ck", dir);
+	o.out = out;
+	o.dir = ck;
+	cr_assert_eq(run_job(&o, &st), 0, "%s", weir_last_error());
+	cr_assert_eq(st.completed, 1);
+	cr_assert_eq(files_after(ck, st.last_id), 0, "files created ahead "
+		     "for checkpoint %llu were left behind",
+		     (unsigned long long)st.last_id + 1);
 	rm_rf(dir);
 }
 

@@ -18,6 +18,10 @@
  *   ckpt/committer       the committer thread commits (a second request while
  *                        one is in flight: -EBUSY), aborts (the files go),
  *                        and one handed over before destroy still commits.
+ *   ckpt/committer_prepare  the committer plans the next checkpoint and
+ *                        creates every core's files; a writer takes its
+ *                        own, replaces another kind's, another id's or
+ *                        unlinked ones; unused ones are swept on commit.
  *   ckpt/step_budget     touch_in_flight with step_bytes of one and of two
  *                        pages: a step checksums that many at most, and pages
  *                        touched between their checksum (taken ahead) and
@@ -60,7 +64,11 @@
  *                        at snapshot time.  Caught the unsafe zero-copy
  *                        writer (repair disabled) in 3 of 3 runs.
  */
+#include <fcntl.h>
+#include <limits.h>
+
 #include "ckpt_util.h"
+#include "snapshot/format.h"
 
 Test(arena, restore_page)
 {
@@ -739,6 +747,118 @@ static uint32_t files_of(const char *dir, uint64_t id)
 	snprintf(prefix, sizeof(prefix), "ckpt-%020llu-",
 		 (unsigned long long)id);
 	return count_files(dir, prefix);
+}
+
+static bool fd_open(int fd)
+{
+	return fd >= 0 && fcntl(fd, F_GETFD) != -1;
+}
+
+/* Writes and commits (retain 3) one core's checkpoint `id` of a, its
+ * writer given files f: taken (their fds still open after create, the
+ * writer's) or not (closed, the writer created its own). */
+static void write_with_files(const char *dir, struct wr_arena *a,
+			     uint64_t id, struct wr_ckpt_files *f, bool taken)
+{
+	struct wr_ckpt_core_result res;
+	struct wr_ckpt_writer *w;
+	struct wr_uring *u;
+	int fd = f->fd_pages;
+	uint32_t e;
+
+	cr_assert_eq(wr_uring_create(16, &u), 0);
+	struct wr_ckpt_writer_config cfg = { dir, id, 0, T_FP, u, 8 };
+	cfg.files = f;
+	cr_assert_eq(wr_arena_snapshot_begin(a, &e), 0);
+	cr_assert_eq(wr_ckpt_writer_create(&cfg, a, &w), 0, "%s",
+		     weir_last_error());
+	cr_assert(f->fd_pages == -1 && f->fd_meta == -1,
+		  "the writer left the files to the caller");
+	cr_assert_eq(fd_open(fd), taken, "files %s", taken ? "not taken" :
+		     "taken though not the writer's");
+	cr_assert_eq(t_drive(w), 1, "%s", weir_last_error());
+	cr_assert_eq(wr_ckpt_writer_result(w, &res), 0);
+	wr_arena_snapshot_end(a);
+	wr_ckpt_writer_destroy(w);
+	cr_assert_not(fd_open(fd), "destroy closes the files it took");
+	wr_uring_destroy(u);
+	struct wr_ckpt_commit_info ci = { dir, id, 0, 1, 1, 1, 128, T_FP,
+					  "test job", 3 };
+	cr_assert_eq(wr_ckpt_commit(&ci, &res, 1), 0, "%s", weir_last_error());
+	cr_assert_eq(files_of(dir, id), 2, "an unused file was not swept");
+	cr_assert_eq(wr_ckpt_verify(dir, id, NULL, NULL), 0);
+	struct wr_arena *got = t_restore(dir, 0, 64, NULL);
+	t_assert_same(a, got);
+	wr_arena_destroy(got);
+}
+
+/* Files created ahead as core 0's of checkpoint id, of kind log. */
+static struct wr_ckpt_files files_ahead(const char *dir, uint64_t id,
+					bool log)
+{
+	struct wr_ckpt_files f;
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+
+	cr_assert_geq(dfd, 0);
+	cr_assert_eq(wr_ckpt_files_create(dfd, dir, id, 0, log, false, &f), 0);
+	close(dfd);
+	return f;
+}
+
+/* The committer prepares the next checkpoint: the plan start() would
+ * make, and every core's two files.  A writer takes files that are its
+ * own, and closes and replaces files of another kind, another checkpoint,
+ * or ones unlinked since; every checkpoint verifies and restores, and the
+ * commit sweeps the files no writer took (here core 1's, a log file). */
+Test(ckpt, committer_prepare)
+{
+	char *dir = t_mkdir();
+	struct wr_arena *a = t_arena(64);
+	struct wr_ckpt_committer *cm;
+	struct wr_ckpt_plan plan, want;
+	struct wr_ckpt_files f[2];
+	char name[64];
+	int rc = -1;
+
+	t_populate(a, 20, 3);
+	cr_assert_eq(wr_ckpt_committer_create(&cm), 0);
+	cr_assert_eq(wr_ckpt_plan_next(dir, &full_pol, 2, &want), 0);
+	cr_assert_eq(wr_ckpt_committer_prepare(cm, dir, &full_pol, 2), 0);
+	cr_assert_eq(wr_ckpt_committer_prepare(cm, dir, &full_pol, 2), -EBUSY);
+	cr_assert_eq(wr_ckpt_committer_wait(cm, &rc), 0);
+	cr_assert_eq(rc, 0, "%s", weir_last_error());
+	wr_ckpt_committer_take(cm, &plan, f);
+	cr_assert_eq(plan.ckpt_id, want.ckpt_id);
+	cr_assert_eq(plan.parent_id, want.parent_id);
+	cr_assert_eq(files_of(dir, plan.ckpt_id), 4, "2 cores x pages + meta");
+	for (uint32_t i = 0; i < 2; i++) {
+		cr_assert(fd_open(f[i].fd_pages) && fd_open(f[i].fd_meta));
+		cr_assert(f[i].core == i && !f[i].log);
+	}
+	wr_ckpt_files_close(&f[1]);
+	write_with_files(dir, a, plan.ckpt_id, &f[0], true);
+	wr_ckpt_committer_destroy(cm);
+
+	uint64_t id = plan.ckpt_id + 1;
+	t_fill(a, 2, 40);
+	f[0] = files_ahead(dir, id, true);	/* a log file: not the kind */
+	write_with_files(dir, a, id, &f[0], false);
+
+	t_fill(a, 3, 41);
+	f[0] = files_ahead(dir, id + 5, false);	/* another checkpoint's */
+	write_with_files(dir, a, id + 1, &f[0], false);
+	cr_assert_eq(files_of(dir, id + 5), 2, "not swept: a later id");
+
+	t_fill(a, 4, 42);
+	f[0] = files_ahead(dir, id + 2, false);
+	wr_ckpt_file_name(name, sizeof(name), id + 2, 0, "pages");
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	cr_assert_eq(unlink(path), 0);		/* removed since */
+	write_with_files(dir, a, id + 2, &f[0], false);
+
+	wr_arena_destroy(a);
+	t_rmdir(dir);
 }
 
 /* The committer thread commits (one at a time: -EBUSY while one is in
