@@ -43,11 +43,12 @@
  *
  *   and on the coordinator (core 0), in coordinate():
  *
- *     IDLE ── nothing prepared: prepared() hands the committer the
- *             next plan and the files of every core ──> IDLE (PREPARING)
- *     IDLE ── interval due, the prepare done (or failed: start() plans
- *             and the writers create their files, as before): start()
- *             ──> TRIGGERED
+ *     IDLE ── prepared(): the committer plans checkpoint n and creates
+ *             every core's files of it (prep PENDING, then READY, or
+ *             FAILED) ──> IDLE
+ *     IDLE ── interval due and prep READY or FAILED: start() (the plan
+ *             and files prepared, or, FAILED, a plan made there and
+ *             files each writer creates) ──> TRIGGERED
  *     TRIGGERED ── every core reported: complete() ──> COMMITTING
  *              (the committer thread runs wr_ckpt_commit, or
  *              wr_ckpt_abort after an error or the timeout: the fsyncs
@@ -55,7 +56,10 @@
  *     COMMITTING ── the committer is done: commit_done() ──> IDLE
  *
  *   in_flight covers TRIGGERED and COMMITTING, so no checkpoint is planned
- *   before the previous one's manifest is in place.
+ *   (nor prepared) before the previous one's manifest is in place; prep
+ *   is NONE outside IDLE; the files of a plan no writer took are closed
+ *   by settle() and removed by the next commit's sweep or an abort, and a
+ *   prepare still unused when the job closes is undone (prep_drop).
  *
  * INVARIANTS
  *   1. At most one checkpoint is between trigger and commit; ids increase.
