@@ -455,13 +455,23 @@ static struct wr_ckpt_policy policy(const struct wr_ckpt_job *j)
  */
 enum wr_ckpt_prep { PREP_NONE = 0, PREP_PENDING, PREP_READY, PREP_FAILED };
 
+/* The committer's answer r (and rc) to the prepare: READY with its plan
+ * and files taken, or FAILED. */
+static void prep_collect(struct wr_ckpt_job *j, int r, int rc)
+{
+	j->prep = r == 0 && rc == 0 ? PREP_READY : PREP_FAILED;
+	if (j->prep == PREP_READY)
+		wr_ckpt_committer_take(j->committer, &j->plan, j->files);
+}
+
 static bool prepared(struct wr_ckpt_job *j)
 {
-	struct wr_ckpt_policy pol = policy(j);
+	struct wr_ckpt_policy pol;
 	int rc = 0, r;
 
 	switch (j->prep) {
 	case PREP_NONE:
+		pol = policy(j);
 		r = wr_ckpt_committer_prepare(j->committer, j->dir, &pol,
 					      j->cores);
 		j->prep = r == 0 ? PREP_PENDING : PREP_FAILED;
@@ -470,33 +480,11 @@ static bool prepared(struct wr_ckpt_job *j)
 		r = wr_ckpt_committer_poll(j->committer, &rc);
 		if (r == 1)
 			return false;
-		j->prep = r == 0 && rc == 0 ? PREP_READY : PREP_FAILED;
-		if (j->prep == PREP_READY)
-			wr_ckpt_committer_take(j->committer, &j->plan,
-					       j->files);
+		prep_collect(j, r, rc);
 		return true;
 	default:
 		return true;
 	}
-}
-
-void wr_ckpt_prep_drop(struct wr_ckpt_job *j)
-{
-	int rc = 0;
-
-	if (j->prep == PREP_PENDING) {
-		j->prep = wr_ckpt_committer_wait(j->committer, &rc) == 0 &&
-			  rc == 0 ? PREP_READY : PREP_FAILED;
-		if (j->prep == PREP_READY)
-			wr_ckpt_committer_take(j->committer, &j->plan,
-					       j->files);
-	}
-	if (j->prep == PREP_READY) {
-		for (unsigned i = 0; i < j->cores; i++)
-			wr_ckpt_files_close(&j->files[i]);
-		(void)wr_ckpt_abort(j->dir, j->plan.ckpt_id);
-	}
-	j->prep = PREP_NONE;
 }
 
 /* Files no writer took (a core failed first, or its kind differed from
@@ -505,6 +493,19 @@ static void files_release(struct wr_ckpt_job *j)
 {
 	for (unsigned i = 0; i < j->cores; i++)
 		wr_ckpt_files_close(&j->files[i]);
+}
+
+void wr_ckpt_prep_drop(struct wr_ckpt_job *j)
+{
+	int rc = 0;
+
+	if (j->prep == PREP_PENDING)
+		prep_collect(j, wr_ckpt_committer_wait(j->committer, &rc), rc);
+	if (j->prep == PREP_READY) {
+		files_release(j);
+		(void)wr_ckpt_abort(j->dir, j->plan.ckpt_id);
+	}
+	j->prep = PREP_NONE;
 }
 
 static void start(struct wr_ckpt_job *j, int64_t now)
