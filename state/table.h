@@ -150,12 +150,12 @@ static inline bool wr_key_eq(const void *a, const void *b, uint32_t n)
 		return memcmp(p, q, n) == 0;
 #if defined(__AVX2__)
 	if (n >= 32 && n <= 64) {
+		const uint8_t *pe = p + n - 32, *qe = q + n - 32;
 		__m256i d = _mm256_or_si256(
 			_mm256_xor_si256(_mm256_loadu_si256((const void *)p),
 					 _mm256_loadu_si256((const void *)q)),
-			_mm256_xor_si256(
-				_mm256_loadu_si256((const void *)(p + n - 32)),
-				_mm256_loadu_si256((const void *)(q + n - 32))));
+			_mm256_xor_si256(_mm256_loadu_si256((const void *)pe),
+					 _mm256_loadu_si256((const void *)qe)));
 		return _mm256_testz_si256(d, d);
 	}
 #endif
