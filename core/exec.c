@@ -121,6 +121,17 @@ static int stage(struct wr_exec *x, const struct weir_stream *kb,
 	return rc < 0 ? overflow(kb) : 0;
 }
 
+/* XXH3 of n keys of one size, inlined whole so the loop's invariant length
+ * tests are taken once, not per key (a call per key cost ~67 instructions
+ * of a 40-byte key). */
+__attribute__((flatten, noinline))
+static void hash_keys(const uint8_t *keys, uint32_t size, uint32_t n,
+		      uint64_t *hash)
+{
+	for (uint32_t i = 0; i < n; i++)
+		hash[i] = XXH3_64bits(keys + (size_t)i * size, size);
+}
+
 /*
  * A source batch straight into its key_by (the common shape): keys and
  * hashes first, then the combiner's burst (which prefetches its sets
@@ -136,11 +147,10 @@ static int stage_batch(struct wr_exec *x, const struct weir_stream *kb,
 				    (uint32_t)n, rec_size };
 	int err = 0;
 
-	for (int i = 0; i < n; i++) {
-		uint8_t *k = nr->keys + (size_t)i * kb->key_size;
-		kb->fn.key_by(recs + (size_t)i * rec_size, k, kb->arg);
-		hash[i] = XXH3_64bits(k, kb->key_size);
-	}
+	for (int i = 0; i < n; i++)
+		kb->fn.key_by(recs + (size_t)i * rec_size,
+			      nr->keys + (size_t)i * kb->key_size, kb->arg);
+	hash_keys(nr->keys, kb->key_size, (uint32_t)n, hash);
 	if (nr->comb != NULL)
 		err = wr_comb_add_burst(x, kb, nr->comb, &b);
 	else
