@@ -202,8 +202,8 @@ static int send_entry(struct wr_exec *x, const struct weir_stream *kb,
 		return -EOVERFLOW;
 	p = wr_exec_stage_slot(x, d, kb->edge | WR_ENV_PARTIAL, kg, pane, hash);
 	memcpy(p, &records, 8);
-	memcpy(p + 8, e + c->acc_off, c->key_off - c->acc_off);
-	memcpy(p + 8 + (c->key_off - c->acc_off), e + c->key_off, c->key_size);
+	/* [acc, padded to 8][key]: contiguous in the entry as in the payload */
+	memcpy(p + 8, e + c->acc_off, c->key_off - c->acc_off + c->key_size);
 	t->records[i % WAYS] = 0;
 	c->used--;
 	return 0;

@@ -60,21 +60,6 @@ static uint32_t flush_all(struct wr_exec *x)
 	return pending;
 }
 
-uint8_t *wr_exec_stage_slot(struct wr_exec *x, unsigned d, uint32_t edge,
-			    uint32_t kg, int64_t ts, uint64_t hash)
-{
-	struct wr_outbuf *o = &x->out[d];
-	struct wr_envelope *env = (struct wr_envelope *)(o->slots +
-		(size_t)((o->head + o->n) & (o->cap - 1)) * x->slot);
-
-	env->edge = edge;
-	env->key_group = kg;
-	env->ts = ts;
-	env->hash = hash;
-	o->n++;
-	return (uint8_t *)(env + 1);
-}
-
 static int overflow(const struct weir_stream *kb)
 {
 	return wr_error(-EOVERFLOW, "operator before '%s' emitted more records "

@@ -97,9 +97,23 @@ struct wr_exec {
 int wr_emit_down(struct wr_exec *x, const struct weir_stream *n,
 		 const void *rec, int64_t ts);
 /* The next envelope for core d, its header written; where its payload goes.
- * The caller checked the out buffer has room. */
-uint8_t *wr_exec_stage_slot(struct wr_exec *x, unsigned d, uint32_t edge,
-			    uint32_t kg, int64_t ts, uint64_t hash);
+ * The caller checked the out buffer has room.  Inline: a call per staged
+ * envelope (every combiner eviction, every row) cost ~8 instructions. */
+static inline uint8_t *wr_exec_stage_slot(struct wr_exec *x, unsigned d,
+					  uint32_t edge, uint32_t kg,
+					  int64_t ts, uint64_t hash)
+{
+	struct wr_outbuf *o = &x->out[d];
+	struct wr_envelope *env = (struct wr_envelope *)(o->slots +
+		(size_t)((o->head + o->n) & (o->cap - 1)) * x->slot);
+
+	env->edge = edge;
+	env->key_group = kg;
+	env->ts = ts;
+	env->hash = hash;
+	o->n++;
+	return (uint8_t *)(env + 1);
+}
 /* A keyed record as it is, to the core owning its key group: 0, or
  * -EOVERFLOW when that out buffer is full. */
 int wr_exec_stage_keyed(struct wr_exec *x, const struct weir_stream *kb,
