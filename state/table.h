@@ -215,6 +215,11 @@ uint64_t wr_table_count(const struct wr_table *t);
  * after wr_arena_touch of their page). */
 bool wr_table_next(struct wr_table *t, struct wr_table_iter *it,
 		   const void **key, void **value);
+/* wr_table_hash() of the key whose value pointer this table handed out
+ * (get, upsert, next), for tables keyed by it: the slot stores it, so no
+ * rehash (an XXH3 of a 40-byte key is ~60 instructions; the rare hashes 0
+ * and 1, stored as 2 and 3, are recomputed). */
+uint64_t wr_table_value_hash(const struct wr_table *t, const void *value);
 /* Prefetches the home slot of hash, for callers pipelining their own keys. */
 void wr_table_prefetch(const struct wr_table *t, uint64_t hash);
 

@@ -22,7 +22,8 @@
  *               arena never overwrite each other.
  *   collisions: many keys with one hash, and the reserved hashes 0 and 1.
  *   batch:      duplicate keys in one batch share one value pointer.
- *   iterate:    visits every key exactly once, also mid-migration.
+ *   iterate:    visits every key exactly once, also mid-migration; the
+ *               value's stored hash is the key's wr_table_hash().
  *   clear:      empties the table, which stays usable.
  *   cow:        after snapshot_begin, an upsert's write leaves the snapshot
  *               page with the old value.
@@ -408,6 +409,7 @@ static uint64_t count_by_iteration(struct wr_table *t, uint8_t *seen)
 		cr_assert_eq(seen[key]++, 0, "key %llu twice",
 			     (unsigned long long)key);
 		cr_assert_eq(*(uint64_t *)v, key);
+		cr_assert_eq(wr_table_value_hash(t, v), wr_table_hash(k, 8));
 		n++;
 	}
 	return n;
