@@ -372,6 +372,15 @@ static int drain_rings(struct wr_exec *x, uint32_t *work)
 	return 0;
 }
 
+/* The largest of m and n timestamps, with no store per record (the
+ * conditional store into the node kept gcc from vectorising the loop). */
+static int64_t max_ts(const int64_t *ts, int n, int64_t m)
+{
+	for (int i = 0; i < n; i++)
+		m = ts[i] > m ? ts[i] : m;
+	return m;
+}
+
 static int poll_source(struct wr_exec *x, const struct weir_stream *s,
 		       uint32_t *work)
 {
@@ -394,9 +403,7 @@ static int poll_source(struct wr_exec *x, const struct weir_stream *s,
 		return got;
 	if (got > 0)
 		nr->active_ms = x->now_ms;
-	for (int i = 0; i < got; i++)
-		if (x->tsbuf[i] > nr->max_ts)
-			nr->max_ts = x->tsbuf[i];
+	nr->max_ts = max_ts(x->tsbuf, got, nr->max_ts);
 	*work += (uint32_t)got;
 	if (s->ndown == 1 && s->down[0]->kind == WR_NODE_KEY_BY &&
 	    s->down[0]->fn.key_by != NULL)
