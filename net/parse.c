@@ -318,6 +318,10 @@ int weir_parse(const uint8_t *data, uint32_t caplen, uint32_t wire_len,
 {
 	uint32_t wire = wire_len > caplen ? wire_len : caplen;
 
+	/* Nearly every capture: a compare instead of the switch's bounds
+	 * check and indirect jump (~8 instructions a frame, callgrind). */
+	if (WEIR_LIKELY(linktype == WEIR_LINKTYPE_ETHERNET))
+		return parse_ethernet(data, caplen, wire, out);
 	switch (linktype) {
 	case WEIR_LINKTYPE_ETHERNET:
 		return parse_ethernet(data, caplen, wire, out);

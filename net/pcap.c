@@ -607,6 +607,25 @@ int weir_pcap_next(struct weir_pcap *r, struct weir_frame *f)
 	return rc;
 }
 
+int weir_pcap_next_burst(struct weir_pcap *r, struct weir_frame *f,
+			 unsigned n, unsigned *got)
+{
+	unsigned k = 0;
+	int rc = 1;
+
+	if (r->fmt == FMT_PCAP && r->state == ST_READING) {
+		while (k < n && (rc = classic_next(r, &f[k])) == 1)
+			k++;
+		r->index += k;
+		r->stats.frames += k;
+	} else {
+		while (k < n && (rc = weir_pcap_next(r, &f[k])) == 1)
+			k++;
+	}
+	*got = k;
+	return rc;
+}
+
 int weir_pcap_skip(struct weir_pcap *r, uint64_t n, uint64_t *skipped)
 {
 	uint64_t k;

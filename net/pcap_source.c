@@ -81,6 +81,8 @@
  * all of the 446 MB bench file).
  */
 #define INDEX_AHEAD(cores) (2ull * (cores) + 1)
+/* Frames per weir_pcap_next_burst() call: a poll's worth (WR_BURST). */
+#define READ_BURST 32u
 
 _Static_assert(SPLITS <= 64, "owned splits are a 64-bit map");
 
@@ -372,18 +374,19 @@ static int read_chunk(struct weir_pcap_source *s, struct psrc_core *pc,
 		      unsigned want, unsigned *frames)
 {
 	struct weir_pcap_pos before;
-	struct weir_frame f;
-	unsigned n = 0, i = 0;
+	struct weir_frame f[READ_BURST];
+	unsigned n = 0, i = 0, got;
 	int rc = 1;
 
 	if (s->chunk_frames - pc->done < want)
 		want = s->chunk_frames - pc->done;
 	weir_pcap_tell(pc->r, &before);
-	for (; i < want; i++) {
-		rc = weir_pcap_next(pc->r, &f);
-		if (rc <= 0)
-			break;
-		n += (unsigned)take(pc, &f, &o[n], &ts[n]);
+	while (rc > 0 && i < want) {
+		rc = weir_pcap_next_burst(pc->r, f, want - i < READ_BURST ?
+					  want - i : READ_BURST, &got);
+		for (unsigned k = 0; k < got; k++)
+			n += (unsigned)take(pc, &f[k], &o[n], &ts[n]);
+		i += got;
 	}
 	pc->done += i;
 	*frames = i;

@@ -741,6 +741,14 @@ bool wr_table_next(struct wr_table *t, struct wr_table_iter *it,
 	return false;
 }
 
+uint64_t wr_table_value_hash(const struct wr_table *t, const void *value)
+{
+	const uint8_t *s = (const uint8_t *)value - 8;
+	uint64_t m = meta_get(s);
+
+	return m >= 4 ? m : wr_table_hash(s + t->key_off, t->key_size);
+}
+
 void wr_table_get_stats(const struct wr_table *t, struct wr_table_stats *s)
 {
 	s->count = t->count;

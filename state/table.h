@@ -55,6 +55,9 @@
 #include <stdint.h>
 #include <string.h>
 #include <xxhash.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include "state/arena.h"
 
@@ -123,21 +126,42 @@ static inline void wr_prefetch_l2(const void *p)
 #endif
 }
 
-/* Key bytes equal?  A word at a time, no call for the common sizes (8-byte
- * counters' keys, 40-byte flow keys: memcmp's call and dispatch were ~14
- * instructions of a 40-byte compare). */
+static inline uint64_t wr_xor8(const uint8_t *p, const uint8_t *q)
+{
+	uint64_t x, y;
+
+	memcpy(&x, p, 8);
+	memcpy(&y, q, 8);
+	return x ^ y;
+}
+
+/* Key bytes equal?  No call for the common sizes (8-byte counters' keys,
+ * 40-byte flow keys: memcmp's call and dispatch were ~14 instructions of a
+ * 40-byte compare): 8-byte words, the last one ending at n (overlapping),
+ * and for 32..64 bytes two 32-byte vectors, the second ending at n (the
+ * word loop it replaces, vectorised by gcc, took ~60 instructions of a
+ * 40-byte compare: callgrind, weir flows). */
 static inline bool wr_key_eq(const void *a, const void *b, uint32_t n)
 {
 	const uint8_t *p = a, *q = b;
-	uint64_t x, y, diff = 0;
-	uint32_t i = 0;
+	uint64_t diff = 0;
 
-	for (; i + 8 <= n; i += 8) {
-		memcpy(&x, p + i, 8);
-		memcpy(&y, q + i, 8);
-		diff |= x ^ y;
+	if (n < 8)
+		return memcmp(p, q, n) == 0;
+#if defined(__AVX2__)
+	if (n >= 32 && n <= 64) {
+		const uint8_t *pe = p + n - 32, *qe = q + n - 32;
+		__m256i d = _mm256_or_si256(
+			_mm256_xor_si256(_mm256_loadu_si256((const void *)p),
+					 _mm256_loadu_si256((const void *)q)),
+			_mm256_xor_si256(_mm256_loadu_si256((const void *)pe),
+					 _mm256_loadu_si256((const void *)qe)));
+		return _mm256_testz_si256(d, d);
 	}
-	return diff == 0 && (i == n || memcmp(p + i, q + i, n - i) == 0);
+#endif
+	for (uint32_t i = 0; i + 8 < n; i += 8)
+		diff |= wr_xor8(p + i, q + i);
+	return (diff | wr_xor8(p + n - 8, q + n - 8)) == 0;
 }
 
 static inline uint64_t wr_table_hash(const void *key, size_t len)
@@ -191,6 +215,11 @@ uint64_t wr_table_count(const struct wr_table *t);
  * after wr_arena_touch of their page). */
 bool wr_table_next(struct wr_table *t, struct wr_table_iter *it,
 		   const void **key, void **value);
+/* wr_table_hash() of the key whose value pointer this table handed out
+ * (get, upsert, next), for tables keyed by it: the slot stores it, so no
+ * rehash (an XXH3 of a 40-byte key is ~60 instructions; the rare hashes 0
+ * and 1, stored as 2 and 3, are recomputed). */
+uint64_t wr_table_value_hash(const struct wr_table *t, const void *value);
 /* Prefetches the home slot of hash, for callers pipelining their own keys. */
 void wr_table_prefetch(const struct wr_table *t, uint64_t hash);
 

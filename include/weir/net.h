@@ -201,6 +201,17 @@ void weir_pcap_close(struct weir_pcap *r);
 int weir_pcap_next(struct weir_pcap *r, struct weir_frame *f);
 
 /*
+ * Up to n frames into f[0 .. *got), as n calls of weir_pcap_next() would
+ * deliver them; returns what the call that ended the run would have: 1
+ * when all n came, 0 at the end, or the error (*got frames came before
+ * it).  One call and one look at the reader's state per burst: a source's
+ * poll reads 32 frames (~15 instructions a frame less than next(), in
+ * callgrind).
+ */
+int weir_pcap_next_burst(struct weir_pcap *r, struct weir_frame *f,
+			 unsigned n, unsigned *got);
+
+/*
  * Skip up to n frames without producing them, as n calls of
  * weir_pcap_next() would (SHBs and IDBs are processed, unsupported-interface
  * packets and other blocks are passed and counted), in a few instructions

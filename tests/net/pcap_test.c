@@ -34,6 +34,11 @@
  *      raised, next then fails with the message a fresh reader gives), a
  *      truncated last record (counted by next only); a failed reader's
  *      skip returns its sticky error.
+ *  8b. Bursts agree with next: from the position before every frame,
+ *      next_burst(n) for n = 1, 3, 32 and past the end gives the frames, the
+ *      count, the return value and the place (position, index, stats) of n
+ *      calls of next, on the captures of 8 and on a truncated one; on a
+ *      corrupt record it returns the frames before it and next's error.
  *  10. A clone reads the same frames from where the original was, on its
  *      own, with zeroed stats; closing it leaves the original working.
  *  11. Seeks among the positions of one pcapng file in a random order (the
@@ -870,6 +875,96 @@ Test(pcap, skip_agrees_with_next)
 		check_skip_agrees(&c);
 		free(c.buf);
 	}
+}
+
+/* Burst of k from frame i on b against k calls of next on a. */
+static void expect_burst(struct rd *a, struct rd *b,
+			 const struct weir_pcap_pos *pos, uint64_t i, unsigned k)
+{
+	struct weir_frame fa, fb[SKIP_FRAMES_MAX + 3];
+	struct weir_pcap_stats a0, b0;
+	unsigned got = 0, n = 0;
+	int rc_a = 1, rc_b;
+
+	cr_assert_eq(weir_pcap_seek(a->r, pos), 0);
+	cr_assert_eq(weir_pcap_seek(b->r, pos), 0);
+	weir_pcap_get_stats(a->r, &a0);
+	weir_pcap_get_stats(b->r, &b0);
+	rc_b = weir_pcap_next_burst(b->r, fb, k, &got);
+	while (n < k && (rc_a = weir_pcap_next(a->r, &fa)) == 1) {
+		cr_assert_lt(n, got, "from %llu, burst %u", (unsigned long long)i,
+			     k);
+		/* The same record of each reader's own copy of the file. */
+		cr_assert_eq(fa.data - a->copy, fb[n].data - b->copy);
+		cr_assert(fa.caplen == fb[n].caplen &&
+			  fa.wire_len == fb[n].wire_len &&
+			  fa.ts_ns == fb[n].ts_ns &&
+			  fa.linktype == fb[n].linktype &&
+			  fa.interface == fb[n].interface);
+		n++;
+	}
+	cr_assert_eq(got, n, "from %llu, burst %u", (unsigned long long)i, k);
+	cr_assert_eq(rc_b, rc_a, "from %llu, burst %u", (unsigned long long)i,
+		     k);
+	expect_same_place(a->r, b->r, &a0, &b0, i, k);
+}
+
+static void check_burst_agrees(const char *buf, size_t len)
+{
+	static struct weir_pcap_pos pos[SKIP_FRAMES_MAX + 1];
+	struct rd a, b;
+	uint64_t n;
+
+	cr_assert_eq(rd_open(&a, buf, len), 0, "%s", weir_last_error());
+	cr_assert_eq(rd_open(&b, buf, len), 0);
+	n = frame_positions(a.r, pos, NULL, SKIP_FRAMES_MAX);
+	for (uint64_t i = 0; i <= n; i++) {
+		static const unsigned ks[] = { 1, 3, 32 };
+		for (unsigned j = 0; j < 3; j++)
+			expect_burst(&a, &b, &pos[i], i, ks[j]);
+		expect_burst(&a, &b, &pos[i], i, (unsigned)(n - i + 2));
+	}
+	rd_close(&a);
+	rd_close(&b);
+}
+
+Test(pcap, burst_agrees_with_next)
+{
+	struct weir_frame fr[4];
+	struct tcap c, m;
+	struct cap k;
+	struct rd d;
+	struct fb f;
+	unsigned got;
+
+	tc_classic(&c, WEIR_CAPTURE_PCAP_US, false, 300);
+	check_burst_agrees(c.buf, c.len);
+	check_burst_agrees(c.buf, c.len - 5); /* a truncated last record */
+	to_modified(&c, &m);
+	check_burst_agrees(m.buf, m.len);
+	free(m.buf);
+	free(c.buf);
+	tc_classic(&c, WEIR_CAPTURE_PCAP_NS, true, 300);
+	check_burst_agrees(c.buf, c.len);
+	free(c.buf);
+	for (int be = 0; be < 2; be++) {
+		tc_pcapng(&c, be, 300);
+		check_burst_agrees(c.buf, c.len);
+		free(c.buf);
+	}
+	/* A corrupt second record: the first frame, then the sticky error. */
+	cap_begin(&k, WEIR_CAPTURE_PCAP_US, 0, 1, 0);
+	for (int i = 0; i < 3; i++)
+		frame_n(&f, i), cap_frame(&k, 0, 1, &f);
+	cap_end(&k);
+	put_le32(k.buf + k.bounds[0] + 8, 0xfffffff0u);
+	cr_assert_eq(rd_open(&d, k.buf, k.len), 0);
+	cr_assert_eq(weir_pcap_next_burst(d.r, fr, 4, &got), -EBADMSG);
+	cr_assert_eq(got, 1);
+	cr_assert_eq(weir_pcap_next_burst(d.r, fr, 4, &got), -EBADMSG);
+	cr_assert_eq(got, 0);
+	rd_close(&d);
+	free(k.buf);
 }
 
 /* Skip from the start stops after `want` frames with no error and changes

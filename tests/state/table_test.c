@@ -2,6 +2,8 @@
  * tests/state/table_test.c — the open-addressing state table.
  *
  * TEST PLAN
+ *   key_eq:     wr_key_eq for every size 1..64 and every differing byte
+ *               (its overlapping word and vector compares), unaligned.
  *   config:     key size 0 / 65 and value size 0 / 1025 fail with -EINVAL and
  *               a message naming the size.
  *   model:      random upsert/get/remove over a small key universe against a
@@ -20,7 +22,8 @@
  *               arena never overwrite each other.
  *   collisions: many keys with one hash, and the reserved hashes 0 and 1.
  *   batch:      duplicate keys in one batch share one value pointer.
- *   iterate:    visits every key exactly once, also mid-migration.
+ *   iterate:    visits every key exactly once, also mid-migration; the
+ *               value's stored hash is the key's wr_table_hash().
  *   clear:      empties the table, which stays usable.
  *   cow:        after snapshot_begin, an upsert's write leaves the snapshot
  *               page with the old value.
@@ -78,6 +81,25 @@ static void key_of(uint32_t i, uint8_t *k)
 {
 	memset(k, 0x5a, KS);
 	memcpy(k, &i, sizeof(i));
+}
+
+Test(table, key_eq_every_size_and_byte)
+{
+	uint8_t a[72], b[72];
+
+	for (uint32_t n = 1; n <= 64; n++) {
+		for (uint32_t i = 0; i < n + 1; i++)
+			a[1 + i] = b[3 + i] = (uint8_t)(i * 37 + n);
+		cr_assert(wr_key_eq(a + 1, b + 3, n), "size %u equal", n);
+		for (uint32_t k = 0; k < n; k++) {
+			b[3 + k] ^= 0x10;
+			cr_assert(!wr_key_eq(a + 1, b + 3, n), "size %u byte %u",
+				  n, k);
+			b[3 + k] ^= 0x10;
+		}
+		b[3 + n] ^= 0xff; /* past the key: not compared */
+		cr_assert(wr_key_eq(a + 1, b + 3, n), "size %u, byte n", n);
+	}
 }
 
 Test(table, config_errors)
@@ -387,6 +409,7 @@ static uint64_t count_by_iteration(struct wr_table *t, uint8_t *seen)
 		cr_assert_eq(seen[key]++, 0, "key %llu twice",
 			     (unsigned long long)key);
 		cr_assert_eq(*(uint64_t *)v, key);
+		cr_assert_eq(wr_table_value_hash(t, v), wr_table_hash(k, 8));
 		n++;
 	}
 	return n;
