@@ -492,6 +492,17 @@ Test(ckpt_pipeline, windows_kill_resume_one_to_two, .timeout = 300)
 	kill_and_resume(1, 2, TRIALS(2), true);
 }
 
+/* A fresh directory for one job: its output file and checkpoint dir. */
+static void job_in_tmp(struct job_opts *o, char dir[256], char out[600],
+		       char ck[600])
+{
+	tmpdir(dir, 256);
+	snprintf(out, 600, "%s/out.csv", dir);
+	snprintf(ck, 600, "%s/ck", dir);
+	o->out = out;
+	o->dir = ck;
+}
+
 /* Data files ("ckpt-<id>-...") in dir of a checkpoint id above `id`. */
 static unsigned files_after(const char *dir, uint64_t id)
 {
@@ -516,12 +527,8 @@ Test(ckpt_pipeline, uninterrupted_with_checkpoints, .timeout = 300)
 			      .interval_ms = 50 };
 	const char *ref;
 
-	tmpdir(dir, sizeof(dir));
+	job_in_tmp(&o, dir, out, ck);
 	ref = reference(dir, false);
-	snprintf(out, sizeof(out), "%s/out.csv", dir);
-	snprintf(ck, sizeof(ck), "%s/ck", dir);
-	o.out = out;
-	o.dir = ck;
 	cr_assert_eq(run_job(&o, &st), 0, "%s", weir_last_error());
 	cr_assert_gt(st.completed, 0, "no checkpoint committed in ~1.5 s");
 	cr_assert_eq(st.failed, 0);
@@ -548,11 +555,7 @@ Test(ckpt_pipeline, prepared_files_removed_at_end, .timeout = 300)
 	struct job_opts o = { .cores = 2, .sum_size = 8, .rate = RATE,
 			      .interval_ms = 60000 };
 
-	tmpdir(dir, sizeof(dir));
-	snprintf(out, sizeof(out), "%s/out.csv", dir);
-	snprintf(ck, sizeof(ck), "%s/ck", dir);
-	o.out = out;
-	o.dir = ck;
+	job_in_tmp(&o, dir, out, ck);
 	cr_assert_eq(run_job(&o, &st), 0, "%s", weir_last_error());
 	cr_assert_eq(st.completed, 1);
 	cr_assert_eq(files_after(ck, st.last_id), 0, "files created ahead "
@@ -583,11 +586,7 @@ Test(ckpt_pipeline, other_job_refused_dir_unchanged, .timeout = 300)
 	struct job_opts o = { .cores = 2, .sum_size = 8, .rate = RATE,
 			      .interval_ms = 30 };
 
-	tmpdir(dir, sizeof(dir));
-	snprintf(out, sizeof(out), "%s/out.csv", dir);
-	snprintf(ck, sizeof(ck), "%s/ck", dir);
-	o.out = out;
-	o.dir = ck;
+	job_in_tmp(&o, dir, out, ck);
 	run_and_kill(&o, 600);
 	char *before = dir_digest(ck);
 	o.sum_size = 16; /* another job: its state means something else */
