@@ -237,6 +237,11 @@ static int parse_ethertype(const uint8_t *p, uint32_t cap, uint32_t wire,
 {
 	uint32_t tags = 0;
 
+	/* Untagged IP first: the tag and 802.3 tests pass it anyway, and
+	 * gcc then inlines parse_ipv4 here (~18 instructions a frame less
+	 * with the tests, callgrind, weir flows). */
+	if (WEIR_LIKELY(type == ETH_P_IPV4 || type == ETH_P_IPV6))
+		return parse_l3(p, cap, wire, type, off, out);
 	if (skip_tags(p, cap, &type, &off, &tags) != R_OK)
 		return R_BAD;
 	if (WEIR_UNLIKELY(type < 0x0600) && llc)
