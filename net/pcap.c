@@ -611,7 +611,7 @@ int weir_pcap_next(struct weir_pcap *r, struct weir_frame *f)
  * Whole classic records into f[0 .. n) while each fits, r's fields in
  * locals: with -fno-strict-aliasing every store into f[] made gcc reload
  * them, and the byte order was tested per field (52 instructions a frame
- * through classic_next, 23 here, callgrind).  Stops before anything else
+ * through classic_next, 33 here, callgrind).  Stops before anything else
  * (the end, a cut or an absurd record): classic_next() handles that one.
  * `be` is a constant in each caller.
  */
