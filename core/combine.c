@@ -273,8 +273,10 @@ static void fill(struct wr_combiner *c, uint32_t s, uint32_t w, uint64_t tag,
 		c->min_pane = pane;
 }
 
-/* The way of pr's set holding (pane, key), or WAYS.  Tags first: the pane
- * and key are compared only on a tag match (~1 way a lookup). */
+/* The way of pr's set holding (pane, key), or WAYS.  Tags first: the key
+ * is compared only on a tag match (~1 way a lookup).  The pane is not: the
+ * same key has the same hash, and pane_mix() is a bijection (an odd
+ * multiplier mod 2^64), so equal tags of equal keys mean equal panes. */
 static inline uint32_t find(const struct wr_combiner *c,
 			    const struct probe *pr, const void *key)
 {
@@ -283,7 +285,6 @@ static inline uint32_t find(const struct wr_combiner *c,
 	for (uint32_t w = 0; w < WAYS; w++) {
 		const uint8_t *e = pr->ent + (size_t)w * c->esize;
 		if (t->tag[w] == pr->tag && t->records[w] &&
-		    pane_at(e) == pr->pane &&
 		    wr_key_eq(e + c->key_off, key, c->key_size))
 			return w;
 	}

@@ -88,9 +88,15 @@ static int parse_ipv4(const uint8_t *p, uint32_t cap, uint32_t wire,
 	return parse_l4(p, cap, off + hl, off + len, out);
 }
 
+/* Hop-by-hop 0, routing 43, fragment 44, AH 51, destination options 60:
+ * a bit test, as for ports_bitmap (the five compares cost ~6 instructions
+ * an IPv6 packet). */
 static inline int is_ipv6_ext(uint8_t nh)
 {
-	return nh == 0 || nh == 43 || nh == 44 || nh == 60 || nh == 51;
+	static const uint64_t ext = (1ull << 0) | (1ull << 43) |
+		(1ull << 44) | (1ull << 51) | (1ull << 60);
+
+	return nh < 64 && (ext >> nh & 1);
 }
 
 /*
@@ -237,6 +243,11 @@ static int parse_ethertype(const uint8_t *p, uint32_t cap, uint32_t wire,
 {
 	uint32_t tags = 0;
 
+	/* Untagged IP first: the tag and 802.3 tests pass it anyway, and
+	 * gcc then inlines parse_ipv4 here (~18 instructions a frame less
+	 * with the tests, callgrind, weir flows). */
+	if (WEIR_LIKELY(type == ETH_P_IPV4 || type == ETH_P_IPV6))
+		return parse_l3(p, cap, wire, type, off, out);
 	if (skip_tags(p, cap, &type, &off, &tags) != R_OK)
 		return R_BAD;
 	if (WEIR_UNLIKELY(type < 0x0600) && llc)

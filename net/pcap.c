@@ -607,6 +607,41 @@ int weir_pcap_next(struct weir_pcap *r, struct weir_frame *f)
 	return rc;
 }
 
+/*
+ * Whole classic records into f[0 .. n) while each fits, r's fields in
+ * locals: with -fno-strict-aliasing every store into f[] made gcc reload
+ * them, and the byte order was tested per field (52 instructions a frame
+ * through classic_next, 33 here, callgrind).  Stops before anything else
+ * (the end, a cut or an absurd record): classic_next() handles that one.
+ * `be` is a constant in each caller.
+ */
+static inline __attribute__((always_inline)) unsigned
+classic_run(struct weir_pcap *r, struct weir_frame *f, unsigned n, int be)
+{
+	const uint8_t *base = r->base;
+	uint64_t off = r->off, size = r->size;
+	uint32_t hdr = r->rec_hdr, frac_ns = r->frac_ns, lt = r->linktype;
+	unsigned k;
+
+	for (k = 0; k < n && size - off >= hdr; k++) {
+		const uint8_t *h = base + off;
+		uint32_t caplen = wr_ld32(h + 8, be);
+
+		if (caplen > WEIR_PCAP_CAPLEN_MAX || size - off - hdr < caplen)
+			break;
+		f[k].data = h + hdr;
+		f[k].caplen = caplen;
+		f[k].wire_len = wr_ld32(h + 12, be);
+		f[k].ts_ns = (uint64_t)wr_ld32(h, be) * 1000000000u +
+			     (uint64_t)wr_ld32(h + 4, be) * frac_ns;
+		f[k].linktype = lt;
+		f[k].interface = 0;
+		off += hdr + caplen;
+	}
+	r->off = off;
+	return k;
+}
+
 int weir_pcap_next_burst(struct weir_pcap *r, struct weir_frame *f,
 			 unsigned n, unsigned *got)
 {
@@ -614,8 +649,15 @@ int weir_pcap_next_burst(struct weir_pcap *r, struct weir_frame *f,
 	int rc = 1;
 
 	if (r->fmt == FMT_PCAP && r->state == ST_READING) {
-		while (k < n && (rc = classic_next(r, &f[k])) == 1)
+		/* A stop of the run is the end, a cut or a failure: one
+		 * round, but a second one would be as correct. */
+		while (k < n) {
+			k += r->be ? classic_run(r, f + k, n - k, 1)
+				   : classic_run(r, f + k, n - k, 0);
+			if (k == n || (rc = classic_next(r, &f[k])) != 1)
+				break;
 			k++;
+		}
 		r->index += k;
 		r->stats.frames += k;
 	} else {

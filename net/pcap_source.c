@@ -326,20 +326,19 @@ static bool last_chunk_past(struct weir_pcap_source *s, uint64_t k)
 	return (v & ~COUNT_ENDED) > k + 1;
 }
 
-/* Classify one frame; 1 if it produced a record. */
+/* Classify one frame; 1 if it produced a record.  Packets and records
+ * are counted by the caller, once a burst. */
 static int take(struct psrc_core *pc, const struct weir_frame *f,
 		struct weir_flow_obs *o, int64_t *ts)
 {
 	struct weir_packet pkt;
 	int v = weir_parse(f->data, f->caplen, f->wire_len, f->linktype, &pkt);
 
-	pc->c.packets++;
 	if (v == WEIR_PARSE_OK) {
 		o->key = pkt.key;
 		o->ip_bytes = pkt.ip_bytes;
 		o->pad = 0;
 		*ts = (int64_t)(f->ts_ns / 1000000u);
-		pc->c.ip++;
 		return 1;
 	}
 	if (v == WEIR_PARSE_NON_IP)
@@ -389,6 +388,8 @@ static int read_chunk(struct weir_pcap_source *s, struct psrc_core *pc,
 		i += got;
 	}
 	pc->done += i;
+	pc->c.packets += i;
+	pc->c.ip += n;
 	*frames = i;
 	account(pc, before.offset);
 	if (rc < 0)

@@ -1,7 +1,8 @@
 /*
  * flow_text_test.c — weir_flow_addr_format (RFC 5952 text of flow-key
  * addresses) and weir_u64_text / weir_i64_text, against fixed vectors and
- * against inet_ntop / snprintf on random input.
+ * against inet_ntop / snprintf on random input, and on every 16-bit group
+ * value and every pattern of zero groups.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -86,6 +87,43 @@ Test(flow_text, ipv6_matches_inet_ntop)
 		int n = weir_flow_addr_format(a, 6, out, sizeof(out));
 		cr_assert_str_eq(out, want, "case %d", i);
 		cr_assert_eq(n, (int)strlen(want));
+	}
+}
+
+/* Regression for the one-store hex16 and the bitmask zero run (0522262):
+ * every 16-bit group value in the last group, and all 256 patterns of
+ * zero groups (the others 0x1, 0xab, 0xabc or 0xabcd), against inet_ntop. */
+static void expect_ntop(const uint8_t *a)
+{
+	char out[64], want[64];
+
+	inet_ntop(AF_INET6, a, want, sizeof(want));
+	int n = weir_flow_addr_format(a, 6, out, sizeof(out));
+	cr_assert_str_eq(out, want);
+	cr_assert_eq(n, (int)strlen(want));
+}
+
+Test(flow_text, every_group_value_and_zero_pattern)
+{
+	static const uint16_t other[4] = { 0x1, 0xab, 0xabc, 0xabcd };
+	uint8_t a[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 0, 3, 0, 4,
+			  0, 5 };
+
+	for (uint32_t v = 0; v < 65536; v++) {
+		a[14] = (uint8_t)(v >> 8);
+		a[15] = (uint8_t)v;
+		expect_ntop(a);
+	}
+	for (unsigned m = 0; m < 256; m++) {
+		for (int g = 0; g < 8; g++) {
+			uint16_t w = (m >> g) & 1 ? 0 : other[(m + g) % 4];
+			a[2 * g] = (uint8_t)(w >> 8);
+			a[2 * g + 1] = (uint8_t)w;
+		}
+		static const uint8_t z12[12];
+		if (memcmp(a, z12, 12) == 0)
+			continue; /* ::a.b.c.d, glibc prints mixed notation */
+		expect_ntop(a);
 	}
 }
 
