@@ -36,7 +36,13 @@
 #define WR_EDGES_MAX 16u
 #define WR_FANOUT_MAX 8u
 #define WR_NAME_MAX 32u
-#define WR_BURST 32u           /* records per source poll / ring drain */
+/* Records per source poll / ring drain.  64 rather than 32 halves each
+ * record's share of a tick's fixed work: weir flows 645 against 669
+ * instructions a packet (callgrind), 8.03 against 6.97 Mpps on 1 core and
+ * 11.2 against 10.4 on 2 (bench/ab.sh, 5 and 3 pairs); the latency
+ * benchmark's p99, steady and during checkpoints, unchanged within the
+ * noise (4 pairs, bench/RESULTS.md). */
+#define WR_BURST 64u
 #define WR_OUTBUF_CAP 1024u    /* staged envelopes per destination core */
 
 enum wr_node_kind {

@@ -82,7 +82,7 @@
  */
 #define INDEX_AHEAD(cores) (2ull * (cores) + 1)
 /* Frames per weir_pcap_next_burst() call: a poll's worth (WR_BURST). */
-#define READ_BURST 32u
+#define READ_BURST 64u
 
 _Static_assert(SPLITS <= 64, "owned splits are a 64-bit map");
 
