@@ -501,10 +501,9 @@ void wr_ckpt_prep_drop(struct wr_ckpt_job *j)
 
 	if (j->prep == PREP_PENDING)
 		prep_collect(j, wr_ckpt_committer_wait(j->committer, &rc), rc);
-	if (j->prep == PREP_READY) {
-		files_release(j);
+	files_release(j);	/* prepared, or handed out and not taken */
+	if (j->prep == PREP_READY)
 		(void)wr_ckpt_abort(j->dir, j->plan.ckpt_id);
-	}
 	j->prep = PREP_NONE;
 }
 

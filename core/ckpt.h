@@ -199,8 +199,9 @@ int wr_ckpt_job_open(struct weir_pipeline *p);  /* before the workers */
 void wr_ckpt_job_close(struct weir_pipeline *p);
 /* After the workers: the commit handed to the committer, if any, ends. */
 void wr_ckpt_commit_wait(struct wr_ckpt_job *j);
-/* After the workers, no checkpoint in flight: a next one prepared (or
- * being prepared) is undone, its files closed and removed. */
+/* After the workers: a next checkpoint prepared (or being prepared) is
+ * undone, its files closed and removed; files handed to the cores and not
+ * taken (a checkpoint cut short) are closed. */
 void wr_ckpt_prep_drop(struct wr_ckpt_job *j);
 /* A page of the checkpoint being restored failed as a core loaded it;
  * then fall_back opens the newest one older than it (pipeline.c). */

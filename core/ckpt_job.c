@@ -301,9 +301,7 @@ void wr_ckpt_job_close(struct weir_pipeline *p)
 		wr_ckpt_commit_wait(j);
 	else if (j->in_flight)
 		(void)wr_ckpt_abort(j->dir, j->plan.ckpt_id);
-	wr_ckpt_prep_drop(j);	/* none while one was in flight */
-	for (unsigned i = 0; i < j->cores; i++)
-		wr_ckpt_files_close(&j->files[i]);
+	wr_ckpt_prep_drop(j);	/* and closes the files no writer took */
 	wr_ckpt_committer_destroy(j->committer);
 	j->committer = NULL;
 	wr_ckpt_close(p->ck->restore);
