@@ -28,12 +28,19 @@
  *   update     --seconds of random upserts without checkpoints, then with an
  *              incremental checkpoint started every second (the writer
  *              stepped between batches of 1024 updates, as the engine loop
- *              does), alternated --reps times: updates/s and the ratio.
+ *              steps it every ~60 us), alternated --reps times: updates/s
+ *              and the ratio.  The updates run in loop ticks of --tick
+ *              (default 128: what one engine tick takes on one core, a
+ *              burst of WR_BURST from its ring and one from its source);
+ *              the changelog is sealed at the end of each, as exec.c does.
+ *              The seal copies the ranges the tick noted: the fewer
+ *              updates in between, the more of them are still in L1.
  *
  *   ckpt_bench [--quick] [--sizes 64M,1G,4G] [--dir DIR] [--reps R]
  *              [--seconds S] [--pauses N] [--cpu N] [--no-fio]
  *              [--phases pause,flush,restore,incr,updates] [--no-prefault]
  *              [--restore-only] [--changelog] [--restore-cores 2]
+ *              [--tick N]
  *
  * --restore-cores 2: only the restore figures, as the engine restores a
  * checkpoint of two cores: two states of half the size, restored by two
@@ -87,6 +94,7 @@ struct opts {
 	bool quick, fio, cold, prefault, restore_only, changelog;
 	unsigned phases;	/* PH_* bits */
 	int cpu, reps, pauses;
+	uint32_t tick;		/* updates per loop tick (sealed at its end) */
 	int restore_cores;	/* 2: the restore phases on two cores */
 	double seconds;
 	char dir[PATH_MAX - 64];
@@ -162,7 +170,7 @@ static int random_updates(struct state *s, uint64_t n)
 	uint64_t keys[1024];
 
 	while (n > 0) {
-		uint32_t m = n < 1024 ? (uint32_t)n : 1024;
+		uint32_t m = n < s->o->tick ? (uint32_t)n : s->o->tick;
 		random_keys(s, keys, m);
 		int err = apply(s, keys, m);
 		if (err)
@@ -1135,7 +1143,7 @@ static int usage(void)
 		"[--cpu N] [--no-fio] "
 		"[--phases pause,flush,restore,incr,updates] "
 		"[--no-prefault] [--restore-only] [--changelog] "
-		"[--restore-cores 2]\n");
+		"[--restore-cores 2] [--tick N]\n");
 	return 2;
 }
 
@@ -1163,7 +1171,7 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 
 	*o = (struct opts){ .fio = true, .cold = true, .cpu = 0, .reps = 3,
 			    .pauses = 2000, .seconds = 5, .phases = PH_ALL,
-			    .prefault = true };
+			    .prefault = true, .tick = 128 };
 	snprintf(o->dir, sizeof(o->dir), "%.*s/ckpt-data",
 		 slash ? (int)(slash - argv[0]) : 1, slash ? argv[0] : ".");
 	parse_sizes(o, sizes);
@@ -1195,6 +1203,8 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 			o->pauses = atoi(argv[++i]);
 		} else if (strcmp(a, "--cpu") == 0) {
 			o->cpu = atoi(argv[++i]);
+		} else if (strcmp(a, "--tick") == 0) {
+			o->tick = (uint32_t)atoi(argv[++i]);
 		} else if (strcmp(a, "--restore-cores") == 0 && v != NULL) {
 			o->restore_cores = atoi(argv[++i]);
 			if (o->restore_cores != 1 && o->restore_cores != 2)
@@ -1206,6 +1216,7 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 		}
 	}
 	if (o->reps < 1 || o->reps > REPS_MAX || o->pauses < 1 ||
+	    o->tick < 1 || o->tick > 1024 ||
 	    o->nsizes == 0 || o->seconds <= 0 || o->phases == 0)
 		return usage();
 	return 0;
