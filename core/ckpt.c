@@ -441,6 +441,8 @@ static struct wr_ckpt_policy policy(const struct wr_ckpt_job *j)
 		.changelog = j->cfg.changelog,
 		.log_max = j->cfg.log_max,
 		.log_max_pct = j->cfg.log_max_pct,
+		.last_log_bytes = j->last_log_bytes,
+		.last_page_bytes = j->last_page_bytes,
 	};
 }
 
@@ -542,7 +544,7 @@ static int first_error(const struct wr_ckpt_job *j, unsigned *core)
 static void committed(struct wr_ckpt_job *j, int rc)
 {
 	uint64_t id = j->plan.ckpt_id, bytes = 0;
-	bool logs = false;
+	bool logs = false, pages = false;
 
 	if (rc != 0) {
 		fprintf(stderr, "weir: checkpoint %llu: commit: %s\n",
@@ -553,7 +555,12 @@ static void committed(struct wr_ckpt_job *j, int rc)
 	for (unsigned i = 0; i < j->cores; i++) {
 		bytes += j->res[i].pages_size + j->res[i].meta_size;
 		logs |= j->res[i].is_log;
+		pages |= !j->res[i].is_log;
 	}
+	if (logs && !pages)
+		j->last_log_bytes = bytes;
+	else if (!logs)
+		j->last_page_bytes = bytes;
 	if (logs)
 		atomic_fetch_add_explicit(&j->changelog, 1,
 					  memory_order_relaxed);

@@ -126,6 +126,9 @@ struct wr_ckpt_job {
 	 * checkpoint went to the committer (a commit, or an abort:
 	 * commit_abort); in_flight lasts until the committer is done. */
 	bool in_flight, aborting, force_full;
+	/* Bytes of the last checkpoint of logs only / of pages only this run
+	 * committed: the policy's last_log_bytes / last_page_bytes. */
+	uint64_t last_log_bytes, last_page_bytes;
 	bool handed, commit_abort;
 	int prep;                      /* enum wr_ckpt_prep (ckpt.c) */
 	uint64_t commit_us;            /* trigger to every core reported */

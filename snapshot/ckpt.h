@@ -220,6 +220,13 @@ struct wr_ckpt_policy {
 	bool changelog;
 	uint32_t log_max;
 	uint32_t log_max_pct;
+	/* The bytes of the last checkpoint of logs only and of the last of
+	 * pages only that this run committed (0: none yet).  No log is planned
+	 * while the last log was larger than the last page checkpoint: a job
+	 * that rewrites its state every tick (the flows job's window counters)
+	 * logs each tick's copy, more than the changed pages hold, and would
+	 * otherwise write logs until log_max_pct, page after log after page. */
+	uint64_t last_log_bytes, last_page_bytes;
 };
 
 struct wr_ckpt_plan {

@@ -390,6 +390,9 @@ static bool logs_fit(const struct wr_ckpt_manifest *m,
 
 	if (max > WR_CKPT_CHAIN_MAX)
 		max = WR_CKPT_CHAIN_MAX;
+	if (pol->last_log_bytes > 0 && pol->last_page_bytes > 0 &&
+	    pol->last_log_bytes > pol->last_page_bytes)
+		return false;	/* pages are the smaller checkpoint here */
 	for (uint32_t c = 0; c < m->cores; c++) {
 		const struct wr_ckpt_core_info *ci = &m->core[c];
 		if (ci->nlog + 1 > max)

@@ -38,7 +38,9 @@ struct weir_checkpoint_config {
 	 * 32) or log_max_pct % of its pages' bytes (0 = 100), or when a core's
 	 * log outgrew changelog_ring_bytes of memory (per core, a power of two
 	 * >= 2 MiB, mapped at start-up; 0 = min(64 MiB, an eighth of the
-	 * state cap)). */
+	 * state cap)), and for the rest of the run once a checkpoint of logs
+	 * came out larger than the last page checkpoint (a job that rewrites
+	 * its state every tick: pages are then the smaller checkpoint). */
 	bool changelog;
 	uint32_t log_max, log_max_pct;
 	uint64_t changelog_ring_bytes;

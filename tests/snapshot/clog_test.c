@@ -11,7 +11,8 @@
  *                small fraction of the state.
  *   policy:      with log_max 2 the third checkpoint after a page one is a
  *                page checkpoint again (chain of logs reset); with
- *                log_max_pct 1 a big log forces one too.
+ *                log_max_pct 1 a big log forces one too; no log while
+ *                the run's last log was larger than its last page one.
  *   corrupt log: a flipped byte in the newest log is reported by verify
  *                (that file, the chunk's offset) and restore falls back to
  *                the previous checkpoint, whose state it reproduces.
@@ -143,6 +144,34 @@ Test(clog, policy_resets_the_chain)
 	cr_assert_eq(nlog, 1);
 	manifest_logs(dir, 6, &nlog, &nchain);
 	cr_assert_eq(nlog, 0);
+	wr_arena_destroy(a[0]);
+	t_rmdir(dir);
+}
+
+/* A log is planned until this run's last log came out larger than its
+ * last page checkpoint; unknown sizes (0) do not count. */
+Test(clog, policy_prefers_the_smaller_checkpoint)
+{
+	char *dir = t_mkdir();
+	struct wr_arena *a[1] = { log_arena() };
+	struct wr_ckpt_policy pol = { .retain = 10, .changelog = true };
+	struct wr_ckpt_plan plan;
+	const uint64_t sizes[][3] = {	/* last log, last pages, log? */
+		{ 0, 0, 1 }, { 5000, 0, 1 }, { 0, 5000, 1 },
+		{ 4000, 5000, 1 }, { 5000, 5000, 1 }, { 5001, 5000, 0 },
+	};
+
+	t_populate(a[0], 50, 1);
+	cr_assert_eq(t_checkpoint(dir, a, 1, &pol, NULL).err, 0);
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		pol.last_log_bytes = sizes[i][0];
+		pol.last_page_bytes = sizes[i][1];
+		cr_assert_eq(wr_ckpt_plan_next(dir, &pol, 1, &plan), 0);
+		cr_assert_eq(plan.log, sizes[i][2] != 0, "last log %llu, last "
+			     "pages %llu", (unsigned long long)sizes[i][0],
+			     (unsigned long long)sizes[i][1]);
+		cr_assert_eq(plan.parent_id, plan.log ? 1u : 0u);
+	}
 	wr_arena_destroy(a[0]);
 	t_rmdir(dir);
 }
