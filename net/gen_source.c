@@ -28,6 +28,11 @@
 
 #define ZIPF_BITS 16u
 #define ZIPF_SLOTS (1u << ZIPF_BITS)
+/* The keys of the most popular ranks, built once: building one is two
+ * mixes and ~40 byte stores (~80 instructions), copying it 40 bytes from
+ * L2.  16 k keys are 640 KiB and cover ~91% of the packets of the default
+ * Zipf(1.1) over 100 000 flows (all of them up to 16 k flows). */
+#define KEYS_CACHED 16384u
 #define SPLITS WEIR_GENERATOR_SPLITS
 
 struct fg_core {
@@ -46,8 +51,13 @@ struct weir_flowgen {
 	struct weir_flowgen_config cfg;
 	uint64_t seed_mix;
 	uint32_t zipf[ZIPF_SLOTS + 1]; /* first rank of each quantile bucket */
+	struct weir_flow_key *keys;    /* of ranks [0, nkeys) */
+	uint32_t nkeys;
 	struct fg_core core[WEIR_CORES_MAX];
 };
+
+static void flow_key(const struct weir_flowgen *g, uint32_t r,
+		     struct weir_flow_key *k);
 
 static uint64_t mix64(uint64_t x)
 {
@@ -138,12 +148,22 @@ int weir_flowgen_create(const struct weir_flowgen_config *cfg,
 	g->cfg = *cfg;
 	g->seed_mix = mix64(cfg->seed);
 	zipf_build(g);
+	g->nkeys = cfg->flows < KEYS_CACHED ? cfg->flows : KEYS_CACHED;
+	g->keys = malloc((size_t)g->nkeys * sizeof(*g->keys));
+	if (g->keys == NULL) {
+		free(g);
+		return -ENOMEM;
+	}
+	for (uint32_t r = 0; r < g->nkeys; r++)
+		flow_key(g, r, &g->keys[r]);
 	*out = g;
 	return 0;
 }
 
 void weir_flowgen_destroy(struct weir_flowgen *g)
 {
+	if (g != NULL)
+		free(g->keys);
 	free(g);
 }
 
@@ -207,8 +227,10 @@ static inline int64_t event_ms(const struct weir_flowgen *g, uint64_t index)
 	return (int64_t)((unsigned __int128)index * 1000 / g->cfg.event_pps);
 }
 
-void weir_flowgen_packet(const struct weir_flowgen *g, uint64_t index,
-			 struct weir_flow_obs *obs, int64_t *ts_ms)
+/* Inlined into the source's loop (the call and its saved registers were
+ * ~15 of the ~100 instructions a packet). */
+static inline void packet(const struct weir_flowgen *g, uint64_t index,
+			  struct weir_flow_obs *obs, int64_t *ts_ms)
 {
 	uint64_t h = mix64(index ^ g->seed_mix);
 	uint32_t j = (uint32_t)(h >> (64 - ZIPF_BITS));
@@ -217,10 +239,19 @@ void weir_flowgen_packet(const struct weir_flowgen *g, uint64_t index,
 
 	if (r >= g->cfg.flows)
 		r = g->cfg.flows - 1;
-	flow_key(g, r, &obs->key);
+	if (WEIR_LIKELY(r < g->nkeys))
+		obs->key = g->keys[r];
+	else
+		flow_key(g, r, &obs->key);
 	obs->ip_bytes = ip_size(g, mix64(h ^ 0xa5a5a5a5u));
 	obs->pad = 0;
 	*ts_ms = g->cfg.start_ms + event_ms(g, index);
+}
+
+void weir_flowgen_packet(const struct weir_flowgen *g, uint64_t index,
+			 struct weir_flow_obs *obs, int64_t *ts_ms)
+{
+	packet(g, index, obs, ts_ms);
 }
 
 static int fg_open(struct weir_ctx *c, unsigned split, unsigned splits,
@@ -286,8 +317,7 @@ static int fg_next(struct weir_ctx *c, void *recs, int64_t *ts,
 		if (!fc->mine[fc->next % SPLITS] ||
 		    fc->next < fc->from[fc->next % SPLITS])
 			continue;
-		weir_flowgen_packet(g, fc->next, (struct weir_flow_obs *)recs + n,
-				    &ts[n]);
+		packet(g, fc->next, (struct weir_flow_obs *)recs + n, &ts[n]);
 		n++;
 	}
 	fc->c.packets += n;
