@@ -367,7 +367,8 @@ static inline void wr_arena_log_note(struct wr_arena *a, unsigned kind,
 			l->pend[l->npend++] = l->last = w;
 		return;
 	}
-	wr_arena_log_note_slow(a, kind, off, len);
+	if (l->pend_lim != 0)	/* broken: nothing to note, no call */
+		wr_arena_log_note_slow(a, kind, off, len);
 }
 
 /* The barrier for [p, p + len) page by page; no log. */
