@@ -12,12 +12,18 @@
  *            (the key of rank r+1 for rank r: no rank 0 at all).
  *   pure:    the same index twice, and two generators of one config, give
  *            the same packet.
+ *   source:  on one core the source emits packet 0, 1, 2 ... in order, each
+ *            record and its event time equal to weir_flowgen_packet() of
+ *            its index (the source's loop has its own inlined copy): event
+ *            clocks of 1 000 000, 7 (several ms a packet) and 333 333
+ *            packets a second.
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "weir/flows.h"
+#include "weir/pipeline.h"
 
 #define FLOWS 40000u
 #define PACKETS 400000u
@@ -91,4 +97,69 @@ Test(flowgen, pure)
 	}
 	weir_flowgen_destroy(a);
 	weir_flowgen_destroy(b);
+}
+
+struct seen {
+	struct weir_flow_obs *obs;
+	int64_t *ts;
+	uint64_t n, cap;
+};
+
+static int collect(struct weir_ctx *c, const void *rec, void *arg)
+{
+	struct seen *s = arg;
+
+	if (s->n < s->cap) {
+		memcpy(&s->obs[s->n], rec, sizeof(s->obs[0]));
+		s->ts[s->n] = weir_ctx_timestamp(c);
+	}
+	s->n++;
+	return 0;
+}
+
+static void source_matches(uint64_t event_pps)
+{
+	const uint64_t n = 50000;
+	struct weir_flowgen_config cfg;
+	struct weir_pipeline_config pc;
+	struct weir_flowgen *g;
+	struct weir_pipeline *p;
+	struct weir_stream *src;
+	struct seen s = { calloc(n, sizeof(*s.obs)), calloc(n, sizeof(*s.ts)),
+			  0, n };
+
+	weir_flowgen_config_init(&cfg);
+	cfg.flows = FLOWS;
+	cfg.packets = n;
+	cfg.event_pps = event_pps;
+	cr_assert_eq(weir_flowgen_create(&cfg, &g), 0);
+	weir_pipeline_config_init(&pc);
+	pc.runtime.cores = 1;
+	cr_assert_eq(weir_pipeline_create(&pc, &p), 0);
+	cr_assert_eq(weir_flowgen_add(p, g, &src), 0);
+	cr_assert_eq(weir_sink_callback(p, src, collect, &s), 0);
+	cr_assert_eq(weir_pipeline_run(p), 0);
+	cr_assert_eq(s.n, n);
+	for (uint64_t i = 0; i < n; i++) {
+		struct weir_flow_obs o;
+		int64_t ts;
+		weir_flowgen_packet(g, i, &o, &ts);
+		cr_assert(memcmp(&o, &s.obs[i], sizeof(o)) == 0,
+			  "record %llu is not packet %llu",
+			  (unsigned long long)i, (unsigned long long)i);
+		cr_assert_eq(ts, s.ts[i], "packet %llu at %lld, source said %lld",
+			     (unsigned long long)i, (long long)ts,
+			     (long long)s.ts[i]);
+	}
+	weir_pipeline_destroy(p);
+	weir_flowgen_destroy(g);
+	free(s.obs);
+	free(s.ts);
+}
+
+Test(flowgen, source_is_the_packet_function)
+{
+	source_matches(1000000);
+	source_matches(7);
+	source_matches(333333);
 }
