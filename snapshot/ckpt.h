@@ -291,6 +291,12 @@ int wr_ckpt_committer_wait(struct wr_ckpt_committer *c, int *rc);
  * (1 tmp written, 2 tmp fsynced, 3 renamed, 4 dir fsynced, 5 retention),
  * leaving the directory as a crash would; 0 = off. */
 extern int wr_ckpt_test_crash_after;
+/* Test hooks of the log replay (load.c): log files read buffered only
+ * (no O_DIRECT); and, when nonzero, each log read asked for at most this
+ * many bytes, so it comes back short and the chunk is read again with a
+ * blocking buffered pread. */
+extern bool wr_ckpt_test_log_buffered;
+extern uint32_t wr_ckpt_test_log_read_max;
 
 /* ---- manifests, restore, verify ---- */
 
