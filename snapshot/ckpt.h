@@ -343,6 +343,11 @@ int wr_ckpt_list(const char *dir, uint64_t *ids, uint32_t max, uint32_t *n);
 int wr_ckpt_manifest_read(const char *dir, uint64_t id,
 			  struct wr_ckpt_manifest *m);
 void wr_ckpt_manifest_free(struct wr_ckpt_manifest *m);
+/* A manifest's text[0..len) (text[len] == 0; modified): 0, -EBADMSG with
+ * *bad_off where it went wrong, -EPROTONOSUPPORT (version).  What
+ * wr_ckpt_manifest_read parses the file with (and the fuzz target). */
+int wr_ckpt_manifest_parse(char *text, size_t len, struct wr_ckpt_manifest *m,
+			   uint64_t *bad_off);
 /* 0 clean; -EBADMSG corrupt (every problem reported); other -errno. */
 int wr_ckpt_verify(const char *dir, uint64_t id, wr_ckpt_report_fn report,
 		   void *arg);

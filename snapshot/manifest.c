@@ -234,9 +234,8 @@ static int split_lines(char *text, char **lines, int max)
 	return n;
 }
 
-/* Parses text[0..len) (text[len] == 0).  *bad_off: where it went wrong. */
-static int manifest_parse(char *text, size_t len, struct wr_ckpt_manifest *m,
-			  uint64_t *bad_off)
+int wr_ckpt_manifest_parse(char *text, size_t len, struct wr_ckpt_manifest *m,
+			   uint64_t *bad_off)
 {
 	char *sum = NULL, **lines = NULL, want[32];
 	int n, err = -EBADMSG;
@@ -337,7 +336,7 @@ int wr_ckpt_manifest_read_at(int dirfd, uint64_t id,
 	err = read_whole(dirfd, name, &text, &len);
 	if (err)
 		return err;
-	err = manifest_parse(text, len, m, bad_off);
+	err = wr_ckpt_manifest_parse(text, len, m, bad_off);
 	free(text);
 	if (err == 0 && m->id != id)
 		err = -EBADMSG;
