@@ -881,6 +881,9 @@ int wr_ckpt_exec_init(struct wr_exec *x)
 	err = wr_uring_create(CK_URING_DEPTH, &c->io);
 	if (err)
 		return wr_error(err, "checkpoint: io_uring: %s", strerror(-err));
+	/* The first checkpoint's writer then allocates nothing (-ENOMEM:
+	 * it will try again itself). */
+	(void)wr_ckpt_writer_cache_reserve(x->arena->pages_total);
 	/* Enabled already when this core continues a restored chain. */
 	return x->p->ck->cfg.changelog && x->arena->log == NULL ?
 	       log_enable(x) : 0;

@@ -352,13 +352,51 @@ static void return_buffers(struct wr_ckpt_writer *w)
 	cache.trailer_cap = w->trailer_cap;
 }
 
+/* A page file's trailer for an arena of n pages: descs, view, tail. */
+static size_t pages_trailer_cap(size_t n)
+{
+	return wr_ckpt_round_up(n * sizeof(struct wr_ckpt_page_desc) +
+				n * sizeof(uint32_t) +
+				sizeof(struct wr_ckpt_file_tail), WR_CKPT_BLOCK);
+}
+
+/* Zeroed memory, faulted in now (calloc of a large size maps zero pages
+ * that fault in when first written). */
+static void *touched_zalloc(size_t len)
+{
+	void *p = malloc(len ? len : 1);
+
+	if (p != NULL)
+		memset(p, 0, len);
+	return p;
+}
+
+int wr_ckpt_writer_cache_reserve(uint32_t pages_total)
+{
+	size_t n = pages_total, cap = pages_trailer_cap(n);
+
+	if (cache.desc != NULL && cache.pages_total == n &&
+	    cache.trailer_cap == cap)
+		return 0;
+	cache_free_buffers();
+	cache.desc = touched_zalloc(n * sizeof(*cache.desc));
+	cache.view = touched_zalloc(n * sizeof(*cache.view));
+	cache.header = aligned_zalloc(WR_CKPT_BLOCK);
+	cache.trailer = aligned_zalloc(cap);
+	if (!cache.desc || !cache.view || !cache.header || !cache.trailer) {
+		cache_free_buffers();
+		return -ENOMEM;
+	}
+	cache.pages_total = pages_total;
+	cache.trailer_cap = cap;
+	return 0;
+}
+
 static int alloc_buffers(struct wr_ckpt_writer *w)
 {
 	size_t n = w->pages_total;
 
-	w->trailer_cap = wr_ckpt_round_up(n * sizeof(struct wr_ckpt_page_desc)
-			 + n * sizeof(uint32_t)
-			 + sizeof(struct wr_ckpt_file_tail), WR_CKPT_BLOCK);
+	w->trailer_cap = pages_trailer_cap(n);
 	if (w->cfg.log) {
 		uint64_t body = w->cfg.log_to - w->cfg.log_from;
 		size_t tl;
