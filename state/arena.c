@@ -685,6 +685,14 @@ bool wr_arena_is_valid(const struct wr_arena *a)
 
 /* ---- restore without a copy (snapshot/load.c) ---- */
 
+bool wr_arena_pages_live(const struct wr_arena *a, uint32_t first,
+			 uint32_t n)
+{
+	return first < a->pages_total && n <= a->pages_total - first &&
+	       bits_find(a->used_bits, first, first + n, false) == first + n &&
+	       bits_find(a->shadow_bits, first, first + n, true) == first + n;
+}
+
 int wr_arena_restore_claim(struct wr_arena *a, uint32_t page, void **bytes)
 {
 	uint32_t limit = a->pages_total - a->reserve_pages;

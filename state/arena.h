@@ -189,6 +189,10 @@ int wr_arena_restore_page(struct wr_arena *a, uint32_t page,
  * A caller that gives up frees the page with wr_arena_free.
  */
 int wr_arena_restore_claim(struct wr_arena *a, uint32_t page, void **bytes);
+/* Whether pages [first, first + n) exist and are all live: what a
+ * structure restored from a checkpoint image may claim as its own. */
+bool wr_arena_pages_live(const struct wr_arena *a, uint32_t first,
+			 uint32_t n);
 
 /*
  * Maps the free pages the next snapshot's shadows will take (first fit:

@@ -832,17 +832,24 @@ static int slots_load(const struct wr_table *t,
 {
 	const struct wr_arena *ar = t->arena;
 
+	uint64_t room = (uint64_t)o->npages * ar->page_size;
+
 	memset(a, 0, sizeof(*a));
 	if (o->npages == 0)
 		return o->cap == 0 ? 0 : -EINVAL;
+	/* Every product and sum below is checked before it could wrap: an
+	 * image is bytes from a file, checksummed but not trusted. */
 	if (o->cap == 0 || (o->cap & (o->cap - 1)) != 0 ||
 	    o->first_page >= ar->pages_total ||
 	    o->npages > ar->pages_total - o->first_page ||
-	    o->page_off + o->cap * t->slot_size >
-		    (uint64_t)o->npages * ar->page_size ||
-	    o->used + o->tomb > o->cap || o->in_slab > 1 ||
+	    o->page_off > room ||
+	    o->cap > (room - o->page_off) / t->slot_size ||
+	    o->used > o->cap || o->tomb > o->cap - o->used ||
+	    o->in_slab > 1 ||
 	    (o->in_slab && (t->slab == NULL || o->npages != 1)) ||
-	    (!o->in_slab && o->page_off != 0))
+	    (!o->in_slab && (o->page_off != 0 ||
+			     !wr_arena_pages_live(ar, o->first_page,
+						  o->npages))))
 		return -EINVAL;
 	if (o->in_slab && !wr_slab_block_is_valid(t->slab,
 			((uint64_t)o->first_page << ar->page_shift) +
@@ -878,6 +885,34 @@ void wr_table_save(const struct wr_table *t, struct wr_table_image *img)
 	slots_save(&t->next, &img->next);
 }
 
+static bool slots_disjoint(const struct wr_table *t, const struct slots *a,
+			   const struct slots *b)
+{
+	if (a->base == NULL || b->base == NULL)
+		return true;
+	if (!a->in_slab && !b->in_slab)	/* whole pages, each freed once */
+		return a->first_page + a->npages <= b->first_page ||
+		       b->first_page + b->npages <= a->first_page;
+	return a->base + a->cap * t->slot_size <= b->base ||
+	       b->base + b->cap * t->slot_size <= a->base;
+}
+
+/* A loaded image's arrays agree with its phase (the cursor inside the
+ * array it walks), the current one keeps an empty slot (probes end), and
+ * no two share memory (each is freed once). */
+static bool image_fits(const struct wr_table *t)
+{
+	if (t->cur.used + t->cur.tomb >= t->cur.cap ||
+	    (t->phase == MIGRATING) != (t->old.base != NULL) ||
+	    (t->phase == PREPARING) != (t->next.base != NULL) ||
+	    (t->phase == MIGRATING && t->cursor > t->old.cap) ||
+	    (t->phase == PREPARING && t->cursor > t->next.cap))
+		return false;
+	return slots_disjoint(t, &t->cur, &t->old) &&
+	       slots_disjoint(t, &t->cur, &t->next) &&
+	       slots_disjoint(t, &t->old, &t->next);
+}
+
 int wr_table_load(struct wr_arena *arena, struct wr_slab *slab,
 		  const struct wr_table_image *img, struct wr_table **out)
 {
@@ -906,7 +941,7 @@ int wr_table_load(struct wr_arena *arena, struct wr_slab *slab,
 	t->forced_finishes = img->forced_finishes;
 	if (slots_load(t, &img->cur, &t->cur) || img->cur.npages == 0 ||
 	    slots_load(t, &img->old, &t->old) ||
-	    slots_load(t, &img->next, &t->next)) {
+	    slots_load(t, &img->next, &t->next) || !image_fits(t)) {
 		free(t);
 		return wr_error(-EINVAL, "checkpoint: table image pages out "
 				"of range");

@@ -33,6 +33,9 @@
  *               aligned, and freeing them gives every page back; an image of
  *               a small table loads back with its slab (every key, valid),
  *               and without one it is refused.
+ *   images:     a made-up image (a size that wraps, no empty slot, pages
+ *               not live, a phase without its array, two arrays on the
+ *               same pages, a cursor past its array) is refused.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -571,5 +574,62 @@ Test(table, small_table_image_round_trip)
 	free(t); /* the same pages: destroy one of the two only */
 	wr_table_destroy(u);
 	cr_assert_eq(a->pages_used, 0);
+	wr_arena_destroy(a);
+}
+
+/* An image that passes its checksum may still be made up: each field a
+ * file could carry that would send the table outside its own live pages,
+ * into a probe with no empty slot, or free a page twice is refused, and
+ * the untouched image still loads. */
+static int load_variant(struct wr_arena *a, const struct wr_table_image *img)
+{
+	struct wr_table *u = NULL;
+	int err = wr_table_load(a, NULL, img, &u);
+
+	free(u);	/* its pages are the original's: never destroyed */
+	return err;
+}
+
+Test(table, made_up_images_refused)
+{
+	struct wr_arena *a = mk_arena(16u << 20, 0);
+	struct wr_table *t = mk_table(a, KS, 8);
+	struct wr_table_image img, v;
+	uint32_t spare, freed;
+	uint8_t k[KS];
+
+	for (uint32_t i = 0; i < 100; i++) {
+		void *val;
+		key_of(i, k);
+		cr_assert_eq(wr_table_upsert(t, k, wr_table_hash(k, KS), &val,
+					     NULL), 0);
+	}
+	wr_table_save(t, &img);
+	cr_assert_eq(img.phase, 0, "an idle table");
+	cr_assert_eq(load_variant(a, &img), 0);
+	cr_assert_eq(wr_arena_alloc(a, img.cur.npages, &spare, NULL), 0);
+	cr_assert_eq(wr_arena_alloc(a, 1, &freed, NULL), 0);
+	wr_arena_free(a, freed, 1);
+
+	v = img, v.cur.cap = 1ull << 62;	/* cap x slot size wraps to 0 */
+	cr_assert_eq(load_variant(a, &v), -EINVAL);
+	v = img, v.cur.used = UINT64_MAX, v.cur.tomb = 1;	/* sum wraps */
+	cr_assert_eq(load_variant(a, &v), -EINVAL);
+	v = img, v.cur.tomb = v.cur.cap - v.cur.used;	/* no empty slot */
+	cr_assert_eq(load_variant(a, &v), -EINVAL);
+	v = img, v.cur.first_page = freed, v.cur.npages = 1;	/* not live */
+	cr_assert_eq(load_variant(a, &v), -EINVAL);
+	v = img, v.phase = 2;	/* MIGRATING without an old array */
+	cr_assert_eq(load_variant(a, &v), -EINVAL);
+	v = img, v.phase = 2, v.old = img.cur;	/* old = cur: freed twice */
+	cr_assert_eq(load_variant(a, &v), -EINVAL);
+	v = img, v.phase = 2, v.old = img.cur, v.old.first_page = spare;
+	v.old.used = v.old.tomb = 0, v.cursor = v.old.cap + 1;
+	cr_assert_eq(load_variant(a, &v), -EINVAL);
+	v.cursor = v.old.cap / 2;	/* the same, the cursor inside: loads */
+	cr_assert_eq(load_variant(a, &v), 0);
+	v = img, v.next = img.cur, v.next.first_page = spare;	/* idle */
+	cr_assert_eq(load_variant(a, &v), -EINVAL);
+	wr_table_destroy(t);
 	wr_arena_destroy(a);
 }
