@@ -313,13 +313,22 @@ void wr_timers_save(const struct wr_timers *t, struct wr_timers_image *img)
 static int heap_load(struct wr_timers *t, const struct wr_timers_heap_image *o,
 		     struct heap *h)
 {
+	/* Bytes from a file: the size is checked before it could wrap, and
+	 * the pages must be live (the heap frees them when it shrinks). */
 	if (o->n > o->cap ||
-	    o->cap * t->entry_size > (uint64_t)o->npages * t->a->page_size ||
-	    (o->npages && (o->first_page >= t->a->pages_total ||
-			   o->npages > t->a->pages_total - o->first_page)))
+	    o->cap > (uint64_t)o->npages * t->a->page_size / t->entry_size ||
+	    (o->npages && !wr_arena_pages_live(t->a, o->first_page,
+					       o->npages)))
 		return -EINVAL;
 	*h = (struct heap){ o->first_page, o->npages, o->n, o->cap };
 	return 0;
+}
+
+static bool heaps_disjoint(const struct heap *a, const struct heap *b)
+{
+	return a->npages == 0 || b->npages == 0 ||
+	       a->first_page + a->npages <= b->first_page ||
+	       b->first_page + b->npages <= a->first_page;
 }
 
 int wr_timers_load(struct wr_arena *a, uint32_t key_size,
@@ -335,6 +344,10 @@ int wr_timers_load(struct wr_arena *a, uint32_t key_size,
 	t->entry_size = pow2_at_least(16 + key_size);
 	for (int d = 0; d < WR_TIMER_DOMAINS && err == 0; d++)
 		err = heap_load(t, &img->heap[d], &t->heap[d]);
+	for (int d = 1; d < WR_TIMER_DOMAINS && err == 0; d++)
+		for (int e = 0; e < d && err == 0; e++)
+			if (!heaps_disjoint(&t->heap[d], &t->heap[e]))
+				err = -EINVAL;	/* freed twice */
 	if (err == 0 && img->set.key_size != 8 + key_size)
 		err = -EINVAL;
 	if (err == 0)

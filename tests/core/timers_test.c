@@ -32,6 +32,8 @@
 #include <string.h>
 
 #include "weir/state.h"
+#include "core/timers.h"
+#include "state/arena.h"
 #include "keyed_src.h"
 #include "../rng.h"
 
@@ -346,4 +348,47 @@ Test(timers, register_without_on_timer_fails_the_job)
 	cr_assert(strstr(weir_last_error(), "on_timer") != NULL,
 		  "message: '%s'", weir_last_error());
 	weir_pipeline_destroy(p);
+}
+
+/* A timers image that passes its checksum may still be made up: a heap
+ * whose size wraps, on pages that are not live, or on the other heap's
+ * pages (freed twice) is refused.  (The untouched image loading is what
+ * every restore with timers does: the pipeline and kill tests.) */
+static int timers_variant(struct wr_arena *a, const struct wr_timers_image *img)
+{
+	struct wr_timers *u = NULL;
+	int err = wr_timers_load(a, 8, img, &u);
+
+	cr_assert((err == 0) == (u != NULL));
+	cr_assert_null(u, "a made-up image loaded");
+	return err;
+}
+
+Test(timers, made_up_images_refused)
+{
+	struct wr_arena_config cfg = { 16u << 20, 0, 0 };
+	struct wr_timers_image img, v;
+	struct wr_timers *t;
+	struct wr_arena *a;
+	uint32_t freed;
+
+	cr_assert_eq(wr_arena_create(&cfg, &a), 0);
+	cr_assert_eq(wr_timers_create(a, 8, &t), 0);
+	for (uint64_t i = 0; i < 300; i++)
+		cr_assert_eq(wr_timers_register(t, (int)(i % 2), (int64_t)i, &i,
+						i * 0x9e3779b97f4a7c15ull), 0);
+	wr_timers_save(t, &img);
+	cr_assert(img.heap[0].npages > 0 && img.heap[1].npages > 0);
+	cr_assert_eq(wr_arena_alloc(a, 1, &freed, NULL), 0);
+	wr_arena_free(a, freed, 1);
+
+	v = img, v.heap[0].cap = 1ull << 62;	/* cap x entry size wraps */
+	cr_assert_eq(timers_variant(a, &v), -EINVAL);
+	v = img, v.heap[0].first_page = freed, v.heap[0].npages = 1;
+	v.heap[0].n = 0;			/* a page that is not live */
+	cr_assert_eq(timers_variant(a, &v), -EINVAL);
+	v = img, v.heap[1] = img.heap[0];	/* both on one heap's pages */
+	cr_assert_eq(timers_variant(a, &v), -EINVAL);
+	wr_timers_destroy(t);
+	wr_arena_destroy(a);
 }
