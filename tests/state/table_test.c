@@ -537,6 +537,20 @@ Test(table, small_tables_share_pages)
 	wr_arena_destroy(a);
 }
 
+/* Keys 0..n-1 into t, key i with the value i + 1. */
+static void insert_keys(struct wr_table *t, uint32_t n)
+{
+	uint8_t k[KS];
+
+	for (uint32_t i = 0; i < n; i++) {
+		void *v;
+		key_of(i, k);
+		cr_assert_eq(wr_table_upsert(t, k, wr_table_hash(k, KS), &v,
+					     NULL), 0);
+		*(uint64_t *)v = i + 1;
+	}
+}
+
 Test(table, small_table_image_round_trip)
 {
 	struct wr_arena *a = mk_arena(16u << 20, 0);
@@ -549,13 +563,7 @@ Test(table, small_table_image_round_trip)
 
 	wr_slab_init(&slab, a);
 	cr_assert_eq(wr_table_create(a, &cfg, &t), 0);
-	for (uint32_t i = 0; i < 40; i++) {
-		void *v;
-		key_of(i, k);
-		cr_assert_eq(wr_table_upsert(t, k, wr_table_hash(k, KS), &v,
-					     NULL), 0);
-		*(uint64_t *)v = i + 1;
-	}
+	insert_keys(t, 40);
 	wr_table_save(t, &img);
 	wr_slab_save(&slab, &si);
 	cr_assert_eq(img.cur.in_slab, 1);
@@ -596,14 +604,8 @@ Test(table, made_up_images_refused)
 	struct wr_table *t = mk_table(a, KS, 8);
 	struct wr_table_image img, v;
 	uint32_t spare, freed;
-	uint8_t k[KS];
 
-	for (uint32_t i = 0; i < 100; i++) {
-		void *val;
-		key_of(i, k);
-		cr_assert_eq(wr_table_upsert(t, k, wr_table_hash(k, KS), &val,
-					     NULL), 0);
-	}
+	insert_keys(t, 100);
 	wr_table_save(t, &img);
 	cr_assert_eq(img.phase, 0, "an idle table");
 	cr_assert_eq(load_variant(a, &img), 0);
