@@ -324,13 +324,6 @@ static int heap_load(struct wr_timers *t, const struct wr_timers_heap_image *o,
 	return 0;
 }
 
-static bool heaps_disjoint(const struct heap *a, const struct heap *b)
-{
-	return a->npages == 0 || b->npages == 0 ||
-	       a->first_page + a->npages <= b->first_page ||
-	       b->first_page + b->npages <= a->first_page;
-}
-
 int wr_timers_load(struct wr_arena *a, uint32_t key_size,
 		   const struct wr_timers_image *img, struct wr_timers **out)
 {
@@ -346,7 +339,10 @@ int wr_timers_load(struct wr_arena *a, uint32_t key_size,
 		err = heap_load(t, &img->heap[d], &t->heap[d]);
 	for (int d = 1; d < WR_TIMER_DOMAINS && err == 0; d++)
 		for (int e = 0; e < d && err == 0; e++)
-			if (!heaps_disjoint(&t->heap[d], &t->heap[e]))
+			if (!wr_arena_runs_disjoint(t->heap[d].first_page,
+						    t->heap[d].npages,
+						    t->heap[e].first_page,
+						    t->heap[e].npages))
 				err = -EINVAL;	/* freed twice */
 	if (err == 0 && img->set.key_size != 8 + key_size)
 		err = -EINVAL;

@@ -370,17 +370,6 @@ static size_t pages_trailer_cap(size_t n)
 				sizeof(struct wr_ckpt_file_tail), WR_CKPT_BLOCK);
 }
 
-/* Zeroed memory, faulted in now (calloc of a large size maps zero pages
- * that fault in when first written). */
-static void *touched_zalloc(size_t len)
-{
-	void *p = malloc(len ? len : 1);
-
-	if (p != NULL)
-		memset(p, 0, len);
-	return p;
-}
-
 int wr_ckpt_writer_cache_reserve(uint32_t pages_total)
 {
 	size_t n = pages_total, cap = pages_trailer_cap(n);
@@ -389,8 +378,10 @@ int wr_ckpt_writer_cache_reserve(uint32_t pages_total)
 	    cache.trailer_cap == cap)
 		return 0;
 	cache_free_buffers();
-	cache.desc = touched_zalloc(n * sizeof(*cache.desc));
-	cache.view = touched_zalloc(n * sizeof(*cache.view));
+	/* aligned_zalloc writes its zeroes: faulted in now, where calloc's
+	 * fresh pages would fault in the first checkpoint. */
+	cache.desc = aligned_zalloc(n * sizeof(*cache.desc) + 1);
+	cache.view = aligned_zalloc(n * sizeof(*cache.view) + 1);
 	cache.header = aligned_zalloc(WR_CKPT_BLOCK);
 	cache.trailer = aligned_zalloc(cap);
 	if (!cache.desc || !cache.view || !cache.header || !cache.trailer) {

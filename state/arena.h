@@ -193,6 +193,13 @@ int wr_arena_restore_claim(struct wr_arena *a, uint32_t page, void **bytes);
  * structure restored from a checkpoint image may claim as its own. */
 bool wr_arena_pages_live(const struct wr_arena *a, uint32_t first,
 			 uint32_t n);
+/* Whether two runs of pages (first, n), checked to lie in the arena,
+ * share no page (an empty run shares none). */
+static inline bool wr_arena_runs_disjoint(uint32_t a, uint32_t na,
+					  uint32_t b, uint32_t nb)
+{
+	return na == 0 || nb == 0 || a + na <= b || b + nb <= a;
+}
 
 /*
  * Maps the free pages the next snapshot's shadows will take (first fit:

@@ -831,7 +831,6 @@ static int slots_load(const struct wr_table *t,
 		      const struct wr_table_image_slots *o, struct slots *a)
 {
 	const struct wr_arena *ar = t->arena;
-
 	uint64_t room = (uint64_t)o->npages * ar->page_size;
 
 	memset(a, 0, sizeof(*a));
@@ -891,8 +890,8 @@ static bool slots_disjoint(const struct wr_table *t, const struct slots *a,
 	if (a->base == NULL || b->base == NULL)
 		return true;
 	if (!a->in_slab && !b->in_slab)	/* whole pages, each freed once */
-		return a->first_page + a->npages <= b->first_page ||
-		       b->first_page + b->npages <= a->first_page;
+		return wr_arena_runs_disjoint(a->first_page, a->npages,
+					      b->first_page, b->npages);
 	return a->base + a->cap * t->slot_size <= b->base ||
 	       b->base + b->cap * t->slot_size <= a->base;
 }
