@@ -488,6 +488,26 @@ static void on_report(void *arg, const char *file, uint64_t off,
 
 /* Restores the newest checkpoint into b as the engine does (one pass:
  * page checksums checked as the load reads them); seconds. */
+/*
+ * Profiling one part of a run: with WEIR_PERF_CTL=FIFO (perf record -D -1
+ * --control fifo:FIFO ...), sampling is on only while a measured part
+ * runs: `restore` (each restore), `none`, `ckpt` and `log` (the updates
+ * phase's runs without checkpoints, with them, and with the log alone);
+ * WEIR_PERF_ONLY=PART picks one, default every part.
+ */
+static void perf_ctl(bool on, const char *part)
+{
+	const char *path = getenv("WEIR_PERF_CTL");
+	const char *only = getenv("WEIR_PERF_ONLY");
+	FILE *f;
+
+	if (path == NULL || (only != NULL && strcmp(only, part) != 0) ||
+	    (f = fopen(path, "w")) == NULL)
+		return;
+	fputs(on ? "enable\n" : "disable\n", f);
+	fclose(f);
+}
+
 static int restore_into(struct state *s, struct wr_arena *b, double *secs)
 {
 	struct wr_ckpt *ck;
@@ -496,7 +516,9 @@ static int restore_into(struct state *s, struct wr_arena *b, double *secs)
 
 	if (err)
 		return err;
+	perf_ctl(true, "restore");
 	err = wr_ckpt_load_core(ck, 0, b);
+	perf_ctl(false, "restore");
 	*secs = now_s() - t0;
 	wr_ckpt_close(ck);
 	return err;
@@ -736,6 +758,8 @@ static void mix_add(struct ckpt_mix *m, const struct ckpt *c)
 		m->pages++, m->page_bytes += (double)c->bytes;
 }
 
+static void perf_ctl(bool on, const char *part);
+
 static int run_updates(struct state *s, bool ckpt, double rate[2],
 		       int *nckpt, double *pauses, int *np, int np_max,
 		       struct ckpt_mix *mix)
@@ -746,6 +770,7 @@ static int run_updates(struct state *s, bool ckpt, double rate[2],
 	double c0 = cpu_s();
 	uint64_t n = 0;
 
+	perf_ctl(true, ckpt ? "ckpt" : "none");
 	*nckpt = 0;
 	while (!err && (t = now_s()) - t0 < s->o->seconds) {
 		if (c.w == NULL && t >= next) {
@@ -768,6 +793,7 @@ static int run_updates(struct state *s, bool ckpt, double rate[2],
 		}
 		err = err == 1 ? 0 : err;
 	}
+	perf_ctl(false, ckpt ? "ckpt" : "none");
 	rate[0] = (double)n / (t - t0);
 	rate[1] = (double)n / (cpu_s() - c0);
 	while (!err && c.w && !c.committing &&
@@ -791,11 +817,13 @@ static int run_log_only(struct state *s, double *rate)
 
 	if (!err)
 		(void)wr_arena_log_resume(s->a);	/* it starts broken */
+	perf_ctl(true, "log");
 	while (!err && (t = now_s()) - t0 < s->o->seconds) {
 		err = random_updates(s, 1024);
 		wr_arena_log_release(s->a, s->a->log->head);
 		n += 1024;
 	}
+	perf_ctl(false, "log");
 	*rate = (double)n / (t - t0);
 	if (!err && s->a->log->breaks != 0)
 		err = -ENOSPC;	/* it stopped noting: not the cost measured */

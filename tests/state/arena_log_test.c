@@ -163,12 +163,17 @@ static void op_write(struct wr_arena *a, struct model *m, bool zero)
 	const struct run *r = &m->runs[rnd() % m->nruns];
 	uint64_t bytes = (uint64_t)r->n * a->page_size;
 	uint64_t off = rnd() % bytes, len = 1 + rnd() % 300;
-	uint8_t *p = (uint8_t *)wr_arena_page_ptr(a, r->first) + off;
+	uint8_t *p;
 
+	if (rnd() % 2 == 0) {	/* a table value or slot: aligned, <= 64 */
+		off &= ~7ull;
+		len = 8 * (1 + rnd() % 8);
+	}
 	if (rnd() % 16 == 0)
 		len = 1 + rnd() % (2 * a->page_size);	/* across pages */
 	if (off + len > bytes)
 		len = bytes - off;
+	p = (uint8_t *)wr_arena_page_ptr(a, r->first) + off;
 	if (zero) {
 		cr_assert_eq(wr_arena_touch_zero(a, p, len), 0);
 		memset(p, 0, len);
@@ -178,6 +183,8 @@ static void op_write(struct wr_arena *a, struct model *m, bool zero)
 	for (uint64_t k = 0; k < len; k++)
 		p[k] = (uint8_t)rnd();
 }
+
+static uint32_t seal_every = 8;	/* ops per tick, on average */
 
 static void random_op(struct wr_arena *a, struct model *m)
 {
@@ -189,11 +196,11 @@ static void random_op(struct wr_arena *a, struct model *m)
 		op_free(a, m);
 	else
 		op_write(a, m, d < 20);
-	if (rnd() % 8 == 0)
+	if (rnd() % seal_every == 0)
 		wr_arena_log_seal(a);	/* a tick ends */
 }
 
-Test(arena_log, random_ops_replay)
+static void random_ops_replay(void)
 {
 	struct wr_arena *a = mk(PS, PAGES), *r;
 	struct model m = { 0 };
@@ -218,6 +225,18 @@ Test(arena_log, random_ops_replay)
 	cr_assert_eq(a->log->breaks, 0);
 	wr_arena_destroy(r);
 	wr_arena_destroy(a);
+}
+
+Test(arena_log, random_ops_replay)
+{
+	random_ops_replay();
+}
+
+/* Ticks of ~300 notes: a seal fills the staging buffer several times. */
+Test(arena_log, random_ops_replay_long_ticks)
+{
+	seal_every = 300;
+	random_ops_replay();
 }
 
 Test(arena_log, dedup_in_a_tick)
