@@ -486,8 +486,6 @@ static void on_report(void *arg, const char *file, uint64_t off,
 		(unsigned long long)off, what);
 }
 
-/* Restores the newest checkpoint into b as the engine does (one pass:
- * page checksums checked as the load reads them); seconds. */
 /*
  * Profiling one part of a run: with WEIR_PERF_CTL=FIFO (perf record -D -1
  * --control fifo:FIFO ...), sampling is on only while a measured part
@@ -508,6 +506,8 @@ static void perf_ctl(bool on, const char *part)
 	fclose(f);
 }
 
+/* Restores the newest checkpoint into b as the engine does (one pass:
+ * page checksums checked as the load reads them); seconds. */
 static int restore_into(struct state *s, struct wr_arena *b, double *secs)
 {
 	struct wr_ckpt *ck;
@@ -757,8 +757,6 @@ static void mix_add(struct ckpt_mix *m, const struct ckpt *c)
 	else
 		m->pages++, m->page_bytes += (double)c->bytes;
 }
-
-static void perf_ctl(bool on, const char *part);
 
 static int run_updates(struct state *s, bool ckpt, double rate[2],
 		       int *nckpt, double *pauses, int *np, int np_max,

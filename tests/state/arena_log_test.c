@@ -13,7 +13,10 @@
  *   random:    random alloc / free / write / zero through the barriers,
  *              seals at random tick ends, a mark + replay + byte compare
  *              every few hundred operations; a 2 MiB ring wraps many times
- *              (segments released after each replay), chunk padding.
+ *              (segments released after each replay), chunk padding;
+ *              half the writes aligned and slot-sized (<= 64 bytes), as
+ *              the table's are; again with ticks of ~300 operations, so
+ *              one seal takes hundreds of entries and crosses chunk ends.
  *   dedup:     one range touched 100 times in a tick is one entry.
  *   pending:   more distinct ranges than the pending list holds in one
  *              tick breaks the log; mark fails (-ENOSPC); resume restarts
@@ -232,7 +235,7 @@ Test(arena_log, random_ops_replay)
 	random_ops_replay();
 }
 
-/* Ticks of ~300 notes: a seal fills the staging buffer several times. */
+/* Ticks of ~300 operations: one seal takes hundreds of entries. */
 Test(arena_log, random_ops_replay_long_ticks)
 {
 	seal_every = 300;
