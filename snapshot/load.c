@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
@@ -458,23 +459,37 @@ static int replay_file(struct loader *l, const struct wr_ckpt_file_ref *f,
 	return err;
 }
 
+/*
+ * The chunk buffers are one region on huge pages: an O_DIRECT read pins
+ * its buffer's pages when it is submitted and unpins them when it
+ * completes, 256 small pages a 1 MiB chunk or half of one huge page.
+ * Measured (a 12-log chain of a 1 GiB state, bench/RESULTS.md
+ * 2026-12-07): the submissions took 0.074-0.089 s of the restoring
+ * thread with four 1 MiB buffers from posix_memalign, 0.020-0.025 s so.
+ */
+#define REPLAY_BUFS_ALIGN (2u << 20)
+_Static_assert((size_t)REPLAY_BUFS * WR_ARENA_LOG_CHUNK % REPLAY_BUFS_ALIGN
+	       == 0, "aligned_alloc takes whole multiples of the alignment");
+
 /* The core's log files, oldest first, onto its loaded pages. */
 static int replay_logs(struct loader *l)
 {
 	const struct wr_ckpt_core_info *ci = &l->c->m.core[l->core];
-	uint8_t *buf[REPLAY_BUFS] = { 0 };
+	size_t len = (size_t)REPLAY_BUFS * WR_ARENA_LOG_CHUNK;
+	uint8_t *buf[REPLAY_BUFS], *region;
 	int err = 0;
 
 	if (ci->nlog == 0)
 		return 0;
-	for (uint32_t s = 0; s < REPLAY_BUFS && err == 0; s++)
-		if (posix_memalign((void **)&buf[s], WR_CKPT_BLOCK,
-				   WR_ARENA_LOG_CHUNK) != 0)
-			err = -ENOMEM;
+	region = aligned_alloc(REPLAY_BUFS_ALIGN, len);
+	if (region == NULL)
+		return -ENOMEM;
+	(void)madvise(region, len, MADV_HUGEPAGE);
+	for (uint32_t s = 0; s < REPLAY_BUFS; s++)
+		buf[s] = region + (size_t)s * WR_ARENA_LOG_CHUNK;
 	for (uint32_t k = ci->nlog; err == 0 && k-- > 0;)
 		err = replay_file(l, &ci->log[k], buf);
-	for (uint32_t s = 0; s < REPLAY_BUFS; s++)
-		free(buf[s]);
+	free(region);
 	return err;
 }
 
