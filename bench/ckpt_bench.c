@@ -40,12 +40,18 @@
  *              [--seconds S] [--pauses N] [--cpu N] [--no-fio]
  *              [--phases pause,flush,restore,incr,updates] [--no-prefault]
  *              [--restore-only] [--changelog] [--restore-cores 2]
- *              [--tick N]
+ *              [--tick N] [--no-restore-helper]
  *
  * --restore-cores 2: only the restore figures, as the engine restores a
  * checkpoint of two cores: two states of half the size, restored by two
  * pinned threads at once against dd of their files by two threads at once
  * (below, "--restore-cores 2").
+ *
+ * A one-core restore replays a changelog chain with a helper thread on a
+ * CPU other than --cpu, as the engine does when a CPU is spare
+ * (wr_ckpt_load_core_with; "restore_helper_cpu" in the output, -1: none);
+ * --no-restore-helper: on the restoring thread alone.  The two-core
+ * restore has no spare CPU on a 2-CPU machine and uses none.
  *
  * After the fill, wr_arena_prefault_shadows maps the pages the shadows
  * will take (timed: prefault_s), as an engine could at start-up (core/
@@ -96,6 +102,7 @@ struct opts {
 	int cpu, reps, pauses;
 	uint32_t tick;		/* updates per loop tick (sealed at its end) */
 	int restore_cores;	/* 2: the restore phases on two cores */
+	int helper_cpu;		/* a one-core restore's replay helper, or -1 */
 	double seconds;
 	char dir[PATH_MAX - 64];
 	uint64_t sizes[SIZES_MAX];
@@ -508,7 +515,8 @@ static void perf_ctl(bool on, const char *part)
 
 /* Restores the newest checkpoint into b as the engine does (one pass:
  * page checksums checked as the load reads them); seconds. */
-static int restore_into(struct state *s, struct wr_arena *b, double *secs)
+static int restore_into(struct state *s, struct wr_arena *b, int helper_cpu,
+			double *secs)
 {
 	struct wr_ckpt *ck;
 	double t0 = now_s();
@@ -517,7 +525,7 @@ static int restore_into(struct state *s, struct wr_arena *b, double *secs)
 	if (err)
 		return err;
 	perf_ctl(true, "restore");
-	err = wr_ckpt_load_core(ck, 0, b);
+	err = wr_ckpt_load_core_with(ck, 0, b, helper_cpu);
 	perf_ctl(false, "restore");
 	*secs = now_s() - t0;
 	wr_ckpt_close(ck);
@@ -595,7 +603,7 @@ static int restore_vs_read(struct state *s, const char *prefix)
 		if (err)
 			break;
 		cold &= drop_caches(s->o);
-		err = restore_into(s, b, &r[i]);
+		err = restore_into(s, b, s->o->helper_cpu, &r[i]);
 		if (!err)
 			err = same_pages(s->a, b);
 		wr_arena_destroy(b);
@@ -615,6 +623,8 @@ static int restore_vs_read(struct state *s, const char *prefix)
 	emit(s, name, median(d, n), "s", x);
 	snprintf(name, sizeof(name), "%srestore_vs_read", prefix);
 	emit(s, name, median(ratio, n), "ratio", x);
+	snprintf(name, sizeof(name), "%srestore_helper_cpu", prefix);
+	emit(s, name, s->o->helper_cpu, "cpu", NULL);
 	return 0;
 }
 
@@ -946,7 +956,7 @@ static void *shard_main(void *arg)
 	CPU_SET(j->cpu, &set);
 	(void)sched_setaffinity(0, sizeof(set), &set);
 	if (j->b != NULL)
-		j->err = restore_into(j->s, j->b, &j->secs);
+		j->err = restore_into(j->s, j->b, -1, &j->secs);
 	else
 		j->err = (j->secs = dd_read(j->s->o)) < 0 ? -EIO : 0;
 	return NULL;
@@ -1169,7 +1179,7 @@ static int usage(void)
 		"[--cpu N] [--no-fio] "
 		"[--phases pause,flush,restore,incr,updates] "
 		"[--no-prefault] [--restore-only] [--changelog] "
-		"[--restore-cores 2] [--tick N]\n");
+		"[--restore-cores 2] [--tick N] [--no-restore-helper]\n");
 	return 2;
 }
 
@@ -1197,7 +1207,7 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 
 	*o = (struct opts){ .fio = true, .cold = true, .cpu = 0, .reps = 3,
 			    .pauses = 2000, .seconds = 5, .phases = PH_ALL,
-			    .prefault = true, .tick = 128 };
+			    .prefault = true, .tick = 128, .helper_cpu = 0 };
 	snprintf(o->dir, sizeof(o->dir), "%.*s/ckpt-data",
 		 slash ? (int)(slash - argv[0]) : 1, slash ? argv[0] : ".");
 	parse_sizes(o, sizes);
@@ -1215,6 +1225,8 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 			o->changelog = true;
 		} else if (strcmp(a, "--no-prefault") == 0) {
 			o->prefault = false;
+		} else if (strcmp(a, "--no-restore-helper") == 0) {
+			o->helper_cpu = -1;
 		} else if (v == NULL) {
 			return usage();
 		} else if (strcmp(a, "--sizes") == 0) {
@@ -1248,6 +1260,19 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 	return 0;
 }
 
+/* The first CPU this process may run on other than `cpu`, or -1. */
+static int spare_cpu(int cpu)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set) != 0)
+		return -1;
+	for (int c = 0; c < CPU_SETSIZE; c++)
+		if (c != cpu && CPU_ISSET(c, &set))
+			return c;
+	return -1;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -1260,6 +1285,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ckpt_bench: no fio: fio columns skipped\n");
 		o.fio = false;
 	}
+	o.helper_cpu = o.helper_cpu < 0 ? -1 : spare_cpu(o.cpu);
 	CPU_ZERO(&set);
 	CPU_SET(o.cpu, &set);
 	if (sched_setaffinity(0, sizeof(set), &set))

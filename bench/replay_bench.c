@@ -5,7 +5,8 @@
  * the disk.  It is what restore of a changelog chain is bound by
  * (bench/RESULTS.md, docs/architecture.md "Changelog checkpoints").
  *
- *   replay_bench [--arena-mib M] [--entries N] [--reps R]
+ *   replay_bench [--arena-mib M] [--entries N] [--reps R] [--threads 1|2]
+ *                [--eighths E]
  *
  * Prints one JSON object: the best of R passes (the arena is written on
  * the first, so faults are out of the later ones).  Run two at once on two
@@ -13,6 +14,8 @@
  * their own shards.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,48 +47,135 @@ static uint64_t *make_log(uint64_t bytes, size_t nch)
 	return log;
 }
 
+/*
+ * Two threads, as a restore with a helper applies a chain: this one
+ * splits each chunk (wr_arena_log_split: E of every 8 pages its own, 3 as
+ * snapshot/load.c has it) and
+ * applies its list, the helper applies the other list, at most LISTS
+ * chunks behind.
+ */
+#define LISTS 4u
+
+struct helper {
+	struct wr_arena *a;
+	const uint8_t *log;
+	uint32_t *list[LISTS];
+	size_t n[LISTS];
+	_Atomic size_t posted, done;
+	size_t nch;
+	int err;
+};
+
+static void *helper_main(void *arg)
+{
+	struct helper *h = arg;
+	size_t bad;
+
+	for (size_t c = 0; c < h->nch; c++) {
+		while (atomic_load_explicit(&h->posted, memory_order_acquire) <= c)
+			;
+		if (h->err == 0)
+			h->err = wr_arena_log_apply_list(h->a, h->log + c *
+							 WR_ARENA_LOG_CHUNK,
+							 h->list[c % LISTS],
+							 h->n[c % LISTS], NULL,
+							 &bad);
+		atomic_store_explicit(&h->done, c + 1, memory_order_release);
+	}
+	return NULL;
+}
+
+static int pass(struct wr_arena *a, const uint64_t *log, size_t nch,
+		uint64_t threads, unsigned eighths, uint32_t **lists)
+{
+	struct helper h = { .a = a, .log = (const uint8_t *)log, .nch = nch };
+	struct wr_arena_log_split sp = { { lists[0], NULL }, 8 };
+	pthread_t th;
+	size_t n[2], bad;
+	int err = 0;
+
+	if (threads > 1) {
+		sp.eighths = eighths;
+		for (unsigned i = 0; i < LISTS; i++)
+			h.list[i] = lists[1 + i];
+		if (pthread_create(&th, NULL, helper_main, &h) != 0)
+			return -1;
+	}
+	for (size_t c = 0; c < nch; c++) {
+		const uint8_t *ch = h.log + c * WR_ARENA_LOG_CHUNK;
+		if (threads > 1) {
+			while (c >= LISTS + atomic_load_explicit(&h.done,
+						memory_order_acquire))
+				;
+			sp.list[1] = h.list[c % LISTS];
+		}
+		err |= wr_arena_log_split(a, ch, WR_ARENA_LOG_CHUNK, &sp, n, &bad);
+		if (threads > 1) {
+			h.n[c % LISTS] = n[1];
+			atomic_store_explicit(&h.posted, c + 1,
+					      memory_order_release);
+		}
+		err |= wr_arena_log_apply_list(a, ch, sp.list[0], n[0], NULL,
+					       &bad);
+	}
+	if (threads > 1)
+		pthread_join(th, NULL);
+	return err | h.err;
+}
+
 int main(int argc, char **argv)
 {
-	uint64_t mib = 1024, entries = 20000000, reps = 5;
+	uint64_t mib = 1024, entries = 20000000, reps = 5, threads = 1;
+	uint64_t eighths = 3;
 
 	for (int i = 1; i + 1 < argc; i += 2) {
 		uint64_t *v = strcmp(argv[i], "--arena-mib") == 0 ? &mib :
 			      strcmp(argv[i], "--entries") == 0 ? &entries :
-			      strcmp(argv[i], "--reps") == 0 ? &reps : NULL;
+			      strcmp(argv[i], "--reps") == 0 ? &reps :
+			      strcmp(argv[i], "--threads") == 0 ? &threads :
+			      strcmp(argv[i], "--eighths") == 0 ? &eighths :
+			      NULL;
 		if (v == NULL || (*v = strtoull(argv[i + 1], NULL, 10)) == 0) {
 			fprintf(stderr, "usage: replay_bench [--arena-mib M] "
-				"[--entries N] [--reps R]\n");
+				"[--entries N] [--reps R] [--threads 1|2] "
+				"[--eighths 1..7]\n");
 			return 2;
 		}
+	}
+	if (threads > 2 || eighths > 7) {
+		fprintf(stderr, "replay_bench: --threads is 1 or 2, --eighths "
+			"1..7\n");
+		return 2;
 	}
 	uint64_t bytes = mib << 20;
 	struct wr_arena_config cfg = { .cap_bytes = bytes + (64u << 20) };
 	struct wr_arena *a;
 	size_t nch = (entries + WR_ARENA_LOG_CHUNK / 16 - 1) /
-		     (WR_ARENA_LOG_CHUNK / 16), bad;
+		     (WR_ARENA_LOG_CHUNK / 16);
 	if (wr_arena_create(&cfg, &a) != 0 ||
 	    wr_arena_replay_alloc(a, 0, (uint32_t)(bytes >> a->page_shift),
 				  true) != 0)
 		return 1;
 	uint64_t *log = make_log(bytes, nch);
+	uint32_t *lists[1 + LISTS];
+	for (unsigned i = 0; i < 1 + LISTS; i++)
+		if ((lists[i] = malloc(WR_ARENA_LOG_CHUNK / 8 * 4)) == NULL)
+			return 1;
 	double best = 1e30;
 	for (uint64_t r = 0; log != NULL && r < reps; r++) {
 		double t = now_s();
-		for (size_t c = 0; c < nch; c++)
-			if (wr_arena_log_apply(a, (uint8_t *)log +
-					       c * WR_ARENA_LOG_CHUNK,
-					       WR_ARENA_LOG_CHUNK, &bad) != 0)
-				return 1;
+		if (pass(a, log, nch, threads, (unsigned)eighths, lists) != 0)
+			return 1;
 		t = now_s() - t;
 		best = t < best ? t : best;
 	}
 	if (log == NULL)
 		return 1;
 	printf("{\"bench\":\"replay\",\"arena_mib\":%llu,\"entries\":%zu,"
-	       "\"ns_per_entry\":%.2f,\"reps\":%llu}\n",
+	       "\"ns_per_entry\":%.2f,\"reps\":%llu,\"threads\":%llu}\n",
 	       (unsigned long long)mib, nch * (WR_ARENA_LOG_CHUNK / 16),
 	       best * 1e9 / (double)(nch * (WR_ARENA_LOG_CHUNK / 16)),
-	       (unsigned long long)reps);
+	       (unsigned long long)reps, (unsigned long long)threads);
 	free(log);
 	wr_arena_destroy(a);
 	return 0;

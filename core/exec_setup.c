@@ -169,7 +169,9 @@ int wr_exec_preload(struct weir_pipeline *p, struct weir_worker *w)
 
 	if (err)
 		return err;
-	err = wr_ckpt_load_core(p->ck->restore, id, a);
+	/* Worker i's replay helper on the i-th spare CPU, if there is one. */
+	err = wr_ckpt_load_core_with(p->ck->restore, id, a,
+				     weir_runtime_spare_cpu(p->rt, id));
 	if (err)
 		wr_arena_destroy(a);
 	else

@@ -47,7 +47,8 @@ struct weir_worker {
 struct weir_runtime {
 	struct weir_runtime_config cfg;
 	unsigned n;
-	int cpus[WEIR_CORES_MAX];
+	int cpus[WEIR_CORES_MAX];	/* workers' first, then the spare ones */
+	unsigned ncpus;
 	struct weir_ring **rings; /* rings[i * n + j]: i -> j */
 	struct weir_worker *workers;
 	const struct weir_worker_ops *ops;
@@ -224,6 +225,7 @@ int weir_runtime_create(const struct weir_runtime_config *cfg,
 	rt->cfg = *cfg;
 	rt->n = cfg->cores;
 	memcpy(rt->cpus, cpus, sizeof(cpus));
+	rt->ncpus = ncpus;
 	rt->workers = aligned_alloc(WEIR_CACHE_LINE,
 				    rt->n * sizeof(*rt->workers));
 	if (rt->workers == NULL) {
@@ -567,6 +569,11 @@ unsigned weir_runtime_cores(const struct weir_runtime *rt)
 int weir_runtime_cpu(const struct weir_runtime *rt, unsigned id)
 {
 	return id < rt->n ? rt->cpus[id] : -1;
+}
+
+int weir_runtime_spare_cpu(const struct weir_runtime *rt, unsigned i)
+{
+	return i < rt->ncpus - rt->n ? rt->cpus[rt->n + i] : -1;
 }
 
 struct weir_ring *weir_runtime_ring(const struct weir_runtime *rt,

@@ -390,6 +390,12 @@ bool wr_ckpt_pages_bad(const struct wr_ckpt *c);
  * placed are freed again: the arena is as before.  Different cores may be
  * loaded at once from different threads. */
 int wr_ckpt_load_core(struct wr_ckpt *c, uint32_t core, struct wr_arena *a);
+/* The same, and a changelog chain's entries applied by this thread and a
+ * helper thread pinned to helper_cpu (a CPU no worker runs on; -1: none,
+ * as wr_ckpt_load_core), each its own share of the pages (snapshot/load.c,
+ * "the replay helper").  The result is the same either way. */
+int wr_ckpt_load_core_with(struct wr_ckpt *c, uint32_t core,
+			   struct wr_arena *a, int helper_cpu);
 /* A metadata section; the pointer lives until wr_ckpt_close.  -ENOENT. */
 int wr_ckpt_section(struct wr_ckpt *c, uint32_t core, const char *name,
 		    const void **bytes, size_t *len);

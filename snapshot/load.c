@@ -28,6 +28,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdalign.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +65,7 @@ struct loader {
 	struct load_run run[LOAD_DEPTH];	/* slot free iff n == 0 */
 	uint32_t inflight;
 	uint32_t claimed;		/* view entries [0, claimed) */
+	int helper_cpu;			/* for the replay helper; -1: none */
 	int err;
 };
 
@@ -277,6 +282,193 @@ static void load_fini(struct loader *l, int err)
  */
 #define REPLAY_BUFS LOAD_DEPTH
 
+/* ---- the replay helper: a second thread applies part of each chunk ---- */
+
+/*
+ * A chain's restore on one core is bound by applying the entries (random
+ * writes, one DRAM miss each), not by the disk.  Given a CPU no worker
+ * runs on (weir_runtime_spare_cpu), a helper thread applies the entries
+ * of 5 in every 8 pages while this thread reads, checks and splits the
+ * chunks and applies the other 3 (it also does the split, ~3.5 ns an
+ * entry; wr_arena_log_split, state/arena.h has why this order is the
+ * single-threaded one).  replay_bench --threads 2, 1 GiB: 10.6-11.1 ns an
+ * entry against 17.4-20.4 on one thread (bench/RESULTS.md, 2026-12-07).
+ *
+ * The helper is at most REPLAY_BUFS chunks behind: a chunk's buffer (and
+ * its list) is read into again only once the helper is done with it.  At
+ * an ALLOC or FREE both threads meet: the helper arrives (its earlier
+ * writes done), this thread applies it (page bookkeeping, zeroing in
+ * either part) and releases it.  Errors are this thread's: it aborts the
+ * helper, which then applies nothing more, and joins it.
+ */
+#define HELPER_MAIN_EIGHTHS 3u
+#define HELPER_LIST_BYTES ((size_t)WR_ARENA_LOG_CHUNK / 8 * 4)
+
+enum { HELPER_RUN, HELPER_END, HELPER_ABORT };
+
+struct helper_chunk {
+	const uint8_t *bytes;
+	const uint32_t *list;
+	size_t n;
+};
+
+struct helper {
+	struct wr_arena *a;
+	pthread_t th;
+	struct helper_chunk q[REPLAY_BUFS];	/* chunk seq in q[seq % BUFS] */
+	uint32_t *list[REPLAY_BUFS];	/* list 1 of the chunk in buf[s] */
+	uint32_t nposted, met;		/* loader's side */
+	uint32_t hmet;			/* helper's side */
+	int err;			/* helper's; read after the join */
+	alignas(64) _Atomic uint32_t posted, applied;	/* loader writes */
+	alignas(64) _Atomic uint32_t done, arrived;	/* helper writes */
+	_Atomic int stop;
+};
+
+static void helper_spin(unsigned *i)
+{
+	if (++*i < 4096) {
+#ifdef __x86_64__
+		__builtin_ia32_pause();
+#endif
+	} else {
+		sched_yield();
+	}
+}
+
+/* The helper at its r-th ALLOC or FREE: waits until the loader applied it. */
+static int helper_meta(void *arg, struct wr_arena *a, const void *entry)
+{
+	struct helper *h = arg;
+	uint32_t r = ++h->hmet;
+	unsigned i = 0;
+
+	(void)a, (void)entry;
+	atomic_store_explicit(&h->arrived, r, memory_order_release);
+	while (atomic_load_explicit(&h->applied, memory_order_acquire) < r) {
+		if (atomic_load_explicit(&h->stop, memory_order_relaxed) ==
+		    HELPER_ABORT)
+			return -ECANCELED;
+		helper_spin(&i);
+	}
+	return 0;
+}
+
+/* The loader at its r-th ALLOC or FREE: applies it once the helper is there. */
+static int loader_meta(void *arg, struct wr_arena *a, const void *entry)
+{
+	struct helper *h = arg;
+	uint32_t r = ++h->met;
+	unsigned i = 0;
+	int err;
+
+	while (atomic_load_explicit(&h->arrived, memory_order_acquire) < r) {
+		if (atomic_load_explicit(&h->stop, memory_order_relaxed) ==
+		    HELPER_ABORT)
+			return -ECANCELED;
+		helper_spin(&i);
+	}
+	err = wr_arena_log_apply_one(a, entry);
+	if (err)
+		atomic_store_explicit(&h->stop, HELPER_ABORT,
+				      memory_order_relaxed);
+	atomic_store_explicit(&h->applied, r, memory_order_release);
+	return err;
+}
+
+/* Chunk seq once posted, or false at the end (every posted one taken). */
+static bool helper_next(struct helper *h, uint32_t seq)
+{
+	unsigned i = 0;
+
+	while (atomic_load_explicit(&h->posted, memory_order_acquire) <= seq) {
+		if (atomic_load_explicit(&h->stop, memory_order_acquire) !=
+		    HELPER_RUN)	/* posts come before the stop: look again */
+			return atomic_load_explicit(&h->posted,
+					memory_order_acquire) > seq;
+		helper_spin(&i);
+	}
+	return true;
+}
+
+static void *helper_main(void *arg)
+{
+	struct helper *h = arg;
+	const struct wr_arena_log_meta m = { helper_meta, h };
+	size_t bad;
+
+	for (uint32_t seq = 0; helper_next(h, seq); seq++) {
+		const struct helper_chunk *c = &h->q[seq % REPLAY_BUFS];
+		if (h->err == 0 && atomic_load_explicit(&h->stop,
+				memory_order_relaxed) != HELPER_ABORT)
+			h->err = wr_arena_log_apply_list(h->a, c->bytes, c->list,
+							 c->n, &m, &bad);
+		if (h->err)
+			atomic_store_explicit(&h->stop, HELPER_ABORT,
+					      memory_order_relaxed);
+		atomic_store_explicit(&h->done, seq + 1, memory_order_release);
+	}
+	return NULL;
+}
+
+/* A helper pinned to `cpu`, or NULL (none asked for, or it did not start:
+ * the replay then runs on this thread alone). */
+static struct helper *helper_start(struct wr_arena *a, int cpu,
+				   uint32_t *lists)
+{
+	struct helper *h;
+	pthread_attr_t attr;
+	cpu_set_t set;
+
+	if (cpu < 0 || cpu >= CPU_SETSIZE ||
+	    (h = aligned_alloc(64, sizeof(*h))) == NULL)
+		return NULL;
+	memset(h, 0, sizeof(*h));
+	h->a = a;
+	for (uint32_t s = 0; s < REPLAY_BUFS; s++)
+		h->list[s] = lists + s * (HELPER_LIST_BYTES / 4);
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	pthread_attr_init(&attr);
+	pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
+	if (pthread_create(&h->th, &attr, helper_main, h) != 0) {
+		free(h);
+		h = NULL;
+	}
+	pthread_attr_destroy(&attr);
+	return h;
+}
+
+/* Ends the helper (at once if err) and joins it; the replay's result. */
+static int helper_stop(struct helper *h, int err)
+{
+	if (h == NULL)
+		return err;
+	atomic_store_explicit(&h->stop, err ? HELPER_ABORT : HELPER_END,
+			      memory_order_release);
+	pthread_join(h->th, NULL);
+	if (err == 0 && h->err != 0)
+		err = h->err;
+	free(h);
+	return err;
+}
+
+static void helper_post(struct helper *h, const uint8_t *bytes,
+			const uint32_t *list, size_t n)
+{
+	h->q[h->nposted % REPLAY_BUFS] = (struct helper_chunk){ bytes, list, n };
+	atomic_store_explicit(&h->posted, ++h->nposted, memory_order_release);
+}
+
+/* Waits until the helper has done every chunk before `seq`. */
+static void helper_wait(const struct helper *h, uint32_t seq)
+{
+	unsigned i = 0;
+
+	while (atomic_load_explicit(&h->done, memory_order_acquire) < seq)
+		helper_spin(&i);
+}
+
 bool wr_ckpt_test_log_buffered;
 uint32_t wr_ckpt_test_log_read_max;
 
@@ -292,7 +484,19 @@ struct replay {
 	bool busy[REPLAY_BUFS];		/* a read in flight */
 	bool held[REPLAY_BUFS];		/* queued, and not applied yet */
 	uint32_t inflight;
+	struct helper *h;		/* or NULL */
+	uint32_t base;			/* h's chunks posted before this file */
+	uint32_t *list0;		/* this thread's list of a chunk */
 };
+
+/* Whether buf[k % BUFS] may be read into: the helper is done with chunk
+ * k - BUFS of this file, which it held. */
+static bool buf_free(const struct replay *rp, uint32_t k)
+{
+	return rp->h == NULL || k < REPLAY_BUFS ||
+	       atomic_load_explicit(&rp->h->done, memory_order_acquire) >=
+	       rp->base + k - REPLAY_BUFS + 1;
+}
 
 /* Queues the read of chunk rp->next if a buffer is free; false if not. */
 static bool replay_queue(struct replay *rp)
@@ -306,6 +510,7 @@ static bool replay_queue(struct replay *rp)
 	 * the restore reported a checksum mismatch and fell back to an
 	 * older checkpoint). */
 	if (rp->next >= rp->n || rp->held[s] || !rp->l->uring ||
+	    !buf_free(rp, rp->next) ||
 	    (sqe = io_uring_get_sqe(&rp->l->ring)) == NULL)
 		return false;
 	uint32_t len = rp->ch[rp->next].len, cap = wr_ckpt_test_log_read_max;
@@ -352,6 +557,25 @@ static void replay_wait(struct replay *rp, uint32_t s)
 	}
 }
 
+/* Chunk k split, the helper's part posted, this thread's applied. */
+static int replay_apply(struct replay *rp, uint32_t k, uint32_t s,
+			size_t *bad)
+{
+	struct helper *h = rp->h;
+	const struct wr_arena_log_split sp = {
+		{ rp->list0, h ? h->list[s] : NULL },
+		h ? HELPER_MAIN_EIGHTHS : 8 };
+	const struct wr_arena_log_meta m = { loader_meta, h };
+	struct wr_arena *a = rp->l->a;
+	size_t n[2];
+	int err = wr_arena_log_split(a, rp->buf[s], rp->ch[k].len, &sp, n, bad);
+
+	if (err == 0 && h != NULL)
+		helper_post(h, rp->buf[s], sp.list[1], n[1]);
+	return err ? err : wr_arena_log_apply_list(a, rp->buf[s], sp.list[0],
+						   n[0], h ? &m : NULL, bad);
+}
+
 /* Chunk k: its bytes (queued read, or a pread when that came back short
  * or there is no uring), checksum, applied. */
 static int replay_chunk(struct replay *rp, uint32_t k)
@@ -363,6 +587,10 @@ static int replay_chunk(struct replay *rp, uint32_t k)
 	char what[96];
 	int err;
 
+	if (k >= rp->next && rp->h != NULL) {	/* not queued: the helper */
+		helper_wait(rp->h, rp->base + k - REPLAY_BUFS + 1); /* had */
+		replay_submit(rp);			/* its buffer */
+	}
 	replay_wait(rp, s);
 	rp->held[s] = false;	/* queued again only after the next submit */
 	if (k >= rp->next)	/* never queued (no uring): read here, never */
@@ -375,7 +603,7 @@ static int replay_chunk(struct replay *rp, uint32_t k)
 	if (XXH3_64bits(rp->buf[s], ch->len) != ch->checksum)
 		return wr_ckpt_page_failed(l->c, rp->f->name, rp->off[k],
 					   "checksum mismatch in a log chunk");
-	err = wr_arena_log_apply(l->a, rp->buf[s], ch->len, &bad);
+	err = replay_apply(rp, k, s, &bad);
 	if (err == -EBADMSG) {
 		snprintf(what, sizeof(what), "log entry the arena cannot take "
 			 "(core %u)", l->core);
@@ -434,13 +662,16 @@ static int replay_table(struct replay *rp)
 	return 0;
 }
 
-static int replay_file(struct loader *l, const struct wr_ckpt_file_ref *f,
-		       uint8_t **buf)
+/* One log file; `with` holds the buffers, the list and the helper. */
+static int replay_file(const struct replay *with,
+		       const struct wr_ckpt_file_ref *f)
 {
-	struct replay rp = { .l = l, .f = f };
+	struct replay rp = *with;
+	struct loader *l = rp.l;
 	int err;
 
-	memcpy(rp.buf, buf, sizeof(rp.buf));
+	rp.f = f;
+	rp.base = rp.h != NULL ? rp.h->nposted : 0;
 	rp.fd = openat(l->c->dirfd, f->name, O_RDONLY | O_CLOEXEC);
 	err = rp.fd < 0 ? wr_error(-errno, "checkpoint: cannot open %s: %s",
 				   f->name, strerror(errno)) : 0;
@@ -450,6 +681,8 @@ static int replay_file(struct loader *l, const struct wr_ckpt_file_ref *f,
 		err = replay_table(&rp);
 	if (err == 0)
 		err = replay_chunks(&rp);
+	if (err == 0 && rp.h != NULL)	/* the next file reuses the buffers */
+		helper_wait(rp.h, rp.h->nposted);
 	free((void *)rp.ch);
 	free(rp.off);
 	if (rp.fd >= 0)
@@ -466,40 +699,49 @@ static int replay_file(struct loader *l, const struct wr_ckpt_file_ref *f,
  * Measured (a 12-log chain of a 1 GiB state, bench/RESULTS.md
  * 2026-12-07): the submissions took 0.074-0.089 s of the restoring
  * thread with four 1 MiB buffers from posix_memalign, 0.020-0.025 s so.
+ * The lists (this thread's, then the helper's one per buffer) follow.
  */
 #define REPLAY_BUFS_ALIGN (2u << 20)
-_Static_assert((size_t)REPLAY_BUFS * WR_ARENA_LOG_CHUNK % REPLAY_BUFS_ALIGN
-	       == 0, "aligned_alloc takes whole multiples of the alignment");
+#define REPLAY_REGION wr_ckpt_round_up((size_t)REPLAY_BUFS * \
+		WR_ARENA_LOG_CHUNK + (1 + REPLAY_BUFS) * HELPER_LIST_BYTES, \
+		REPLAY_BUFS_ALIGN)
 
 /* The core's log files, oldest first, onto its loaded pages. */
 static int replay_logs(struct loader *l)
 {
 	const struct wr_ckpt_core_info *ci = &l->c->m.core[l->core];
-	size_t len = (size_t)REPLAY_BUFS * WR_ARENA_LOG_CHUNK;
-	uint8_t *buf[REPLAY_BUFS], *region;
+	struct replay with = { .l = l };
+	uint8_t *region;
 	int err = 0;
 
 	if (ci->nlog == 0)
 		return 0;
-	region = aligned_alloc(REPLAY_BUFS_ALIGN, len);
+	region = aligned_alloc(REPLAY_BUFS_ALIGN, REPLAY_REGION);
 	if (region == NULL)
 		return -ENOMEM;
-	(void)madvise(region, len, MADV_HUGEPAGE);
+	(void)madvise(region, REPLAY_REGION, MADV_HUGEPAGE);
 	for (uint32_t s = 0; s < REPLAY_BUFS; s++)
-		buf[s] = region + (size_t)s * WR_ARENA_LOG_CHUNK;
+		with.buf[s] = region + (size_t)s * WR_ARENA_LOG_CHUNK;
+	with.list0 = (uint32_t *)(region + (size_t)REPLAY_BUFS *
+				  WR_ARENA_LOG_CHUNK);
+	with.h = helper_start(l->a, l->helper_cpu,
+			      with.list0 + HELPER_LIST_BYTES / 4);
 	for (uint32_t k = ci->nlog; err == 0 && k-- > 0;)
-		err = replay_file(l, &ci->log[k], buf);
+		err = replay_file(&with, &ci->log[k]);
+	err = helper_stop(with.h, err);
 	free(region);
 	return err;
 }
 
-int wr_ckpt_load_core(struct wr_ckpt *c, uint32_t core, struct wr_arena *a)
+int wr_ckpt_load_core_with(struct wr_ckpt *c, uint32_t core,
+			   struct wr_arena *a, int helper_cpu)
 {
 	struct loader l;
 	int err = load_init(&l, c, core, a);
 
 	if (err)
 		return err;
+	l.helper_cpu = helper_cpu;
 	for (uint32_t i = 0, n; err == 0 && i < l.r->n; i += n) {
 		n = run_len(&l, i);
 		if (l.inflight == LOAD_DEPTH)
@@ -515,4 +757,9 @@ int wr_ckpt_load_core(struct wr_ckpt *c, uint32_t core, struct wr_arena *a)
 		err = replay_logs(&l);
 	load_fini(&l, err);
 	return err;
+}
+
+int wr_ckpt_load_core(struct wr_ckpt *c, uint32_t core, struct wr_arena *a)
+{
+	return wr_ckpt_load_core_with(c, core, a, -1);
 }

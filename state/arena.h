@@ -353,6 +353,38 @@ const void *wr_arena_log_span(const struct wr_arena *a, uint64_t pos,
  * the memory cap.  len is a multiple of 8. */
 int wr_arena_log_apply(struct wr_arena *a, const void *bytes, size_t len,
 		       size_t *bad_off);
+/*
+ * Replay in two passes, so that two threads can apply one chunk at once
+ * (a chain's restore is bound by these random writes, not by the disk:
+ * snapshot/load.c).  wr_arena_log_split checks a chunk and lists its
+ * entries' offsets: each WRITE and ZERO in list 0 if its page's number
+ * modulo 8 is below `eighths`, else in list 1 (list[1] NULL: none is
+ * made, and eighths must be 8); each ALLOC, ALLOC_ZEROED and FREE in both,
+ * flagged WR_ARENA_LOG_META.  A list holds at most len / 8 offsets.
+ * wr_arena_log_apply_list applies a list in order; at a flagged entry it
+ * calls m->fn(m->arg, a, entry) (NULL m: applies it), which must return
+ * once the entry is applied (wr_arena_log_apply_one) by one of the lists
+ * and every earlier entry of the other list is applied too.  Entries of
+ * different lists touch different pages, so the two lists of every
+ * chunk, applied so, leave the arena as wr_arena_log_apply does.
+ */
+#define WR_ARENA_LOG_META (1u << 31)
+struct wr_arena_log_split {
+	uint32_t *list[2];
+	unsigned eighths;
+};
+struct wr_arena_log_meta {
+	int (*fn)(void *arg, struct wr_arena *a, const void *entry);
+	void *arg;
+};
+int wr_arena_log_split(const struct wr_arena *a, const void *bytes,
+		       size_t len, const struct wr_arena_log_split *sp,
+		       size_t n[2], size_t *bad_off);
+int wr_arena_log_apply_list(struct wr_arena *a, const void *bytes,
+			    const uint32_t *list, size_t n,
+			    const struct wr_arena_log_meta *m, size_t *bad_off);
+/* One checked entry (from a meta callback). */
+int wr_arena_log_apply_one(struct wr_arena *a, const void *entry);
 /* Replay's page bookkeeping (arena.c): pages [first, first + n) become
  * live (zeroed if `zeroed`) / free.  -EBADMSG if any is not free / live. */
 int wr_arena_replay_alloc(struct wr_arena *a, uint32_t first, uint32_t n,

@@ -427,76 +427,145 @@ static int entry_apply(struct wr_arena *a, const uint8_t *b)
 	}
 }
 
-/* Where a checked entry writes, to prefetch it: none for PAD and pages. */
+/* Where a WRITE or ZERO entry writes, to prefetch it. */
 static const void *entry_dest(const struct wr_arena *a, const uint8_t *b)
 {
 	uint64_t w;
 
 	memcpy(&w, b, 8);
-	unsigned kind = word_kind(w);
-	return kind == WR_ARENA_LOG_WRITE || kind == WR_ARENA_LOG_ZERO ?
-	       a->base + word_off(w) : NULL;
+	return a->base + word_off(w);
 }
 
-/*
- * Entries are applied REPLAY_AHEAD behind the one being checked, whose
- * destination line is prefetched meanwhile: a changelog of random updates
- * writes all over a large arena, and a dependent DRAM miss per entry
- * (~350 ns on this VM) would make replay, not the disk, the restore's
- * bottleneck.  Order is kept: a FIFO of entry offsets.  Two stages: into
- * L2 when checked (REPLAY_AHEAD before it is applied), then for writing
- * into L1 REPLAY_NEAR before.  A single prefetchw 16 ahead (about what
- * the L1's fill buffers keep in flight) replayed 13.2-13.6 ns an entry,
- * this 12.1-12.7 (replay_bench, 1 GiB, medians of 6-8 alternating runs,
- * three sets: bench/RESULTS.md; 64/16 and 128/24 came out between).
- */
+/* Prefetch distances of pass 2 (below): 64/16 and 128/24 measured
+ * between 32/8 and a single stage (bench/RESULTS.md). */
 #define REPLAY_AHEAD 32u
 #define REPLAY_NEAR 8u
 
-/* Applies the oldest entry of the FIFO [r, w); its offset on failure. */
-static int apply_oldest(struct wr_arena *a, const uint8_t *b,
-			const size_t *fifo, unsigned *r, unsigned w,
-			size_t *bad_off)
+static inline bool is_meta(unsigned kind)
 {
-	size_t at = fifo[*r % REPLAY_AHEAD];
-	int err;
+	return kind == WR_ARENA_LOG_ALLOC || kind == WR_ARENA_LOG_ALLOC_ZEROED ||
+	       kind == WR_ARENA_LOG_FREE;
+}
 
-	if (w - *r > REPLAY_NEAR) {
-		const void *near = entry_dest(a, b + fifo[(*r + REPLAY_NEAR) %
-							  REPLAY_AHEAD]);
-		if (near != NULL)
-			wr_prefetch_write(near);
+int wr_arena_log_apply_one(struct wr_arena *a, const void *entry)
+{
+	return entry_apply(a, entry);
+}
+
+/* Lists entry `at` (word w): its list by page, or both if ALLOC or FREE. */
+static inline void split_one(uint64_t w, size_t at, unsigned shift,
+			     unsigned eighths, uint32_t *restrict l0,
+			     uint32_t *restrict l1, size_t *k0, size_t *k1,
+			     bool two)
+{
+	unsigned kind = word_kind(w);
+	bool meta = is_meta(kind);
+	bool wz = kind == WR_ARENA_LOG_WRITE || kind == WR_ARENA_LOG_ZERO;
+	bool first = ((word_off(w) >> shift) & 7) < eighths;
+	uint32_t v = (uint32_t)at | (meta ? WR_ARENA_LOG_META : 0);
+
+	l0[*k0] = v;
+	l1[two ? *k1 : 0] = v;
+	*k0 += meta | (wz & first);
+	*k1 += two & (meta | (wz & !first));
+}
+
+/*
+ * Pass 1 of replay: check every entry, and list where each WRITE and ZERO
+ * goes (by its page: eighths out of every 8 pages to list 0, the others to
+ * list 1) and every ALLOC and FREE (flagged, in both lists); PADs in none.
+ * Without a branch on the list: the two stores are made for every entry,
+ * and the counts move by 0 or 1.  A WRITE of up to 8 bytes (a counter's,
+ * most of a log) takes 16 bytes, and its branch moves `at` by a constant:
+ * the next entry's load then waits for no arithmetic on this one's word.
+ * The arena's fields are read once: the lists' stores could alias them.
+ */
+int wr_arena_log_split(const struct wr_arena *a, const void *bytes,
+		       size_t len, const struct wr_arena_log_split *sp,
+		       size_t n[2], size_t *bad_off)
+{
+	const uint8_t *b = bytes;
+	uint32_t *l0 = sp->list[0], *l1 = sp->list[1], sink[1];
+	const unsigned shift = a->page_shift, eighths = sp->eighths;
+	const uint64_t psize = a->page_size, total = a->pages_total;
+	const bool two = l1 != NULL;
+	size_t used, k0 = 0, k1 = 0;
+
+	if (!two)
+		l1 = sink;
+	for (size_t at = 0; at < len;) {
+		uint64_t w, wl, off;
+		memcpy(&w, b + at, 8);
+		wl = word_len(w), off = word_off(w);
+		if (WEIR_LIKELY(len - at >= 16 &&
+				word_kind(w) == WR_ARENA_LOG_WRITE &&
+				wl - 1 < 8 && (off & (psize - 1)) + wl <= psize &&
+				off >> shift < total)) {
+			split_one(w, at, shift, eighths, l0, l1, &k0, &k1, two);
+			at += 16;
+			continue;
+		}
+		if (entry_check(b + at, len - at, (uint32_t)psize, total,
+				&used) != 0) {
+			*bad_off = at;
+			return -EBADMSG;
+		}
+		split_one(w, at, shift, eighths, l0, l1, &k0, &k1, two);
+		at += used;
 	}
-	(*r)++;
-	err = entry_apply(a, b + at);
-	if (err)
-		*bad_off = at;
+	n[0] = k0;
+	n[1] = k1;
+	return 0;
+}
+
+/*
+ * Pass 2: the listed entries in order, each destination line prefetched
+ * into L2 REPLAY_AHEAD entries before and for writing REPLAY_NEAR before:
+ * a changelog of random updates writes all over a large arena, and a
+ * dependent DRAM miss per entry (~350 ns on this VM) would make replay,
+ * not the disk, the restore's bottleneck.  (A single prefetchw 16 ahead
+ * replayed 13.2-13.6 ns an entry, the two stages 12.1-12.7; replay_bench,
+ * 1 GiB: bench/RESULTS.md.)
+ */
+int wr_arena_log_apply_list(struct wr_arena *a, const void *bytes,
+			    const uint32_t *list, size_t n,
+			    const struct wr_arena_log_meta *m, size_t *bad_off)
+{
+	const uint8_t *b = bytes;
+	int err = 0;
+
+	for (size_t i = 0; err == 0 && i < n; i++) {
+		if (i + REPLAY_AHEAD < n)
+			wr_prefetch_l2(entry_dest(a, b + (list[i + REPLAY_AHEAD] &
+						  ~WR_ARENA_LOG_META)));
+		if (i + REPLAY_NEAR < n)
+			wr_prefetch_write(entry_dest(a, b + (list[i + REPLAY_NEAR] &
+						     ~WR_ARENA_LOG_META)));
+		const uint8_t *e = b + (list[i] & ~WR_ARENA_LOG_META);
+		if (WEIR_UNLIKELY(list[i] & WR_ARENA_LOG_META))
+			err = m != NULL ? m->fn(m->arg, a, e) :
+			      entry_apply(a, e);
+		else
+			err = entry_apply(a, e);
+		if (err)
+			*bad_off = (size_t)(e - b);
+	}
 	return err;
 }
 
 int wr_arena_log_apply(struct wr_arena *a, const void *bytes, size_t len,
 		       size_t *bad_off)
 {
-	const uint8_t *b = bytes;
-	size_t fifo[REPLAY_AHEAD], used;
-	unsigned r = 0, w = 0;	/* free-running FIFO indexes */
-	int err = 0;
+	struct wr_arena_log_split sp = { { malloc(len / 8 * 4 + 4), NULL }, 8 };
+	size_t n[2];
+	int err;
 
-	for (size_t at = 0; at < len && err == 0; at += used) {
-		err = entry_check(b + at, len - at, a->page_size,
-				  a->pages_total, &used);
-		if (err) {
-			*bad_off = at;
-			break;
-		}
-		const void *dst = entry_dest(a, b + at);
-		if (dst != NULL)
-			wr_prefetch_l2(dst);
-		if (w - r == REPLAY_AHEAD)
-			err = apply_oldest(a, b, fifo, &r, w, bad_off);
-		fifo[w++ % REPLAY_AHEAD] = at;
-	}
-	while (err == 0 && r != w)
-		err = apply_oldest(a, b, fifo, &r, w, bad_off);
+	if (sp.list[0] == NULL)
+		return -ENOMEM;
+	err = wr_arena_log_split(a, bytes, len, &sp, n, bad_off);
+	if (err == 0)
+		err = wr_arena_log_apply_list(a, bytes, sp.list[0], n[0], NULL,
+					      bad_off);
+	free(sp.list[0]);
 	return err;
 }

@@ -117,6 +117,10 @@ void weir_runtime_destroy(struct weir_runtime *rt);
 unsigned weir_runtime_cores(const struct weir_runtime *rt);
 /* The CPU worker `id` is pinned to. */
 int weir_runtime_cpu(const struct weir_runtime *rt, unsigned id);
+/* The i-th CPU this process may run on (its affinity when the runtime was
+ * created) that no worker is pinned to, or -1: for short helper work, such
+ * as a restore's replay (core/pipeline.c). */
+int weir_runtime_spare_cpu(const struct weir_runtime *rt, unsigned i);
 /* Ring from worker `from` to worker `to`, for tests and metrics. */
 struct weir_ring *weir_runtime_ring(const struct weir_runtime *rt,
 				    unsigned from, unsigned to);

@@ -8,6 +8,7 @@
 
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <sched.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,6 +176,27 @@ static inline struct t_run t_checkpoint(const char *dir, struct wr_arena **a,
 }
 
 /* Restores core c of the newest good checkpoint into a fresh arena. */
+/* t_restore's replay helper CPU (-1: none; wr_ckpt_load_core_with). */
+static int t_helper_cpu = -1;
+
+/* A CPU for a replay helper: another than this thread's when the process
+ * may run on two (the helper is correct on the same CPU too, only slower). */
+static inline int t_spare_cpu(void)
+{
+	cpu_set_t set;
+	int self = sched_getcpu(), any = -1;
+
+	cr_assert_eq(sched_getaffinity(0, sizeof(set), &set), 0);
+	for (int c = 0; c < CPU_SETSIZE; c++) {
+		if (!CPU_ISSET(c, &set))
+			continue;
+		if (c != self)
+			return c;
+		any = c;
+	}
+	return any;
+}
+
 static inline struct wr_arena *t_restore(const char *dir, uint32_t core,
 					 uint32_t pages, uint64_t *id)
 {
@@ -182,7 +204,7 @@ static inline struct wr_arena *t_restore(const char *dir, uint32_t core,
 	struct wr_arena *a = t_arena(pages);
 
 	cr_assert_eq(wr_ckpt_open(dir, 0, T_FP, NULL, NULL, &ck), 0);
-	cr_assert_eq(wr_ckpt_load_core(ck, core, a), 0);
+	cr_assert_eq(wr_ckpt_load_core_with(ck, core, a, t_helper_cpu), 0);
 	if (id)
 		*id = wr_ckpt_info(ck)->id;
 	wr_ckpt_close(ck);

@@ -20,7 +20,14 @@
  *                full page file while core 0 writes its log; both restore.
  *   read paths:  logs of several 1 MiB chunks restore the same whether
  *                read with O_DIRECT, buffered, or cut short (each chunk
- *                then read again by a blocking buffered pread).
+ *                then read again by a blocking buffered pread), and each
+ *                of those with a replay helper thread applying part of
+ *                every chunk (snapshot/load.c), across the page
+ *                allocations and frees the logs hold.
+ *   helper:      each checkpoint of the round trip restores the same with
+ *                the helper; a corrupt chunk fails a helped load cleanly
+ *                (no hang, arena valid and empty) and the fallback loads
+ *                with the helper too.
  *   retention:   with retain 1, the base page file and every log the
  *                newest checkpoint needs survive the sweep; a later page
  *                checkpoint lets them go.
@@ -103,10 +110,14 @@ Test(clog, round_trip)
 		cr_assert_eq(nlog, id - 1, "checkpoint %llu: %u logs",
 			     (unsigned long long)id, nlog);
 		cr_assert_eq(nchain, 1);
-		struct wr_arena *b = t_restore(dir, 0, PAGES, &got_id);
-		cr_assert_eq(got_id, id);
-		t_assert_same(a[0], b);
-		wr_arena_destroy(b);
+		for (int helped = 0; helped < 2; helped++) {
+			t_helper_cpu = helped ? t_spare_cpu() : -1;
+			struct wr_arena *b = t_restore(dir, 0, PAGES, &got_id);
+			t_helper_cpu = -1;
+			cr_assert_eq(got_id, id);
+			t_assert_same(a[0], b);
+			wr_arena_destroy(b);
+		}
 	}
 	/* ~200 x 72 bytes of entries plus a few whole pages, against 120
 	 * pages: the log is a small part of the page file. */
@@ -129,14 +140,13 @@ static uint64_t log_size(const char *dir, uint64_t id)
 	return (uint64_t)st.st_size;
 }
 
-Test(clog, every_read_path_replays_the_same)
+/* A page checkpoint, then three logs of several 1 MiB chunks each. */
+static struct wr_arena *three_big_logs(const char *dir)
 {
-	char *dir = t_mkdir();
 	struct wr_arena *a[1] = { t_arena(PAGES) };
 	/* Logs larger than the pages under them are still logs here. */
 	struct wr_ckpt_policy pol = { .retain = 10, .changelog = true,
 				      .log_max_pct = 10000 };
-	uint64_t id;
 
 	cr_assert_eq(wr_arena_log_enable(a[0], 16u << 20, 1u << 14), 0);
 	t_populate(a[0], 120, 5);
@@ -148,17 +158,79 @@ Test(clog, every_read_path_replays_the_same)
 			     "log %llu: fewer than three chunks",
 			     (unsigned long long)k);
 	}
-	for (int mode = 0; mode < 3; mode++) {
-		wr_ckpt_test_log_buffered = mode == 1;
-		wr_ckpt_test_log_read_max = mode == 2 ? 3000 : 0;
+	return a[0];
+}
+
+Test(clog, every_read_path_replays_the_same)
+{
+	char *dir = t_mkdir();
+	struct wr_arena *a = three_big_logs(dir);
+	uint64_t id;
+
+	for (int mode = 0; mode < 6; mode++) {
+		wr_ckpt_test_log_buffered = mode % 3 == 1;
+		wr_ckpt_test_log_read_max = mode % 3 == 2 ? 3000 : 0;
+		t_helper_cpu = mode >= 3 ? t_spare_cpu() : -1;
 		struct wr_arena *b = t_restore(dir, 0, PAGES, &id);
 		wr_ckpt_test_log_buffered = false;
 		wr_ckpt_test_log_read_max = 0;
+		t_helper_cpu = -1;
 		cr_assert_eq(id, 4);
-		t_assert_same(a[0], b);
+		t_assert_same(a, b);
 		wr_arena_destroy(b);
 	}
-	wr_arena_destroy(a[0]);
+	wr_arena_destroy(a);
+	t_rmdir(dir);
+}
+
+/* Fresh pages of the logs (ALLOC_ZEROED) that replay must zero, because
+ * the arena loaded into was used before (as on a fall-back): the zeroing,
+ * by the loading thread, meets the helper's writes to the same pages in
+ * log order, never after them. */
+Test(clog, helper_meets_the_zeroing_of_reused_pages)
+{
+	char *dir = t_mkdir();
+	struct wr_arena *a = three_big_logs(dir);
+
+	for (int round = 0; round < 10; round++) {
+		struct wr_arena *b = t_arena(PAGES);
+		uint32_t first;
+		struct wr_ckpt *ck;
+		uint32_t n = b->pages_total - b->reserve_pages;
+		cr_assert_eq(wr_arena_alloc(b, n, &first, NULL), 0);
+		memset(wr_arena_page_ptr(b, first), 0xab, (size_t)n * T_PAGE);
+		wr_arena_free(b, first, n);
+		cr_assert_eq(wr_ckpt_open(dir, 0, T_FP, NULL, NULL, &ck), 0);
+		cr_assert_eq(wr_ckpt_load_core_with(ck, 0, b, t_spare_cpu()), 0);
+		wr_ckpt_close(ck);
+		t_assert_same(a, b);
+		wr_arena_destroy(b);
+	}
+	wr_arena_destroy(a);
+	t_rmdir(dir);
+}
+
+/* A bad chunk after the helper has taken earlier chunks of the same file:
+ * the load fails as without it, nothing hangs, the arena is left empty. */
+Test(clog, helper_stops_at_a_late_bad_chunk)
+{
+	char *dir = t_mkdir(), cmd[512];
+	struct wr_arena *a = three_big_logs(dir), *b = t_arena(PAGES);
+	struct wr_ckpt *ck;
+
+	snprintf(cmd, sizeof(cmd), "printf '\\377' | dd of=%s/ckpt-"
+		 "00000000000000000004-c0.log bs=1 seek=%llu conv=notrunc "
+		 "status=none", dir, (unsigned long long)(1u << 20) + 5000);
+	cr_assert_eq(system(cmd), 0);
+	cr_assert_eq(wr_ckpt_open_deferred(dir, 0, T_FP, NULL, NULL, &ck), 0);
+	cr_assert_eq(wr_ckpt_load_core_with(ck, 0, b, t_spare_cpu()),
+		     -EBADMSG);
+	cr_assert(wr_ckpt_pages_bad(ck));
+	cr_assert(wr_arena_is_valid(b));
+	cr_assert_eq(b->pages_used, 0);
+	wr_ckpt_close(ck);
+	wr_arena_destroy(b);
+	wr_arena_destroy(a);
 	t_rmdir(dir);
 }
 
@@ -223,7 +295,7 @@ Test(clog, policy_prefers_the_smaller_checkpoint)
 	t_rmdir(dir);
 }
 
-Test(clog, corrupt_log_falls_back)
+static void corrupt_log_falls_back(int helper_cpu)
 {
 	char *dir = t_mkdir(), cmd[512];
 	struct wr_arena *a[1] = { log_arena() }, *ref, *b;
@@ -250,12 +322,13 @@ Test(clog, corrupt_log_falls_back)
 	 * (pipeline.c): the same here by hand. */
 	cr_assert_eq(wr_ckpt_open_deferred(dir, 0, T_FP, NULL, NULL, &ck), 0);
 	b = t_arena(PAGES);
-	cr_assert_eq(wr_ckpt_load_core(ck, 0, b), -EBADMSG);
+	cr_assert_eq(wr_ckpt_load_core_with(ck, 0, b, helper_cpu), -EBADMSG);
 	cr_assert(wr_ckpt_pages_bad(ck));
 	cr_assert(wr_arena_is_valid(b));
+	cr_assert_eq(b->pages_used, 0, "a failed load leaves the arena empty");
 	wr_ckpt_close(ck);
 	cr_assert_eq(wr_ckpt_open_deferred(dir, 3, T_FP, NULL, NULL, &ck), 0);
-	cr_assert_eq(wr_ckpt_load_core(ck, 0, b), 0);
+	cr_assert_eq(wr_ckpt_load_core_with(ck, 0, b, helper_cpu), 0);
 	id = wr_ckpt_info(ck)->id;
 	wr_ckpt_close(ck);
 	cr_assert_eq(id, 2);
@@ -268,6 +341,16 @@ Test(clog, corrupt_log_falls_back)
 	wr_arena_destroy(ref);
 	wr_arena_destroy(a[0]);
 	t_rmdir(dir);
+}
+
+Test(clog, corrupt_log_falls_back)
+{
+	corrupt_log_falls_back(-1);
+}
+
+Test(clog, corrupt_log_falls_back_with_a_helper)
+{
+	corrupt_log_falls_back(t_spare_cpu());
 }
 
 Test(clog, broken_log_core_writes_pages)

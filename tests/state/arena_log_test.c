@@ -17,6 +17,11 @@
  *              half the writes aligned and slot-sized (<= 64 bytes), as
  *              the table's are; again with ticks of ~300 operations, so
  *              one seal takes hundreds of entries and crosses chunk ends.
+ *   split:     wr_arena_log_split of those random logs, with every share
+ *              0..8 eighths: each WRITE and ZERO in exactly the list its
+ *              page's number says, ALLOC and FREE (flagged) in both, PADs
+ *              in neither, in log order; with one list (eighths 8) the
+ *              list applied equals wr_arena_log_apply.
  *   dedup:     one range touched 100 times in a tick is one entry.
  *   pending:   more distinct ranges than the pending list holds in one
  *              tick breaks the log; mark fails (-ENOSPC); resume restarts
@@ -240,6 +245,87 @@ Test(arena_log, random_ops_replay_long_ticks)
 {
 	seal_every = 300;
 	random_ops_replay();
+}
+
+/* The lists a split of [p, p + len) must give, by a plain walk. */
+static void expect_split(const uint8_t *p, uint32_t len, unsigned shift,
+			 unsigned eighths, const uint32_t *l0, size_t n0,
+			 const uint32_t *l1, size_t n1)
+{
+	size_t k0 = 0, k1 = 0;
+
+	for (uint32_t at = 0; at < len;) {
+		uint64_t w;
+		memcpy(&w, p + at, 8);
+		unsigned kind = (unsigned)(w >> 61);
+		uint64_t wl = (w >> WR_ARENA_LOG_OFF_BITS) &
+			      ((1ull << WR_ARENA_LOG_LEN_BITS) - 1);
+		uint64_t off = w & ((1ull << WR_ARENA_LOG_OFF_BITS) - 1);
+		bool meta = kind == WR_ARENA_LOG_ALLOC ||
+			    kind == WR_ARENA_LOG_ALLOC_ZEROED ||
+			    kind == WR_ARENA_LOG_FREE;
+		bool first = ((off >> shift) & 7) < eighths;
+		uint32_t v = at | (meta ? WR_ARENA_LOG_META : 0);
+		if (meta || (kind != WR_ARENA_LOG_PAD && first)) {
+			cr_assert_lt(k0, n0, "list 0 short at %u", at);
+			cr_assert_eq(l0[k0++], v, "list 0 at entry %u", at);
+		}
+		if (l1 != NULL && (meta || (kind != WR_ARENA_LOG_PAD && !first))) {
+			cr_assert_lt(k1, n1, "list 1 short at %u", at);
+			cr_assert_eq(l1[k1++], v, "list 1 at entry %u", at);
+		}
+		at += 8 + (kind == WR_ARENA_LOG_WRITE || kind == WR_ARENA_LOG_PAD ?
+			   (uint32_t)((wl + 7) & ~7ull) : 0);
+	}
+	cr_assert_eq(k0, n0, "list 0 too long");
+	cr_assert_eq(k1, l1 != NULL ? n1 : 0, "list 1 too long");
+}
+
+Test(arena_log, split_lists_each_entry_once_in_order)
+{
+	struct wr_arena *a = mk(PS, PAGES), *r;
+	struct model m = { 0 };
+	uint32_t *l0 = malloc(WR_ARENA_LOG_CHUNK / 2);
+	uint32_t *l1 = malloc(WR_ARENA_LOG_CHUNK / 2);
+	uint64_t from, to;
+	size_t spans = 0;
+
+	cr_assert_eq(wr_arena_log_enable(a, RING, 4096), 0);
+	for (int i = 0; i < 50; i++)
+		random_op(a, &m);
+	r = materialise(a, &from);
+	for (int round = 0; round < 40; round++) {
+		for (int i = 0, n = 1 + (int)(rnd() % 600); i < n; i++)
+			random_op(a, &m);
+		cr_assert_eq(wr_arena_log_mark(a, &to), 0);
+		for (uint64_t at = from; at < to; spans++) {
+			uint32_t len;
+			size_t n[2], bad;
+			const uint8_t *p = wr_arena_log_span(a, at, to, &len);
+			unsigned e = (unsigned)(rnd() % 9);
+			struct wr_arena_log_split sp = { { l0, e < 8 ? l1 : NULL },
+							 e };
+			cr_assert_eq(wr_arena_log_split(r, p, len, &sp, n, &bad),
+				     0);
+			expect_split(p, len, r->page_shift, e, l0, n[0],
+				     sp.list[1], n[1]);
+			/* One list of everything applies as apply does. */
+			sp = (struct wr_arena_log_split){ { l0, NULL }, 8 };
+			cr_assert_eq(wr_arena_log_split(r, p, len, &sp, n, &bad),
+				     0);
+			cr_assert_eq(wr_arena_log_apply_list(r, p, l0, n[0], NULL,
+							     &bad), 0);
+			at += len;
+		}
+		assert_same_pages(a, r);
+		wr_arena_log_release(a, to);
+		from = to;
+	}
+	cr_assert_gt(spans, 40);
+	free(l0);
+	free(l1);
+	wr_arena_destroy(r);
+	wr_arena_destroy(a);
 }
 
 Test(arena_log, dedup_in_a_tick)
