@@ -93,6 +93,50 @@ static struct wr_arena *arena_for(unsigned shift)
 	return a[shift];
 }
 
+/* A list of a split: offsets inside the chunk, 8-aligned, ascending. */
+static void check_list(const uint32_t *l, size_t n, size_t len)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint32_t at = l[i] & ~WR_ARENA_LOG_META;
+		if (at >= len || at % 8 != 0 ||
+		    (i > 0 && at <= (l[i - 1] & ~WR_ARENA_LOG_META)))
+			abort();
+	}
+}
+
+/* The two-list split (the replay helper's) is check() with the arena's
+ * bounds: it fails where check fails (at or before its offset), may fail
+ * where check does not (a page past this arena), and when it does not,
+ * its lists are well formed and carry the same ALLOCs and FREEs. */
+static void fuzz_split(const struct wr_arena *a, const uint8_t *chunk,
+		       size_t len, unsigned eighths, int check_err,
+		       size_t check_bad)
+{
+	uint32_t *l0 = malloc(len / 8 * 4 + 4), *l1 = malloc(len / 8 * 4 + 4);
+	struct wr_arena_log_split sp = { { l0, l1 }, eighths };
+	size_t cnt[2], bad = 0, m0 = 0, m1 = 0;
+	int err;
+
+	if (l0 == NULL || l1 == NULL)
+		abort();
+	err = wr_arena_log_split(a, chunk, len, &sp, cnt, &bad);
+	if ((err != 0 && (err != -EBADMSG || bad >= len)) ||
+	    (check_err != 0 && (err == 0 || bad > check_bad)))
+		abort();
+	if (err == 0) {
+		check_list(l0, cnt[0], len);
+		check_list(l1, cnt[1], len);
+		for (size_t i = 0; i < cnt[0]; i++)
+			m0 += (l0[i] & WR_ARENA_LOG_META) != 0;
+		for (size_t i = 0; i < cnt[1]; i++)
+			m1 += (l1[i] & WR_ARENA_LOG_META) != 0;
+		if (m0 != m1)
+			abort();
+	}
+	free(l0);
+	free(l1);
+}
+
 static void fuzz_log(const uint8_t *d, size_t n)
 {
 	unsigned shift = n > 0 ? d[0] % 5 : 0;
@@ -107,6 +151,7 @@ static void fuzz_log(const uint8_t *d, size_t n)
 	err = wr_arena_log_check(chunk, len, a->page_size, &bad);
 	if (err != 0 && (err != -EBADMSG || bad >= len))
 		abort();
+	fuzz_split(a, chunk, len, n > 0 ? d[0] / 5 % 8 : 0, err, bad);
 	err = wr_arena_log_apply(a, chunk, len, &bad);
 	if (err != 0 && err != -EBADMSG && err != -ENOMEM)
 		abort();
