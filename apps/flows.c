@@ -610,7 +610,8 @@ static void summary(struct flows_job *j, int err, bool stopped,
 		"malformed=%llu non_ip=%llu unsupported=%llu truncated=%llu "
 		"%slate=%llu rows=%llu checkpoints=%llu changelog_checkpoints=%llu "
 		"checkpoint_failures=%llu "
-		"restored_from=%llu checkpoint_pause_us=%.1f/%.1f/%.1f "
+		"restored_from=%llu restore_ms=%.1f "
+		"checkpoint_pause_us=%.1f/%.1f/%.1f "
 		"checkpoint_open_us=%.1f/%.1f/%.1f "
 		"checkpoint_align_us=%.1f/%.1f/%.1f cores=%u "
 		"elapsed=%.3f "
@@ -622,7 +623,8 @@ static void summary(struct flows_job *j, int err, bool stopped,
 		(unsigned long long)c.truncated, live, (unsigned long long)late,
 		(unsigned long long)j->fmt.rows, (unsigned long long)ck.completed,
 		(unsigned long long)ck.changelog, (unsigned long long)ck.failed,
-		(unsigned long long)ck.restored_id, ck.pause_p50_ns / 1e3,
+		(unsigned long long)ck.restored_id, ck.restore_us / 1e3,
+		ck.pause_p50_ns / 1e3,
 		ck.pause_p99_ns / 1e3, ck.pause_max_ns / 1e3,
 		ck.open_p50_ns / 1e3, ck.open_p99_ns / 1e3,
 		ck.open_max_ns / 1e3, ck.align_p50_ns / 1e3,

@@ -148,6 +148,8 @@ struct wr_ckpt_job {
 	struct wr_ckpt_lat pause, open, align;
 	uint64_t restored_id;
 	uint32_t restored_cores;
+	uint64_t restore_t0_ns;	/* CLOCK_MONOTONIC when the restore began */
+	_Atomic uint64_t restore_us; /* began to every core running */
 };
 
 struct wr_ckpt_writer;
@@ -209,6 +211,9 @@ void wr_ckpt_prep_drop(struct wr_ckpt_job *j);
 /* A page of the checkpoint being restored failed as a core loaded it;
  * then fall_back opens the newest one older than it (pipeline.c). */
 bool wr_ckpt_job_pages_bad(const struct weir_pipeline *p);
+/* Every core runs again after a restore: its duration noted and said on
+ * stderr (nothing without one). */
+void wr_ckpt_job_restored(struct weir_pipeline *p);
 int wr_ckpt_job_fall_back(struct weir_pipeline *p);
 uint64_t wr_ckpt_fingerprint(const struct weir_pipeline *p, char *desc,
 			     size_t cap);

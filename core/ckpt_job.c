@@ -129,6 +129,29 @@ void weir_pipeline_checkpoint_stats(const struct weir_pipeline *p,
 		    &out->align_max_ns);
 	out->restored_id = j->restored_id;
 	out->restored_cores = j->restored_cores;
+	out->restore_us = atomic_load_explicit(&j->restore_us,
+					       memory_order_relaxed);
+}
+
+static uint64_t job_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void wr_ckpt_job_restored(struct weir_pipeline *p)
+{
+	struct wr_ckpt_job *j = p->ck;
+
+	if (j == NULL || j->restore == NULL)
+		return;
+	uint64_t us = (job_mono_ns() - j->restore_t0_ns) / 1000;
+	atomic_store_explicit(&j->restore_us, us ? us : 1,
+			      memory_order_relaxed);
+	fprintf(stderr, "weir: restored checkpoint %llu in %.1f ms\n",
+		(unsigned long long)j->restored_id, (double)us / 1e3);
 }
 
 /* ---- fingerprint: what must match for state to mean the same ---- */
@@ -259,6 +282,8 @@ int wr_ckpt_job_open(struct weir_pipeline *p)
  * pages are checked as the cores load them (wr_ckpt_open_deferred). */
 static int open_restore(struct wr_ckpt_job *j, uint64_t below_id)
 {
+	if (below_id == 0)	/* a fall-back counts from the first try */
+		j->restore_t0_ns = job_mono_ns();
 	int err = wr_ckpt_open_deferred(j->dir, below_id, j->fingerprint,
 					say_problem, NULL, &j->restore);
 

@@ -449,6 +449,8 @@ static int run_workers(struct weir_pipeline *p, unsigned cores)
 		if (err == 0)
 			err = weir_runtime_start(p->rt, &ops, p);
 		if (err == 0)
+			wr_ckpt_job_restored(p);
+		if (err == 0)
 			err = weir_runtime_wait(p->rt);
 		preload_free(p, cores);
 		if (err == 0 || !wr_ckpt_job_pages_bad(p))

@@ -94,6 +94,10 @@ struct weir_checkpoint_stats {
 	 * the snapshot, i.e. until every input delivered its barrier.  Records
 	 * due meanwhile wait.  Same percentiles. */
 	uint64_t align_p50_ns, align_p99_ns, align_max_ns;
+	/* The restore: from opening the checkpoint (the first one tried) to
+	 * every core running again (pages loaded, logs replayed, operators
+	 * rebuilt, sources rewound); 0 when the run did not restore. */
+	uint64_t restore_us;
 };
 
 /* Any thread, any time (relaxed counters). */

@@ -455,6 +455,10 @@ static void kill_and_resume(unsigned cores_before, unsigned cores_after,
 		cr_assert_str_eq(got, want, "trial %u (seed %u, kill after %u "
 				 "ms, restored %llu): output differs", t, seed,
 				 delay, (unsigned long long)st.restored_id);
+		cr_assert_eq(st.restored_id != 0, st.restore_us != 0,
+			     "restored %llu in %llu us",
+			     (unsigned long long)st.restored_id,
+			     (unsigned long long)st.restore_us);
 		cr_assert_neq(access(tmp, F_OK), 0, "%s left behind", tmp);
 		free(got);
 	}
@@ -533,6 +537,7 @@ Test(ckpt_pipeline, uninterrupted_with_checkpoints, .timeout = 300)
 	cr_assert_gt(st.completed, 0, "no checkpoint committed in ~1.5 s");
 	cr_assert_eq(st.failed, 0);
 	cr_assert_eq(st.restored_id, 0);
+	cr_assert_eq(st.restore_us, 0);
 	/* Every core snapshots each checkpoint, after aligning: both timed. */
 	cr_assert_geq(st.pauses, 2 * st.completed);
 	cr_assert_gt(st.align_max_ns, 0, "no alignment recorded");

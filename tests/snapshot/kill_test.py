@@ -22,7 +22,8 @@ TEST PLAN
               the same command to completion and asserts:
                 - exit status 0 and status=ok in the summary;
                 - restored_from= is the newest checkpoint that
-                  `weir checkpoint list D` showed after the kill (0 if none);
+                  `weir checkpoint list D` showed after the kill (0 if none),
+                  and restore_ms= is > 0 exactly when it is not 0;
                 - packets= equals the input's packet count (the source's
                   counters come back with its position);
                 - F exists, F.inprogress does not;
@@ -224,6 +225,9 @@ def trial_body(tmp, i, cfg, rng, seq, double, wait_ckpt, notes):
     assert got == want, \
         f"restored_from={got}, but `weir checkpoint list` showed newest " \
         f"committed checkpoint {want}:\n{S.tail(r.stderr)}"
+    rms = float(s.get("restore_ms", -1))
+    assert (rms > 0) == (want != 0), \
+        f"restore_ms={rms} with restored_from={got}:\n{S.tail(r.stderr)}"
     rid, rcores = S.restoring_line(r.stderr)
     if want:
         assert rid == want, f"stderr does not say 'restoring checkpoint {want}'" \
