@@ -197,12 +197,35 @@ static int classic_next(struct weir_pcap *r, struct weir_frame *f)
 
 /* Up to n whole records: one length load and two compares each (the end
  * of the file is a record of 0 bytes left, which classic_rec calls cut). */
+/*
+ * Records are read as a chain: each header's length says where the next
+ * one starts, so a header that misses the cache stalls the walk for a
+ * whole DRAM access, and the L2's streamer stops at every 4 KiB page of
+ * the mapping.  Each record read asks for the two lines PREFETCH_AHEAD
+ * bytes on (two: a record of a small packet is ~1.7 lines), which breaks
+ * the chain for the next ~37 records of 111 bytes.  Measured (bench/
+ * RESULTS.md 2026-12-07, `weir flows --pcap` of 20 M packets, 1 core,
+ * four rounds of each): 6.55 Mpps without, 7.71 at 2 KiB ahead, 9.44 at
+ * 4 KiB, 8.8 at 6 KiB.
+ */
+#define PREFETCH_AHEAD 4096u
+
+static inline void prefetch_ahead(const uint8_t *base, uint64_t off,
+				  uint64_t size)
+{
+	if (size - off > PREFETCH_AHEAD + 64) {
+		__builtin_prefetch(base + off + PREFETCH_AHEAD);
+		__builtin_prefetch(base + off + PREFETCH_AHEAD + 64);
+	}
+}
+
 static uint64_t classic_skip(struct weir_pcap *r, uint64_t n)
 {
 	uint64_t k = 0;
 	uint32_t caplen;
 
-	while (k < n && classic_rec(r, &caplen) > 0) {
+	while (k < n && (prefetch_ahead(r->base, r->off, r->size),
+			 classic_rec(r, &caplen) > 0)) {
 		r->off += r->rec_hdr + caplen;
 		k++;
 	}
@@ -440,9 +463,10 @@ static int ng_next(struct weir_pcap *r, struct weir_frame *f)
 {
 	int rc;
 
-	do
+	do {
+		prefetch_ahead(r->base, r->off, r->size);
 		rc = ng_step(r, f); /* each step consumes >= 12 bytes */
-	while (rc == STEP_BLOCK || rc == STEP_SKIPPED);
+	} while (rc == STEP_BLOCK || rc == STEP_SKIPPED);
 	return rc;
 }
 
@@ -453,6 +477,7 @@ static uint64_t ng_skip(struct weir_pcap *r, uint64_t n)
 	uint64_t k = 0;
 
 	while (k < n) {
+		prefetch_ahead(r->base, r->off, r->size);
 		int rc = ng_step(r, NULL);
 
 		if (rc == STEP_FRAME)
@@ -625,6 +650,7 @@ classic_run(struct weir_pcap *r, struct weir_frame *f, unsigned n, int be)
 
 	for (k = 0; k < n && size - off >= hdr; k++) {
 		const uint8_t *h = base + off;
+		prefetch_ahead(base, off, size);
 		uint32_t caplen = wr_ld32(h + 8, be);
 
 		if (caplen > WEIR_PCAP_CAPLEN_MAX || size - off - hdr < caplen)
