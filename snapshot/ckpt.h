@@ -302,6 +302,9 @@ extern int wr_ckpt_test_crash_after;
  * blocking buffered pread. */
 extern bool wr_ckpt_test_log_buffered;
 extern uint32_t wr_ckpt_test_log_read_max;
+/* Test hook of the loader: no io_uring, as where it is missing (ENOSYS,
+ * seccomp): every page run and log chunk read by a blocking pread. */
+extern bool wr_ckpt_test_load_no_uring;
 
 /* ---- manifests, restore, verify ---- */
 

@@ -47,6 +47,8 @@
 #include "snapshot/uring.h"
 
 #define LOAD_DEPTH 4u			/* reads in flight */
+
+bool wr_ckpt_test_load_no_uring;
 #define LOAD_RUN_BYTES (2u << 20)	/* bytes per read at most */
 
 struct load_run {
@@ -239,7 +241,8 @@ static int load_init(struct loader *l, struct wr_ckpt *c, uint32_t core,
 	l->r = &c->res[core];
 	for (uint32_t k = 0; k < WR_CKPT_CHAIN_MAX; k++)
 		l->fd[k] = l->bfd[k] = -1;
-	l->uring = wr_io_uring_init(LOAD_DEPTH, &l->ring) == 0;
+	l->uring = !wr_ckpt_test_load_no_uring &&
+		   wr_io_uring_init(LOAD_DEPTH, &l->ring) == 0;
 	return 0;
 }
 
@@ -528,6 +531,8 @@ static void replay_submit(struct replay *rp)
 {
 	int ret;
 
+	if (!rp->l->uring)	/* every chunk read by a pread instead */
+		return;
 	while (replay_queue(rp))
 		;
 	do
@@ -588,8 +593,10 @@ static int replay_chunk(struct replay *rp, uint32_t k)
 	int err;
 
 	if (k >= rp->next && rp->h != NULL) {	/* not queued: the helper */
-		helper_wait(rp->h, rp->base + k - REPLAY_BUFS + 1); /* had */
-		replay_submit(rp);			/* its buffer */
+		unsigned i = 0;				/* had its buffer */
+		while (!buf_free(rp, k))
+			helper_spin(&i);
+		replay_submit(rp);
 	}
 	replay_wait(rp, s);
 	rp->held[s] = false;	/* queued again only after the next submit */

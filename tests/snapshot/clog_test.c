@@ -19,9 +19,10 @@
  *   broken log:  on 2 cores, core 1's log overflows: that core writes a
  *                full page file while core 0 writes its log; both restore.
  *   read paths:  logs of several 1 MiB chunks restore the same whether
- *                read with O_DIRECT, buffered, or cut short (each chunk
- *                then read again by a blocking buffered pread), and each
- *                of those with a replay helper thread applying part of
+ *                read with O_DIRECT, buffered, cut short (each chunk
+ *                then read again by a blocking buffered pread), or
+ *                without io_uring (blocking preads only), and each of
+ *                those with a replay helper thread applying part of
  *                every chunk (snapshot/load.c), across the page
  *                allocations and frees the logs hold.
  *   helper:      each checkpoint of the round trip restores the same with
@@ -167,13 +168,15 @@ Test(clog, every_read_path_replays_the_same)
 	struct wr_arena *a = three_big_logs(dir);
 	uint64_t id;
 
-	for (int mode = 0; mode < 6; mode++) {
-		wr_ckpt_test_log_buffered = mode % 3 == 1;
-		wr_ckpt_test_log_read_max = mode % 3 == 2 ? 3000 : 0;
-		t_helper_cpu = mode >= 3 ? t_spare_cpu() : -1;
+	for (int mode = 0; mode < 8; mode++) {
+		wr_ckpt_test_log_buffered = mode % 4 == 1;
+		wr_ckpt_test_log_read_max = mode % 4 == 2 ? 3000 : 0;
+		wr_ckpt_test_load_no_uring = mode % 4 == 3;
+		t_helper_cpu = mode >= 4 ? t_spare_cpu() : -1;
 		struct wr_arena *b = t_restore(dir, 0, PAGES, &id);
 		wr_ckpt_test_log_buffered = false;
 		wr_ckpt_test_log_read_max = 0;
+		wr_ckpt_test_load_no_uring = false;
 		t_helper_cpu = -1;
 		cr_assert_eq(id, 4);
 		t_assert_same(a, b);
