@@ -20,6 +20,10 @@
  * that fails or comes back short is redone with a buffered pread, and only
  * if that fails too is it a read error.
  *
+ * CHANGELOG: after the pages, the core's log files are replayed oldest
+ * first, chunk by chunk, read ahead through the same ring; with a spare
+ * CPU, a helper thread applies part of each chunk ("the replay helper").
+ *
  * ON FAILURE (checksum mismatch, read error): reported with file and offset
  * (wr_ckpt_page_failed), the reads in flight are waited for, the pages
  * claimed so far are freed again, and -EBADMSG is returned: the arena is
@@ -292,9 +296,9 @@ static void load_fini(struct loader *l, int err)
  * writes, one DRAM miss each), not by the disk.  Given a CPU no worker
  * runs on (weir_runtime_spare_cpu), a helper thread applies the entries
  * of 5 in every 8 pages while this thread reads, checks and splits the
- * chunks and applies the other 3 (it also does the split, ~3.5 ns an
- * entry; wr_arena_log_split, state/arena.h has why this order is the
- * single-threaded one).  replay_bench --threads 2, 1 GiB: 10.6-11.1 ns an
+ * chunks (wr_arena_log_split, ~3.5 ns an entry) and applies the other 3;
+ * state/arena.h says why the two lists, applied so, leave the arena as
+ * one thread would.  replay_bench --threads 2, 1 GiB: 10.6-11.1 ns an
  * entry against 17.4-20.4 on one thread (bench/RESULTS.md, 2026-12-07).
  *
  * The helper is at most REPLAY_BUFS chunks behind: a chunk's buffer (and
