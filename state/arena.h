@@ -360,7 +360,8 @@ int wr_arena_log_apply(struct wr_arena *a, const void *bytes, size_t len,
  * entries' offsets: each WRITE and ZERO in list 0 if its page's number
  * modulo 8 is below `eighths`, else in list 1 (list[1] NULL: none is
  * made, and eighths must be 8); each ALLOC, ALLOC_ZEROED and FREE in both,
- * flagged WR_ARENA_LOG_META.  A list holds at most len / 8 offsets.
+ * flagged WR_ARENA_LOG_META.  A list holds at most len / 8 offsets; len
+ * is below 2 GiB (-EINVAL), as a chunk is.
  * wr_arena_log_apply_list applies a list in order; at a flagged entry it
  * calls m->fn(m->arg, a, entry) (NULL m: applies it), which must return
  * once the entry is applied (wr_arena_log_apply_one) by one of the lists

@@ -491,6 +491,10 @@ int wr_arena_log_split(const struct wr_arena *a, const void *bytes,
 	const bool two = l1 != NULL;
 	size_t used, k0 = 0, k1 = 0;
 
+	if (len >= WR_ARENA_LOG_META)	/* offsets are 31 bits in a list */
+		return wr_error(-EINVAL, "arena: a changelog span of %zu bytes "
+				"(a chunk is at most %u)", len,
+				WR_ARENA_LOG_CHUNK);
 	if (!two)
 		l1 = sink;
 	for (size_t at = 0; at < len;) {
