@@ -323,7 +323,9 @@ static int adopt_core(struct wr_exec *x, uint32_t core)
 
 	if (err)
 		return err;
-	err = wr_ckpt_load_core(x->p->ck->restore, core, a);
+	/* Its replay helped by a spare CPU, if there is one (exec_setup.c). */
+	err = wr_ckpt_load_core_with(x->p->ck->restore, core, a,
+				     weir_runtime_spare_cpu(x->p->rt, x->id));
 	for (unsigned i = 0; err == 0 && i < x->p->nnodes; i++) {
 		const struct weir_stream *n = x->p->nodes[i];
 		const void *b;

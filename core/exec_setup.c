@@ -199,7 +199,8 @@ static int build_restored(struct wr_exec *x)
 
 	if (wr_ckpt_info(c)->cores == x->n) {
 		if (!x->preloaded)
-			err = wr_ckpt_load_core(c, x->id, x->arena);
+			err = wr_ckpt_load_core_with(c, x->id, x->arena,
+					weir_runtime_spare_cpu(x->p->rt, x->id));
 		if (err == 0)
 			err = wr_ckpt_log_continue(x);
 		x->restore_pages = true;
