@@ -12,7 +12,9 @@
  *               stops it.
  *   pinning     from inside init and poll, sched_getaffinity shows exactly
  *               one CPU, equal to weir_runtime_cpu(id) and sched_getcpu(),
- *               distinct across workers.
+ *               distinct across workers.  Spare CPUs: with k cores of the
+ *               process's n usable CPUs, weir_runtime_spare_cpu(i) lists the
+ *               other n - k, none a worker's, then -1.
  *   mesh        every ordered pair i -> j (i == j too) carries K records and
  *               an END marker through small rings (backpressure); each
  *               receiver checks exactly K in order per source, then END; under
@@ -360,6 +362,35 @@ Test(runtime, each_worker_pinned_to_its_own_cpu)
 	}
 	cr_expect_eq(weir_runtime_cpu(rt, n), -1);
 	weir_runtime_destroy(rt);
+}
+
+/* The CPUs no worker is pinned to: every usable one that is not a
+ * worker's, each once, for every core count. */
+Test(runtime, spare_cpus_are_the_usable_ones_no_worker_has)
+{
+	unsigned n = usable_cpus();
+
+	if (n > WEIR_CORES_MAX)	/* a runtime lists the first CORES_MAX */
+		n = WEIR_CORES_MAX;
+
+	for (unsigned k = 1; k <= n && k <= TEST_CORES_MAX; k++) {
+		struct weir_runtime_config cfg = config(k, WEIR_IDLE_SLEEP);
+		struct weir_runtime *rt = runtime_new(&cfg);
+		cpu_set_t seen;
+		CPU_ZERO(&seen);
+		for (unsigned i = 0; i < k; i++)
+			CPU_SET(weir_runtime_cpu(rt, i), &seen);
+		for (unsigned i = 0; i < n - k; i++) {
+			int c = weir_runtime_spare_cpu(rt, i);
+			cr_assert_geq(c, 0, "%u cores: spare %u missing", k, i);
+			cr_expect_not(CPU_ISSET(c, &seen), "%u cores: CPU %d "
+				      "listed twice or a worker's", k, c);
+			CPU_SET(c, &seen);
+		}
+		cr_expect_eq(CPU_COUNT(&seen), (int)n);
+		cr_expect_eq(weir_runtime_spare_cpu(rt, n - k), -1);
+		weir_runtime_destroy(rt);
+	}
 }
 
 /* ---- the mesh: every ordered pair exchanges records and END ---- */
