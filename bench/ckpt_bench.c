@@ -99,11 +99,12 @@ enum { PH_PAUSE = 1, PH_FLUSH = 2, PH_RESTORE = 4, PH_INCR = 8,
 
 struct opts {
 	bool quick, fio, cold, prefault, restore_only, changelog;
+	bool restore_helper;	/* a one-core restore takes a spare CPU */
 	unsigned phases;	/* PH_* bits */
 	int cpu, reps, pauses;
 	uint32_t tick;		/* updates per loop tick (sealed at its end) */
 	int restore_cores;	/* 2: the restore phases on two cores */
-	int helper_cpu;		/* a one-core restore's replay helper, or -1 */
+	int helper_cpu;		/* the spare CPU it takes, or -1 */
 	double seconds;
 	char dir[PATH_MAX - 64];
 	uint64_t sizes[SIZES_MAX];
@@ -1232,7 +1233,8 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 
 	*o = (struct opts){ .fio = true, .cold = true, .cpu = 0, .reps = 3,
 			    .pauses = 2000, .seconds = 5, .phases = PH_ALL,
-			    .prefault = true, .tick = 128, .helper_cpu = 0 };
+			    .prefault = true, .tick = 128,
+			    .restore_helper = true };
 	snprintf(o->dir, sizeof(o->dir), "%.*s/ckpt-data",
 		 slash ? (int)(slash - argv[0]) : 1, slash ? argv[0] : ".");
 	parse_sizes(o, sizes);
@@ -1251,7 +1253,7 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 		} else if (strcmp(a, "--no-prefault") == 0) {
 			o->prefault = false;
 		} else if (strcmp(a, "--no-restore-helper") == 0) {
-			o->helper_cpu = -1;
+			o->restore_helper = false;
 		} else if (v == NULL) {
 			return usage();
 		} else if (strcmp(a, "--sizes") == 0) {
@@ -1310,7 +1312,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ckpt_bench: no fio: fio columns skipped\n");
 		o.fio = false;
 	}
-	o.helper_cpu = o.helper_cpu < 0 ? -1 : spare_cpu(o.cpu);
+	o.helper_cpu = o.restore_helper ? spare_cpu(o.cpu) : -1;
 	CPU_ZERO(&set);
 	CPU_SET(o.cpu, &set);
 	if (sched_setaffinity(0, sizeof(set), &set))

@@ -31,14 +31,6 @@
  * the flush rate when every tick is full: 64 KiB per 62.5 us, 1 GB/s. */
 #define CK_STEP_GAP_NS 62500u
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void atomic_max(_Atomic uint64_t *a, uint64_t v)
 {
 	uint64_t cur = atomic_load_explicit(a, memory_order_relaxed);
@@ -86,7 +78,7 @@ static void cut(struct wr_exec *x, uint64_t id)
 
 	c->phase = WR_CK_ALIGN;
 	c->id = c->seen = id;
-	c->cut_ns = mono_ns();
+	c->cut_ns = wr_ckpt_mono_ns();
 	if (x->p->metrics != NULL)
 		weir_metrics_checkpoint_local(x->p->metrics, x->id, true);
 	record_positions(x);
@@ -296,14 +288,14 @@ static int snapshot_state(struct wr_exec *x)
 static void snapshot(struct wr_exec *x)
 {
 	struct wr_exec_ckpt *c = &x->ck;
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = wr_ckpt_mono_ns();
 	int err = snapshot_state(x);
 
 	record_lat(&x->p->ck->align, t0 - c->cut_ns);
 	c->meta_len = 0;
 	if (err == 0)
 		err = wr_ckpt_meta_save(x);
-	c->snap_ns = mono_ns();
+	c->snap_ns = wr_ckpt_mono_ns();
 	record_lat(&x->p->ck->pause, c->snap_ns - t0);
 	memset(c->blocked, 0, sizeof(c->blocked));
 	if (err == 0) {
@@ -385,7 +377,7 @@ static void flush_done(struct wr_exec *x, int err, const char *why)
  */
 static bool flush_yields(const struct wr_exec *x, uint32_t work)
 {
-	return work >= WR_BURST && mono_ns() - x->ck.step_ns < CK_STEP_GAP_NS;
+	return work >= WR_BURST && wr_ckpt_mono_ns() - x->ck.step_ns < CK_STEP_GAP_NS;
 }
 
 static int flush_step(struct wr_exec *x, uint32_t work)
@@ -394,9 +386,9 @@ static int flush_step(struct wr_exec *x, uint32_t work)
 	int rc;
 
 	if (c->w == NULL) {
-		uint64_t t0 = mono_ns();
+		uint64_t t0 = wr_ckpt_mono_ns();
 		rc = start_writer(x);
-		record_lat(&x->p->ck->open, mono_ns() - t0);
+		record_lat(&x->p->ck->open, wr_ckpt_mono_ns() - t0);
 		if (rc != 0) {
 			flush_done(x, rc, weir_last_error());
 			return 1;
@@ -412,7 +404,7 @@ static int flush_step(struct wr_exec *x, uint32_t work)
 	if (flush_yields(x, work))
 		return 0;
 	rc = wr_ckpt_writer_step(c->w);
-	c->step_ns = mono_ns();
+	c->step_ns = wr_ckpt_mono_ns();
 	if (rc == 1)
 		rc = sinks_synced(x);
 	if (rc != 0)
@@ -523,7 +515,7 @@ static void start(struct wr_ckpt_job *j, int64_t now)
 	j->in_flight = true;
 	j->aborting = false;
 	j->started_ms = now;
-	j->started_ns = mono_ns();
+	j->started_ns = wr_ckpt_mono_ns();
 	atomic_store_explicit(&j->reported, 0, memory_order_relaxed);
 	/* Barriers carry the run's own sequence number: a failed
 	 * checkpoint's id is planned again, a trigger never repeats. */
@@ -583,7 +575,7 @@ static void commit(struct wr_ckpt_job *j, int64_t now)
 		.dir = j->dir, .ckpt_id = j->plan.ckpt_id,
 		.parent_id = j->plan.parent_id,
 		.time_unix_ms = (uint64_t)now,
-		.duration_us = (mono_ns() - j->started_ns) / 1000,
+		.duration_us = (wr_ckpt_mono_ns() - j->started_ns) / 1000,
 		.cores = j->cores, .key_groups = j->key_groups,
 		.fingerprint = j->fingerprint, .job = j->job,
 		.retain = j->cfg.retain,

@@ -80,10 +80,20 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include "core/pipeline_internal.h"
 #include "snapshot/ckpt.h"
 #include "weir/checkpoint.h"
+
+/* CLOCK_MONOTONIC in ns: the checkpoint job's durations and deadlines. */
+static inline uint64_t wr_ckpt_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 #define WR_CKPT_DIR_MAX 4096u
 #define WR_CKPT_PAUSES 1024u

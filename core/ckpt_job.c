@@ -133,21 +133,13 @@ void weir_pipeline_checkpoint_stats(const struct weir_pipeline *p,
 					       memory_order_relaxed);
 }
 
-static uint64_t job_mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 void wr_ckpt_job_restored(struct weir_pipeline *p)
 {
 	struct wr_ckpt_job *j = p->ck;
 
 	if (j == NULL || j->restore == NULL)
 		return;
-	uint64_t us = (job_mono_ns() - j->restore_t0_ns) / 1000;
+	uint64_t us = (wr_ckpt_mono_ns() - j->restore_t0_ns) / 1000;
 	atomic_store_explicit(&j->restore_us, us ? us : 1,
 			      memory_order_relaxed);
 	fprintf(stderr, "weir: restored checkpoint %llu in %.1f ms\n",
@@ -283,7 +275,7 @@ int wr_ckpt_job_open(struct weir_pipeline *p)
 static int open_restore(struct wr_ckpt_job *j, uint64_t below_id)
 {
 	if (below_id == 0)	/* a fall-back counts from the first try */
-		j->restore_t0_ns = job_mono_ns();
+		j->restore_t0_ns = wr_ckpt_mono_ns();
 	int err = wr_ckpt_open_deferred(j->dir, below_id, j->fingerprint,
 					say_problem, NULL, &j->restore);
 

@@ -195,8 +195,6 @@ static int classic_next(struct weir_pcap *r, struct weir_frame *f)
 	return 1;
 }
 
-/* Up to n whole records: one length load and two compares each (the end
- * of the file is a record of 0 bytes left, which classic_rec calls cut). */
 /*
  * Records are read as a chain: each header's length says where the next
  * one starts, so a header that misses the cache stalls the walk for a
@@ -219,13 +217,17 @@ static inline void prefetch_ahead(const uint8_t *base, uint64_t off,
 	}
 }
 
+/* Up to n whole records: one length load and two compares each (the end
+ * of the file is a record of 0 bytes left, which classic_rec calls cut). */
 static uint64_t classic_skip(struct weir_pcap *r, uint64_t n)
 {
 	uint64_t k = 0;
 	uint32_t caplen;
 
-	while (k < n && (prefetch_ahead(r->base, r->off, r->size),
-			 classic_rec(r, &caplen) > 0)) {
+	while (k < n) {
+		prefetch_ahead(r->base, r->off, r->size);
+		if (classic_rec(r, &caplen) <= 0)
+			break;
 		r->off += r->rec_hdr + caplen;
 		k++;
 	}

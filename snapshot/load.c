@@ -51,8 +51,6 @@
 #include "snapshot/uring.h"
 
 #define LOAD_DEPTH 4u			/* reads in flight */
-
-bool wr_ckpt_test_load_no_uring;
 #define LOAD_RUN_BYTES (2u << 20)	/* bytes per read at most */
 
 struct load_run {
@@ -343,16 +341,13 @@ static void helper_spin(unsigned *i)
 	}
 }
 
-/* The helper at its r-th ALLOC or FREE: waits until the loader applied it. */
-static int helper_meta(void *arg, struct wr_arena *a, const void *entry)
+/* Waits until *v >= r (the other side's count of ALLOCs and FREEs):
+ * 0, or -ECANCELED once the replay is aborted. */
+static int meta_meet(struct helper *h, _Atomic uint32_t *v, uint32_t r)
 {
-	struct helper *h = arg;
-	uint32_t r = ++h->hmet;
 	unsigned i = 0;
 
-	(void)a, (void)entry;
-	atomic_store_explicit(&h->arrived, r, memory_order_release);
-	while (atomic_load_explicit(&h->applied, memory_order_acquire) < r) {
+	while (atomic_load_explicit(v, memory_order_acquire) < r) {
 		if (atomic_load_explicit(&h->stop, memory_order_relaxed) ==
 		    HELPER_ABORT)
 			return -ECANCELED;
@@ -361,20 +356,26 @@ static int helper_meta(void *arg, struct wr_arena *a, const void *entry)
 	return 0;
 }
 
+/* The helper at its r-th ALLOC or FREE: waits until the loader applied it. */
+static int helper_meta(void *arg, struct wr_arena *a, const void *entry)
+{
+	struct helper *h = arg;
+	uint32_t r = ++h->hmet;
+
+	(void)a, (void)entry;
+	atomic_store_explicit(&h->arrived, r, memory_order_release);
+	return meta_meet(h, &h->applied, r);
+}
+
 /* The loader at its r-th ALLOC or FREE: applies it once the helper is there. */
 static int loader_meta(void *arg, struct wr_arena *a, const void *entry)
 {
 	struct helper *h = arg;
 	uint32_t r = ++h->met;
-	unsigned i = 0;
-	int err;
+	int err = meta_meet(h, &h->arrived, r);
 
-	while (atomic_load_explicit(&h->arrived, memory_order_acquire) < r) {
-		if (atomic_load_explicit(&h->stop, memory_order_relaxed) ==
-		    HELPER_ABORT)
-			return -ECANCELED;
-		helper_spin(&i);
-	}
+	if (err)
+		return err;
 	err = wr_arena_log_apply_one(a, entry);
 	if (err)
 		atomic_store_explicit(&h->stop, HELPER_ABORT,
@@ -478,6 +479,7 @@ static void helper_wait(const struct helper *h, uint32_t seq)
 
 bool wr_ckpt_test_log_buffered;
 uint32_t wr_ckpt_test_log_read_max;
+bool wr_ckpt_test_load_no_uring;
 
 struct replay {
 	struct loader *l;
