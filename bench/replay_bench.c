@@ -1,12 +1,16 @@
 /*
  * replay_bench.c — changelog replay alone (state/arena_log.c,
- * wr_arena_log_apply): ns per entry for a log of 8-byte writes at random
+ * wr_arena_log_split + wr_arena_log_apply_list, as snapshot/load.c runs
+ * them): ns per entry for a log of 8-byte writes at random
  * offsets of an arena, the shape a chain of counter updates has, without
  * the disk.  It is what restore of a changelog chain is bound by
  * (bench/RESULTS.md, docs/architecture.md "Changelog checkpoints").
  *
  *   replay_bench [--arena-mib M] [--entries N] [--reps R] [--threads 1|2]
- *                [--eighths E]
+ *                [--eighths E] [--split-only 1]
+ *
+ * --split-only 1: the first pass alone (checking and listing the entries,
+ * nothing applied), on one thread.
  *
  * Prints one JSON object: the best of R passes (the arena is written on
  * the first, so faults are out of the later ones).  Run two at once on two
@@ -86,7 +90,8 @@ static void *helper_main(void *arg)
 }
 
 static int pass(struct wr_arena *a, const uint64_t *log, size_t nch,
-		uint64_t threads, unsigned eighths, uint32_t **lists)
+		uint64_t threads, unsigned eighths, bool split_only,
+		uint32_t **lists)
 {
 	struct helper h = { .a = a, .log = (const uint8_t *)log, .nch = nch };
 	struct wr_arena_log_split sp = { { lists[0], NULL }, 8 };
@@ -115,8 +120,9 @@ static int pass(struct wr_arena *a, const uint64_t *log, size_t nch,
 			atomic_store_explicit(&h.posted, c + 1,
 					      memory_order_release);
 		}
-		err |= wr_arena_log_apply_list(a, ch, sp.list[0], n[0], NULL,
-					       &bad);
+		if (!split_only)
+			err |= wr_arena_log_apply_list(a, ch, sp.list[0], n[0],
+						       NULL, &bad);
 	}
 	if (threads > 1)
 		pthread_join(th, NULL);
@@ -126,7 +132,7 @@ static int pass(struct wr_arena *a, const uint64_t *log, size_t nch,
 int main(int argc, char **argv)
 {
 	uint64_t mib = 1024, entries = 20000000, reps = 5, threads = 1;
-	uint64_t eighths = 3;
+	uint64_t eighths = 3, split_only = 0;
 
 	for (int i = 1; i + 1 < argc; i += 2) {
 		uint64_t *v = strcmp(argv[i], "--arena-mib") == 0 ? &mib :
@@ -134,17 +140,20 @@ int main(int argc, char **argv)
 			      strcmp(argv[i], "--reps") == 0 ? &reps :
 			      strcmp(argv[i], "--threads") == 0 ? &threads :
 			      strcmp(argv[i], "--eighths") == 0 ? &eighths :
+			      strcmp(argv[i], "--split-only") == 0 ?
+			      &split_only :
 			      NULL;
 		if (v == NULL || (*v = strtoull(argv[i + 1], NULL, 10)) == 0) {
 			fprintf(stderr, "usage: replay_bench [--arena-mib M] "
 				"[--entries N] [--reps R] [--threads 1|2] "
-				"[--eighths 1..7]\n");
+				"[--eighths 1..7] [--split-only 1]\n");
 			return 2;
 		}
 	}
-	if (threads > 2 || eighths > 7) {
+	if (threads > 2 || eighths > 7 || split_only > 1 ||
+	    (split_only && threads > 1)) {
 		fprintf(stderr, "replay_bench: --threads is 1 or 2, --eighths "
-			"1..7\n");
+			"1..7, --split-only 1 on one thread\n");
 		return 2;
 	}
 	uint64_t bytes = mib << 20;
@@ -164,7 +173,8 @@ int main(int argc, char **argv)
 	double best = 1e30;
 	for (uint64_t r = 0; log != NULL && r < reps; r++) {
 		double t = now_s();
-		if (pass(a, log, nch, threads, (unsigned)eighths, lists) != 0)
+		if (pass(a, log, nch, threads, (unsigned)eighths,
+			 split_only != 0, lists) != 0)
 			return 1;
 		t = now_s() - t;
 		best = t < best ? t : best;
@@ -172,10 +182,12 @@ int main(int argc, char **argv)
 	if (log == NULL)
 		return 1;
 	printf("{\"bench\":\"replay\",\"arena_mib\":%llu,\"entries\":%zu,"
-	       "\"ns_per_entry\":%.2f,\"reps\":%llu,\"threads\":%llu}\n",
+	       "\"ns_per_entry\":%.2f,\"reps\":%llu,\"threads\":%llu,"
+	       "\"split_only\":%s}\n",
 	       (unsigned long long)mib, nch * (WR_ARENA_LOG_CHUNK / 16),
 	       best * 1e9 / (double)(nch * (WR_ARENA_LOG_CHUNK / 16)),
-	       (unsigned long long)reps, (unsigned long long)threads);
+	       (unsigned long long)reps, (unsigned long long)threads,
+	       split_only ? "true" : "false");
 	free(log);
 	wr_arena_destroy(a);
 	return 0;
