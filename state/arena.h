@@ -350,7 +350,10 @@ const void *wr_arena_log_span(const struct wr_arena *a, uint64_t pos,
 /* Replays entries [0, len) onto a (a restored page snapshot).  -EBADMSG
  * and *bad_off at a malformed entry or one the arena cannot take (a page
  * beyond it, an ALLOC of a used page, a FREE of a free one); -ENOMEM at
- * the memory cap.  len is a multiple of 8. */
+ * the memory cap or for its list (len / 2 bytes, malloc'd per call: the
+ * restore itself uses the two calls below with lists it keeps).  len is a
+ * multiple of 8 and below 2 GiB.  Nothing is applied when an entry fails
+ * the check; entries before one the arena cannot take are. */
 int wr_arena_log_apply(struct wr_arena *a, const void *bytes, size_t len,
 		       size_t *bad_off);
 /*
