@@ -97,6 +97,13 @@ int main(int argc, char **argv)
 	gc.size_min = 48; /* IPv6 header + ports fit */
 	gc.size_max = 1500;
 	f = fopen(argv[1], "wb");
+	/* 4 MiB writes: ext4 caches the file in large folios, as it does a
+	 * file read back from disk, and a mapping of it faults once per
+	 * folio rather than per 64 KiB (stdio's 4 KiB writes: 12x the faults,
+	 * flows_bench.sh's pcap4k row; bench/RESULTS.md 2026-12-07 06:00). */
+	static char wbuf[4u << 20]; /* glibc ignores the size without one */
+	if (f != NULL)
+		setvbuf(f, wbuf, _IOFBF, sizeof(wbuf));
 	if (f == NULL || weir_flowgen_create(&gc, &g) != 0 ||
 	    weir_pcap_writer_open(f, &wc, &w) != 0) {
 		fprintf(stderr, "flows_capture: %s: %s\n", argv[1],
