@@ -215,6 +215,21 @@ static int build_restored(struct wr_exec *x)
 	return err ? err : wr_ckpt_sources_restore(x);
 }
 
+/* state_prefault_bytes of the arena mapped past its high water (after a
+ * restore, past the restored pages), before any record. */
+static int prefault_state(struct wr_exec *x)
+{
+	struct wr_arena *a = x->arena;
+	size_t pages = x->p->cfg.state_prefault_bytes >> a->page_shift;
+	uint32_t ahead = pages < a->pages_total ? (uint32_t)pages :
+			 a->pages_total;
+	int rc;
+
+	while ((rc = wr_arena_map_ahead(a, ahead)) == 1)
+		;
+	return rc;
+}
+
 int wr_exec_create(struct weir_pipeline *p, struct weir_worker *w,
 		   struct wr_exec **out)
 {
@@ -247,6 +262,7 @@ int wr_exec_create(struct weir_pipeline *p, struct weir_worker *w,
 	} else {
 		err = err ? err : build(x);
 	}
+	err = err ? err : prefault_state(x);
 	return err ? err : wr_ckpt_exec_init(x);
 }
 

@@ -573,11 +573,33 @@ static int populate(struct wr_arena *a, uint32_t first, uint32_t n)
 	if (madvise(p, len, MADV_POPULATE_WRITE) == 0)
 		return 0;
 	if (errno != EINVAL)
-		return wr_error(-errno, "arena: cannot map %zu bytes for "
-				"copy-on-write shadows", len);
+		return wr_error(-errno, "arena: cannot map %zu bytes: %s",
+				len, strerror(errno));
 	for (size_t off = 0; off < len; off += 4096)
 		((volatile uint8_t *)p)[off] = 0;
 	return 0;
+}
+
+int wr_arena_map_ahead(struct wr_arena *a, uint32_t ahead)
+{
+	uint32_t lim = a->pages_total, step, want, n;
+
+	if (a->mapped < a->high_water)
+		a->mapped = a->high_water; /* written, so mapped */
+	want = a->high_water + (ahead < lim - a->high_water ? ahead :
+				lim - a->high_water);
+	if (a->mapped >= want)
+		return 0;
+	step = WR_ARENA_MAP_STEP >> a->page_shift;
+	step = step ? step : 1;
+	/* To the next step boundary: a huge page is mapped whole. */
+	n = step - a->mapped % step;
+	n = n < lim - a->mapped ? n : lim - a->mapped;
+	int err = populate(a, a->mapped, n);
+	if (err)
+		return err;
+	a->mapped += n;
+	return 1;
 }
 
 int wr_arena_prefault_shadows(struct wr_arena *a)
@@ -673,6 +695,7 @@ bool wr_arena_is_valid(const struct wr_arena *a)
 	CHECK(!a->snap_pending || a->snap_epoch + 1 == a->epoch);
 	CHECK(used == a->pages_used + a->shadow_pages);
 	CHECK(a->pages_used <= a->pages_total - a->reserve_pages);
+	CHECK(a->high_water <= a->pages_total && a->mapped <= a->pages_total);
 	for (uint32_t p = 0; p < a->pages_total; p++) {
 		bool u = bit_get(a->used_bits, p);
 		CHECK(u ? a->write_epoch[p] >= 1 : a->write_epoch[p] == 0);

@@ -108,6 +108,7 @@ struct wr_arena {
 	uint32_t ndeferred;
 	uint32_t hint;		/* no free page below this id */
 	uint32_t high_water;	/* pages at or above were never used */
+	uint32_t mapped;	/* pages below it are mapped (map_ahead) */
 	uint32_t *shadow_of;	/* per page: its shadow page or NO_PAGE */
 	uint32_t *copied;	/* pages with a shadow, shadow_pages long */
 	uint32_t *deferred;	/* pages whose free waits for snapshot_end */
@@ -213,6 +214,22 @@ static inline bool wr_arena_runs_disjoint(uint32_t a, uint32_t na,
  * up to twice the state.  0 or -errno.
  */
 int wr_arena_prefault_shadows(struct wr_arena *a);
+
+/*
+ * Maps pages past the high water ahead of use, one step of at most
+ * WR_ARENA_MAP_STEP bytes (a huge page) per call, until pages
+ * [0, high_water + ahead) are mapped.  Why: the first write to a page
+ * never used is a fault that zeroes a whole 2 MiB huge page, 0.25 ms
+ * here and 4.6 ms while the VM's host has not yet backed the memory, and
+ * a table's growth takes dozens at once inside a record's upsert (the
+ * flows job: 18-26 ms stalls in its first seconds, bench/RESULTS.md
+ * 2026-12-07).  Called in a loop at start-up (the pipeline's
+ * state_prefault_bytes); a step is one fault's time, too long for a
+ * loop tick with records waiting.  The pages stay free and zero.
+ * Returns 1 if it mapped a step, 0 if nothing was left, -errno.
+ */
+#define WR_ARENA_MAP_STEP (2u << 20)
+int wr_arena_map_ahead(struct wr_arena *a, uint32_t ahead);
 
 void wr_arena_get_stats(const struct wr_arena *a, struct wr_arena_stats *s);
 bool wr_arena_is_valid(const struct wr_arena *a);

@@ -32,6 +32,11 @@
  *   verify:   WEIR_ARENA_VERIFY=1 aborts on a write no barrier covered.
  *   incremental: pages_written_since yields exactly the pages written after
  *             a given epoch, in the snapshot view.
+ *   map ahead: map_ahead maps, one huge-page step a call, the pages past
+ *             the high water up to `ahead` more (resident per mincore), then
+ *             reports nothing left; they stay free, zero and `zeroed` when
+ *             allocated; growth of the high water starts it again; the cap
+ *             bounds it; a cap smaller than a step is one step.
  *   keygroup: wr_key_group and the per-worker ranges tile [0, K) and invert.
  */
 #include <criterion/criterion.h>
@@ -39,6 +44,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "state/arena.h"
@@ -456,6 +463,61 @@ static uint32_t written_since(struct wr_arena *a, uint32_t e, uint32_t *out)
 	while (wr_arena_pages_written_since(a, e, &it))
 		out[n++] = it.page;
 	return n;
+}
+
+/* Resident 4 KiB pages of arena pages [first, first + n), per mincore. */
+static size_t resident(const struct wr_arena *a, uint32_t first, uint32_t n)
+{
+	size_t len = (size_t)n * a->page_size, got = 0;
+	unsigned char *v = malloc(len / 4096);
+
+	cr_assert_eq(mincore(wr_arena_page_ptr(a, first), len, v), 0);
+	for (size_t i = 0; i < len / 4096; i++)
+		got += v[i] & 1;
+	free(v);
+	return got;
+}
+
+Test(arena, map_ahead)
+{
+	struct wr_arena_config cfg = { 64u << 20, 0, 0 }; /* 1024 x 64 KiB */
+	struct wr_arena *a = NULL;
+	uint32_t p, step = WR_ARENA_MAP_STEP >> 16, calls = 0;
+	bool z;
+
+	cr_assert_eq(wr_arena_create(&cfg, &a), 0);
+	cr_assert_eq(wr_arena_alloc(a, 3, &p, &z), 0);
+	memset(wr_arena_page_ptr(a, p), 0x5a, 3 * a->page_size);
+	cr_assert_lt(resident(a, 3, 2 * step), 2 * step * 16,
+		     "untouched pages are not all resident before");
+	while (wr_arena_map_ahead(a, 2 * step) == 1)
+		calls++;
+	/* mapped from 3 to the step boundary, then whole steps to 3 + 2 step */
+	cr_assert_eq(calls, 3);
+	cr_assert_eq(wr_arena_map_ahead(a, 2 * step), 0);
+	cr_assert_eq(resident(a, 3, 3 * step - 3), (3 * step - 3) * 16,
+		     "every page up to the last step is resident");
+	cr_assert(wr_arena_is_valid(a));
+	cr_assert_eq(a->pages_used, 3, "mapping allocates nothing");
+	cr_assert_eq(wr_arena_alloc(a, 40, &p, &z), 0);
+	cr_assert_eq(p, 3);
+	cr_assert(z, "mapped pages are still the kernel's zeroes");
+	for (size_t i = 0; i < 40 * (size_t)a->page_size; i++)
+		cr_assert_eq(((uint8_t *)wr_arena_page_ptr(a, p))[i], 0);
+	cr_assert_eq(wr_arena_map_ahead(a, 2 * step), 1,
+		     "a higher high water maps more");
+	while (wr_arena_map_ahead(a, UINT32_MAX) == 1)
+		calls++;
+	cr_assert_eq(a->mapped, a->pages_total, "the cap bounds it");
+	cr_assert(wr_arena_is_valid(a));
+	wr_arena_destroy(a);
+
+	a = mk(100, 0); /* 100 x 4 KiB: less than a step */
+	cr_assert_eq(wr_arena_map_ahead(a, 1000), 1);
+	cr_assert_eq(a->mapped, 100);
+	cr_assert_eq(wr_arena_map_ahead(a, 1000), 0);
+	cr_assert_eq(resident(a, 0, 100), 100);
+	wr_arena_destroy(a);
 }
 
 Test(arena, pages_written_since)
