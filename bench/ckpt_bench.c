@@ -40,7 +40,7 @@
  *              [--seconds S] [--pauses N] [--cpu N] [--no-fio]
  *              [--phases pause,flush,restore,incr,updates] [--no-prefault]
  *              [--restore-only] [--changelog] [--restore-cores 2]
- *              [--tick N] [--no-restore-helper]
+ *              [--tick N] [--no-restore-helper] [--log-max-pct P]
  *
  * --restore-cores 2: only the restore figures, as the engine restores a
  * checkpoint of two cores: two states of half the size, restored by two
@@ -64,6 +64,10 @@
  * updated slots until the logs reach the page file's size (the policy's
  * default), as the engine does; without it, incremental page checkpoints.
  * The runs without checkpoints have no log either.
+ *
+ * --log-max-pct P: the checkpoint policy's log_max_pct (a page checkpoint
+ * comes again once the logs hold P% of the page files' bytes; 0 or absent:
+ * the policy's default, 100), for the updates and the restore chain alike.
  *
  * --restore-only: one full checkpoint, then only the restore phase (for
  * comparing restore implementations; the state check still runs).
@@ -103,6 +107,7 @@ struct opts {
 	unsigned phases;	/* PH_* bits */
 	int cpu, reps, pauses;
 	uint32_t tick;		/* updates per loop tick (sealed at its end) */
+	uint32_t log_max_pct;	/* the policy's; 0: its default */
 	int restore_cores;	/* 2: the restore phases on two cores */
 	int helper_cpu;		/* the spare CPU it takes, or -1 */
 	double seconds;
@@ -288,7 +293,8 @@ static int ckpt_cut(struct state *s, struct ckpt *c,
 static int ckpt_start(struct state *s, struct ckpt *c, bool incremental)
 {
 	struct wr_ckpt_policy pol = { .retain = 2, .incremental = incremental,
-				      .changelog = s->a->log != NULL };
+				      .changelog = s->a->log != NULL,
+				      .log_max_pct = s->o->log_max_pct };
 	struct wr_table_stats ts;
 	int err = wr_ckpt_plan_next(s->o->dir, &pol, 1, &c->plan);
 
@@ -929,7 +935,8 @@ static int build_chain(struct state *s, int *nlogs)
 	if (!err)
 		err = ckpt_idle(s, false, &c, &secs);
 	while (!err && logs < 31) {
-		struct wr_ckpt_policy pol = { .retain = 2, .changelog = true };
+		struct wr_ckpt_policy pol = { .retain = 2, .changelog = true,
+					      .log_max_pct = s->o->log_max_pct };
 		struct wr_ckpt_plan plan;
 		err = wr_ckpt_plan_next(s->o->dir, &pol, 1, &plan);
 		if (err || !plan.log)
@@ -1205,7 +1212,8 @@ static int usage(void)
 		"[--cpu N] [--no-fio] "
 		"[--phases pause,flush,restore,incr,updates] "
 		"[--no-prefault] [--restore-only] [--changelog] "
-		"[--restore-cores 2] [--tick N] [--no-restore-helper]\n");
+		"[--restore-cores 2] [--tick N] [--no-restore-helper] "
+		"[--log-max-pct P]\n");
 	return 2;
 }
 
@@ -1270,6 +1278,8 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 			o->cpu = atoi(argv[++i]);
 		} else if (strcmp(a, "--tick") == 0) {
 			o->tick = (uint32_t)atoi(argv[++i]);
+		} else if (strcmp(a, "--log-max-pct") == 0) {
+			o->log_max_pct = (uint32_t)atoi(argv[++i]);
 		} else if (strcmp(a, "--restore-cores") == 0 && v != NULL) {
 			o->restore_cores = atoi(argv[++i]);
 			if (o->restore_cores != 1 && o->restore_cores != 2)

@@ -23,8 +23,7 @@ Test plan:
     (changelog_checkpoints=0); --changelog on writes changelog ones.
   - --state-prefault: 96 MiB of state memory mapped before the first
     packet shows in the process's peak RSS (wait4's ru_maxrss: at least
-    96 MiB, against under 64 MiB for the same job without it), rows
-    unchanged.
+    96 MiB, and 48 MiB above the same job without it), rows unchanged.
   - stopped: SIGINT while a paced generator run is reading: exit 3,
     status=stopped, packets between 0 and the input's, only FILE.inprogress.
   - errors: missing file, non-capture file, --window 0, unknown option,
@@ -308,7 +307,7 @@ def peak_rss_kib(args, out):
     return ru.ru_maxrss
 
 
-@test("--state-prefault 96: peak RSS >= 96 MiB (< 64 without), same rows")
+@test("--state-prefault 96: peak RSS >= 96 MiB, +48 MiB or more, same rows")
 def check_prefault(tmp):
     args = ["--gen", "--packets", "200000", "--flows", "2000", "--seed", "3",
             "--cores", "1"]
@@ -318,9 +317,9 @@ def check_prefault(tmp):
         rss.append(peak_rss_kib(args + ["--state-prefault", str(mb)], out))
         rows.append(read_csv(out))
     assert rows[0] == rows[1], "rows differ with --state-prefault"
-    # Without it, this job's whole process stays well under 96 MiB; with
-    # it, the mapped state alone is 96 MiB.
-    assert rss[0] < 64 * 1024 and rss[1] >= 96 * 1024, \
+    # With it, the mapped state alone is 96 MiB, of which this job's own
+    # state (a few MiB) would have been mapped anyway.
+    assert rss[1] >= 96 * 1024 and rss[1] - rss[0] >= 48 * 1024, \
         f"peak RSS {rss[0]} KiB without, {rss[1]} KiB with 96 MiB mapped"
     return f"peak RSS {rss[0] >> 10} -> {rss[1] >> 10} MiB"
 

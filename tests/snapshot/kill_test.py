@@ -11,7 +11,9 @@ TEST PLAN
               run time T that kill delays are drawn from).
   trials      each trial draws, from its own seed, an input configuration,
               a checkpoint interval in 50..100 ms, --changelog on or off
-              (the same for the trial's runs), a kill delay in
+              and --state-prefault 0 or 16 (the same for the trial's
+              runs: 16 maps state memory past what a restore filled), a
+              kill delay in
               [0.05, 0.75] x T (0.4 for the
               deterministic cross-core ones), and for some trials a second kill during the
               resumed run and/or a different --cores (1 <-> 2) for the
@@ -179,12 +181,15 @@ def trial(tmp, i, cfg, rng, seq, double, wait_ckpt):
 def trial_body(tmp, i, cfg, rng, seq, double, wait_ckpt, notes):
     interval = rng.randint(50, 100)
     clog = rng.choice(("on", "off"))
+    prefault = rng.choice((0, 0, 16))
     d = os.path.join(tmp, f"ck-{i}")
     out = os.path.join(tmp, f"out-{i}.csv")
     err = out + ".err"
     cmd = lambda c: S.flows_cmd(WEIR, cfg.args + ["--cores", str(c),
-                                "--changelog", clog], out, d, interval)
-    notes.append(f"interval={interval}ms changelog={clog}")
+                                "--changelog", clog, "--state-prefault",
+                                str(prefault)], out, d, interval)
+    notes.append(f"interval={interval}ms changelog={clog} "
+                 f"prefault={prefault}")
 
     def kill(c, frac_lo, frac_hi, need):
         before = S.ckpt_list(WEIR, d) if os.path.isdir(d) else []
