@@ -720,7 +720,9 @@ static void report(const struct run *r, const char *label)
 		printf("checkpoints interval=%llums completed=%llu failed=%llu "
 		       "last_duration=%.1fms last_bytes=%llu pause_max=%.1fus "
 		       "align_p50/p99/max=%.1f/%.1f/%.1fus "
-		       "open_p50/p99/max=%.1f/%.1f/%.1fus%s%s\n", (unsigned long long)r->o->ckpt_ms,
+		       "open_p50/p99/max=%.1f/%.1f/%.1fus "
+		       "step_p50/p99/max=%.1f/%.1f/%.1fus%s%s\n",
+		       (unsigned long long)r->o->ckpt_ms,
 		       (unsigned long long)ck->completed,
 		       (unsigned long long)ck->failed,
 		       (double)ck->last_duration_us / 1e3,
@@ -732,6 +734,9 @@ static void report(const struct run *r, const char *label)
 		       (double)ck->open_p50_ns / 1e3,
 		       (double)ck->open_p99_ns / 1e3,
 		       (double)ck->open_max_ns / 1e3,
+		       (double)ck->step_p50_ns / 1e3,
+		       (double)ck->step_p99_ns / 1e3,
+		       (double)ck->step_max_ns / 1e3,
 		       r->ckpt_dir[0] ? " dir=" : "", r->ckpt_dir);
 	}
 	fflush(stdout);

@@ -622,7 +622,8 @@ static void summary(struct flows_job *j, int err, bool stopped,
 		"restored_from=%llu restore_ms=%.1f "
 		"checkpoint_pause_us=%.1f/%.1f/%.1f "
 		"checkpoint_open_us=%.1f/%.1f/%.1f "
-		"checkpoint_align_us=%.1f/%.1f/%.1f cores=%u "
+		"checkpoint_align_us=%.1f/%.1f/%.1f "
+		"checkpoint_step_us=%.1f/%.1f/%.1f cores=%u "
 		"elapsed=%.3f "
 		"mpps=%.3f status=%s out=%s\n",
 		j->pcap ? "pcap" : j->dpdk ? "dpdk" : "gen",
@@ -638,7 +639,8 @@ static void summary(struct flows_job *j, int err, bool stopped,
 		ck.open_p50_ns / 1e3, ck.open_p99_ns / 1e3,
 		ck.open_max_ns / 1e3, ck.align_p50_ns / 1e3,
 		ck.align_p99_ns / 1e3, ck.align_max_ns / 1e3,
-		j->o->cores, elapsed,
+		ck.step_p50_ns / 1e3, ck.step_p99_ns / 1e3,
+		ck.step_max_ns / 1e3, j->o->cores, elapsed,
 		elapsed > 0 ? c.packets / elapsed / 1e6 : 0.0,
 		err ? "failed" : stopped ? "stopped" : "ok", j->o->out);
 }

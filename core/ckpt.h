@@ -152,10 +152,11 @@ struct wr_ckpt_job {
 	/* Statistics (relaxed). */
 	_Atomic uint64_t completed, failed, last_id, last_us, last_bytes;
 	_Atomic uint64_t changelog;    /* completed with a core's log */
-	/* The snapshot's pause (barrier to records resumed) and the writer's
+	/* The snapshot's pause (barrier to records resumed), the writer's
 	 * start (files opened, sections added: the first FLUSH tick, after
-	 * records resumed), each over its last WR_CKPT_PAUSES (any core). */
-	struct wr_ckpt_lat pause, open, align;
+	 * records resumed) and each later flush step (a page, a submission),
+	 * each over its last WR_CKPT_PAUSES (any core). */
+	struct wr_ckpt_lat pause, open, align, step;
 	uint64_t restored_id;
 	uint32_t restored_cores;
 	uint64_t restore_t0_ns;	/* CLOCK_MONOTONIC when the restore began */

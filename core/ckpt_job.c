@@ -127,6 +127,8 @@ void weir_pipeline_checkpoint_stats(const struct weir_pipeline *p,
 		    &out->open_max_ns);
 	percentiles(&j->align, NULL, &out->align_p50_ns, &out->align_p99_ns,
 		    &out->align_max_ns);
+	percentiles(&j->step, NULL, &out->step_p50_ns, &out->step_p99_ns,
+		    &out->step_max_ns);
 	out->restored_id = j->restored_id;
 	out->restored_cores = j->restored_cores;
 	out->restore_us = atomic_load_explicit(&j->restore_us,

@@ -94,6 +94,12 @@ struct weir_checkpoint_stats {
 	 * the snapshot, i.e. until every input delivered its barrier.  Records
 	 * due meanwhile wait.  Same percentiles. */
 	uint64_t align_p50_ns, align_p99_ns, align_max_ns;
+	/* Each later flush step on a core's loop that did work (a page
+	 * checksummed and queued, a write submitted, the end's fsync
+	 * queued; steps under 1 us only polled for completions and are not
+	 * counted): the records behind it wait that long.  Same percentiles,
+	 * over the last 1024 such steps of any core; the max over the run. */
+	uint64_t step_p50_ns, step_p99_ns, step_max_ns;
 	/* The restore: from opening the checkpoint (the first one tried) to
 	 * every core running again (pages loaded, logs replayed, operators
 	 * rebuilt, sources rewound); 0 when the run did not restore. */

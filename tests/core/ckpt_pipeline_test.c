@@ -19,7 +19,8 @@
  *     checkpoints of the first, weir_pipeline_run fails with -ESTALE and
  *     the directory is unchanged (same names, sizes and bytes).
  *   - a checkpointing job that runs to the end without a kill writes the
- *     reference output and commits checkpoints (stats > 0).
+ *     reference output and commits checkpoints (stats > 0), its pauses,
+ *     alignments and working flush steps timed (ordered percentiles).
  *   - a run ends with the next checkpoint prepared (its files created
  *     ahead by the committer): they are removed, no file of a later id
  *     than the newest committed is left.
@@ -543,6 +544,11 @@ Test(ckpt_pipeline, uninterrupted_with_checkpoints, .timeout = 300)
 	cr_assert_gt(st.align_max_ns, 0, "no alignment recorded");
 	cr_assert(st.align_p50_ns <= st.align_p99_ns &&
 		  st.align_p99_ns <= st.align_max_ns);
+	/* Every checkpoint writes pages: its working flush steps are timed,
+	 * each at least the 1 us that tells work from a poll. */
+	cr_assert_geq(st.step_p50_ns, 1000, "no working flush step recorded");
+	cr_assert(st.step_p50_ns <= st.step_p99_ns &&
+		  st.step_p99_ns <= st.step_max_ns);
 	char *a = sorted(ref), *b = sorted(out);
 	cr_assert_str_eq(a, b);
 	free(a);
