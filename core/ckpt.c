@@ -375,9 +375,10 @@ static void flush_done(struct wr_exec *x, int err, const char *why)
  * checkpoints in `weir bench latency`, which had been put down to the
  * copy-on-write).  Now a step costs the records behind it one step.
  */
-static bool flush_yields(const struct wr_exec *x, uint32_t work)
+static bool flush_yields(const struct wr_exec *x, uint32_t work,
+			 uint64_t now)
 {
-	return work >= WR_BURST && wr_ckpt_mono_ns() - x->ck.step_ns < CK_STEP_GAP_NS;
+	return work >= WR_BURST && now - x->ck.step_ns < CK_STEP_GAP_NS;
 }
 
 /* A flush step shorter than this only polled for completions: most
@@ -405,9 +406,9 @@ static int flush_step(struct wr_exec *x, uint32_t work)
 		flush_done(x, -ECANCELED, NULL);
 		return 1;
 	}
-	if (flush_yields(x, work))
+	uint64_t t0 = wr_ckpt_mono_ns(); /* the gap's clock and the step's */
+	if (flush_yields(x, work, t0))
 		return 0;
-	uint64_t t0 = wr_ckpt_mono_ns();
 	rc = wr_ckpt_writer_step(c->w);
 	c->step_ns = wr_ckpt_mono_ns();
 	if (c->step_ns - t0 >= STEP_WORK_NS) /* not a poll for completions */
