@@ -33,6 +33,7 @@
 #include <ftw.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,7 @@
 #include <unistd.h>
 
 #include "apps/cli.h"
+#include "apps/hiccup.h"
 #include "weir/checkpoint.h"
 #include "weir/flows.h"
 #include "weir/metrics.h"
@@ -59,6 +61,7 @@
  * p99.99 from ~400-600 of them. */
 #define SAMPLE_DEFAULT 8u
 #define PREFAULT_MB_DEFAULT 64u /* --state-prefault */
+#define HICCUP_S_DEFAULT 2u     /* --hiccups */
 #define START_DELAY_NS 50000000ull /* workers launch before t_0 */
 #define WARMUP_MAX_NS 1000000000ull
 #define SAMPLE_EVERY_TICKS 1024u   /* gauges refreshed every N source calls */
@@ -70,6 +73,7 @@
 struct bench_opts {
 	uint64_t rate, duration_s, sample, repeat, flows, ckpt_ms;
 	uint64_t prefault_mb; /* --state-prefault */
+	uint64_t hiccup_s;    /* --hiccups: 0 = no probe */
 	unsigned cores;
 	const char *out_dir, *json_path, *ckpt_dir;
 	uint64_t rates[SWEEP_MAX];
@@ -150,6 +154,7 @@ static const char bench_usage[] =
 	"                          [--metrics-port P] [--metrics-json FILE]\n"
 	"                          [--checkpoint-interval MS] [--checkpoint-dir D]\n"
 	"                          [--changelog on|off] [--state-prefault MB]\n"
+	"                          [--hiccups S]\n"
 	"\n"
 	"Open-loop latency benchmark of the flows job (key_by 5-tuple, 1 s\n"
 	"tumbling window).  Record i is due at start + i/rate and its latency\n"
@@ -188,6 +193,12 @@ static const char bench_usage[] =
 	"                    record (default 64: the job's ~25 MB of windows at\n"
 	"                    100 k flows fit; 0 leaves the first write to each\n"
 	"                    2 MiB huge page to fault inside the window's growth)\n"
+	"  --hiccups S       before the runs, spin S s on each worker CPU and\n"
+	"                    report the gaps the machine takes (interrupts,\n"
+	"                    kernel threads, the hypervisor): \"hiccup\" line,\n"
+	"                    DIR/hiccups.tsv; bound_pX is the X-th percentile a\n"
+	"                    record costing nothing would have from them alone\n"
+	"                    (default 2; 0 skips the probe)\n"
 	"\n"
 	"Exit status: 0 done, 1 a run failed, 2 bad options.\n";
 
@@ -1150,6 +1161,9 @@ static int parse_value(struct bench_opts *o, const char *opt,
 	if (strcmp(opt, "--changelog") == 0)
 		return cli_parse_on_off(opt, val, &o->changelog_on) ?
 		       0 : EXIT_USAGE;
+	if (strcmp(opt, "--hiccups") == 0)
+		return cli_parse_u64(opt, val, 0, 600, &o->hiccup_s) ?
+		       0 : EXIT_USAGE;
 	if (strcmp(opt, "--state-prefault") == 0)
 		return cli_parse_u64(opt, val, 0, 1u << 20, &o->prefault_mb) ?
 		       0 : EXIT_USAGE;
@@ -1163,6 +1177,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->duration_s = 5, o->sample = SAMPLE_DEFAULT, o->repeat = 3;
 	o->prefault_mb = PREFAULT_MB_DEFAULT;
+	o->hiccup_s = HICCUP_S_DEFAULT;
 	o->out_dir = "latency-out";
 	for (int i = 1; i < argc; i++) {
 		const char *opt = argv[i];
@@ -1263,6 +1278,79 @@ static int make_gen(const struct bench_opts *o, struct weir_flowgen **g)
 	return 0;
 }
 
+/* ---- the machine's own interruptions (--hiccups, apps/hiccup.h) ---- */
+
+/* The CPUs the workers pin to: the first `cores` this process may run on,
+ * as weir_runtime_create picks them. */
+static unsigned worker_cpus(unsigned cores, int *cpus)
+{
+	cpu_set_t set;
+	unsigned n = 0;
+
+	if (sched_getaffinity(0, sizeof(set), &set) != 0)
+		return 0;
+	for (int c = 0; c < CPU_SETSIZE && n < cores; c++)
+		if (CPU_ISSET(c, &set))
+			cpus[n++] = c;
+	return n;
+}
+
+static int write_hiccups(const struct hiccup_report *h, const char *dir)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/hiccups.tsv", dir);
+	f = fopen(path, "w");
+	if (f == NULL)
+		return -errno;
+	fputs("cpu\tat_s\tgap_us\n", f);
+	for (size_t i = 0; i < h->ngaps; i++)
+		fprintf(f, "%d\t%.6f\t%.3f\n", h->cpus[h->gaps[i].cpu],
+			h->gaps[i].at_s, (double)h->gaps[i].ns / 1e3);
+	return fclose(f) == 0 ? 0 : -errno;
+}
+
+static void report_hiccups(const struct hiccup_report *h)
+{
+	printf("hiccup cpus=");
+	for (unsigned i = 0; i < h->ncpu; i++)
+		printf("%s%d", i ? "," : "", h->cpus[i]);
+	printf(" seconds=%.0f away=%.3f%% gaps>=10us=%llu gaps>=100us=%llu "
+	       "gaps>=1ms=%llu max=%.1fus bound_p99=%.2fus "
+	       "bound_p99.9=%.2fus bound_p99.99=%.2fus\n", h->seconds,
+	       100.0 * (double)h->away_ns / (h->seconds * 1e9 * h->ncpu),
+	       (unsigned long long)h->over_10us,
+	       (unsigned long long)h->over_100us,
+	       (unsigned long long)h->over_1ms, (double)h->max_ns / 1e3,
+	       hiccup_bound_ns(h, 0.99) / 1e3, hiccup_bound_ns(h, 0.999) / 1e3,
+	       hiccup_bound_ns(h, 0.9999) / 1e3);
+}
+
+/* Before any run, with the CPUs otherwise idle: what the machine alone
+ * takes from the workers' CPUs, and the percentiles it forces. */
+static int machine_hiccups(const struct bench_opts *o)
+{
+	struct hiccup_report h;
+	int cpus[WEIR_CORES_MAX];
+	unsigned n = worker_cpus(o->cores, cpus);
+	int err = hiccup_probe(cpus, n, (double)o->hiccup_s, &h);
+
+	if (err) {
+		fprintf(stderr, "weir: bench latency: hiccup probe on %u CPUs: "
+			"%s\n", n, strerror(-err));
+		return err;
+	}
+	report_hiccups(&h);
+	fflush(stdout);
+	err = write_hiccups(&h, o->out_dir);
+	if (err)
+		fprintf(stderr, "weir: bench latency: %s/hiccups.tsv: %s\n",
+			o->out_dir, strerror(-err));
+	hiccup_free(&h);
+	return err;
+}
+
 static int bench_latency(int argc, char **argv)
 {
 	struct bench_opts o;
@@ -1276,7 +1364,9 @@ static int bench_latency(int argc, char **argv)
 	if ((rc = preflight(&o)) || (rc = make_gen(&o, &g)) ||
 	    (rc = check_rates(&o, g)))
 		goto out;
-	if (o.peak) {
+	if (o.hiccup_s)
+		err = machine_hiccups(&o);
+	if (!err && o.peak) {
 		err = peak(&o, g, &pk);
 		if (!err && !o.rate && !o.nrates)
 			o.rate = (uint64_t)(pk / 2);

@@ -19,6 +19,11 @@ Test plan (no assertion on absolute times: the machine is shared):
     the JSON metrics show checkpoints > 0 and checkpoint bytes > 0 on
     core 0; the default checkpoint directory is gone afterwards, one under
     --checkpoint-dir is kept and holds the checkpoints.
+  - the hiccup probe (--hiccups 1) on a CPU shared with a busy process:
+    the "hiccup" line reports at least 20% of the time away and gaps of
+    1 ms or more; hiccups.tsv holds every gap (count >= 10 us and max
+    agree with the line) and the bounds recomputed from it agree with the
+    printed ones.
   - errors -> exit 2 and one line on stderr: --rate 0, --duration 0, a
     rate above what the generator can offer, a port in use, an unknown
     option, --checkpoint-interval 0, --checkpoint-dir alone.
@@ -56,6 +61,8 @@ def test(name):
 
 
 def bench(*args, **kw):
+    if "--hiccups" not in args:   # the probe's own test is below
+        args = (*args, "--hiccups", "0")
     return subprocess.run([WEIR, "bench", "latency", *args], capture_output=True,
                           text=True, timeout=120, **kw)
 
@@ -87,6 +94,64 @@ def short_run():
         assert samples > 0 and hgrm_total(os.path.join(d, name)) == samples
     if shutil.which("gnuplot"):
         assert os.path.getsize(os.path.join(d, "latency.png")) > 1000
+    shutil.rmtree(d)
+
+HICCUP = re.compile(r"^hiccup cpus=(\d+) seconds=1 away=([\d.]+)% "
+                    r"gaps>=10us=(\d+) gaps>=100us=(\d+) gaps>=1ms=(\d+) "
+                    r"max=([\d.]+)us bound_p99=([\d.]+)us "
+                    r"bound_p99\.9=([\d.]+)us bound_p99\.99=([\d.]+)us$")
+
+
+def bound_from(gaps_us, seconds, q):
+    """Smallest x with sum(max(0, g - x)) / T <= 1 - q (apps/hiccup.h)."""
+    budget = (1 - q) * seconds * 1e6
+    if sum(gaps_us) <= budget:
+        return 0.0
+    lo, hi = 0.0, max(gaps_us)
+    while hi - lo > 1e-3:
+        mid = (lo + hi) / 2
+        if sum(g - mid for g in gaps_us if g > mid) <= budget:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+@test("hiccup probe: a CPU shared with a busy process is seen away")
+def hiccups():
+    cpu = min(os.sched_getaffinity(0))
+    pin = lambda: os.sched_setaffinity(0, {cpu})  # noqa: E731
+    hog = subprocess.Popen([sys.executable, "-c",
+                            "import time\nt=time.time()+6\n"
+                            "while time.time()<t: pass"], preexec_fn=pin)
+    d = tempfile.mkdtemp()
+    try:
+        time.sleep(0.2)
+        r = bench("--rate", "20000", "--duration", "1", "--cores", "1",
+                  "--no-floor", "--hiccups", "1", "--out", d, preexec_fn=pin)
+    finally:
+        hog.kill()
+        hog.wait()
+    assert r.returncode == 0, r.stderr
+    m = [HICCUP.match(l) for l in r.stdout.splitlines() if HICCUP.match(l)]
+    assert len(m) == 1, r.stdout
+    m = m[0]
+    assert int(m.group(1)) == cpu, (cpu, m.group(0))
+    assert float(m.group(2)) >= 20, m.group(0)   # CFS shares the CPU
+    assert int(m.group(5)) >= 1, m.group(0)
+    rows = open(os.path.join(d, "hiccups.tsv")).read().splitlines()
+    assert rows[0] == "cpu\tat_s\tgap_us", rows[0]
+    gaps = [float(x.split("\t")[2]) for x in rows[1:]]
+    assert all(int(x.split("\t")[0]) == cpu for x in rows[1:])
+    assert all(g >= 2.0 for g in gaps), min(gaps)
+    assert sum(g >= 10 for g in gaps) == int(m.group(3)), m.group(0)
+    assert sum(g >= 1000 for g in gaps) == int(m.group(5)), m.group(0)
+    assert abs(max(gaps) - float(m.group(6))) < 0.2, (max(gaps), m.group(0))
+    for q, i in ((0.99, 7), (0.999, 8), (0.9999, 9)):
+        want, got = bound_from(gaps, 1.0, q), float(m.group(i))
+        assert abs(want - got) <= 0.01 * want + 0.05, (q, want, got)
+    assert [LINE.match(l).group(1) for l in r.stdout.splitlines()
+            if LINE.match(l)] == ["flows"], r.stdout  # the run went on
     shutil.rmtree(d)
 
 
@@ -225,6 +290,7 @@ def errors():
     refused(["--rate", "1000", "--checkpoint-dir", "/tmp"],
             "needs --checkpoint-interval")
     refused(["--duration", "1"], "--rate")
+    refused(["--rate", "1000", "--hiccups", "601"], "--hiccups")
 
 
 def scrape(port, proc):
