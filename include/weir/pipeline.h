@@ -260,10 +260,12 @@ int weir_sink_callback(struct weir_pipeline *p, struct weir_stream *in,
 /*
  * A file sink: every record of the stream goes to core 0, is formatted by
  * format() and appended to `path` through core 0's io_uring, in buffers of
- * WEIR_FILE_SINK_BUFFER bytes.  While the job runs the file is named
- * "<path>.inprogress"; it is renamed to `path` (after fsync) only when every
- * input has ended, so a file at `path` is always complete.  CSV and JSON
- * lines are both just a format() (and a header for CSV).
+ * WEIR_FILE_SINK_BUFFER bytes, with O_DIRECT where the filesystem allows
+ * it.  One record's text is at most WEIR_FILE_SINK_BUFFER - 4096 bytes.
+ * While the job runs the file is named "<path>.inprogress"; it is renamed
+ * to `path` (after fsync) only when every input has ended, so a file at
+ * `path` is always complete.  CSV and JSON lines are both just a format()
+ * (and a header for CSV).
  */
 #define WEIR_FILE_SINK_BUFFER (256u << 10)
 struct weir_file_sink {

@@ -497,6 +497,14 @@ Test(ckpt_pipeline, windows_kill_resume_one_to_two, .timeout = 300)
 	kill_and_resume(1, 2, TRIALS(2), true);
 }
 
+/* The output through the page cache (where O_DIRECT is refused): the same
+ * exactly-once output. */
+Test(ckpt_pipeline, kill_resume_buffered_output, .timeout = 300)
+{
+	cr_assert_eq(setenv("WEIR_SINK_BUFFERED", "1", 1), 0);
+	kill_and_resume(2, 2, TRIALS(2), true);
+}
+
 /* A fresh directory for one job: its output file and checkpoint dir. */
 static void job_in_tmp(struct job_opts *o, char dir[256], char out[600],
 		       char ck[600])
