@@ -11,7 +11,7 @@
  * that thread took ~11% of the CPU samples of `weir flows --pcap --cores
  * 2` (100 MB of CSV for 20 M packets) from the two workers; O_DIRECT
  * writes go from our buffers to the disk with no copy and no extra thread
- * (bench/RESULTS.md, "the file sink writes O_DIRECT").  The rules that
+ * (bench/RESULTS.md, "The file sink writes O_DIRECT").  The rules that
  * keeps, with B = DIO_ALIGN:
  *   - `off` is a multiple of B, and buffer byte i is file byte off + i;
  *   - a write covers whole blocks.  Its last partial block (the tail,
@@ -181,12 +181,6 @@ static int fsink_write(struct wr_exec *x, const struct weir_stream *n,
 			"bytes", fs->path, WEIR_FILE_SINK_BUFFER - DIO_ALIGN);
 }
 
-/*
- * A restored run: the output as the checkpoint committed it, fc->off
- * bytes, and nothing after (rows written after the checkpoint are written
- * again by the replay).  A job that had finished renamed the file; the
- * replay finishes it again.
- */
 /* WEIR_SINK_BUFFERED=1 in the environment: through the page cache, as
  * where O_DIRECT is refused (for tests, and for a reader that wants the
  * rows from the cache). */
@@ -225,6 +219,12 @@ static int reload_tail(const struct fsink_spec *fs, struct fsink_core *fc)
 	return 0;
 }
 
+/*
+ * A restored run: the output as the checkpoint committed it, fc->off
+ * bytes, and nothing after (rows written after the checkpoint are written
+ * again by the replay).  A job that had finished renamed the file; the
+ * replay finishes it again.
+ */
 static int reopen(const struct fsink_spec *fs, struct fsink_core *fc)
 {
 	struct stat st;
