@@ -196,7 +196,7 @@ static const char bench_usage[] =
 	"  --hiccups S       before the runs, spin S s on each worker CPU and\n"
 	"                    report the gaps the machine takes (interrupts,\n"
 	"                    kernel threads, the hypervisor): \"hiccup\" line,\n"
-	"                    DIR/hiccups.tsv; bound_pX is the X-th percentile a\n"
+	"                    DIR/hiccups.tsv and .png; bound_pX is the X-th percentile a\n"
 	"                    record costing nothing would have from them alone\n"
 	"                    (default 2; 0 skips the probe)\n"
 	"\n"
@@ -1304,11 +1304,33 @@ static int write_hiccups(const struct hiccup_report *h, const char *dir)
 	f = fopen(path, "w");
 	if (f == NULL)
 		return -errno;
-	fputs("cpu\tat_s\tgap_us\n", f);
+	fputs("# cpu\tat_s\tgap_us\n", f);
 	for (size_t i = 0; i < h->ngaps; i++)
 		fprintf(f, "%d\t%.6f\t%.3f\n", h->cpus[h->gaps[i].cpu],
 			h->gaps[i].at_s, (double)h->gaps[i].ns / 1e3);
 	return fclose(f) == 0 ? 0 : -errno;
+}
+
+/* Gap length against time, a colour per CPU. */
+static void plot_hiccups(const struct hiccup_report *h, const char *dir)
+{
+	char s[8192];
+	int n = snprintf(s, sizeof(s),
+		"set terminal png size 900,500\nset output '%s/hiccups.png'\n"
+		"set logscale y\nset grid\nset key top left noenhanced\n"
+		"set xlabel 'time since the probe started (s)'\n"
+		"set ylabel 'gap (us)'\nset title 'weir bench latency: what "
+		"the machine took from each worker CPU (gaps >= %u us)'\nplot ",
+		dir, HICCUP_MIN_NS / 1000);
+
+	for (unsigned i = 0; i < h->ncpu && i < 32; i++)
+		n += snprintf(s + n, sizeof(s) - (size_t)n,
+			      "%s'%s/hiccups.tsv' using 2:($1 == %d ? $3 : 1/0) "
+			      "with points pt 7 ps 0.5 title 'CPU %d'",
+			      i ? ", " : "", dir, h->cpus[i], h->cpus[i]);
+	snprintf(s + n, sizeof(s) - (size_t)n, "\n");
+	if (gnuplot(s, "hiccups.png"))
+		printf("wrote %s/hiccups.png\n", dir);
 }
 
 static void report_hiccups(const struct hiccup_report *h)
@@ -1347,6 +1369,8 @@ static int machine_hiccups(const struct bench_opts *o)
 	if (err)
 		fprintf(stderr, "weir: bench latency: %s/hiccups.tsv: %s\n",
 			o->out_dir, strerror(-err));
+	else
+		plot_hiccups(&h, o->out_dir);
 	hiccup_free(&h);
 	return err;
 }

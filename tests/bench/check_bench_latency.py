@@ -140,7 +140,7 @@ def hiccups():
     assert float(m.group(2)) >= 20, m.group(0)   # CFS shares the CPU
     assert int(m.group(5)) >= 1, m.group(0)
     rows = open(os.path.join(d, "hiccups.tsv")).read().splitlines()
-    assert rows[0] == "cpu\tat_s\tgap_us", rows[0]
+    assert rows[0] == "# cpu\tat_s\tgap_us", rows[0]
     gaps = [float(x.split("\t")[2]) for x in rows[1:]]
     assert all(int(x.split("\t")[0]) == cpu for x in rows[1:])
     assert all(g >= 2.0 for g in gaps), min(gaps)
@@ -152,6 +152,8 @@ def hiccups():
         assert abs(want - got) <= 0.01 * want + 0.05, (q, want, got)
     assert [LINE.match(l).group(1) for l in r.stdout.splitlines()
             if LINE.match(l)] == ["flows"], r.stdout  # the run went on
+    if shutil.which("gnuplot"):
+        assert os.path.getsize(os.path.join(d, "hiccups.png")) > 1000
     shutil.rmtree(d)
 
 
