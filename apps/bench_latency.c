@@ -1364,6 +1364,10 @@ static int machine_hiccups(const struct bench_opts *o)
 		return err;
 	}
 	report_hiccups(&h);
+	if (h.dropped)
+		fprintf(stderr, "weir: bench latency: %llu gaps not kept (a "
+			"CPU's list was full): the bounds leave them out\n",
+			(unsigned long long)h.dropped);
 	fflush(stdout);
 	err = write_hiccups(&h, o->out_dir);
 	if (err)

@@ -16,6 +16,7 @@
 #include "hiccup.h"
 
 #define GAPS_PER_S 20000u	/* kept per CPU and second: 50 us apart */
+#define GAPS_MAX (1u << 20)	/* kept per CPU at most: 24 MiB */
 
 struct probe {
 	pthread_t th;
@@ -115,6 +116,7 @@ int hiccup_probe(const int *cpus, unsigned n, double seconds,
 	int err = 0;
 
 	memset(r, 0, sizeof(*r));
+	cap = cap < GAPS_MAX ? cap : GAPS_MAX;
 	if (n == 0 || n > sizeof(r->cpus) / sizeof(r->cpus[0]) || seconds <= 0)
 		return -EINVAL;
 	pr = calloc(n, sizeof(*pr));
