@@ -33,7 +33,6 @@
 #include <ftw.h>
 #include <math.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +47,7 @@
 #include "weir/checkpoint.h"
 #include "weir/flows.h"
 #include "weir/metrics.h"
+#include "weir/runtime.h"
 #include "weir/tsc.h"
 #include "weir/window.h"
 
@@ -1280,21 +1280,6 @@ static int make_gen(const struct bench_opts *o, struct weir_flowgen **g)
 
 /* ---- the machine's own interruptions (--hiccups, apps/hiccup.h) ---- */
 
-/* The CPUs the workers pin to: the first `cores` this process may run on,
- * as weir_runtime_create picks them. */
-static unsigned worker_cpus(unsigned cores, int *cpus)
-{
-	cpu_set_t set;
-	unsigned n = 0;
-
-	if (sched_getaffinity(0, sizeof(set), &set) != 0)
-		return 0;
-	for (int c = 0; c < CPU_SETSIZE && n < cores; c++)
-		if (CPU_ISSET(c, &set))
-			cpus[n++] = c;
-	return n;
-}
-
 static int write_hiccups(const struct hiccup_report *h, const char *dir)
 {
 	char path[4096];
@@ -1355,7 +1340,7 @@ static int machine_hiccups(const struct bench_opts *o)
 {
 	struct hiccup_report h;
 	int cpus[WEIR_CORES_MAX];
-	unsigned n = worker_cpus(o->cores, cpus);
+	unsigned n = weir_runtime_usable_cpus(cpus, o->cores);
 	int err = hiccup_probe(cpus, n, (double)o->hiccup_s, &h);
 
 	if (err) {

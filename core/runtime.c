@@ -76,7 +76,7 @@ struct weir_runtime {
 
 /* ---- configuration ---- */
 
-static unsigned usable_cpus(int *cpus, unsigned max)
+unsigned weir_runtime_usable_cpus(int *cpus, unsigned max)
 {
 	cpu_set_t set;
 	unsigned n = 0;
@@ -94,7 +94,7 @@ void weir_runtime_config_init(struct weir_runtime_config *cfg)
 	int cpus[WEIR_CORES_MAX];
 
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->cores = usable_cpus(cpus, WEIR_CORES_MAX);
+	cfg->cores = weir_runtime_usable_cpus(cpus, WEIR_CORES_MAX);
 	cfg->ring_capacity = RING_CAPACITY_DEFAULT;
 	cfg->record_size = RECORD_SIZE_DEFAULT;
 	cfg->idle = WEIR_IDLE_SLEEP;
@@ -105,7 +105,7 @@ void weir_runtime_config_init(struct weir_runtime_config *cfg)
 static int check_config(const struct weir_runtime_config *cfg, int *cpus,
 			unsigned *ncpus)
 {
-	*ncpus = usable_cpus(cpus, WEIR_CORES_MAX);
+	*ncpus = weir_runtime_usable_cpus(cpus, WEIR_CORES_MAX);
 	if (cfg->cores == 0)
 		return wr_error(-EINVAL, "cores is 0: a runtime needs at least "
 				"one core");

@@ -74,6 +74,10 @@ struct weir_runtime_config {
  * 4096-tick spin budget and 1 ms sleeps, no signal handling. */
 void weir_runtime_config_init(struct weir_runtime_config *cfg);
 
+/* The CPUs this process may run on (its affinity), lowest first, at most
+ * max of them: worker i of a runtime created now is pinned to cpus[i]. */
+unsigned weir_runtime_usable_cpus(int *cpus, unsigned max);
+
 struct weir_runtime;
 struct weir_worker;
 

@@ -393,6 +393,31 @@ Test(runtime, spare_cpus_are_the_usable_ones_no_worker_has)
 	}
 }
 
+/* weir_runtime_usable_cpus lists the affinity's CPUs, lowest first, and
+ * a runtime created now pins worker i to the i-th of them. */
+Test(runtime, usable_cpus_are_where_workers_go)
+{
+	int cpus[WEIR_CORES_MAX];
+	unsigned n = weir_runtime_usable_cpus(cpus, WEIR_CORES_MAX);
+	unsigned k = n < TEST_CORES_MAX ? n : TEST_CORES_MAX;
+	cpu_set_t set;
+
+	cr_assert_eq(sched_getaffinity(0, sizeof(set), &set), 0);
+	cr_assert_eq(n, (unsigned)(CPU_COUNT(&set) < WEIR_CORES_MAX ?
+				   CPU_COUNT(&set) : WEIR_CORES_MAX));
+	for (unsigned i = 0; i < n; i++) {
+		cr_expect(CPU_ISSET(cpus[i], &set), "CPU %d not usable", cpus[i]);
+		cr_expect(i == 0 || cpus[i] > cpus[i - 1], "not in order at %u", i);
+	}
+	cr_expect_eq(weir_runtime_usable_cpus(cpus, 1), n > 0 ? 1u : 0u);
+	struct weir_runtime_config cfg = config(k, WEIR_IDLE_SLEEP);
+	struct weir_runtime *rt = runtime_new(&cfg);
+	n = weir_runtime_usable_cpus(cpus, WEIR_CORES_MAX);
+	for (unsigned i = 0; i < k; i++)
+		cr_expect_eq(weir_runtime_cpu(rt, i), cpus[i], "worker %u", i);
+	weir_runtime_destroy(rt);
+}
+
 /* ---- the mesh: every ordered pair exchanges records and END ---- */
 
 #define MESH_RECORDS 20000u /* per ordered pair; rings hold 64 */
