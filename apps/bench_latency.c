@@ -62,6 +62,7 @@
 #define SAMPLE_DEFAULT 8u
 #define PREFAULT_MB_DEFAULT 64u /* --state-prefault */
 #define HICCUP_S_DEFAULT 2u     /* --hiccups */
+#define OUT_DIR_MAX 512u        /* --out */
 #define START_DELAY_NS 50000000ull /* workers launch before t_0 */
 #define WARMUP_MAX_NS 1000000000ull
 #define SAMPLE_EVERY_TICKS 1024u   /* gauges refreshed every N source calls */
@@ -196,9 +197,9 @@ static const char bench_usage[] =
 	"  --hiccups S       before the runs, spin S s on each worker CPU and\n"
 	"                    report the gaps the machine takes (interrupts,\n"
 	"                    kernel threads, the hypervisor): \"hiccup\" line,\n"
-	"                    DIR/hiccups.tsv and .png; bound_pX is the X-th percentile a\n"
-	"                    record costing nothing would have from them alone\n"
-	"                    (default 2; 0 skips the probe)\n"
+	"                    DIR/hiccups.tsv and hiccups.png; bound_pX is the\n"
+	"                    X-th percentile a record costing nothing would\n"
+	"                    have from those gaps alone (default 2; 0 skips)\n"
 	"\n"
 	"Exit status: 0 done, 1 a run failed, 2 bad options.\n";
 
@@ -1251,6 +1252,10 @@ static int preflight(struct bench_opts *o)
 	weir_runtime_config_init(&rc);	/* cores: every usable CPU */
 	if (o->cores == 0)
 		o->cores = rc.cores;
+	/* The plot scripts name files in it, several to a 4 KiB script. */
+	if (strlen(o->out_dir) > OUT_DIR_MAX)
+		return cli_usage_error("bench latency: --out: a directory path "
+				       "of at most %u bytes", OUT_DIR_MAX);
 	if (mkdir(o->out_dir, 0777) != 0 && errno != EEXIST)
 		return cli_usage_error("bench latency: cannot create %s: %s",
 				       o->out_dir, strerror(errno));
@@ -1299,7 +1304,7 @@ static int write_hiccups(const struct hiccup_report *h, const char *dir)
 /* Gap length against time, a colour per CPU. */
 static void plot_hiccups(const struct hiccup_report *h, const char *dir)
 {
-	char s[8192];
+	char s[32768];	/* 32 CPUs of an OUT_DIR_MAX path each */
 	int n = snprintf(s, sizeof(s),
 		"set terminal png size 900,500\nset output '%s/hiccups.png'\n"
 		"set logscale y\nset grid\nset key top left noenhanced\n"
@@ -1308,11 +1313,16 @@ static void plot_hiccups(const struct hiccup_report *h, const char *dir)
 		"the machine took from each worker CPU (gaps >= %u us)'\nplot ",
 		dir, HICCUP_MIN_NS / 1000);
 
-	for (unsigned i = 0; i < h->ncpu && i < 32; i++)
+	for (unsigned i = 0; i < h->ncpu && i < 32 && n < (int)sizeof(s); i++)
 		n += snprintf(s + n, sizeof(s) - (size_t)n,
 			      "%s'%s/hiccups.tsv' using 2:($1 == %d ? $3 : 1/0) "
 			      "with points pt 7 ps 0.5 title 'CPU %d'",
 			      i ? ", " : "", dir, h->cpus[i], h->cpus[i]);
+	if (n + 2 > (int)sizeof(s)) {	/* a very long --out */
+		fprintf(stderr, "weir: bench latency: skipped hiccups.png "
+			"(output path too long for the plot script)\n");
+		return;
+	}
 	snprintf(s + n, sizeof(s) - (size_t)n, "\n");
 	if (gnuplot(s, "hiccups.png"))
 		printf("wrote %s/hiccups.png\n", dir);

@@ -293,6 +293,9 @@ def errors():
             "needs --checkpoint-interval")
     refused(["--duration", "1"], "--rate")
     refused(["--rate", "1000", "--hiccups", "601"], "--hiccups")
+    r = bench("--rate", "1000", "--out", "/tmp/" + "d" * 600)
+    assert r.returncode == 2 and "--out" in r.stderr, (r.returncode, r.stderr)
+    assert not os.path.exists("/tmp/" + "d" * 600)
 
 
 def scrape(port, proc):
