@@ -4,6 +4,11 @@
 # multi-core runs), and print each one's mpps= (from the summary line)
 # with its median.  For before/after figures of a change: build the two
 # commits into two build directories and pass their apps/weir.
+# One untimed run of each first (AB_WARMUP=0 skips it): on the VMs these
+# figures come from, memory the guest has not touched for a while (a
+# capture in the page cache, say) costs a host fault per page on its next
+# touch, and the first run of a pair paid it (bench/RESULTS.md, "Memory
+# left idle is slow to touch again").
 #
 #   bash bench/ab.sh 5 build-before/apps/weir build/apps/weir -- \
 #       flows --pcap cap.pcap --cores 1 --out /tmp/o.csv
@@ -15,6 +20,10 @@ pin=()
 [ -n "${AB_CPU-1}" ] && pin=(taskset -c "${AB_CPU-1}")
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
+if [ "${AB_WARMUP:-1}" != 0 ]; then
+	"${pin[@]}" "$a" "$@" >/dev/null 2>&1 || true
+	"${pin[@]}" "$b" "$@" >/dev/null 2>&1 || true
+fi
 for _ in $(seq "$n"); do
 	for v in A B; do
 		bin=$a; [ $v = B ] && bin=$b
