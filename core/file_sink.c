@@ -9,9 +9,10 @@
  * (buffered otherwise).  A buffered write is a copy into the page cache,
  * and io_uring hands a buffered ext4 append to an io-wq thread: on 2 cores
  * that thread took ~11% of the CPU samples of `weir flows --pcap --cores
- * 2` (100 MB of CSV for 20 M packets) from the two workers; O_DIRECT
- * writes go from our buffers to the disk with no copy and no extra thread
- * (bench/RESULTS.md, "The file sink writes O_DIRECT").  The rules that
+ * 2` (100 MB of CSV for 20 M packets) in one profile from the two
+ * workers; O_DIRECT writes go from our buffers to the disk with no copy
+ * and no extra thread: +1-6% on 2 cores, +2% on 1 (bench/RESULTS.md,
+ * "The file sink writes O_DIRECT").  The rules that
  * keeps, with B = DIO_ALIGN:
  *   - `off` is a multiple of B, and buffer byte i is file byte off + i;
  *   - a write covers whole blocks.  Its last partial block (the tail,
