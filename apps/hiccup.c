@@ -1,9 +1,10 @@
 /*
  * apps/hiccup.c — the machine's own interruptions per CPU (hiccup.h).
  *
- * Each probe thread keeps its gaps in an array sized before it starts
- * spinning (growing it would itself take the CPU away); gaps beyond it are
- * still counted in away_ns, max_ns and the over_* counts.
+ * Each probe thread keeps its gaps in an array sized and touched before it
+ * starts spinning (growing it, or a first touch, would itself take the CPU
+ * away); gaps beyond it are still counted in away_ns, max_ns and the
+ * over_* counts.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -59,8 +60,10 @@ static void *probe_main(void *arg)
 		;
 	while (prev < p->end) {
 		now = weir_tsc_now();
-		if (now - prev >= min)
+		if (now - prev >= min) {
 			note(p, prev, weir_tsc_ns(prev, now));
+			now = weir_tsc_now(); /* the note is not a gap */
+		}
 		prev = now;
 	}
 	return NULL;
@@ -128,6 +131,10 @@ int hiccup_probe(const int *cpus, unsigned n, double seconds,
 		pr[i].cap = cap;
 		pr[i].gaps = malloc(cap * sizeof(*pr[i].gaps));
 		err = pr[i].gaps == NULL ? -ENOMEM : 0;
+		/* Touched now: a first touch while spinning would be a gap
+		 * of the probe's own (a page fault, on a VM a host one). */
+		if (!err)
+			memset(pr[i].gaps, 0, cap * sizeof(*pr[i].gaps));
 	}
 	r->ncpu = n, r->seconds = seconds;
 	if (!err)
