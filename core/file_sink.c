@@ -125,7 +125,9 @@ static int wait_current(struct fsink_core *fc)
  * O_DIRECT tail copied to its front. */
 static int rotate(struct fsink_core *fc, bool pad)
 {
-	uint32_t len = write_len(fc, pad), whole = fc->fill & ~(DIO_ALIGN - 1);
+	/* Buffer bytes done with after this write (O_DIRECT: not the tail). */
+	uint32_t whole = fc->direct ? fc->fill & ~(DIO_ALIGN - 1) : fc->fill;
+	uint32_t len = write_len(fc, pad);
 	unsigned from = fc->cur;
 	int err;
 
@@ -136,7 +138,7 @@ static int rotate(struct fsink_core *fc, bool pad)
 	if (fc->pad_tag >= 0 && fc->busy[fc->pad_tag] &&
 	    (err = drain_all(fc)) != 0)
 		return err;
-	fc->pad_tag = pad && fc->direct && len > whole ? (int)from : -1;
+	fc->pad_tag = len > whole ? (int)from : -1; /* a padded tail */
 	err = wr_uring_write(fc->io, fc->fd, fc->buf[from], len, fc->off,
 			     from);
 	if (err == 0)
@@ -144,8 +146,6 @@ static int rotate(struct fsink_core *fc, bool pad)
 	if (err)
 		return err;
 	fc->busy[from] = true;
-	if (!fc->direct)
-		whole = fc->fill;
 	fc->off += whole;
 	fc->fill -= whole;
 	fc->cur = (fc->cur + 1) % NBUF;
