@@ -199,7 +199,11 @@ static const char bench_usage[] =
 	"                    kernel threads, the hypervisor): \"hiccup\" line,\n"
 	"                    DIR/hiccups.tsv and hiccups.png; bound_pX is the\n"
 	"                    X-th percentile a record costing nothing would\n"
-	"                    have from those gaps alone (default 2; 0 skips)\n"
+	"                    have from those gaps alone (default 2; 0 skips);\n"
+	"                    with --peak, \"hiccup_load\" lines give the bounds\n"
+	"                    at each rate's share of the peak (a gap's backlog\n"
+	"                    drains at peak - rate: at half of peak, twice the\n"
+	"                    tail)\n"
 	"\n"
 	"Exit status: 0 done, 1 a run failed, 2 bad options.\n";
 
@@ -1345,39 +1349,64 @@ static void report_hiccups(const struct hiccup_report *h)
 }
 
 /* Before any run, with the CPUs otherwise idle: what the machine alone
- * takes from the workers' CPUs, and the percentiles it forces. */
-static int machine_hiccups(const struct bench_opts *o)
+ * takes from the workers' CPUs, and the percentiles it forces.  *h is
+ * kept for the bounds under load (hiccup_load); the caller frees it. */
+static int machine_hiccups(const struct bench_opts *o,
+			   struct hiccup_report *h)
 {
-	struct hiccup_report h;
 	int cpus[WEIR_CORES_MAX];
 	unsigned n = weir_runtime_usable_cpus(cpus, o->cores);
-	int err = hiccup_probe(cpus, n, (double)o->hiccup_s, &h);
+	int err = hiccup_probe(cpus, n, (double)o->hiccup_s, h);
 
 	if (err) {
 		fprintf(stderr, "weir: bench latency: hiccup probe on %u CPUs: "
 			"%s\n", n, strerror(-err));
 		return err;
 	}
-	report_hiccups(&h);
-	if (h.dropped)
+	report_hiccups(h);
+	if (h->dropped)
 		fprintf(stderr, "weir: bench latency: %llu gaps not kept (a "
 			"CPU's list was full): the bounds leave them out\n",
-			(unsigned long long)h.dropped);
+			(unsigned long long)h->dropped);
 	fflush(stdout);
-	err = write_hiccups(&h, o->out_dir);
+	err = write_hiccups(h, o->out_dir);
 	if (err)
 		fprintf(stderr, "weir: bench latency: %s/hiccups.tsv: %s\n",
 			o->out_dir, strerror(-err));
 	else
-		plot_hiccups(&h, o->out_dir);
-	hiccup_free(&h);
+		plot_hiccups(h, o->out_dir);
 	return err;
+}
+
+/* With the peak known: the percentiles the same gaps force on any job
+ * offered `rate` against that peak (apps/hiccup.h, the bound under load),
+ * one line per rate about to run.  The peak was measured through the same
+ * gaps: the CPUs serve at peak / (1 - away) while they run. */
+static void report_load_bounds(const struct hiccup_report *h,
+			       const struct bench_opts *o, double pk)
+{
+	double away = (double)h->away_ns / (h->seconds * 1e9 * h->ncpu);
+	double serve = away < 1 ? pk / (1 - away) : 0;
+
+	for (unsigned i = 0; i < o->nrates + (o->rate != 0); i++) {
+		uint64_t rate = i < o->nrates ? o->rates[i] : o->rate;
+		double load = serve > 0 ? (double)rate / serve : 1;
+
+		printf("hiccup_load rate=%llu peak=%.0f load=%.3f "
+		       "bound_p99=%.2fus bound_p99.9=%.2fus "
+		       "bound_p99.99=%.2fus\n", (unsigned long long)rate, pk,
+		       load, hiccup_bound_at_load_ns(h, 0.99, load) / 1e3,
+		       hiccup_bound_at_load_ns(h, 0.999, load) / 1e3,
+		       hiccup_bound_at_load_ns(h, 0.9999, load) / 1e3);
+	}
+	fflush(stdout);
 }
 
 static int bench_latency(int argc, char **argv)
 {
 	struct bench_opts o;
 	struct weir_flowgen *g = NULL;
+	struct hiccup_report h = { 0 };
 	double pk;
 	int rc = parse_opts(argc, argv, &o), err = 0;
 
@@ -1388,11 +1417,13 @@ static int bench_latency(int argc, char **argv)
 	    (rc = check_rates(&o, g)))
 		goto out;
 	if (o.hiccup_s)
-		err = machine_hiccups(&o);
+		err = machine_hiccups(&o, &h);
 	if (!err && o.peak) {
 		err = peak(&o, g, &pk);
 		if (!err && !o.rate && !o.nrates)
 			o.rate = (uint64_t)(pk / 2);
+		if (!err && o.hiccup_s)
+			report_load_bounds(&h, &o, pk);
 	}
 	if (!err && o.rate)
 		err = fixed_rate(&o, g, o.rate);
@@ -1400,6 +1431,7 @@ static int bench_latency(int argc, char **argv)
 		err = sweep(&o, g);
 	rc = err ? 1 : 0;
 out:
+	hiccup_free(&h);
 	weir_flowgen_destroy(g);
 	return rc;
 }

@@ -172,6 +172,14 @@ double hiccup_bound_ns(const struct hiccup_report *r, double q)
 	return hi;
 }
 
+double hiccup_bound_at_load_ns(const struct hiccup_report *r, double q,
+			       double load)
+{
+	if (load >= 1)
+		return (double)r->max_ns;	/* never drains: the worst */
+	return hiccup_bound_ns(r, 1 - (1 - q) * (1 - (load > 0 ? load : 0)));
+}
+
 void hiccup_free(struct hiccup_report *r)
 {
 	free(r->gaps);

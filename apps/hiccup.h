@@ -48,6 +48,20 @@ int hiccup_probe(const int *cpus, unsigned n, double seconds,
 /* The q-quantile (0 < q < 1) of a costless record's wait, in ns. */
 double hiccup_bound_ns(const struct hiccup_report *r, double q);
 
+/*
+ * The same under load: records arrive at `load` (0 <= load < 1) times the
+ * rate a CPU serves them at when it runs (its peak), first come first
+ * served.  A gap of L leaves L x rate records queued, which drain at
+ * (1 - load) x peak, so a record arriving t after the gap began waits
+ * L - (1 - load) t, for t up to L / (1 - load): P(wait > x) = sum of
+ * max(0, L - x) / ((1 - load) x cpus x time), the bound above at
+ * q' = 1 - (1 - q)(1 - load).  At half of peak the tail doubles: p99 is
+ * the idle bound's p99.5.  Holds for any engine whose catch-up rate is
+ * its peak, while gaps are rarer than their drains are long.
+ */
+double hiccup_bound_at_load_ns(const struct hiccup_report *r, double q,
+			       double load);
+
 void hiccup_free(struct hiccup_report *r);
 
 #endif

@@ -23,7 +23,9 @@ Test plan (no assertion on absolute times: the machine is shared):
     the "hiccup" line reports at least 20% of the time away and gaps of
     1 ms or more; hiccups.tsv holds every gap (count >= 10 us and max
     agree with the line) and the bounds recomputed from it agree with the
-    printed ones.
+    printed ones; with --peak, the "hiccup_load" line's load is the rate
+    over the peak scaled to the time the CPU ran, and its bounds are the
+    idle bounds at q' = 1 - (1 - q)(1 - load), recomputed the same way.
   - errors -> exit 2 and one line on stderr: --rate 0, --duration 0, a
     rate above what the generator can offer, a port in use, an unknown
     option, --checkpoint-interval 0, --checkpoint-dir alone.
@@ -102,6 +104,11 @@ HICCUP = re.compile(r"^hiccup cpus=(\d+) seconds=1 away=([\d.]+)% "
                     r"bound_p99\.9=([\d.]+)us bound_p99\.99=([\d.]+)us$")
 
 
+HICCUP_LOAD = re.compile(r"^hiccup_load rate=(\d+) peak=(\d+) "
+                         r"load=([\d.]+) bound_p99=([\d.]+)us "
+                         r"bound_p99\.9=([\d.]+)us bound_p99\.99=([\d.]+)us$")
+
+
 def bound_from(gaps_us, seconds, q):
     """Smallest x with sum(max(0, g - x)) / T <= 1 - q (apps/hiccup.h)."""
     budget = (1 - q) * seconds * 1e6
@@ -122,13 +129,14 @@ def hiccups():
     cpu = min(os.sched_getaffinity(0))
     pin = lambda: os.sched_setaffinity(0, {cpu})  # noqa: E731
     hog = subprocess.Popen([sys.executable, "-c",
-                            "import time\nt=time.time()+6\n"
+                            "import time\nt=time.time()+12\n"
                             "while time.time()<t: pass"], preexec_fn=pin)
     d = tempfile.mkdtemp()
     try:
         time.sleep(0.2)
         r = bench("--rate", "20000", "--duration", "1", "--cores", "1",
-                  "--no-floor", "--hiccups", "1", "--out", d, preexec_fn=pin)
+                  "--no-floor", "--hiccups", "1", "--peak", "--repeat", "1",
+                  "--out", d, preexec_fn=pin)
     finally:
         hog.kill()
         hog.wait()
@@ -152,6 +160,17 @@ def hiccups():
         assert abs(want - got) <= 0.01 * want + 0.05, (q, want, got)
     assert [LINE.match(l).group(1) for l in r.stdout.splitlines()
             if LINE.match(l)] == ["flows"], r.stdout  # the run went on
+    ld = [HICCUP_LOAD.match(l) for l in r.stdout.splitlines()
+          if HICCUP_LOAD.match(l)]
+    assert len(ld) == 1 and ld[0].group(1) == "20000", r.stdout
+    peak, load = float(ld[0].group(2)), float(ld[0].group(3))
+    want = 20000 / (peak / (1 - float(m.group(2)) / 100))
+    assert abs(load - want) <= 0.0005 + 0.01 * want, (load, want)
+    for q, i in ((0.99, 4), (0.999, 5), (0.9999, 6)):
+        qq = 1 - (1 - q) * (1 - load)
+        want, got = bound_from(gaps, 1.0, qq), float(ld[0].group(i))
+        assert abs(want - got) <= 0.01 * want + 0.05, (q, load, want, got)
+        assert got >= float(m.group(i + 3)) - 0.05, (q, got, m.group(0))
     if shutil.which("gnuplot"):
         assert os.path.getsize(os.path.join(d, "hiccups.png")) > 1000
     shutil.rmtree(d)
