@@ -151,6 +151,25 @@ static int grow(struct wr_exec *x, struct wr_winop *op)
 	return wr_ckpt_meta_fit(x);
 }
 
+/*
+ * The spare serves a window of `want` slots.  Housekeeping clears it a few
+ * slots every 64th tick under load, so a loop that is never idle (a
+ * capture read at full speed: a window every ~50 ms) opens its next window
+ * before the spare is clear; it is finished here then: the same zeroing a
+ * new table on reused pages costs, without taking more pages while the
+ * spare holds its own (measured: docs/architecture.md, "Windows").  Not
+ * while a snapshot is pending: zeroing would copy the pages it holds.
+ */
+static bool spare_fits(struct wr_exec *x, struct wr_winop *op, uint64_t want)
+{
+	if (op->spare == NULL || wr_table_capacity(op->spare) < want / 2)
+		return false;
+	if (!op->spare_ready && !x->arena->snap_pending)
+		op->spare_ready = wr_table_clear_step(op->spare, &op->spare_pos,
+					wr_table_capacity(op->spare));
+	return op->spare_ready;
+}
+
 static int win_open(struct wr_exec *x, struct wr_winop *op, unsigned at,
 		    int64_t start, struct wr_win **out)
 {
@@ -160,8 +179,7 @@ static int win_open(struct wr_exec *x, struct wr_winop *op, unsigned at,
 	struct wr_table *t = NULL;
 	int err = op->nlive == op->cap ? grow(x, op) : 0;
 
-	if (err == 0 && op->spare_ready &&
-	    wr_table_capacity(op->spare) >= tc.initial_capacity / 2) {
+	if (err == 0 && spare_fits(x, op, tc.initial_capacity)) {
 		t = op->spare;
 		op->spare = NULL;
 		op->spare_ready = false;
