@@ -389,7 +389,8 @@ static int poll_source(struct wr_exec *x, const struct weir_stream *s,
 	uint32_t want = room < WR_BURST ? room : WR_BURST;
 	int got;
 
-	if (nr->ended || want == 0 || wr_ckpt_aligning(&x->ck))
+	if (nr->ended || want == 0 || wr_ckpt_aligning(&x->ck) ||
+	    wr_time_source_ahead(x, s))
 		return 0;
 	struct as_node saved = enter(x, s, WEIR_TS_MIN);
 	got = leave(x, saved, s->fn.source.next(&x->ctx, x->inbuf, x->tsbuf,

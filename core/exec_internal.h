@@ -32,6 +32,7 @@ struct wr_node_rt {
 	void *sink_state;       /* SINK: whatever its ops keep per core */
 	int64_t max_ts;         /* SOURCE: largest event time seen */
 	int64_t active_ms;      /* SOURCE: processing time of its last record */
+	int align_edge;         /* SOURCE: the edge it feeds (alignment), -1 */
 	struct wr_timers *timers; /* PROCESS with on_timer */
 	struct wr_winop *win;     /* WINDOW */
 	struct wr_combiner *comb; /* KEY_BY into a window: combine.c */
@@ -163,6 +164,9 @@ void wr_time_marker(struct wr_exec *x, unsigned from,
  * firings already started (core/ckpt.h). */
 int wr_time_fire(struct wr_exec *x, bool aligning);
 void wr_time_send(struct wr_exec *x);
+/* Watermark alignment: source s is too far ahead of the other cores'
+ * (weir_pipeline_config.align_drift_ms) and must not be read now. */
+bool wr_time_source_ahead(const struct wr_exec *x, const struct weir_stream *s);
 /* Has everything upstream of key_by node kb ended on this core? */
 bool wr_time_upstream_ended(const struct wr_exec *x,
 			    const struct weir_stream *kb);

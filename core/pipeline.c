@@ -23,6 +23,7 @@ void weir_pipeline_config_init(struct weir_pipeline_config *cfg)
 	weir_runtime_config_init(&cfg->runtime);
 	cfg->key_groups = WEIR_KEY_GROUPS_DEFAULT;
 	cfg->state_bytes_max = STATE_BYTES_DEFAULT;
+	cfg->align_drift_ms = WEIR_ALIGN_DRIFT_MS_DEFAULT;
 	cfg->combine_entries = WEIR_COMBINE_ENTRIES_DEFAULT;
 }
 

@@ -26,6 +26,16 @@
  * ~13 us of 256 rows (a 64k-row window then takes ~1000 ticks). */
 #define WINDOW_ROWS_BUDGET 64u
 
+/* The stage a key_by's records come from: a source or an earlier key_by. */
+static const struct weir_stream *stage_root(const struct weir_stream *kb)
+{
+	const struct weir_stream *n = kb->up;
+
+	while (n->kind != WR_NODE_SOURCE && n->kind != WR_NODE_KEY_BY)
+		n = n->up;
+	return n;
+}
+
 void wr_time_init(struct wr_exec *x)
 {
 	for (unsigned e = 0; e < x->p->nedges; e++) {
@@ -34,8 +44,15 @@ void wr_time_init(struct wr_exec *x)
 			er->wm_from[i] = WEIR_TS_MIN;
 		er->wm = er->fired_upto = er->wm_sent = WEIR_TS_MIN;
 	}
-	for (unsigned i = 0; i < x->p->nnodes; i++)
+	for (unsigned i = 0; i < x->p->nnodes; i++) {
 		x->nodes[i].max_ts = WEIR_TS_MIN;
+		x->nodes[i].align_edge = -1;
+	}
+	for (unsigned e = x->p->nedges; e-- > 0;) {
+		const struct weir_stream *root = stage_root(x->p->edges[e]);
+		if (root->kind == WR_NODE_SOURCE)
+			x->nodes[root->id].align_edge = (int)e;
+	}
 }
 
 static void recompute(struct wr_edge_rt *er, unsigned n)
@@ -159,15 +176,6 @@ int wr_time_fire(struct wr_exec *x, bool aligning)
 
 /* ---- sending watermarks ---- */
 
-static const struct weir_stream *stage_root(const struct weir_stream *kb)
-{
-	const struct weir_stream *n = kb->up;
-
-	while (n->kind != WR_NODE_SOURCE && n->kind != WR_NODE_KEY_BY)
-		n = n->up;
-	return n;
-}
-
 static int64_t source_wm(const struct wr_exec *x, const struct weir_stream *s,
 			 bool *idle)
 {
@@ -203,6 +211,33 @@ static int64_t upstream_wm(const struct wr_exec *x,
 		return source_wm(x, root, idle);
 	*idle = false;
 	return x->edges[root->edge].fired_upto;
+}
+
+/*
+ * Watermark alignment.  The other cores' watermarks on the edge s feeds
+ * are what they last sent (every 20 ms at most), so a core is held back at
+ * most that long past the bound; the slowest core is never held, so the
+ * cores cannot all wait.  WEIR_TS_MIN from a core (nothing sent yet: its
+ * split has not started, or has no timestamps) does not hold others back.
+ */
+bool wr_time_source_ahead(const struct wr_exec *x, const struct weir_stream *s)
+{
+	const struct wr_node_rt *nr = &x->nodes[s->id];
+	int64_t drift = x->p->cfg.align_drift_ms, slowest = WEIR_TS_MAX, own;
+	const struct wr_edge_rt *er;
+	bool idle;
+
+	if (drift <= 0 || nr->align_edge < 0 || x->n < 2)
+		return false;
+	own = source_wm(x, s, &idle);
+	if (own == WEIR_TS_MIN || own == WEIR_TS_MAX)
+		return false;
+	er = &x->edges[nr->align_edge];
+	for (unsigned i = 0; i < x->n; i++)
+		if (i != x->id && !er->idle_from[i] &&
+		    er->wm_from[i] != WEIR_TS_MIN && er->wm_from[i] < slowest)
+			slowest = er->wm_from[i];
+	return slowest != WEIR_TS_MAX && own - slowest > drift;
 }
 
 /* Call only with every out buffer empty: a marker lands at the ring's

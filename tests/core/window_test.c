@@ -24,6 +24,12 @@
  *   - memory cap: a window of 400k distinct keys in an 8 MiB-per-core
  *     arena fails the run with -ENOMEM and a message naming the window
  *     and the cap.
+ *   - watermark alignment: on 2 cores, split 1 offering 64 records a call
+ *     and split 0 one, over the same 30 s of event time: with
+ *     align_drift_ms 2000, split 1 never gets more than 2000 ms (plus a
+ *     burst) ahead of what split 0 has produced; with alignment off it
+ *     does (the test can fail); the windows' counts add up to every
+ *     record either way, none late.
  *   - combiner (pre-aggregation before key_by, on without a late stream):
  *     tumbling and sliding windows on 2 cores, the source paced so many
  *     watermarks pass mid-run (partials flushed before each), with a cache
@@ -635,6 +641,103 @@ Test(window, memory_cap_fails_with_the_window_named, .timeout = 60)
 		  strstr(weir_last_error(), "8388608") != NULL,
 		  "message: %s", weir_last_error());
 	weir_pipeline_destroy(p);
+}
+
+/* ---- watermark alignment ---- */
+
+#define ALIGN_N 30000
+#define ALIGN_DRIFT 2000
+
+struct align_src {
+	_Atomic int64_t last[2];	/* the largest ts each split produced */
+	unsigned made[2];
+	int64_t lead_max;		/* split 1's, over split 0's */
+};
+
+static int align_open(struct weir_ctx *c, unsigned split, unsigned splits,
+		      void *arg)
+{
+	struct align_src *a = arg;
+
+	(void)c;
+	cr_assert_eq(splits, 2);
+	a->made[split] = 0;
+	atomic_store(&a->last[split], -1);
+	return 0;
+}
+
+/* Split 0: one record a call; split 1: up to max, once split 0 has made
+ * two (so split 0 has sent its first watermark).  Record j of a split has
+ * ts j ms; the lead is measured against what split 0 had made before the
+ * call, so it is never under the true one. */
+static int align_next(struct weir_ctx *c, void *recs, int64_t *ts,
+		      unsigned max, void *arg)
+{
+	struct align_src *a = arg;
+	unsigned me = weir_ctx_core(c), n = 0;
+	int64_t slow = atomic_load(&a->last[0]);
+
+	if (a->made[me] == ALIGN_N)
+		return WEIR_SOURCE_END;
+	if (me == 1 && slow < 1)
+		return 0;
+	max = me == 0 ? 1 : max;
+	while (n < max && a->made[me] < ALIGN_N) {
+		unsigned j = a->made[me]++;
+		((struct ev *)recs)[n] = (struct ev){ j % NKEY, 0, 1, j };
+		ts[n++] = j;
+	}
+	atomic_store(&a->last[me], ts[n - 1]);
+	if (me == 1 && ts[n - 1] - slow > a->lead_max)
+		a->lead_max = ts[n - 1] - slow;
+	return (int)n;
+}
+
+static int64_t run_aligned(int64_t drift)
+{
+	static const struct weir_source_ops ops = { .open = align_open,
+						    .next = align_next };
+	static struct align_src a;
+	struct weir_window_spec spec = { .name = "w",
+		.kind = WEIR_WINDOW_TUMBLING, .size_ms = 100, .agg = &agg,
+		.output = to_row, .out_size = sizeof(struct row) };
+	struct weir_pipeline_config cfg;
+	struct weir_pipeline *p;
+	struct weir_stream *s, *k, *out;
+	int64_t total = 0;
+
+	weir_pipeline_config_init(&cfg);
+	if (cfg.runtime.cores < 2)
+		cr_skip_test("needs 2 CPUs");
+	cfg.runtime.cores = 2;
+	cfg.align_drift_ms = drift;
+	cr_assert_eq(weir_pipeline_create(&cfg, &p), 0);
+	memset(&a, 0, sizeof(a));
+	cr_assert_eq(weir_source(p, "events", &ops, sizeof(struct ev), &a,
+				 &s), 0);
+	cr_assert_eq(weir_watermarks(p, s, 0, 0), 0);
+	cr_assert_eq(weir_key_by(p, s, key_of, 4, NULL, &k), 0);
+	cr_assert_eq(weir_window(p, k, &spec, &out, NULL), 0);
+	cr_assert_eq(weir_sink_callback(p, out, collect_row, &rows_a), 0);
+	memset(&rows_a, 0, sizeof(rows_a));
+	cr_assert_eq(weir_pipeline_run(p), 0, "%s", weir_last_error());
+	for (unsigned i = 0; i < rows_a.n; i++)
+		total += rows_a.r[i].count;
+	cr_assert_eq(total, 2 * ALIGN_N, "records in the windows: %lld",
+		     (long long)total);
+	cr_assert_eq(rows_a.n, NKEY * (ALIGN_N / 100), "rows: %u", rows_a.n);
+	weir_pipeline_destroy(p);
+	return a.lead_max;
+}
+
+Test(window, alignment_holds_a_fast_split_within_the_drift, .timeout = 60)
+{
+	int64_t lead = run_aligned(ALIGN_DRIFT);
+
+	cr_assert_leq(lead, ALIGN_DRIFT + 65, "lead %lld ms", (long long)lead);
+	lead = run_aligned(0);
+	cr_assert_gt(lead, ALIGN_DRIFT, "without alignment: lead %lld ms",
+		     (long long)lead);
 }
 
 /* ---- bad specs ---- */
