@@ -50,7 +50,10 @@ void wr_time_init(struct wr_exec *x)
 	}
 	for (unsigned e = x->p->nedges; e-- > 0;) {
 		const struct weir_stream *root = stage_root(x->p->edges[e]);
-		if (root->kind == WR_NODE_SOURCE)
+		/* Not a live one (no position(): a NIC's queue): holding it
+		 * back would drop its packets. */
+		if (root->kind == WR_NODE_SOURCE &&
+		    root->fn.source.position != NULL)
 			x->nodes[root->id].align_edge = (int)e;
 	}
 }
