@@ -693,10 +693,21 @@ static int align_next(struct weir_ctx *c, void *recs, int64_t *ts,
 	return (int)n;
 }
 
+/* Replayable (live sources are never held back). */
+static int align_position(struct weir_ctx *c, void *pos, size_t cap,
+			  void *arg)
+{
+	const struct align_src *a = arg;
+
+	cr_assert_geq(cap, sizeof(unsigned));
+	memcpy(pos, &a->made[weir_ctx_core(c)], sizeof(unsigned));
+	return (int)sizeof(unsigned);
+}
+
 static int64_t run_aligned(int64_t drift)
 {
 	static const struct weir_source_ops ops = { .open = align_open,
-						    .next = align_next };
+		.next = align_next, .position = align_position };
 	static struct align_src a;
 	struct weir_window_spec spec = { .name = "w",
 		.kind = WEIR_WINDOW_TUMBLING, .size_ms = 100, .agg = &agg,
