@@ -43,6 +43,10 @@ int weir_pipeline_create(const struct weir_pipeline_config *cfg,
 		return wr_error(-EINVAL, "cores %u is more than key_groups %u: "
 				"some core would own no key group",
 				cfg->runtime.cores, kg);
+	if (cfg->align_drift_ms < 0)
+		return wr_error(-EINVAL, "align_drift_ms %lld is negative (0 "
+				"turns watermark alignment off)",
+				(long long)cfg->align_drift_ms);
 	p = calloc(1, sizeof(*p));
 	if (p == NULL)
 		return -ENOMEM;

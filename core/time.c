@@ -218,10 +218,13 @@ static int64_t upstream_wm(const struct wr_exec *x,
 
 /*
  * Watermark alignment.  The other cores' watermarks on the edge s feeds
- * are what they last sent (every 20 ms at most), so a core is held back at
- * most that long past the bound; the slowest core is never held, so the
- * cores cannot all wait.  WEIR_TS_MIN from a core (nothing sent yet: its
- * split has not started, or has no timestamps) does not hold others back.
+ * are what they last sent (at most every 20 ms), never above their real
+ * ones, so a split never runs more than the drift (plus a burst) ahead of
+ * the others' real watermarks.  Two cores may each hold on the other's
+ * stale value, but a held core still sends its watermark (wr_time_send
+ * runs every tick), so that resolves within a marker interval.
+ * WEIR_TS_MIN from a core (nothing sent yet: its split has not started,
+ * or has no timestamps) does not hold others back.
  */
 bool wr_time_source_ahead(const struct wr_exec *x, const struct weir_stream *s)
 {

@@ -107,9 +107,8 @@ struct weir_pipeline_config {
 	 * --gen` on 2 cores held 8 windows open after 400 M packets, and
 	 * more the longer it ran.  A core not yet heard from, idle or ended
 	 * never holds another back; a live source (no position()) is never
-	 * held, since holding a NIC's queue drops packets.  0 turns it off.
-	 * Default
-	 * WEIR_ALIGN_DRIFT_MS_DEFAULT.
+	 * held, since holding a NIC's queue drops packets.  0 turns it off
+	 * (negative: -EINVAL).  Default WEIR_ALIGN_DRIFT_MS_DEFAULT.
 	 */
 	int64_t align_drift_ms;
 };

@@ -16,7 +16,7 @@
  *     and only appears under its final name when the job succeeded; a
  *     failing job leaves only "<path>.inprogress".
  *   - bad input: key size 0 / too large, zero record size, key_groups not a
- *     power of two, a process on a stream that is not keyed, a state of size
+ *     power of two, a negative align_drift_ms, a process on a stream that is not keyed, a state of size
  *     0 -> -EINVAL with a message; nothing crashes.
  */
 #include <criterion/criterion.h>
@@ -499,6 +499,11 @@ Test(pipeline, bad_input_is_einval_with_a_message)
 	cfg.key_groups = 1000;
 	cr_assert_eq(weir_pipeline_create(&cfg, &p), -EINVAL);
 	cr_assert(strstr(weir_last_error(), "1000") != NULL);
+	weir_pipeline_config_init(&cfg);
+	cfg.align_drift_ms = -5;
+	cr_assert_eq(weir_pipeline_create(&cfg, &p), -EINVAL);
+	cr_assert(strstr(weir_last_error(), "align_drift_ms -5") != NULL, "%s",
+		  weir_last_error());
 
 	p = make_pipeline(1);
 	g.record_size = 0;
