@@ -62,6 +62,12 @@
 #define SAMPLE_DEFAULT 8u
 #define PREFAULT_MB_DEFAULT 64u /* --state-prefault */
 #define HICCUP_S_DEFAULT 2u     /* --hiccups */
+/* --settle: a guest with free page reporting (virtio-balloon) reports
+ * memory freed 2 s before to the host, which takes it back and stops
+ * every vCPU for ~10 ms meanwhile (bench/RESULTS.md, 2026-12-07 "10-20 ms
+ * stalls"): after a run has freed its state, wait that out before the
+ * next measured one. */
+#define SETTLE_S_DEFAULT 3u
 #define OUT_DIR_MAX 512u        /* --out */
 #define START_DELAY_NS 50000000ull /* workers launch before t_0 */
 #define WARMUP_MAX_NS 1000000000ull
@@ -75,6 +81,7 @@ struct bench_opts {
 	uint64_t rate, duration_s, sample, repeat, flows, ckpt_ms;
 	uint64_t prefault_mb; /* --state-prefault */
 	uint64_t hiccup_s;    /* --hiccups: 0 = no probe */
+	uint64_t settle_s;    /* --settle */
 	unsigned cores;
 	const char *out_dir, *json_path, *ckpt_dir;
 	uint64_t rates[SWEEP_MAX];
@@ -155,7 +162,7 @@ static const char bench_usage[] =
 	"                          [--metrics-port P] [--metrics-json FILE]\n"
 	"                          [--checkpoint-interval MS] [--checkpoint-dir D]\n"
 	"                          [--changelog on|off] [--state-prefault MB]\n"
-	"                          [--hiccups S]\n"
+	"                          [--hiccups S] [--settle S]\n"
 	"\n"
 	"Open-loop latency benchmark of the flows job (key_by 5-tuple, 1 s\n"
 	"tumbling window).  Record i is due at start + i/rate and its latency\n"
@@ -194,8 +201,9 @@ static const char bench_usage[] =
 	"                    record (default 64: the job's ~25 MB of windows at\n"
 	"                    100 k flows fit; 0 leaves the first write to each\n"
 	"                    2 MiB huge page to fault inside the window's growth)\n"
-	"  --hiccups S       before the runs, spin S s on each worker CPU and\n"
-	"                    report the gaps the machine takes (interrupts,\n"
+	"  --hiccups S       before the measured runs (after --peak's), spin S s\n"
+	"                    on each worker CPU and report the gaps the\n"
+	"                    machine takes (interrupts,\n"
 	"                    kernel threads, the hypervisor): \"hiccup\" line,\n"
 	"                    DIR/hiccups.tsv and hiccups.png; bound_pX is the\n"
 	"                    X-th percentile a record costing nothing would\n"
@@ -204,6 +212,11 @@ static const char bench_usage[] =
 	"                    at each rate's share of the peak (a gap's backlog\n"
 	"                    drains at peak - rate: at half of peak, twice the\n"
 	"                    tail)\n"
+	"  --settle S        before each measured run that follows another run,\n"
+	"                    wait S s (default 3; 0 skips, max 60): on a VM with\n"
+	"                    free page reporting the host takes back the memory\n"
+	"                    an ended run freed ~2 s later, stopping every vCPU\n"
+	"                    for ~10 ms, which would land in the next run\n"
 	"\n"
 	"Exit status: 0 done, 1 a run failed, 2 bad options.\n";
 
@@ -951,16 +964,33 @@ static void plot_sweep(const char *dir)
 
 /* ---- modes ---- */
 
-enum { ONE_EXPORTED = 1, ONE_TIMELINE = 2 };
+enum { ONE_EXPORTED = 1, ONE_TIMELINE = 2, ONE_MEASURED = 4 };
+
+static bool freed_before; /* a run of this command has ended */
+
+/* Before a measured run (or the probe): --settle seconds if an earlier
+ * run freed its memory. */
+static void settle(const struct bench_opts *o)
+{
+	if (freed_before && o->settle_s > 0)
+		sleep((unsigned)o->settle_s);
+	freed_before = false;
+}
 
 static int one(const struct bench_opts *o, struct weir_flowgen *g,
 	       enum run_kind kind, uint64_t rate, bool sampling,
 	       unsigned flags, struct run *r)
 {
+	int err;
+
+	if (flags & ONE_MEASURED)
+		settle(o);
 	memset(r, 0, sizeof(*r));
 	r->o = o, r->kind = kind, r->rate = rate, r->sampling = sampling;
 	r->cores = o->cores, r->gen = g;
-	return run_once(r, flags & ONE_EXPORTED, flags & ONE_TIMELINE);
+	err = run_once(r, flags & ONE_EXPORTED, flags & ONE_TIMELINE);
+	freed_before = true;
+	return err;
 }
 
 /* latency.hgrm, latency-checkpoint.hgrm, timeline.tsv, checkpoints.tsv. */
@@ -982,14 +1012,14 @@ static int fixed_rate(const struct bench_opts *o, struct weir_flowgen *g,
 {
 	struct run r, fl;
 	int err = one(o, g, RUN_FLOWS, rate, true,
-		      ONE_EXPORTED | ONE_TIMELINE, &r);
+		      ONE_EXPORTED | ONE_TIMELINE | ONE_MEASURED, &r);
 
 	if (err)
 		return err;
 	report(&r, "flows");
 	err = flows_outputs(&r, o->out_dir);
 	if (!err && !o->no_floor && !(err = one(o, g, RUN_FLOOR, rate, true,
-						0, &fl))) {
+						ONE_MEASURED, &fl))) {
 		report(&fl, "floor");
 		err = write_hgrm(fl.h, o->out_dir, "floor.hgrm");
 		run_free(&fl);
@@ -1019,7 +1049,7 @@ static int sweep(const struct bench_opts *o, struct weir_flowgen *g)
 		struct run r;
 
 		err = one(o, g, RUN_FLOWS, o->rates[i], true,
-			  i == 0 ? ONE_EXPORTED : 0, &r);
+			  (i == 0 ? ONE_EXPORTED : 0) | ONE_MEASURED, &r);
 		if (err)
 			break;
 		report(&r, "flows");
@@ -1166,6 +1196,9 @@ static int parse_value(struct bench_opts *o, const char *opt,
 	if (strcmp(opt, "--changelog") == 0)
 		return cli_parse_on_off(opt, val, &o->changelog_on) ?
 		       0 : EXIT_USAGE;
+	if (strcmp(opt, "--settle") == 0)
+		return cli_parse_u64(opt, val, 0, 60, &o->settle_s) ?
+		       0 : EXIT_USAGE;
 	if (strcmp(opt, "--hiccups") == 0)
 		return cli_parse_u64(opt, val, 0, 600, &o->hiccup_s) ?
 		       0 : EXIT_USAGE;
@@ -1183,6 +1216,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 	o->duration_s = 5, o->sample = SAMPLE_DEFAULT, o->repeat = 3;
 	o->prefault_mb = PREFAULT_MB_DEFAULT;
 	o->hiccup_s = HICCUP_S_DEFAULT;
+	o->settle_s = SETTLE_S_DEFAULT;
 	o->out_dir = "latency-out";
 	for (int i = 1; i < argc; i++) {
 		const char *opt = argv[i];
@@ -1416,15 +1450,17 @@ static int bench_latency(int argc, char **argv)
 	if ((rc = preflight(&o)) || (rc = make_gen(&o, &g)) ||
 	    (rc = check_rates(&o, g)))
 		goto out;
-	if (o.hiccup_s)
-		err = machine_hiccups(&o, &h);
-	if (!err && o.peak) {
+	if (o.peak) {
 		err = peak(&o, g, &pk);
 		if (!err && !o.rate && !o.nrates)
 			o.rate = (uint64_t)(pk / 2);
-		if (!err && o.hiccup_s)
-			report_load_bounds(&h, &o, pk);
 	}
+	if (!err && o.hiccup_s) {
+		settle(&o);
+		err = machine_hiccups(&o, &h);
+	}
+	if (!err && o.peak && o.hiccup_s)
+		report_load_bounds(&h, &o, pk);
 	if (!err && o.rate)
 		err = fixed_rate(&o, g, o.rate);
 	if (!err && o.nrates)

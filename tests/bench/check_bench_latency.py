@@ -28,7 +28,8 @@ Test plan (no assertion on absolute times: the machine is shared):
     idle bounds at q' = 1 - (1 - q)(1 - load), recomputed the same way.
   - errors -> exit 2 and one line on stderr: --rate 0, --duration 0, a
     rate above what the generator can offer, a port in use, an unknown
-    option, --checkpoint-interval 0, --checkpoint-dir alone.
+    option, --checkpoint-interval 0, --checkpoint-dir alone, --hiccups
+    601, --settle 61.
   - weir flows --metrics-json/--metrics-port with checkpoints: the endpoint
     answers during the run; the JSON file's last line has records_in over
     the cores == core 0's records_out == --packets, and core 0's
@@ -65,6 +66,8 @@ def test(name):
 def bench(*args, **kw):
     if "--hiccups" not in args:   # the probe's own test is below
         args = (*args, "--hiccups", "0")
+    if "--settle" not in args:    # no wait between runs: nothing timed here
+        args = (*args, "--settle", "0")
     return subprocess.run([WEIR, "bench", "latency", *args], capture_output=True,
                           text=True, timeout=120, **kw)
 
@@ -312,6 +315,7 @@ def errors():
             "needs --checkpoint-interval")
     refused(["--duration", "1"], "--rate")
     refused(["--rate", "1000", "--hiccups", "601"], "--hiccups")
+    refused(["--rate", "1000", "--settle", "61"], "--settle")
     r = bench("--rate", "1000", "--out", "/tmp/" + "d" * 600)
     assert r.returncode == 2 and "--out" in r.stderr, (r.returncode, r.stderr)
     assert not os.path.exists("/tmp/" + "d" * 600)
