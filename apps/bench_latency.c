@@ -202,12 +202,12 @@ static const char bench_usage[] =
 	"                    100 k flows fit; 0 leaves the first write to each\n"
 	"                    2 MiB huge page to fault inside the window's growth)\n"
 	"  --hiccups S       before the measured runs (after --peak's), spin S s\n"
-	"                    on each worker CPU and report the gaps the\n"
-	"                    machine takes (interrupts,\n"
-	"                    kernel threads, the hypervisor): \"hiccup\" line,\n"
-	"                    DIR/hiccups.tsv and hiccups.png; bound_pX is the\n"
-	"                    X-th percentile a record costing nothing would\n"
-	"                    have from those gaps alone (default 2; 0 skips);\n"
+	"                    on each worker CPU and report the gaps the machine\n"
+	"                    takes (interrupts, kernel threads, the hypervisor):\n"
+	"                    \"hiccup\" line, DIR/hiccups.tsv and hiccups.png;\n"
+	"                    bound_pX is the X-th percentile a record costing\n"
+	"                    nothing would have from those gaps alone\n"
+	"                    (default 2; 0 skips);\n"
 	"                    with --peak, \"hiccup_load\" lines give the bounds\n"
 	"                    at each rate's share of the peak (a gap's backlog\n"
 	"                    drains at peak - rate: at half of peak, twice the\n"
@@ -1382,9 +1382,10 @@ static void report_hiccups(const struct hiccup_report *h)
 	       hiccup_bound_ns(h, 0.9999) / 1e3);
 }
 
-/* Before any run, with the CPUs otherwise idle: what the machine alone
- * takes from the workers' CPUs, and the percentiles it forces.  *h is
- * kept for the bounds under load (hiccup_load); the caller frees it. */
+/* Before the measured runs (after --peak's runs and --settle), with the
+ * CPUs otherwise idle: what the machine alone takes from the workers'
+ * CPUs, and the percentiles it forces.  *h is kept for the bounds under
+ * load (hiccup_load); the caller frees it. */
 static int machine_hiccups(const struct bench_opts *o,
 			   struct hiccup_report *h)
 {
