@@ -99,6 +99,8 @@ struct src_core {
 	alignas(WEIR_CACHE_LINE) uint64_t made, total, last_tsc;
 	uint64_t next_stamp;	/* index of the next record to stamp */
 	unsigned calls;
+	bool stamping;		/* this burst's records may be stamped */
+	uint64_t phase_made[2];	/* after warm-up, by phase (--peak) */
 };
 
 enum run_kind { RUN_FLOWS, RUN_FLOOR };
@@ -135,6 +137,7 @@ struct run {
 	struct weir_flowgen *gen;
 	struct weir_metrics *m;
 	uint64_t start_tsc, warm_tsc, end_tsc; /* end: unpaced runs only */
+	uint64_t phase_ticks;   /* > 0: sampling on in even phases only */
 	double ticks_per_rec;   /* per core */
 	struct src_core sc[WEIR_CORES_MAX];
 	struct timeline tl;     /* h NULL: no timeline */
@@ -174,16 +177,17 @@ static const char bench_usage[] =
 	"  --duration S      seconds of load per run, > 0 (default 5)\n"
 	"  --cores N         worker cores (default: every usable CPU)\n"
 	"  --sweep R1,R2,..  one run per rate; DIR/sweep.tsv, DIR/sweep.png\n"
-	"  --peak            measure peak throughput (unpaced, sampling off and\n"
-	"                    on: the sampling overhead), then run at half of it\n"
-	"                    unless --rate is given\n"
+	"  --peak            measure peak throughput (unpaced runs that turn\n"
+	"                    sampling on and off every 50 ms: the sampling\n"
+	"                    overhead), then run at half of it unless --rate\n"
+	"                    is given\n"
 	"  --out DIR         output directory (default latency-out): latency.hgrm,\n"
 	"                    floor.hgrm (HdrHistogram text), latency.png (gnuplot),\n"
 	"                    timeline.tsv/.png (p50/p99/max per 100 ms window)\n"
 	"  --sample N        stamp 1 record in N (default 8; 1 stamps every\n"
 	"                    record: 13-22% of peak throughput on a VM whose\n"
 	"                    rdtsc costs 25 ns, against 2.5-3.5% at 8)\n"
-	"  --repeat N        --peak: runs per variant, medians (default 3)\n"
+	"  --repeat N        --peak: runs, medians (default 3)\n"
 	"  --no-floor        skip the empty-pipeline run\n"
 	"  --metrics-port P  Prometheus text on 127.0.0.1:P/metrics while running\n"
 	"  --metrics-json F  a JSON line of per-core metrics every second to F\n"
@@ -260,9 +264,11 @@ static void make(const struct run *r, struct src_core *s, uint64_t i,
 {
 	weir_flowgen_packet(r->gen, i * r->cores + core, &rec->obs, ts);
 	rec->intended_tsc = 0;
-	if (!r->sampling || i != s->next_stamp)
+	if (i != s->next_stamp)
 		return;
 	s->next_stamp += r->o->sample;
+	if (!s->stamping)
+		return;
 	uint64_t t = r->rate ? r->start_tsc +
 		     (uint64_t)((double)i * r->ticks_per_rec) : now;
 	rec->intended_tsc = t >= r->warm_tsc ? t : 0;
@@ -296,6 +302,12 @@ static int src_next(struct weir_ctx *c, void *recs, int64_t *ts,
 	if (s->made >= s->total || (r->rate == 0 && now >= r->end_tsc))
 		return WEIR_SOURCE_END;
 	n = due(r, s, now, max);
+	s->stamping = r->sampling;
+	if (r->phase_ticks && now >= r->warm_tsc) {
+		unsigned ph = (unsigned)((now - r->warm_tsc) / r->phase_ticks) & 1;
+		s->phase_made[ph] += n;
+		s->stamping = ph == 0;
+	}
 	for (unsigned k = 0; k < n; k++)
 		make(r, s, s->made + k, core, now, &out[k], &ts[k]);
 	s->made += n;
@@ -964,7 +976,9 @@ static void plot_sweep(const char *dir)
 
 /* ---- modes ---- */
 
-enum { ONE_EXPORTED = 1, ONE_TIMELINE = 2, ONE_MEASURED = 4 };
+enum { ONE_EXPORTED = 1, ONE_TIMELINE = 2, ONE_MEASURED = 4, ONE_TOGGLE = 8 };
+/* --peak's runs turn sampling on and off this often (ONE_TOGGLE). */
+#define PHASE_NS 50000000ull
 
 static bool freed_before; /* a run of this command has ended */
 
@@ -988,6 +1002,8 @@ static int one(const struct bench_opts *o, struct weir_flowgen *g,
 	memset(r, 0, sizeof(*r));
 	r->o = o, r->kind = kind, r->rate = rate, r->sampling = sampling;
 	r->cores = o->cores, r->gen = g;
+	if (flags & ONE_TOGGLE)
+		r->phase_ticks = weir_tsc_from_ns(PHASE_NS);
 	err = run_once(r, flags & ONE_EXPORTED, flags & ONE_TIMELINE);
 	freed_before = true;
 	return err;
@@ -1073,12 +1089,31 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Unpaced runs in pairs, sampling off and on, the order alternating from
- * pair to pair (off-on, on-off, ...) so that drift and the first run's
- * warm-up do not all land on one side.  The overhead is the median of the
- * pairs' ratios: on this VM the rate moves by 10-20% from run to run, far
- * more than within a pair.  *peak gets the median throughput without
- * sampling. */
+/* Records/s of one toggling run after its warm-up, sampling on (even
+ * phases, counted from the warm-up's end) and off (odd ones). */
+static void phase_rates(const struct run *r, double *on, double *off)
+{
+	uint64_t t = r->end_tsc - r->warm_tsc, p = r->phase_ticks;
+	uint64_t full = t / p, even = (full + 1) / 2 * p, n[2] = { 0, 0 };
+	double hz = weir_tsc_hz();
+
+	if ((full & 1) == 0)
+		even += t % p; /* the last, partial phase is even */
+	for (unsigned c = 0; c < r->cores; c++)
+		n[0] += r->sc[c].phase_made[0], n[1] += r->sc[c].phase_made[1];
+	*on = (double)n[0] / ((double)even / hz);
+	*off = t > even ? (double)n[1] / ((double)(t - even) / hz) : 0;
+}
+
+/*
+ * Unpaced runs that turn sampling on and off every PHASE_NS: the overhead
+ * is 1 - each run's on/off ratio, its median over the runs.  Whole runs
+ * with and without sampling, alternating, scattered by +-10% a pair on the
+ * VM of bench/RESULTS.md (its rate drifts by more than sampling costs);
+ * 50 ms phases see the same drift on both sides.  The rings hold < 1 ms of
+ * records, so a phase's cost stays in its phase.  *peak_pps gets the
+ * median rate without sampling.
+ */
 static int peak(const struct bench_opts *o, struct weir_flowgen *g,
 		double *peak_pps)
 {
@@ -1087,20 +1122,18 @@ static int peak(const struct bench_opts *o, struct weir_flowgen *g,
 	int err = 0;
 
 	for (unsigned i = 0; i < n && !err; i++) {
-		for (int k = 0; k < 2 && !err; k++) {
-			int s = k ^ (int)(i & 1);	/* 1: sampling on */
-			struct run r;
+		struct run r;
 
-			err = one(o, g, RUN_FLOWS, 0, s == 1, 0, &r);
-			if (err)
-				break;
-			(s ? on : off)[i] = (double)r.records / r.elapsed_s;
-			printf("peak   sampling=%s throughput=%.0f/s cpu=%.0f%%\n",
-			       s ? "on " : "off", (s ? on : off)[i],
-			       100.0 * r.cpu_share);
-			run_free(&r);
-		}
-		ratio[i] = on[i] / off[i];
+		err = one(o, g, RUN_FLOWS, 0, true, ONE_TOGGLE, &r);
+		if (err)
+			break;
+		phase_rates(&r, &on[i], &off[i]);
+		ratio[i] = off[i] > 0 ? on[i] / off[i] : 1;
+		printf("peak   run %u: sampling off %.0f/s on %.0f/s (toggled "
+		       "every %llu ms) whole run %.0f/s cpu=%.0f%%\n", i + 1,
+		       off[i], on[i], PHASE_NS / 1000000,
+		       (double)r.records / r.elapsed_s, 100.0 * r.cpu_share);
+		run_free(&r);
 	}
 	if (err)
 		return err;
@@ -1109,7 +1142,7 @@ static int peak(const struct bench_opts *o, struct weir_flowgen *g,
 	qsort(ratio, n, sizeof(double), cmp_double);
 	*peak_pps = off[n / 2];
 	printf("peak   median off=%.0f/s on=%.0f/s sampling overhead=%.1f%% "
-	       "(median of %u pairs; 1 in %llu records stamped)\n", off[n / 2],
+	       "(median of %u runs; 1 in %llu records stamped)\n", off[n / 2],
 	       on[n / 2], 100.0 * (1.0 - ratio[n / 2]), n,
 	       (unsigned long long)o->sample);
 	return 0;

@@ -12,6 +12,10 @@ Test plan (no assertion on absolute times: the machine is shared):
     file's last line has records_in total == records_out total ==
     rate * duration (every offered record reached the window operator).
   - sweep over two rates writes sweep.tsv with one row per rate.
+  - --peak --repeat 3: one line per run with its rates with sampling off
+    and on (toggled every 50 ms within the run), each near the whole run's
+    rate, and a median line whose peak is the median "off" rate and whose
+    overhead is 1 - the median of the runs' on/off ratios.
   - checkpoints every 50 ms over 2 s: a "ckpt" line with samples > 0 next
     to the steady line; latency.hgrm and latency-checkpoint.hgrm hold
     exactly the steady and the during-checkpoint samples; timeline.tsv's
@@ -284,6 +288,36 @@ def sweep():
     rows = open(os.path.join(d, "sweep.tsv")).read().splitlines()
     assert rows[0].startswith("rate\tachieved\tp50_us"), rows[0]
     assert [x.split("\t")[0] for x in rows[1:]] == ["10000", "20000"], rows
+    shutil.rmtree(d)
+
+
+PEAK_RUN = re.compile(r"^peak   run (\d+): sampling off (\d+)/s on (\d+)/s "
+                      r"\(toggled every 50 ms\) whole run (\d+)/s")
+PEAK_MEDIAN = re.compile(r"^peak   median off=(\d+)/s on=(\d+)/s sampling "
+                         r"overhead=(-?[\d.]+)% \(median of (\d+) runs;")
+
+
+@test("peak: sampling toggled within each run; overhead = 1 - on/off")
+def peak_runs():
+    d = tempfile.mkdtemp()
+    r = bench("--peak", "--repeat", "3", "--duration", "1", "--cores", "1",
+              "--no-floor", "--rate", "20000", "--out", d)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    runs = [PEAK_RUN.match(l) for l in lines if PEAK_RUN.match(l)]
+    assert [int(m.group(1)) for m in runs] == [1, 2, 3], r.stdout
+    for m in runs:
+        off, on, whole = (int(m.group(i)) for i in (2, 3, 4))
+        assert off > 0 and on > 0, m.group(0)
+        # both phases are parts of the run: neither is far from the whole
+        assert 0.5 < off / whole < 2 and 0.5 < on / whole < 2, m.group(0)
+    med = [PEAK_MEDIAN.match(l) for l in lines if PEAK_MEDIAN.match(l)]
+    assert len(med) == 1 and med[0].group(4) == "3", r.stdout
+    offs = sorted(int(m.group(2)) for m in runs)
+    ratios = sorted(int(m.group(3)) / int(m.group(2)) for m in runs)
+    assert int(med[0].group(1)) == offs[1], (offs, med[0].group(0))
+    assert abs(float(med[0].group(3)) - 100 * (1 - ratios[1])) < 0.06, \
+        (ratios, med[0].group(0))
     shutil.rmtree(d)
 
 
