@@ -1407,7 +1407,7 @@ static void report_hiccups(const struct hiccup_report *h)
 	printf(" seconds=%.0f away=%.3f%% gaps>=10us=%llu gaps>=100us=%llu "
 	       "gaps>=1ms=%llu max=%.1fus bound_p99=%.2fus "
 	       "bound_p99.9=%.2fus bound_p99.99=%.2fus\n", h->seconds,
-	       100.0 * (double)h->away_ns / (h->seconds * 1e9 * h->ncpu),
+	       100.0 * hiccup_away(h),
 	       (unsigned long long)h->over_10us,
 	       (unsigned long long)h->over_100us,
 	       (unsigned long long)h->over_1ms, (double)h->max_ns / 1e3,
@@ -1453,7 +1453,7 @@ static int machine_hiccups(const struct bench_opts *o,
 static void report_load_bounds(const struct hiccup_report *h,
 			       const struct bench_opts *o, double pk)
 {
-	double away = (double)h->away_ns / (h->seconds * 1e9 * h->ncpu);
+	double away = hiccup_away(h);
 	double serve = away < 1 ? pk / (1 - away) : 0;
 
 	for (unsigned i = 0; i < o->nrates + (o->rate != 0); i++) {

@@ -159,6 +159,11 @@ static double tail(const struct hiccup_report *r, double x)
 	return sum / ((double)r->ncpu * r->seconds * 1e9);
 }
 
+double hiccup_away(const struct hiccup_report *r)
+{
+	return (double)r->away_ns / ((double)r->ncpu * r->seconds * 1e9);
+}
+
 double hiccup_bound_ns(const struct hiccup_report *r, double q)
 {
 	double lo = 0, hi = (double)r->max_ns;

@@ -45,6 +45,9 @@ struct hiccup_report {
 int hiccup_probe(const int *cpus, unsigned n, double seconds,
 		 struct hiccup_report *r);
 
+/* The share (0..1) of cpus x time the CPUs were away. */
+double hiccup_away(const struct hiccup_report *r);
+
 /* The q-quantile (0 < q < 1) of a costless record's wait, in ns. */
 double hiccup_bound_ns(const struct hiccup_report *r, double q);
 
