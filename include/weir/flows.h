@@ -14,9 +14,10 @@
  *   File source: every core reads and parses its own share of the file.
  *   Frames are cut into chunks of 4096 (chunk k = frames [4096k,
  *   4096(k+1))), chunk k belongs to logical split k % WEIR_GENERATOR_SPLITS
- *   and split s to core s % cores; each core reads its chunks in file
- *   order with its own reader over the one mapping, and core 0 also finds
- *   where the chunks start (docs/net.md).  A file of fewer than 4097 frames
+ *   and the splits are dealt to the cores, core 0 (which also indexes and
+ *   runs the file sink) taking 7/8 of a share; each core reads its chunks
+ *   in file order with its own reader over the one mapping, and core 0
+ *   also finds where the chunks start (docs/net.md).  A file of fewer than 4097 frames
  *   is read by core 0 alone.  weir_key_by() then spreads flows by key
  *   group, the same key -> core mapping as every other input.
  *   Generator: packet i is a pure function of (config, i); the index space
