@@ -51,6 +51,7 @@ struct flows_opts {
 	uint64_t packets; /* --packets as given, 0 if not */
 	uint64_t combine; /* --combine: combiner entries per core */
 	uint64_t prefault_mb; /* --state-prefault: MiB mapped per core */
+	uint64_t state_max_mb; /* --state-max: MiB per core, 0: default */
 	struct weir_flowgen_config gen_cfg;
 };
 
@@ -68,7 +69,7 @@ static const char flows_usage[] =
 	"usage: weir flows [--pcap FILE | --dpdk \"EAL ARGS\" | --gen] [--cores N]\n"
 	"                  [--window MS] [--out FILE] [--max-delay MS] [--rate PPS]\n"
 	"                  [--duration S] [--idle busy|sleep] [--combine N]\n"
-	"                  [--state-prefault MB]\n"
+	"                  [--state-max MB] [--state-prefault MB]\n"
 	"                  [--flows N]\n"
 	"                  [--packets N] [--seed S] [--zipf S] [--ipv6 F]\n"
 	"\n"
@@ -98,6 +99,10 @@ static const char flows_usage[] =
 	"  --combine N      per core, a cache of N flows' partial counts before\n"
 	"                   the shuffle (hot flows stay off the rings; exact\n"
 	"                   results either way); 0 turns it off (default 4096)\n"
+	"  --state-max MB   each core's state memory cap (default 1024): a\n"
+	"                   core whose windows outgrow it fails the job (exit\n"
+	"                   1; with --checkpoint-dir, rerun with a larger cap\n"
+	"                   or more cores to resume); reserved, not taken\n"
 	"  --state-prefault MB  map MB of each core's state memory before the\n"
 	"                   first packet (default 0): the first write to fresh\n"
 	"                   memory faults in and zeroes a 2 MiB huge page\n"
@@ -227,6 +232,9 @@ static int parse_one(struct flows_opts *o, const char *opt, const char *val)
 		o->idle_sleep = strcmp(val, "sleep") == 0;
 	} else if (strcmp(opt, "--combine") == 0) {
 		if (!cli_parse_u64(opt, val, 0, 1u << 24, &o->combine))
+			return EXIT_USAGE;
+	} else if (strcmp(opt, "--state-max") == 0) {
+		if (!cli_parse_u64(opt, val, 16, 1u << 20, &o->state_max_mb))
 			return EXIT_USAGE;
 	} else if (strcmp(opt, "--state-prefault") == 0) {
 		if (!cli_parse_u64(opt, val, 0, 1u << 20, &o->prefault_mb))
@@ -724,6 +732,18 @@ static void live_signals_give_back(const struct sigaction old[2])
 	sigaction(SIGTERM, &old[1], NULL);
 }
 
+/* The run's error; a core out of state memory (-ENOMEM: the cap, as the
+ * message says) also gets the option that raises it, on the same line. */
+static void run_error(int err, size_t cap)
+{
+	if (err == -ENOMEM)
+		fprintf(stderr, "weir: flows: %s; --state-max MB raises it "
+			"(now %zu MiB per core)\n", weir_last_error(),
+			cap >> 20);
+	else
+		fprintf(stderr, "weir: flows: %s\n", weir_last_error());
+}
+
 static int run(struct flows_job *j)
 {
 	struct sigaction old_sa[2];
@@ -740,6 +760,8 @@ static int run(struct flows_job *j)
 	cfg.runtime.idle = j->o->idle_sleep ? WEIR_IDLE_SLEEP : WEIR_IDLE_BUSY_POLL;
 	cfg.combine_entries = (uint32_t)j->o->combine;
 	cfg.state_prefault_bytes = (size_t)j->o->prefault_mb << 20;
+	if (j->o->state_max_mb)
+		cfg.state_bytes_max = (size_t)j->o->state_max_mb << 20;
 	err = weir_pipeline_create(&cfg, &j->p);
 	if (err)
 		return cli_usage_error("flows: %s", weir_last_error());
@@ -766,7 +788,7 @@ static int run(struct flows_job *j)
 		pthread_join(th, NULL);
 	metrics_finish(j);
 	if (err)
-		fprintf(stderr, "weir: flows: %s\n", weir_last_error());
+		run_error(err, cfg.state_bytes_max);
 	bool stopped = err == 0 && weir_pipeline_stopped(j->p) &&
 		       output_in_progress(j->o->out);
 	summary(j, err, stopped, now_s() - t0);

@@ -540,21 +540,34 @@ bool wr_arena_pages_written_since(const struct wr_arena *a,
 	return false;
 }
 
-int wr_arena_restore_page(struct wr_arena *a, uint32_t page,
-			  const void *bytes)
+/* May a restore make `page` live?  A page past the cap (or the cap
+ * filled) is a checkpoint taken with a larger cap than this run's. */
+static int restore_check(const struct wr_arena *a, uint32_t page)
 {
-	uint32_t limit = a->pages_total - a->reserve_pages;
-
-	if (a->snap_pending || page >= a->pages_total)
-		return wr_error(-EINVAL, "arena: cannot restore page %u (%u "
-				"pages%s)", page, a->pages_total,
-				a->snap_pending ? ", snapshot pending" : "");
+	if (a->snap_pending)
+		return wr_error(-EINVAL, "arena: cannot restore page %u while "
+				"a snapshot is pending", page);
+	if (page >= a->pages_total)
+		return wr_error(-ENOMEM, "arena: the checkpoint's state has "
+				"page %u, past this core's memory cap of %zu "
+				"bytes (%u pages): it was taken with a larger "
+				"cap", page, a->cap_bytes, a->pages_total);
 	if (bit_get(a->used_bits, page))
 		return wr_error(-EEXIST, "arena: restore of page %u, which is "
 				"in use", page);
-	if (a->pages_used >= limit)
+	if (a->pages_used >= a->pages_total - a->reserve_pages)
 		return wr_error(-ENOMEM, "arena cap of %zu bytes reached "
 				"restoring page %u", a->cap_bytes, page);
+	return 0;
+}
+
+int wr_arena_restore_page(struct wr_arena *a, uint32_t page,
+			  const void *bytes)
+{
+	int err = restore_check(a, page);
+
+	if (err)
+		return err;
 	take_pages(a, page, 1);
 	a->write_epoch[page] = a->epoch;
 	a->pages_used++;
@@ -718,18 +731,10 @@ bool wr_arena_pages_live(const struct wr_arena *a, uint32_t first,
 
 int wr_arena_restore_claim(struct wr_arena *a, uint32_t page, void **bytes)
 {
-	uint32_t limit = a->pages_total - a->reserve_pages;
+	int err = restore_check(a, page);
 
-	if (a->snap_pending || page >= a->pages_total)
-		return wr_error(-EINVAL, "arena: cannot restore page %u (%u "
-				"pages%s)", page, a->pages_total,
-				a->snap_pending ? ", snapshot pending" : "");
-	if (bit_get(a->used_bits, page))
-		return wr_error(-EEXIST, "arena: restore of page %u, which is "
-				"in use", page);
-	if (a->pages_used >= limit)
-		return wr_error(-ENOMEM, "arena cap of %zu bytes reached "
-				"restoring page %u", a->cap_bytes, page);
+	if (err)
+		return err;
 	take_pages(a, page, 1);
 	a->write_epoch[page] = a->epoch;
 	a->pages_used++;

@@ -12,8 +12,8 @@ Test plan:
     250 ms.
   - tshark cross-check (skipped visibly when tshark is absent): tshark's
     per-packet fields aggregated the same way equal weir's rows.
-  - parallel reading (net/pcap_source.c: chunks of 4096 frames, chunk k on
-    core (k % 64) % cores): 3 chunks + 1 frame in pcap-us, pcap-ns-be,
+  - parallel reading (net/pcap_source.c: chunks of 4096 frames, chunk k in
+    logical split k % 64, splits dealt to cores): 3 chunks + 1 frame in pcap-us, pcap-ns-be,
     pcapng and pcapng-be on 1 and 2 cores = the model, same counters; a
     truncated last record (truncated=1, rows without it) and a corrupt
     record in the middle of chunk 2 (exit 2, the same error line naming the
@@ -24,11 +24,16 @@ Test plan:
   - --state-prefault: 96 MiB of state memory mapped before the first
     packet shows in the process's peak RSS (wait4's ru_maxrss: at least
     96 MiB, and 48 MiB above the same job without it), rows unchanged.
+  - --state-max: a generator job whose window outgrows a 16 MiB cap with
+    checkpoints on fails (exit 1, status=failed, the error line names
+    --state-max, only FILE.inprogress, checkpoints committed before it);
+    the same command with the default cap resumes from the newest of them
+    (restored_from = it) and writes exactly the rows of an uncapped run.
   - stopped: SIGINT while a paced generator run is reading: exit 3,
     status=stopped, packets between 0 and the input's, only FILE.inprogress.
   - errors: missing file, non-capture file, --window 0, unknown option,
     --checkpoint-interval 0, --dpdk with --pcap, --cores above the usable
-    CPUs, --changelog maybe, --state-prefault lots -> exit 2, one line on
+    CPUs, --changelog maybe, --state-prefault lots, --state-max 8 -> exit 2, one line on
     stderr, no output file.  (The DPDK source's own tests: check_dpdk.py.)
 """
 import collections
@@ -324,6 +329,31 @@ def check_prefault(tmp):
     return f"peak RSS {rss[0] >> 10} -> {rss[1] >> 10} MiB"
 
 
+@test("--state-max 16 outgrown: exit 1 naming it; a larger cap resumes")
+def check_state_max(tmp):
+    args = ["--gen", "--packets", "600000", "--flows", "200000", "--zipf",
+            "0.3", "--seed", "5", "--cores", "1", "--window", "2000",
+            "--rate", "1000000"]
+    ref, out = os.path.join(tmp, "ref.csv"), os.path.join(tmp, "m.csv")
+    d = os.path.join(tmp, "ck")
+    run_flows(args, ref)
+    ck = ["--checkpoint-dir", d, "--checkpoint-interval", "50"]
+    err = run_flows(args + ck + ["--state-max", "16"], out, expect_rc=1)
+    s = summary(err)
+    lines = [x for x in err.splitlines() if x.startswith("weir: flows:")]
+    assert s.get("status") == "failed" and len(lines) == 1 and \
+        "memory cap" in lines[0] and "--state-max" in lines[0], err
+    assert os.path.exists(out + ".inprogress") and not os.path.exists(out)
+    ids = subprocess.run([WEIR, "checkpoint", "list", d], capture_output=True,
+                         text=True, check=True).stdout.split("\n")[1:]
+    newest = [x.split()[0] for x in ids if x.strip()][-1]
+    assert int(s["checkpoints"]) >= 1, f"no checkpoint before the cap: {s}"
+    s2 = summary(run_flows(args + ck, out))
+    assert s2["restored_from"] == newest, (s2["restored_from"], newest)
+    assert read_csv(out) == read_csv(ref), "rows differ from an uncapped run"
+    return f"failed after {s['packets']} packets, resumed from {newest}"
+
+
 @test("SIGINT before the end: exit 3, status=stopped, only .inprogress")
 def check_stopped(tmp):
     out = os.path.join(tmp, "s.csv")
@@ -376,6 +406,7 @@ ERRORS = [
     ("--changelog maybe", lambda t: ["--changelog", "maybe"], "--changelog"),
     ("--state-prefault lots", lambda t: ["--state-prefault", "lots"],
      "--state-prefault"),
+    ("--state-max 8", lambda t: ["--state-max", "8"], "--state-max"),
 ]
 for name, args, needle in ERRORS:
     test(f"error: {name} -> exit 2, one line, no output")(
