@@ -179,7 +179,8 @@ bool wr_arena_pages_written_since(const struct wr_arena *a,
  * Restore from a checkpoint: makes the free page `page` live, holding a copy
  * of page_size bytes, written in the current epoch (so the next incremental
  * checkpoint counts it as changed).  Only without a pending snapshot.
- * -EINVAL (bad id, snapshot pending), -EEXIST (page not free), -ENOMEM (cap).
+ * -EINVAL (snapshot pending), -EEXIST (page not free), -ENOMEM (the cap
+ * reached, or a page id past it: a checkpoint taken with a larger cap).
  */
 int wr_arena_restore_page(struct wr_arena *a, uint32_t page,
 			  const void *bytes);

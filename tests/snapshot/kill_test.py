@@ -16,7 +16,8 @@ TEST PLAN
               kill delay in
               [0.05, 0.75] x T (0.4 for the
               deterministic cross-core ones), and for some trials a second kill during the
-              resumed run and/or a different --cores (1 <-> 2) for the
+              resumed run (a third of them in its first 8%: start-up and
+              restore) and/or a different --cores (1 <-> 2) for the
               resumed runs.  It runs `weir flows ... --checkpoint-dir D`,
               SIGKILLs it (F must not exist yet: the output is F.inprogress
               until the end; if the kill landed after the final rename, F
@@ -220,8 +221,10 @@ def trial_body(tmp, i, cfg, rng, seq, double, wait_ckpt, notes):
         return ids
 
     ids = kill(seq[0], 0.05, 0.4 if wait_ckpt else 0.75, 1 if wait_ckpt else 0)
-    if double:
-        ids = kill(seq[1], 0.05, 0.7, 0)
+    if double:  # a third of them early: while the run restores
+        early = rng.random() < 1 / 3
+        ids = kill(seq[1], 0.0, 0.08, 0) if early else \
+            kill(seq[1], 0.05, 0.7, 0)
     final = seq[-1]
     r = S.run(cmd(final), err)
     s = r.expect_ok()
