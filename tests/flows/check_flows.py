@@ -33,7 +33,7 @@ Test plan:
     status=stopped, packets between 0 and the input's, only FILE.inprogress.
   - errors: missing file, non-capture file, --window 0, unknown option,
     --checkpoint-interval 0, --dpdk with --pcap, --cores above the usable
-    CPUs, --changelog maybe, --state-prefault lots, --state-max 8 -> exit 2, one line on
+    CPUs, --changelog maybe, --state-prefault lots, --state-max 8 or 65537 -> exit 2, one line on
     stderr, no output file.  (The DPDK source's own tests: check_dpdk.py.)
 """
 import collections
@@ -407,6 +407,7 @@ ERRORS = [
     ("--state-prefault lots", lambda t: ["--state-prefault", "lots"],
      "--state-prefault"),
     ("--state-max 8", lambda t: ["--state-max", "8"], "--state-max"),
+    ("--state-max 65537", lambda t: ["--state-max", "65537"], "--state-max"),
 ]
 for name, args, needle in ERRORS:
     test(f"error: {name} -> exit 2, one line, no output")(
