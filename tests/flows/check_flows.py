@@ -28,7 +28,10 @@ Test plan:
     checkpoints on fails (exit 1, status=failed, the error line names
     --state-max, only FILE.inprogress, checkpoints committed before it);
     the same command with the default cap resumes from the newest of them
-    (restored_from = it) and writes exactly the rows of an uncapped run.
+    (restored_from = it) and writes exactly the rows of an uncapped run;
+    the finished job rerun with the 16 MiB cap is refused at restore (its
+    newest checkpoint holds more: exit 1, the line names the cap and
+    --state-max, restored_from=0) and F keeps its rows.
   - stopped: SIGINT while a paced generator run is reading: exit 3,
     status=stopped, packets between 0 and the input's, only FILE.inprogress.
   - errors: missing file, non-capture file, --window 0, unknown option,
@@ -331,7 +334,7 @@ def check_prefault(tmp):
 
 @test("--state-max 16 outgrown: exit 1 naming it; a larger cap resumes")
 def check_state_max(tmp):
-    args = ["--gen", "--packets", "600000", "--flows", "200000", "--zipf",
+    args = ["--gen", "--packets", "600000", "--flows", "400000", "--zipf",
             "0.3", "--seed", "5", "--cores", "1", "--window", "2000",
             "--rate", "1000000"]
     ref, out = os.path.join(tmp, "ref.csv"), os.path.join(tmp, "m.csv")
@@ -351,6 +354,15 @@ def check_state_max(tmp):
     s2 = summary(run_flows(args + ck, out))
     assert s2["restored_from"] == newest, (s2["restored_from"], newest)
     assert read_csv(out) == read_csv(ref), "rows differ from an uncapped run"
+    # The finished job again under the small cap: its newest checkpoint
+    # holds more state than 16 MiB, so the restore itself is refused.
+    err = run_flows(args + ck + ["--state-max", "16"], out, expect_rc=1)
+    s3 = summary(err)
+    lines = [x for x in err.splitlines() if x.startswith("weir: flows:")]
+    assert len(lines) == 1 and "past this core's memory cap" in lines[0] \
+        and "--state-max" in lines[0], err
+    assert s3["restored_from"] == "0" and s3["status"] == "failed", s3
+    assert read_csv(out) == read_csv(ref), "a refused restore changed F"
     return f"failed after {s['packets']} packets, resumed from {newest}"
 
 
