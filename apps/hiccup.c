@@ -149,6 +149,12 @@ int hiccup_probe(const int *cpus, unsigned n, double seconds,
 	return err;
 }
 
+/* The CPU time probed, in ns: what the shares below are shares of. */
+static double probed_ns(const struct hiccup_report *r)
+{
+	return (double)r->ncpu * r->seconds * 1e9;
+}
+
 /* P(a costless record waits longer than x ns). */
 static double tail(const struct hiccup_report *r, double x)
 {
@@ -156,12 +162,12 @@ static double tail(const struct hiccup_report *r, double x)
 
 	for (size_t i = 0; i < r->ngaps; i++)
 		sum += (double)r->gaps[i].ns > x ? (double)r->gaps[i].ns - x : 0;
-	return sum / ((double)r->ncpu * r->seconds * 1e9);
+	return sum / probed_ns(r);
 }
 
 double hiccup_away(const struct hiccup_report *r)
 {
-	return (double)r->away_ns / ((double)r->ncpu * r->seconds * 1e9);
+	return (double)r->away_ns / probed_ns(r);
 }
 
 double hiccup_bound_ns(const struct hiccup_report *r, double q)
