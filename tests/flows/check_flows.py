@@ -13,8 +13,8 @@ Test plan:
   - tshark cross-check (skipped visibly when tshark is absent): tshark's
     per-packet fields aggregated the same way equal weir's rows.
   - parallel reading (net/pcap_source.c: chunks of 4096 frames, chunk k in
-    logical split k % 64, splits dealt to cores): 3 chunks + 1 frame in pcap-us, pcap-ns-be,
-    pcapng and pcapng-be on 1 and 2 cores = the model, same counters; a
+    logical split k % 64, splits dealt to cores): 3 chunks + 1 frame in
+    pcap-us, pcap-ns-be, pcapng and pcapng-be on 1 and 2 cores = the model, same counters; a
     truncated last record (truncated=1, rows without it) and a corrupt
     record in the middle of chunk 2 (exit 2, the same error line naming the
     offset on 1 and 2 cores) as on 1 core.
@@ -36,8 +36,8 @@ Test plan:
     status=stopped, packets between 0 and the input's, only FILE.inprogress.
   - errors: missing file, non-capture file, --window 0, unknown option,
     --checkpoint-interval 0, --dpdk with --pcap, --cores above the usable
-    CPUs, --changelog maybe, --state-prefault lots, --state-max 8 or 65537 -> exit 2, one line on
-    stderr, no output file.  (The DPDK source's own tests: check_dpdk.py.)
+    CPUs, --changelog maybe, --state-prefault lots, --state-max 8 or 65537
+    -> exit 2, one line on stderr, no output file.  (The DPDK source's own tests: check_dpdk.py.)
 """
 import collections
 import decimal
@@ -332,6 +332,10 @@ def check_prefault(tmp):
     return f"peak RSS {rss[0] >> 10} -> {rss[1] >> 10} MiB"
 
 
+def error_lines(stderr):
+    return [x for x in stderr.splitlines() if x.startswith("weir: flows:")]
+
+
 @test("--state-max 16 outgrown: exit 1 naming it; a larger cap resumes")
 def check_state_max(tmp):
     args = ["--gen", "--packets", "600000", "--flows", "400000", "--zipf",
@@ -343,7 +347,7 @@ def check_state_max(tmp):
     ck = ["--checkpoint-dir", d, "--checkpoint-interval", "50"]
     err = run_flows(args + ck + ["--state-max", "16"], out, expect_rc=1)
     s = summary(err)
-    lines = [x for x in err.splitlines() if x.startswith("weir: flows:")]
+    lines = error_lines(err)
     assert s.get("status") == "failed" and len(lines) == 1 and \
         "memory cap" in lines[0] and "--state-max" in lines[0], err
     assert os.path.exists(out + ".inprogress") and not os.path.exists(out)
@@ -358,7 +362,7 @@ def check_state_max(tmp):
     # holds more state than 16 MiB, so the restore itself is refused.
     err = run_flows(args + ck + ["--state-max", "16"], out, expect_rc=1)
     s3 = summary(err)
-    lines = [x for x in err.splitlines() if x.startswith("weir: flows:")]
+    lines = error_lines(err)
     assert len(lines) == 1 and "past this core's memory cap" in lines[0] \
         and "--state-max" in lines[0], err
     assert s3["restored_from"] == "0" and s3["status"] == "failed", s3
