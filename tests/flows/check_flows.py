@@ -14,8 +14,8 @@ Test plan:
     per-packet fields aggregated the same way equal weir's rows.
   - parallel reading (net/pcap_source.c: chunks of 4096 frames, chunk k in
     logical split k % 64, splits dealt to cores): 3 chunks + 1 frame in
-    pcap-us, pcap-ns-be, pcapng and pcapng-be on 1 and 2 cores = the model, same counters; a
-    truncated last record (truncated=1, rows without it) and a corrupt
+    pcap-us, pcap-ns-be, pcapng and pcapng-be on 1 and 2 cores = the
+    model, same counters; a truncated last record (truncated=1, rows without it) and a corrupt
     record in the middle of chunk 2 (exit 2, the same error line naming the
     offset on 1 and 2 cores) as on 1 core.
   - generator: same rows on 1 and 2 cores, packets sum to --packets.
