@@ -88,7 +88,7 @@
 #include "state/arena.h"
 #include "weir/checkpoint.h"
 
-#define WR_CKPT_FORMAT_VERSION 3u
+#define WR_CKPT_FORMAT_VERSION 4u
 /* Version 1's operator sections (table images without the slab fields,
  * aligned windows as per-key maps) do not read as version 2's: refused
  * like a newer version, with its own message. */

@@ -295,6 +295,13 @@ static inline int wr_arena_cow(struct wr_arena *a, uint32_t page, uint32_t lo,
  *            when they were fresh (the kernel's zeroes, never written)
  *     FREE   pages [off >> page_shift, + len) were given back
  *     PAD    len bytes follow and are skipped (chunk ends, block padding)
+ *   PAIR: word = 6 << 61 | (a / 8) << 30 | b / 8 (bit 60 zero), then 16
+ *     bytes: two 8-byte WRITEs at 8-aligned offsets a, b below 8 GiB, a's
+ *     bytes first.  The seal writes one for two such WRITEs noted in a row:
+ *     12 bytes a write instead of 16 (a counter's or a value's update: most
+ *     of a keyed log; half the log's bytes cost ckpt_bench at 1 GiB ~4% of
+ *     its update rate, bench/RESULTS.md).  In a split list its second write
+ *     is the entry's offset | WR_ARENA_LOG_HALF.
  *   A range never crosses a page; an entry never crosses a 1 MiB chunk of
  *   the ring (WR_ARENA_LOG_CHUNK), so a checkpoint's log file is a list of
  *   chunks, each checksummed and replayable on its own.
@@ -320,7 +327,10 @@ enum wr_arena_log_kind {
 	WR_ARENA_LOG_ALLOC = 3,
 	WR_ARENA_LOG_ALLOC_ZEROED = 4,
 	WR_ARENA_LOG_FREE = 5,
+	WR_ARENA_LOG_PAIR = 6,
 };
+#define WR_ARENA_LOG_PAIR_BITS 30u	/* a PAIR's word offsets: 8 GiB */
+#define WR_ARENA_LOG_HALF 4u		/* a list's PAIR second write */
 
 struct wr_arena_log {
 	uint64_t *pend;		/* noted words, npend of pend_max */
@@ -340,6 +350,12 @@ static inline uint64_t wr_arena_log_word(unsigned kind, uint64_t len,
 					 uint64_t off)
 {
 	return (uint64_t)kind << 61 | len << WR_ARENA_LOG_OFF_BITS | off;
+}
+
+static inline uint64_t wr_arena_log_pair_word(uint64_t off_a, uint64_t off_b)
+{
+	return (uint64_t)WR_ARENA_LOG_PAIR << 61 |
+	       (off_a >> 3) << WR_ARENA_LOG_PAIR_BITS | off_b >> 3;
 }
 
 /* Maps and populates a ring of ring_bytes (a power of two >= 2 chunks;
@@ -380,7 +396,8 @@ int wr_arena_log_apply(struct wr_arena *a, const void *bytes, size_t len,
  * snapshot/load.c).  wr_arena_log_split checks a chunk and lists its
  * entries' offsets: each WRITE and ZERO in list 0 if its page's number
  * modulo 8 is below `eighths`, else in list 1 (list[1] NULL: none is
- * made, and eighths must be 8); each ALLOC, ALLOC_ZEROED and FREE in both,
+ * made, and eighths must be 8), a PAIR's two writes each so (the second
+ * flagged WR_ARENA_LOG_HALF); each ALLOC, ALLOC_ZEROED and FREE in both,
  * flagged WR_ARENA_LOG_META.  A list holds at most len / 8 offsets; len
  * is below 2 GiB (-EINVAL), as a chunk is.
  * wr_arena_log_apply_list applies a list in order; at a flagged entry it

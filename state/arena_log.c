@@ -8,7 +8,8 @@
  *     last word (a slot upserted twice in a row is noted once): ~1 ns on
  *     the record path, and nothing when the log is off (a->log == NULL).
  *   - The seal copies each noted range once per tick, from L1, into a ring
- *     written sequentially: for 32-byte table slots 40 bytes per update.
+ *     written sequentially: for 32-byte table slots 40 bytes per update,
+ *     for 8-byte values 12 (two in a row share a word: PAIR, arena.h).
  *     Page copy-on-write copies 64 KiB per page first touched after a
  *     snapshot; with uniform random updates of a 1 GiB table every page is
  *     touched within ~45 ms (docs/architecture.md), so a changelog
@@ -52,6 +53,24 @@ static inline uint64_t word_off(uint64_t w)
 static inline uint64_t round8(uint64_t v)
 {
 	return (v + 7) & ~7ull;
+}
+
+#define PAIR_MASK ((1ull << WR_ARENA_LOG_PAIR_BITS) - 1)
+
+/* A noted word the seal may pair: an 8-byte WRITE, 8-aligned, below 8 GiB
+ * (every other bit fixed: one AND and one compare). */
+static inline bool pairable(uint64_t w)
+{
+	const uint64_t free_bits = (PAIR_MASK << 3);
+
+	return (w & ~free_bits) == ((uint64_t)WR_ARENA_LOG_WRITE << 61 |
+				    8ull << WR_ARENA_LOG_OFF_BITS);
+}
+
+/* The arena offset of a PAIR's first (half 0) or second write. */
+static inline uint64_t pair_off(uint64_t w, unsigned half)
+{
+	return ((half ? w : w >> WR_ARENA_LOG_PAIR_BITS) & PAIR_MASK) << 3;
 }
 
 int wr_arena_log_enable(struct wr_arena *a, uint64_t ring_bytes,
@@ -226,15 +245,42 @@ static inline void copy_payload(uint8_t *to, const uint8_t *from,
 	memset(to + len, 0, round8(len) - len);
 }
 
-/* What the pending entries take in the ring. */
+/* Pending words i and i + 1 go to the ring as one PAIR. */
+static inline bool pair_at(const struct wr_arena_log *l, uint32_t i)
+{
+	return i + 1 < l->npend && pairable(l->pend[i]) &&
+	       pairable(l->pend[i + 1]);
+}
+
+/* What the pending entries take in the ring, paired as seal_fast pairs. */
 static uint64_t pend_bytes(const struct wr_arena_log *l)
 {
-	uint64_t n = 8ull * l->npend;
+	uint64_t n = 0;
 
-	for (uint32_t i = 0; i < l->npend; i++)
-		if (word_kind(l->pend[i]) == WR_ARENA_LOG_WRITE)
-			n += round8(word_len(l->pend[i]));
+	for (uint32_t i = 0; i < l->npend; i++) {
+		uint64_t w = l->pend[i];
+		if (pair_at(l, i)) {
+			n += 24;
+			i++;
+		} else {
+			n += 8 + (word_kind(w) == WR_ARENA_LOG_WRITE ?
+				  round8(word_len(w)) : 0);
+		}
+	}
 	return n;
+}
+
+/* Two noted 8-byte writes as one PAIR entry (24 bytes at `to`). */
+static inline void put_pair(uint8_t *to, const uint8_t *base, uint64_t wa,
+			    uint64_t wb)
+{
+	uint64_t va, vb;
+
+	memcpy(&va, base + word_off(wa), 8);
+	memcpy(&vb, base + word_off(wb), 8);
+	put_word(to, wr_arena_log_pair_word(word_off(wa), word_off(wb)));
+	put_word(to + 8, va);
+	put_word(to + 16, vb);
 }
 
 /*
@@ -242,7 +288,8 @@ static uint64_t pend_bytes(const struct wr_arena_log *l)
  * ring (`bytes`, one pass over the pending words in L1): one check for
  * the lot, no call per entry.  Measured on the update path of ckpt_bench
  * at 1 GiB (noting and sealing only, no checkpoint): the entry-by-entry
- * seal cost 17% of the updates/s.
+ * seal cost 17% of the updates/s.  Two pairable writes in a row go as one
+ * PAIR; append() (the slow path) writes them unpaired, which is as valid.
  */
 static void seal_fast(struct wr_arena *a, struct wr_arena_log *l,
 		      uint64_t bytes)
@@ -251,6 +298,11 @@ static void seal_fast(struct wr_arena *a, struct wr_arena_log *l,
 
 	for (uint32_t i = 0; i < l->npend; i++) {
 		uint64_t w = l->pend[i];
+		if (pair_at(l, i)) {
+			put_pair(at, a->base, w, l->pend[++i]);
+			at += 24;
+			continue;
+		}
 		put_word(at, w);
 		at += 8;
 		if (word_kind(w) == WR_ARENA_LOG_WRITE) {
@@ -371,6 +423,11 @@ static int entry_check(const uint8_t *b, size_t avail, uint32_t page_size,
 	case WR_ARENA_LOG_FREE:
 		return len > 0 && (off & (page_size - 1)) == 0 &&
 		       (off >> shift) + len <= pages_total ? 0 : -EBADMSG;
+	case WR_ARENA_LOG_PAIR:
+		*used = 24;
+		return avail >= 24 && !(w >> 60 & 1) &&
+		       pair_off(w, 0) >> shift < pages_total &&
+		       pair_off(w, 1) >> shift < pages_total ? 0 : -EBADMSG;
 	default:
 		return -EBADMSG;
 	}
@@ -392,20 +449,24 @@ int wr_arena_log_check(const void *bytes, size_t len, uint32_t page_size,
 	return 0;
 }
 
-static int entry_apply(struct wr_arena *a, const uint8_t *b)
+/* The entry at b; of a PAIR, its write `half` (0 or WR_ARENA_LOG_HALF). */
+static int entry_apply(struct wr_arena *a, const uint8_t *b, unsigned half)
 {
-	uint64_t w;
+	uint64_t w, v;
 
 	memcpy(&w, b, 8);
 	uint64_t len = word_len(w), off = word_off(w);
 	uint32_t first = (uint32_t)(off >> a->page_shift);
 
 	switch (word_kind(w)) {
+	case WR_ARENA_LOG_PAIR:
+		memcpy(&v, b + (half ? 16 : 8), 8);
+		memcpy(a->base + pair_off(w, half), &v, 8);
+		return 0;
 	case WR_ARENA_LOG_WRITE:
 		if (WEIR_LIKELY(((off | len) & 7) == 0 && len <= 64)) {
 			/* Values and slots: no call per entry. */
 			for (uint64_t i = 0; i < len; i += 8) {
-				uint64_t v;
 				memcpy(&v, b + 8 + i, 8);
 				memcpy(a->base + off + i, &v, 8);
 			}
@@ -427,13 +488,21 @@ static int entry_apply(struct wr_arena *a, const uint8_t *b)
 	}
 }
 
-/* Where a WRITE or ZERO entry writes, to prefetch it. */
-static const void *entry_dest(const struct wr_arena *a, const uint8_t *b)
+/* A list element's entry in the chunk b. */
+static inline const uint8_t *list_entry(const uint8_t *b, uint32_t v)
+{
+	return b + (v & ~(WR_ARENA_LOG_META | WR_ARENA_LOG_HALF));
+}
+
+/* Where a listed WRITE, ZERO or PAIR write goes, to prefetch it. */
+static const void *entry_dest(const struct wr_arena *a, const uint8_t *b,
+			      uint32_t v)
 {
 	uint64_t w;
 
-	memcpy(&w, b, 8);
-	return a->base + word_off(w);
+	memcpy(&w, list_entry(b, v), 8);
+	return a->base + (word_kind(w) == WR_ARENA_LOG_PAIR ?
+			  pair_off(w, v & WR_ARENA_LOG_HALF) : word_off(w));
 }
 
 /* Prefetch distances of pass 2 (below): 64/16 and 128/24 measured
@@ -449,35 +518,54 @@ static inline bool is_meta(unsigned kind)
 
 int wr_arena_log_apply_one(struct wr_arena *a, const void *entry)
 {
-	return entry_apply(a, entry);
+	return entry_apply(a, entry, 0);
 }
 
-/* Lists entry `at` (word w): its list by page, or both if ALLOC or FREE. */
-static inline void split_one(uint64_t w, size_t at, unsigned shift,
-			     unsigned eighths, uint32_t *restrict l0,
-			     uint32_t *restrict l1, size_t *k0, size_t *k1,
-			     bool two)
+/* Lists element v, a write to `off` (wz) or an ALLOC or FREE (meta): its
+ * list by page, or both if meta; neither if both flags are false (PAD). */
+static inline void split_at(uint32_t v, uint64_t off, bool meta, bool wz,
+			    unsigned shift, unsigned eighths,
+			    uint32_t *restrict l0, uint32_t *restrict l1,
+			    size_t *k0, size_t *k1, bool two)
 {
-	unsigned kind = word_kind(w);
-	bool meta = is_meta(kind);
-	bool wz = kind == WR_ARENA_LOG_WRITE || kind == WR_ARENA_LOG_ZERO;
-	bool first = ((word_off(w) >> shift) & 7) < eighths;
-	uint32_t v = (uint32_t)at | (meta ? WR_ARENA_LOG_META : 0);
+	bool first = ((off >> shift) & 7) < eighths;
 
+	v |= meta ? WR_ARENA_LOG_META : 0;
 	l0[*k0] = v;
 	l1[two ? *k1 : 0] = v;
 	*k0 += meta | (wz & first);
 	*k1 += two & (meta | (wz & !first));
 }
 
+/* Lists entry `at` (word w, checked): a PAIR as its two writes. */
+static inline void split_one(uint64_t w, size_t at, unsigned shift,
+			     unsigned eighths, uint32_t *restrict l0,
+			     uint32_t *restrict l1, size_t *k0, size_t *k1,
+			     bool two)
+{
+	unsigned kind = word_kind(w);
+
+	if (kind == WR_ARENA_LOG_PAIR) {
+		split_at((uint32_t)at, pair_off(w, 0), false, true, shift,
+			 eighths, l0, l1, k0, k1, two);
+		split_at((uint32_t)at | WR_ARENA_LOG_HALF, pair_off(w, 1), false,
+			 true, shift, eighths, l0, l1, k0, k1, two);
+		return;
+	}
+	split_at((uint32_t)at, word_off(w), is_meta(kind),
+		 kind == WR_ARENA_LOG_WRITE || kind == WR_ARENA_LOG_ZERO, shift,
+		 eighths, l0, l1, k0, k1, two);
+}
+
 /*
- * Pass 1 of replay: check every entry, and list where each WRITE and ZERO
- * goes (by its page: eighths out of every 8 pages to list 0, the others to
- * list 1) and every ALLOC and FREE (flagged, in both lists); PADs in none.
- * Without a branch on the list: the two stores are made for every entry,
- * and the counts move by 0 or 1.  A WRITE of up to 8 bytes (a counter's,
- * most of a log) takes 16 bytes, and its branch moves `at` by a constant:
- * the next entry's load then waits for no arithmetic on this one's word.
+ * Pass 1 of replay: check every entry, and list where each WRITE, ZERO and
+ * each of a PAIR's writes goes (by its page: eighths out of every 8 pages to
+ * list 0, the others to list 1) and every ALLOC and FREE (flagged, in both
+ * lists); PADs in none.  Without a branch on the list: the two stores are
+ * made for every write, and the counts move by 0 or 1.  A PAIR (two
+ * counters' writes, most of a log) takes 24 bytes and a lone WRITE of up
+ * to 8 bytes 16, each with its own branch moving `at` by a constant: the
+ * next entry's load then waits for no arithmetic on this one's word.
  * The arena's fields are read once: the lists' stores could alias them.
  */
 int wr_arena_log_split(const struct wr_arena *a, const void *bytes,
@@ -507,6 +595,14 @@ int wr_arena_log_split(const struct wr_arena *a, const void *bytes,
 				off >> shift < total)) {
 			split_one(w, at, shift, eighths, l0, l1, &k0, &k1, two);
 			at += 16;
+			continue;
+		}
+		if (WEIR_LIKELY(len - at >= 24 &&
+				word_kind(w) == WR_ARENA_LOG_PAIR &&
+				!(w >> 60 & 1) && pair_off(w, 0) >> shift < total &&
+				pair_off(w, 1) >> shift < total)) {
+			split_one(w, at, shift, eighths, l0, l1, &k0, &k1, two);
+			at += 24;
 			continue;
 		}
 		if (entry_check(b + at, len - at, (uint32_t)psize, total,
@@ -540,17 +636,15 @@ int wr_arena_log_apply_list(struct wr_arena *a, const void *bytes,
 
 	for (size_t i = 0; err == 0 && i < n; i++) {
 		if (i + REPLAY_AHEAD < n)
-			wr_prefetch_l2(entry_dest(a, b + (list[i + REPLAY_AHEAD] &
-						  ~WR_ARENA_LOG_META)));
+			wr_prefetch_l2(entry_dest(a, b, list[i + REPLAY_AHEAD]));
 		if (i + REPLAY_NEAR < n)
-			wr_prefetch_write(entry_dest(a, b + (list[i + REPLAY_NEAR] &
-						     ~WR_ARENA_LOG_META)));
-		const uint8_t *e = b + (list[i] & ~WR_ARENA_LOG_META);
+			wr_prefetch_write(entry_dest(a, b, list[i + REPLAY_NEAR]));
+		const uint8_t *e = list_entry(b, list[i]);
 		if (WEIR_UNLIKELY(list[i] & WR_ARENA_LOG_META))
 			err = m != NULL ? m->fn(m->arg, a, e) :
-			      entry_apply(a, e);
+			      entry_apply(a, e, 0);
 		else
-			err = entry_apply(a, e);
+			err = entry_apply(a, e, list[i] & WR_ARENA_LOG_HALF);
 		if (err)
 			*bad_off = (size_t)(e - b);
 	}

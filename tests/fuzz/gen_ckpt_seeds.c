@@ -50,6 +50,8 @@ static size_t log_chunk(uint64_t *w)
 	w[n++] = 1, w[n++] = 2, w[n++] = 3;
 	w[n++] = wr_arena_log_word(WR_ARENA_LOG_WRITE, 5, 8192 + 3);
 	w[n++] = 0x0504030201ull;
+	w[n++] = wr_arena_log_pair_word(8192 + 16, 32);
+	w[n++] = 7, w[n++] = 9;
 	w[n++] = wr_arena_log_word(WR_ARENA_LOG_ZERO, 64, 128);
 	w[n++] = wr_arena_log_word(WR_ARENA_LOG_FREE, 1, 4096);
 	w[n++] = wr_arena_log_word(WR_ARENA_LOG_ALLOC, 1, 4096);

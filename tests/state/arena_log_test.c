@@ -174,8 +174,8 @@ static void op_write(struct wr_arena *a, struct model *m, bool zero)
 	uint8_t *p;
 
 	if (rnd() % 2 == 0) {	/* a table value or slot: aligned, <= 64 */
-		off &= ~7ull;
-		len = 8 * (1 + rnd() % 8);
+		off &= ~7ull;	/* half of them 8 bytes: PAIRs */
+		len = rnd() % 2 ? 8 : 8 * (1 + rnd() % 8);
 	}
 	if (rnd() % 16 == 0)
 		len = 1 + rnd() % (2 * a->page_size);	/* across pages */
@@ -247,6 +247,8 @@ Test(arena_log, random_ops_replay_long_ticks)
 	random_ops_replay();
 }
 
+static size_t pairs;	/* PAIR entries expect_split walked */
+
 /* The lists a split of [p, p + len) must give, by a plain walk. */
 static void expect_split(const uint8_t *p, uint32_t len, unsigned shift,
 			 unsigned eighths, const uint32_t *l0, size_t n0,
@@ -264,18 +266,27 @@ static void expect_split(const uint8_t *p, uint32_t len, unsigned shift,
 		bool meta = kind == WR_ARENA_LOG_ALLOC ||
 			    kind == WR_ARENA_LOG_ALLOC_ZEROED ||
 			    kind == WR_ARENA_LOG_FREE;
-		bool first = ((off >> shift) & 7) < eighths;
-		uint32_t v = at | (meta ? WR_ARENA_LOG_META : 0);
-		if (meta || (kind != WR_ARENA_LOG_PAD && first)) {
-			cr_assert_lt(k0, n0, "list 0 short at %u", at);
-			cr_assert_eq(l0[k0++], v, "list 0 at entry %u", at);
+		bool pair = kind == WR_ARENA_LOG_PAIR;
+		for (unsigned h = 0; h < (pair ? 2u : 1u); h++) {
+			if (pair)	/* (a / 8) << 30 | b / 8 */
+				off = ((w >> (h ? 0 : 30)) & ((1u << 30) - 1)) << 3;
+			bool first = ((off >> shift) & 7) < eighths;
+			uint32_t v = at | (meta ? WR_ARENA_LOG_META : 0) |
+				     (h ? WR_ARENA_LOG_HALF : 0);
+			if (meta || (kind != WR_ARENA_LOG_PAD && first)) {
+				cr_assert_lt(k0, n0, "list 0 short at %u", at);
+				cr_assert_eq(l0[k0++], v, "list 0 at %u", at);
+			}
+			if (l1 != NULL &&
+			    (meta || (kind != WR_ARENA_LOG_PAD && !first))) {
+				cr_assert_lt(k1, n1, "list 1 short at %u", at);
+				cr_assert_eq(l1[k1++], v, "list 1 at %u", at);
+			}
 		}
-		if (l1 != NULL && (meta || (kind != WR_ARENA_LOG_PAD && !first))) {
-			cr_assert_lt(k1, n1, "list 1 short at %u", at);
-			cr_assert_eq(l1[k1++], v, "list 1 at entry %u", at);
-		}
-		at += 8 + (kind == WR_ARENA_LOG_WRITE || kind == WR_ARENA_LOG_PAD ?
-			   (uint32_t)((wl + 7) & ~7ull) : 0);
+		pairs += pair;
+		at += pair ? 24 : 8 + (kind == WR_ARENA_LOG_WRITE ||
+				       kind == WR_ARENA_LOG_PAD ?
+				       (uint32_t)((wl + 7) & ~7ull) : 0);
 	}
 	cr_assert_eq(k0, n0, "list 0 too long");
 	cr_assert_eq(k1, l1 != NULL ? n1 : 0, "list 1 too long");
@@ -322,6 +333,7 @@ Test(arena_log, split_lists_each_entry_once_in_order)
 		from = to;
 	}
 	cr_assert_gt(spans, 40);
+	cr_assert_gt(pairs, 100, "the random logs hold PAIRs");
 	free(l0);
 	free(l1);
 	wr_arena_destroy(r);
@@ -454,10 +466,72 @@ Test(arena_log, apply_rejects_bad_entries)
 	w[2] = wr_arena_log_word(WR_ARENA_LOG_ALLOC, 1, 2 * PS);
 	expect_bad(r, w, 3, 16);			/* page 2 is live */
 	cr_assert_eq(wr_arena_log_check(w, 8, PS, &bad), 0);
-	w[3] = 6ull << 61;
+	w[3] = 7ull << 61;
 	cr_assert_eq(wr_arena_log_check(w, 32, PS, &bad), -EBADMSG);
 	cr_assert_eq(bad, 24);
 	wr_arena_destroy(r);
+}
+
+Test(arena_log, apply_rejects_bad_pairs)
+{
+	struct wr_arena *r = mk(PS, 8);
+	uint64_t w[4] = { wr_arena_log_word(WR_ARENA_LOG_PAD, 0, 0) };
+	size_t bad;
+
+	w[1] = wr_arena_log_pair_word(0, 8);
+	expect_bad(r, w, 3, 8);				/* payload cut */
+	cr_assert_eq(wr_arena_log_check(w, 32, PS, &bad), 0);
+	w[1] = wr_arena_log_pair_word(8, 8ull * PS);
+	expect_bad(r, w, 4, 8);				/* b past the arena */
+	w[1] = wr_arena_log_pair_word(8ull * PS, 0);
+	expect_bad(r, w, 4, 8);				/* a past the arena */
+	w[1] = wr_arena_log_pair_word(0, 8) | 1ull << 60;
+	expect_bad(r, w, 4, 8);				/* the spare bit */
+	cr_assert_eq(wr_arena_log_check(w, 32, PS, &bad), -EBADMSG);
+	cr_assert_eq(bad, 8);
+	wr_arena_destroy(r);
+}
+
+/* 8-byte writes in one tick: 12 bytes each when paired, in order (the
+ * same word twice in a row is one entry), 16 when one is at or past 8 GiB
+ * (a PAIR's offsets are 30-bit word numbers); the replica equals. */
+Test(arena_log, pairs_of_8_byte_writes)
+{
+	const uint32_t ps = 1u << 16, hi = (uint32_t)((8ull << 30) / ps);
+	struct wr_arena *a = mk(ps, hi + 2), *r;
+	uint64_t from, to, bytes;
+	uint8_t *lo_p, *hi_p, *zero = calloc(1, ps);
+
+	cr_assert_eq(wr_arena_restore_page(a, 0, zero), 0);
+	cr_assert_eq(wr_arena_restore_page(a, hi, zero), 0);
+	free(zero);
+	lo_p = wr_arena_page_ptr(a, 0);
+	hi_p = wr_arena_page_ptr(a, hi);
+	cr_assert_eq(wr_arena_log_enable(a, RING, 4096), 0);
+	r = materialise(a, &from);
+	bytes = a->log->bytes;
+	for (uint32_t i = 0; i < 1000; i++) {	/* 1000 distinct: 500 PAIRs */
+		uint64_t v = rnd(), *p = (uint64_t *)(void *)lo_p +
+					 (i * 7919u) % (ps / 8);
+		cr_assert_eq(wr_arena_touch_range(a, p, 8), 0);
+		*p = v;
+	}
+	wr_arena_log_seal(a);
+	cr_assert_eq(a->log->bytes - bytes, 12000);
+	bytes = a->log->bytes;
+	for (uint32_t i = 0; i < 100; i++) {	/* low, high, low, ... */
+		uint64_t *p = (uint64_t *)(void *)(i % 2 ? hi_p : lo_p) + i;
+		cr_assert_eq(wr_arena_touch_range(a, p, 8), 0);
+		*p = rnd();
+	}
+	wr_arena_log_seal(a);
+	cr_assert_eq(a->log->bytes - bytes, 1600, "no PAIR reaches 8 GiB");
+	cr_assert_eq(wr_arena_log_mark(a, &to), 0);
+	replay(a, r, from, to);
+	cr_assert(memcmp(lo_p, wr_arena_page_ptr(r, 0), ps) == 0);
+	cr_assert(memcmp(hi_p, wr_arena_page_ptr(r, hi), ps) == 0);
+	wr_arena_destroy(r);
+	wr_arena_destroy(a);
 }
 
 /* ---- the real state code ------------------------------------------- */
