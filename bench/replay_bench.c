@@ -7,7 +7,10 @@
  * (bench/RESULTS.md, docs/architecture.md "Changelog checkpoints").
  *
  *   replay_bench [--arena-mib M] [--entries N] [--reps R] [--threads 1|2]
- *                [--eighths E] [--split-only 1]
+ *                [--eighths E] [--split-only 1] [--pairs 1]
+ *
+ * --pairs 1: the writes two to a PAIR entry, as the seal writes them
+ * (12 bytes a write instead of 16); ns_per_entry is then per write.
  *
  * --split-only 1: the first pass alone (checking and listing the entries,
  * nothing applied), on one thread.
@@ -35,18 +38,42 @@ static double now_s(void)
 	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* 1 MiB chunks of WRITE entries of 8 bytes (16 bytes each) at uniformly
- * random 8-byte offsets of [0, bytes). */
-static uint64_t *make_log(uint64_t bytes, size_t nch)
+/* 8-byte writes in a 1 MiB chunk: 16 bytes each, or 12 in PAIRs. */
+static size_t writes_per_chunk(bool pairs)
 {
-	size_t per = WR_ARENA_LOG_CHUNK / 16;
-	uint64_t *log = malloc(nch * WR_ARENA_LOG_CHUNK), x = 88172645463325252ull;
+	return pairs ? WR_ARENA_LOG_CHUNK / 24 * 2 : WR_ARENA_LOG_CHUNK / 16;
+}
 
-	for (size_t i = 0; log != NULL && i < nch * per; i++) {
-		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-		log[2 * i] = wr_arena_log_word(WR_ARENA_LOG_WRITE, 8,
-					       x % (bytes / 8) * 8);
-		log[2 * i + 1] = i;
+static uint64_t next_off(uint64_t *x, uint64_t bytes)
+{
+	*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+	return *x % (bytes / 8) * 8;
+}
+
+/* 1 MiB chunks of 8-byte writes at uniformly random 8-byte offsets of
+ * [0, bytes): WRITE entries, or PAIRs (as the seal writes them; a PAD
+ * fills each chunk's last 16 bytes). */
+static uint64_t *make_log(uint64_t bytes, size_t nch, bool pairs)
+{
+	uint64_t *log = malloc(nch * WR_ARENA_LOG_CHUNK), x = 88172645463325252ull;
+	size_t per = writes_per_chunk(pairs), k = 0;
+
+	for (size_t c = 0; log != NULL && c < nch; c++) {
+		uint64_t *w = log + c * (WR_ARENA_LOG_CHUNK / 8);
+		for (size_t i = 0, j = 0; i < per; k++) {
+			if (!pairs) {
+				w[j++] = wr_arena_log_word(WR_ARENA_LOG_WRITE, 8,
+							   next_off(&x, bytes));
+				w[j++] = k, i++;
+				continue;
+			}
+			uint64_t oa = next_off(&x, bytes);
+			w[j++] = wr_arena_log_pair_word(oa, next_off(&x, bytes));
+			w[j++] = k, w[j++] = ~k, i += 2;
+		}
+		if (pairs)	/* the chunk's last 16 bytes */
+			w[WR_ARENA_LOG_CHUNK / 8 - 2] =
+				wr_arena_log_word(WR_ARENA_LOG_PAD, 8, 0);
 	}
 	return log;
 }
@@ -132,7 +159,7 @@ static int pass(struct wr_arena *a, const uint64_t *log, size_t nch,
 int main(int argc, char **argv)
 {
 	uint64_t mib = 1024, entries = 20000000, reps = 5, threads = 1;
-	uint64_t eighths = 3, split_only = 0;
+	uint64_t eighths = 3, split_only = 0, pairs = 0;
 
 	for (int i = 1; i + 1 < argc; i += 2) {
 		uint64_t *v = strcmp(argv[i], "--arena-mib") == 0 ? &mib :
@@ -142,30 +169,31 @@ int main(int argc, char **argv)
 			      strcmp(argv[i], "--eighths") == 0 ? &eighths :
 			      strcmp(argv[i], "--split-only") == 0 ?
 			      &split_only :
-			      NULL;
+			      strcmp(argv[i], "--pairs") == 0 ? &pairs : NULL;
 		if (v == NULL || (*v = strtoull(argv[i + 1], NULL, 10)) == 0) {
 			fprintf(stderr, "usage: replay_bench [--arena-mib M] "
 				"[--entries N] [--reps R] [--threads 1|2] "
-				"[--eighths 1..7] [--split-only 1]\n");
+				"[--eighths 1..7] [--split-only 1] [--pairs 1]\n");
 			return 2;
 		}
 	}
-	if (threads > 2 || eighths > 7 || split_only > 1 ||
-	    (split_only && threads > 1)) {
+	if (threads > 2 || eighths > 7 || split_only > 1 || pairs > 1 ||
+	    (split_only && threads > 1) || (pairs && mib > 8192)) {
 		fprintf(stderr, "replay_bench: --threads is 1 or 2, --eighths "
-			"1..7, --split-only 1 on one thread\n");
+			"1..7, --split-only 1 on one thread, --pairs 1 up to "
+			"8192 MiB\n");
 		return 2;
 	}
 	uint64_t bytes = mib << 20;
 	struct wr_arena_config cfg = { .cap_bytes = bytes + (64u << 20) };
 	struct wr_arena *a;
-	size_t nch = (entries + WR_ARENA_LOG_CHUNK / 16 - 1) /
-		     (WR_ARENA_LOG_CHUNK / 16);
+	size_t per = writes_per_chunk(pairs != 0);
+	size_t nch = (entries + per - 1) / per;
 	if (wr_arena_create(&cfg, &a) != 0 ||
 	    wr_arena_replay_alloc(a, 0, (uint32_t)(bytes >> a->page_shift),
 				  true) != 0)
 		return 1;
-	uint64_t *log = make_log(bytes, nch);
+	uint64_t *log = make_log(bytes, nch, pairs != 0);
 	uint32_t *lists[1 + LISTS];
 	for (unsigned i = 0; i < 1 + LISTS; i++)
 		if ((lists[i] = malloc(WR_ARENA_LOG_CHUNK / 8 * 4)) == NULL)
@@ -183,11 +211,11 @@ int main(int argc, char **argv)
 		return 1;
 	printf("{\"bench\":\"replay\",\"arena_mib\":%llu,\"entries\":%zu,"
 	       "\"ns_per_entry\":%.2f,\"reps\":%llu,\"threads\":%llu,"
-	       "\"split_only\":%s}\n",
-	       (unsigned long long)mib, nch * (WR_ARENA_LOG_CHUNK / 16),
-	       best * 1e9 / (double)(nch * (WR_ARENA_LOG_CHUNK / 16)),
+	       "\"split_only\":%s,\"pairs\":%s}\n",
+	       (unsigned long long)mib, nch * per,
+	       best * 1e9 / (double)(nch * per),
 	       (unsigned long long)reps, (unsigned long long)threads,
-	       split_only ? "true" : "false");
+	       split_only ? "true" : "false", pairs ? "true" : "false");
 	free(log);
 	wr_arena_destroy(a);
 	return 0;

@@ -67,10 +67,14 @@ static inline bool pairable(uint64_t w)
 				    8ull << WR_ARENA_LOG_OFF_BITS);
 }
 
-/* The arena offset of a PAIR's first (half 0) or second write. */
+/* The arena offset of a PAIR's first (half 0) or second write (half
+ * WR_ARENA_LOG_HALF, 4; any other non-zero: also the second).  No branch:
+ * replay alternates the halves. */
 static inline uint64_t pair_off(uint64_t w, unsigned half)
 {
-	return ((half ? w : w >> WR_ARENA_LOG_PAIR_BITS) & PAIR_MASK) << 3;
+	unsigned shift = WR_ARENA_LOG_PAIR_BITS & -(unsigned)(half == 0);
+
+	return ((w >> shift) & PAIR_MASK) << 3;
 }
 
 int wr_arena_log_enable(struct wr_arena *a, uint64_t ring_bytes,
@@ -640,6 +644,14 @@ int wr_arena_log_apply_list(struct wr_arena *a, const void *bytes,
 		if (i + REPLAY_NEAR < n)
 			wr_prefetch_write(entry_dest(a, b, list[i + REPLAY_NEAR]));
 		const uint8_t *e = list_entry(b, list[i]);
+		uint64_t w, v;
+		memcpy(&w, e, 8);
+		if (WEIR_LIKELY(word_kind(w) == WR_ARENA_LOG_PAIR)) {
+			unsigned half = list[i] & WR_ARENA_LOG_HALF;
+			memcpy(&v, e + 8 + 2 * half, 8);
+			memcpy(a->base + pair_off(w, half), &v, 8);
+			continue;
+		}
 		if (WEIR_UNLIKELY(list[i] & WR_ARENA_LOG_META))
 			err = m != NULL ? m->fn(m->arg, a, e) :
 			      entry_apply(a, e, 0);
