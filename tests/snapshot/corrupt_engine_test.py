@@ -158,8 +158,8 @@ def corrupt_trial(tmp, ref, mode, rng):
     path = os.path.join(d, name)
     size = os.path.getsize(path)
     if mode == "flip-version":
-        # One bit of the file's format version (3 -> 7): corrupt, not "a
-        # newer format" (its manifest says 3).
+        # One bit of the file's format version (4 -> 0): corrupt, not "a
+        # newer format" (its manifest says 4).
         with open(path, "r+b") as f:
             f.seek(8)
             b = f.read(1)
