@@ -93,13 +93,21 @@ static struct wr_arena *arena_for(unsigned shift)
 	return a[shift];
 }
 
-/* A list of a split: offsets inside the chunk, 8-aligned, ascending. */
-static void check_list(const uint32_t *l, size_t n, size_t len)
+/* A list of a split: offsets inside the chunk, 8-aligned (a PAIR's second
+ * write + WR_ARENA_LOG_HALF, after its first if both are listed),
+ * ascending; a HALF only on a PAIR. */
+static void check_list(const uint8_t *chunk, const uint32_t *l, size_t n,
+		       size_t len)
 {
 	for (size_t i = 0; i < n; i++) {
-		uint32_t at = l[i] & ~WR_ARENA_LOG_META;
+		uint32_t v = l[i] & ~WR_ARENA_LOG_META;
+		uint32_t at = v & ~WR_ARENA_LOG_HALF;
+		uint64_t w;
 		if (at >= len || at % 8 != 0 ||
-		    (i > 0 && at <= (l[i - 1] & ~WR_ARENA_LOG_META)))
+		    (i > 0 && v <= (l[i - 1] & ~WR_ARENA_LOG_META)))
+			abort();
+		memcpy(&w, chunk + at, 8);
+		if ((v & WR_ARENA_LOG_HALF) && w >> 61 != WR_ARENA_LOG_PAIR)
 			abort();
 	}
 }
@@ -124,8 +132,8 @@ static void fuzz_split(const struct wr_arena *a, const uint8_t *chunk,
 	    (check_err != 0 && (err == 0 || bad > check_bad)))
 		abort();
 	if (err == 0) {
-		check_list(l0, cnt[0], len);
-		check_list(l1, cnt[1], len);
+		check_list(chunk, l0, cnt[0], len);
+		check_list(chunk, l1, cnt[1], len);
 		for (size_t i = 0; i < cnt[0]; i++)
 			m0 += (l0[i] & WR_ARENA_LOG_META) != 0;
 		for (size_t i = 0; i < cnt[1]; i++)
