@@ -51,8 +51,9 @@ static struct wr_arena *log_arena(void)
 	return a;
 }
 
-/* Random small writes into live pages, some pages freed and new ones
- * filled whole; a seal now and then (tick ends). */
+/* Random small writes into live pages (half of them 8-byte counters, so
+ * the logs hold PAIR entries), some pages freed and new ones filled whole;
+ * a seal now and then (tick ends). */
 static void mutate(struct wr_arena *a, int n)
 {
 	for (int i = 0; i < n; i++) {
@@ -66,12 +67,17 @@ static void mutate(struct wr_arena *a, int n)
 			continue;
 		uint8_t *b = (uint8_t *)wr_arena_page_ptr(a, it.page) +
 			     rnd() % (T_PAGE - 64);
+		size_t len = 64;
 		if (rnd() % 100 == 0) {
 			wr_arena_free(a, it.page, 1);
 			continue;
 		}
-		cr_assert_eq(wr_arena_touch_range(a, b, 64), 0);
-		memset(b, (int)rnd(), 64);
+		if (rnd() % 2 == 0) {	/* a counter: sealed in PAIRs */
+			b = (uint8_t *)((uintptr_t)b & ~(uintptr_t)7);
+			len = 8;
+		}
+		cr_assert_eq(wr_arena_touch_range(a, b, len), 0);
+		memset(b, (int)rnd(), len);
 		if (rnd() % 10 == 0)
 			wr_arena_log_seal(a);
 	}
@@ -153,7 +159,7 @@ static struct wr_arena *three_big_logs(const char *dir)
 	t_populate(a[0], 120, 5);
 	cr_assert_eq(t_checkpoint(dir, a, 1, &pol, NULL).err, 0);
 	for (uint64_t k = 2; k <= 4; k++) {
-		mutate(a[0], 25000);	/* ~1.8 MB of 72-byte entries */
+		mutate(a[0], 60000);	/* ~2.6 MB: 72-byte and 12-16-byte entries */
 		cr_assert_eq(t_checkpoint(dir, a, 1, &pol, NULL).err, 0);
 		cr_assert_gt(log_size(dir, k), (2u << 20) + 4096u,
 			     "log %llu: fewer than three chunks",
