@@ -67,6 +67,15 @@ static inline bool pairable(uint64_t w)
 				    8ull << WR_ARENA_LOG_OFF_BITS);
 }
 
+static inline uint64_t pair_off(uint64_t w, unsigned half);
+
+/* A PAIR word's spare bit clear and both writes' pages below `pages`. */
+static inline bool pair_ok(uint64_t w, unsigned shift, uint64_t pages)
+{
+	return !(w >> 60 & 1) && pair_off(w, 0) >> shift < pages &&
+	       pair_off(w, 1) >> shift < pages;
+}
+
 /* The arena offset of a PAIR's first (half 0) or second write (half
  * WR_ARENA_LOG_HALF, 4; any other non-zero: also the second).  No branch:
  * replay alternates the halves. */
@@ -367,7 +376,6 @@ int wr_arena_log_mark(struct wr_arena *a, uint64_t *pos)
 	 * 0.93-0.99). */
 	_mm_sfence();
 #endif
-
 	if (l->broken)
 		return -ENOSPC;
 	*pos = l->head;
@@ -439,9 +447,8 @@ static int entry_check(const uint8_t *b, size_t avail, uint32_t page_size,
 		       (off >> shift) + len <= pages_total ? 0 : -EBADMSG;
 	case WR_ARENA_LOG_PAIR:
 		*used = 24;
-		return avail >= 24 && !(w >> 60 & 1) &&
-		       pair_off(w, 0) >> shift < pages_total &&
-		       pair_off(w, 1) >> shift < pages_total ? 0 : -EBADMSG;
+		return avail >= 24 && pair_ok(w, shift, pages_total) ?
+		       0 : -EBADMSG;
 	default:
 		return -EBADMSG;
 	}
@@ -463,8 +470,18 @@ int wr_arena_log_check(const void *bytes, size_t len, uint32_t page_size,
 	return 0;
 }
 
-/* The entry at b; of a PAIR, its write `half` (0 or WR_ARENA_LOG_HALF). */
-static int entry_apply(struct wr_arena *a, const uint8_t *b, unsigned half)
+/* A PAIR's (word w at b) write `half` (0 or WR_ARENA_LOG_HALF). */
+static inline void pair_apply(struct wr_arena *a, const uint8_t *b,
+			      uint64_t w, unsigned half)
+{
+	uint64_t v;
+
+	memcpy(&v, b + 8 + 2 * half, 8);
+	memcpy(a->base + pair_off(w, half), &v, 8);
+}
+
+/* The entry at b (a PAIR: its first write). */
+static int entry_apply(struct wr_arena *a, const uint8_t *b)
 {
 	uint64_t w, v;
 
@@ -474,8 +491,7 @@ static int entry_apply(struct wr_arena *a, const uint8_t *b, unsigned half)
 
 	switch (word_kind(w)) {
 	case WR_ARENA_LOG_PAIR:
-		memcpy(&v, b + (half ? 16 : 8), 8);
-		memcpy(a->base + pair_off(w, half), &v, 8);
+		pair_apply(a, b, w, 0);
 		return 0;
 	case WR_ARENA_LOG_WRITE:
 		if (WEIR_LIKELY(((off | len) & 7) == 0 && len <= 64)) {
@@ -532,7 +548,7 @@ static inline bool is_meta(unsigned kind)
 
 int wr_arena_log_apply_one(struct wr_arena *a, const void *entry)
 {
-	return entry_apply(a, entry, 0);
+	return entry_apply(a, entry);
 }
 
 /* Lists element v, a write to `off` (wz) or an ALLOC or FREE (meta): its
@@ -613,8 +629,7 @@ int wr_arena_log_split(const struct wr_arena *a, const void *bytes,
 		}
 		if (WEIR_LIKELY(len - at >= 24 &&
 				word_kind(w) == WR_ARENA_LOG_PAIR &&
-				!(w >> 60 & 1) && pair_off(w, 0) >> shift < total &&
-				pair_off(w, 1) >> shift < total)) {
+				pair_ok(w, shift, total))) {
 			split_one(w, at, shift, eighths, l0, l1, &k0, &k1, two);
 			at += 24;
 			continue;
@@ -654,19 +669,16 @@ int wr_arena_log_apply_list(struct wr_arena *a, const void *bytes,
 		if (i + REPLAY_NEAR < n)
 			wr_prefetch_write(entry_dest(a, b, list[i + REPLAY_NEAR]));
 		const uint8_t *e = list_entry(b, list[i]);
-		uint64_t w, v;
+		uint64_t w;
 		memcpy(&w, e, 8);
 		if (WEIR_LIKELY(word_kind(w) == WR_ARENA_LOG_PAIR)) {
-			unsigned half = list[i] & WR_ARENA_LOG_HALF;
-			memcpy(&v, e + 8 + 2 * half, 8);
-			memcpy(a->base + pair_off(w, half), &v, 8);
+			pair_apply(a, e, w, list[i] & WR_ARENA_LOG_HALF);
 			continue;
 		}
-		if (WEIR_UNLIKELY(list[i] & WR_ARENA_LOG_META))
-			err = m != NULL ? m->fn(m->arg, a, e) :
-			      entry_apply(a, e, 0);
+		if (WEIR_UNLIKELY(list[i] & WR_ARENA_LOG_META) && m != NULL)
+			err = m->fn(m->arg, a, e);
 		else
-			err = entry_apply(a, e, list[i] & WR_ARENA_LOG_HALF);
+			err = entry_apply(a, e);
 		if (err)
 			*bad_off = (size_t)(e - b);
 	}
