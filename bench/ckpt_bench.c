@@ -41,6 +41,7 @@
  *              [--phases pause,flush,restore,incr,updates] [--no-prefault]
  *              [--restore-only] [--changelog] [--restore-cores 2]
  *              [--tick N] [--no-restore-helper] [--log-max-pct P]
+ *              [--timeline]
  *
  * --restore-cores 2: only the restore figures, as the engine restores a
  * checkpoint of two cores: two states of half the size, restored by two
@@ -64,6 +65,11 @@
  * updated slots until the logs reach the page file's size (the policy's
  * default), as the engine does; without it, incremental page checkpoints.
  * The runs without checkpoints have no log either.
+ *
+ * --timeline: the updates phase's runs with checkpoints also print their
+ * updates/s per 100 ms to stderr, with what was in flight at each slot's
+ * end (P page checkpoint, L log checkpoint, C committing, - none): where a
+ * run's loss sits (the first, page checkpoint against the steady state).
  *
  * --log-max-pct P: the checkpoint policy's log_max_pct (a page checkpoint
  * comes again once the logs hold P% of the page files' bytes; 0 or absent:
@@ -104,6 +110,7 @@ enum { PH_PAUSE = 1, PH_FLUSH = 2, PH_RESTORE = 4, PH_INCR = 8,
 struct opts {
 	bool quick, fio, cold, prefault, restore_only, changelog;
 	bool restore_helper;	/* a one-core restore takes a spare CPU */
+	bool timeline;		/* --timeline: updates/s per 100 ms */
 	unsigned phases;	/* PH_* bits */
 	int cpu, reps, pauses;
 	uint32_t tick;		/* updates per loop tick (sealed at its end) */
@@ -800,6 +807,44 @@ static void mix_add(struct ckpt_mix *m, const struct ckpt *c)
 		m->pages++, m->page_bytes += (double)c->bytes;
 }
 
+/* --timeline: updates per 100 ms slot of a run with checkpoints, and
+ * what was in flight at the slot's end (P: a page checkpoint, L: a log
+ * checkpoint, C: committing, -: none), printed to stderr as TSV. */
+enum { TL_SLOTS = 6000 };
+
+struct timeline {
+	uint64_t n[TL_SLOTS];
+	char what[TL_SLOTS];
+	int last;
+};
+
+static void tl_note(struct timeline *tl, double dt, uint64_t n,
+		    const struct ckpt *c)
+{
+	int i = (int)(dt * 10.0);
+
+	if (tl == NULL || i >= TL_SLOTS)
+		return;
+	tl->n[i] = n;
+	tl->what[i] = c->w == NULL ? '-' : c->committing ? 'C'
+		      : c->log ? 'L' : 'P';
+	tl->last = i;
+}
+
+static void tl_print(const struct state *s, const struct timeline *tl)
+{
+	uint64_t prev = 0;
+
+	fprintf(stderr, "# %s: t_s\tupdates_per_s\tin_flight\n", s->name);
+	for (int i = 0; i <= tl->last; i++) {
+		if (tl->n[i] == 0)
+			continue;
+		fprintf(stderr, "%.1f\t%.0f\t%c\n", (i + 1) / 10.0,
+			(double)(tl->n[i] - prev) * 10.0, tl->what[i]);
+		prev = tl->n[i];
+	}
+}
+
 static int run_updates(struct state *s, bool ckpt, double rate[2],
 		       int *nckpt, double *pauses, int *np, int np_max,
 		       struct ckpt_mix *mix)
@@ -809,10 +854,13 @@ static int run_updates(struct state *s, bool ckpt, double rate[2],
 	double t0 = now_s(), next = t0 + (ckpt ? 1.0 : 1e30), t = t0;
 	double c0 = cpu_s();
 	uint64_t n = 0;
+	struct timeline *tl = ckpt && s->o->timeline
+			      ? calloc(1, sizeof(*tl)) : NULL;
 
 	perf_ctl(true, ckpt ? "ckpt" : "none");
 	*nckpt = 0;
 	while (!err && (t = now_s()) - t0 < s->o->seconds) {
+		tl_note(tl, t - t0, n, &c);
 		if (c.w == NULL && t >= next) {
 			next += 1.0;
 			err = ckpt_start(s, &c, true);
@@ -834,6 +882,9 @@ static int run_updates(struct state *s, bool ckpt, double rate[2],
 		err = err == 1 ? 0 : err;
 	}
 	perf_ctl(false, ckpt ? "ckpt" : "none");
+	if (tl)
+		tl_print(s, tl);
+	free(tl);
 	rate[0] = (double)n / (t - t0);
 	rate[1] = (double)n / (cpu_s() - c0);
 	while (!err && c.w && !c.committing &&
@@ -1213,7 +1264,7 @@ static int usage(void)
 		"[--phases pause,flush,restore,incr,updates] "
 		"[--no-prefault] [--restore-only] [--changelog] "
 		"[--restore-cores 2] [--tick N] [--no-restore-helper] "
-		"[--log-max-pct P]\n");
+		"[--log-max-pct P] [--timeline]\n");
 	return 2;
 }
 
@@ -1262,6 +1313,8 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 			o->prefault = false;
 		} else if (strcmp(a, "--no-restore-helper") == 0) {
 			o->restore_helper = false;
+		} else if (strcmp(a, "--timeline") == 0) {
+			o->timeline = true;
 		} else if (v == NULL) {
 			return usage();
 		} else if (strcmp(a, "--sizes") == 0) {

@@ -355,12 +355,26 @@ static void verify_page(const struct wr_arena *a, uint32_t page,
 		}
 }
 
+/* Prefetches the saved granules of a shadow: the barrier wrote them one at
+ * a time, often long before, so they are scattered cache misses that the
+ * hash would otherwise take one after another. */
+static void prefetch_saved(const struct wr_arena *a, const uint64_t *bits,
+			   const uint8_t *dst)
+{
+	for (uint32_t w = 0; w < a->gwords; w++)
+		for (uint64_t b = bits[w]; b; b &= b - 1) {
+			uint32_t g = w * BITS + (uint32_t)__builtin_ctzll(b);
+			__builtin_prefetch(dst + ((size_t)g << GSHIFT));
+		}
+}
+
 /*
  * Completes page's partial shadow: the granules not saved are copied from
  * the live page (unchanged since the snapshot: every write saved its
- * granules first) with streaming stores, and the shadow is checksummed in
- * page order from whichever copy is in cache (XXH3-64, snapshot/format.h's
- * page checksum).  The page's barrier is the fast path again afterwards.
+ * granules first) with streaming stores, and the shadow is checksummed
+ * (XXH3-64, snapshot/format.h's page checksum) in page order from whichever
+ * copy holds the snapshot's bytes, the saved granules prefetched first.
+ * The page's barrier is the fast path again afterwards.
  */
 static void shadow_complete(struct wr_arena *a, uint32_t page)
 {
@@ -370,6 +384,7 @@ static void shadow_complete(struct wr_arena *a, uint32_t page)
 	uint32_t n = granules(a);
 	XXH3_state_t st;
 
+	prefetch_saved(a, bits, dst);
 	XXH3_INITSTATE(&st);
 	XXH3_64bits_reset(&st);
 	for (uint32_t g = 0; g < n;) {
