@@ -264,6 +264,10 @@ static int check_opts(const struct flows_opts *o)
 				       "without DPDK (-Ddpdk=disabled)");
 	if (*o->out == '\0')
 		return cli_usage_error("flows: --out needs a file name");
+	if (!cli_check_out_file("flows", "--out", o->out) ||
+	    (o->ckpt_dir &&
+	     !cli_check_out_dir("flows", "--checkpoint-dir", o->ckpt_dir)))
+		return EXIT_USAGE;
 	return cli_check_cores("flows", o->cores) ? 0 : EXIT_USAGE;
 }
 

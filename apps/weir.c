@@ -2,10 +2,13 @@
  * weir.c — the `weir` command: a thin dispatcher over subcommands.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "apps/cli.h"
 #include "weir/common.h"
@@ -85,6 +88,63 @@ bool cli_check_cores(const char *cmd, unsigned cores)
 	cli_usage_error("%s: --cores %u is more than the %u CPUs this "
 			"process may run on", cmd, cores, rc.cores);
 	return false;
+}
+
+/* The directory part of path ("." for a bare name) into buf. */
+static const char *dir_of(const char *path, char *buf, size_t size)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (slash == NULL)
+		return ".";
+	if (slash == path)
+		return "/";
+	snprintf(buf, size, "%.*s", (int)(slash - path), path);
+	return buf;
+}
+
+bool cli_check_out_file(const char *cmd, const char *opt, const char *path)
+{
+	char buf[PATH_MAX];
+	const char *dir = dir_of(path, buf, sizeof(buf));
+	struct stat st;
+
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		cli_usage_error("%s: %s %s is a directory, not a file", cmd,
+				opt, path);
+		return false;
+	}
+	if (access(dir, W_OK | X_OK) != 0) {
+		cli_usage_error("%s: %s %s: cannot write in %s: %s", cmd, opt,
+				path, dir, strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+bool cli_check_out_dir(const char *cmd, const char *opt, const char *path)
+{
+	char buf[PATH_MAX];
+	struct stat st;
+
+	if (stat(path, &st) != 0) {
+		const char *parent = dir_of(path, buf, sizeof(buf));
+		if (errno == ENOENT && access(parent, W_OK | X_OK) == 0)
+			return true;	/* the job creates it */
+		cli_usage_error("%s: %s %s: cannot create it in %s: %s", cmd,
+				opt, path, parent, strerror(errno));
+		return false;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		cli_usage_error("%s: %s %s is not a directory", cmd, opt, path);
+		return false;
+	}
+	if (access(path, R_OK | W_OK | X_OK) != 0) {
+		cli_usage_error("%s: %s %s: %s", cmd, opt, path,
+				strerror(errno));
+		return false;
+	}
+	return true;
 }
 
 int main(int argc, char **argv)

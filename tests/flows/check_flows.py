@@ -430,6 +430,48 @@ for name, args, needle in ERRORS:
         lambda tmp, a=args, n=needle: check_error(tmp, a(tmp), n))
 
 
+def check_bad_out(tmp, out, needle):
+    """An --out the run could not finish into is refused before any work
+    (it used to run the whole job and fail at the final rename)."""
+    out = out(tmp)
+    r = subprocess.run([WEIR, "flows", "--packets", "1000", "--out", out],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, f"exit {r.returncode}: {r.stderr!r}"
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, f"stderr has {len(lines)} lines: {r.stderr!r}"
+    assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+    left = out.rstrip("/") + ".inprogress"
+    assert not os.path.exists(left), f"{left} was left behind"
+
+
+BAD_OUTS = [
+    ("a directory", lambda t: t, "is a directory"),
+    ("a directory, trailing slash", lambda t: t + "/", "is a directory"),
+    ("in a missing directory", lambda t: os.path.join(t, "no", "o.csv"),
+     "cannot write in"),
+]
+for name, out, needle in BAD_OUTS:
+    test(f"error: --out {name} -> exit 2 before the run, nothing left")(
+        lambda tmp, o=out, n=needle: check_bad_out(tmp, o, n))
+
+
+def a_file(tmp):
+    p = os.path.join(tmp, "plain")
+    open(p, "w").close()
+    return p
+
+
+ERRORS_CKPT_DIR = [
+    ("a file", lambda t: ["--checkpoint-dir", a_file(t)], "not a directory"),
+    ("under a missing directory",
+     lambda t: ["--checkpoint-dir", os.path.join(t, "no", "ck")],
+     "cannot create it"),
+]
+for name, args, needle in ERRORS_CKPT_DIR:
+    test(f"error: --checkpoint-dir {name} -> exit 2, one line, no output")(
+        lambda tmp, a=args, n=needle: check_error(tmp, a(tmp), n))
+
+
 def main():
     print(f"1..{len(results)}")
     failed = 0
