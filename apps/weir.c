@@ -94,12 +94,16 @@ bool cli_check_cores(const char *cmd, unsigned cores)
 static const char *dir_of(const char *path, char *buf, size_t size)
 {
 	const char *slash = strrchr(path, '/');
+	size_t n = slash ? (size_t)(slash - path) : 0;
 
 	if (slash == NULL)
 		return ".";
-	if (slash == path)
+	if (n == 0)
 		return "/";
-	snprintf(buf, size, "%.*s", (int)(slash - path), path);
+	if (n >= size)
+		n = size - 1;
+	memcpy(buf, path, n);
+	buf[n] = '\0';
 	return buf;
 }
 
