@@ -23,9 +23,9 @@ bool cli_parse_on_off(const char *name, const char *text, bool *out);
 /* --cores N (0: every usable CPU) fits the CPUs this process may run on;
  * else one line to stderr naming command `cmd`, false. */
 bool cli_check_cores(const char *cmd, unsigned cores);
-/* Before any work: `opt PATH` names a file this run may create (not a
- * directory, in a writable directory), or a directory it may create or
- * write in; else one line to stderr naming command `cmd`, false. */
+/* Before any work: `opt PATH` names a file this run may create (absent or
+ * a regular file, in a writable directory), or a directory it may create
+ * or write in; else one line to stderr naming command `cmd`, false. */
 bool cli_check_out_file(const char *cmd, const char *opt, const char *path);
 bool cli_check_out_dir(const char *cmd, const char *opt, const char *path);
 /* Print "weir: " + message + "\n" to stderr; returns EXIT_USAGE. */

@@ -113,9 +113,13 @@ bool cli_check_out_file(const char *cmd, const char *opt, const char *path)
 	const char *dir = dir_of(path, buf, sizeof(buf));
 	struct stat st;
 
-	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-		cli_usage_error("%s: %s %s is a directory, not a file", cmd,
-				opt, path);
+	/* Not a device either: the final rename would replace it (an --out
+	 * /dev/null run as root left a CSV file in its place). */
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		cli_usage_error("%s: %s %s is %s", cmd, opt, path,
+				S_ISDIR(st.st_mode) ? "a directory, not a file"
+				: "not a regular file (the output is written "
+				  "beside it, then renamed over it)");
 		return false;
 	}
 	if (access(dir, W_OK | X_OK) != 0) {

@@ -401,11 +401,18 @@ static void fsink_close(struct wr_exec *x, const struct weir_stream *n)
 
 static int check_spec(const struct weir_file_sink *spec)
 {
+	struct stat st;
+
 	if (spec == NULL || spec->format == NULL)
 		return wr_error(-EINVAL, "file sink spec or its format() is NULL");
 	if (spec->path == NULL || spec->path[0] == '\0' ||
 	    strlen(spec->path) >= PATH_MAX_LEN)
 		return wr_error(-EINVAL, "file sink path is empty or too long");
+	/* The finished file is renamed over path: never over a device, a
+	 * FIFO or a directory (/dev/null, run as root, became a CSV file). */
+	if (stat(spec->path, &st) == 0 && !S_ISREG(st.st_mode))
+		return wr_error(-EINVAL, "file sink path %s exists and is not "
+				"a regular file", spec->path);
 	if (spec->header != NULL &&
 	    strlen(spec->header) >= WEIR_FILE_SINK_BUFFER)
 		return wr_error(-EINVAL, "file sink header is too long");

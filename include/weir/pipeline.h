@@ -280,7 +280,9 @@ int weir_sink_callback(struct weir_pipeline *p, struct weir_stream *in,
  * it.  One record's text is at most WEIR_FILE_SINK_BUFFER - 4096 bytes.
  * While the job runs the file is named "<path>.inprogress"; it is renamed
  * to `path` (after fsync) only when every input has ended, so a file at
- * `path` is always complete.  CSV and JSON lines are both just a format()
+ * `path` is always complete.  A `path` that exists and is not a regular
+ * file (a directory, a device such as /dev/null, a FIFO) is refused:
+ * -EINVAL from weir_sink_file, since the rename would replace it.  CSV and JSON lines are both just a format()
  * (and a header for CSV).
  */
 #define WEIR_FILE_SINK_BUFFER (256u << 10)

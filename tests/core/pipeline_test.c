@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -478,6 +479,34 @@ Test(pipeline, failed_job_leaves_no_complete_looking_file)
 	weir_pipeline_destroy(p);
 	cr_assert_eq(access(path, F_OK), -1, "a failed job left %s", path);
 	unlink(tmp);
+	rmdir(dir);
+}
+
+/* The finished file is renamed over the path: a device or a FIFO there
+ * is refused when the sink is added, and left as it was. */
+Test(pipeline, file_sink_refuses_a_path_that_is_not_a_regular_file)
+{
+	char dir[] = "/tmp/weir-sink-XXXXXX", fifo[256];
+	struct weir_file_sink fs = { .path = fifo, .format = format_kv };
+	struct weir_generator g = { .count = 10, .record_size = sizeof(struct kv),
+		.make = make_kv };
+	struct weir_pipeline *p = make_pipeline(1);
+	struct weir_stream *s;
+	struct stat st;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(fifo, sizeof(fifo), "%s/out.csv", dir);
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	cr_assert_eq(weir_source_generator(p, &g, &s), 0);
+	cr_assert_eq(weir_sink_file(p, s, &fs), -EINVAL);
+	cr_assert(strstr(weir_last_error(), "not a regular file") != NULL,
+		  "%s", weir_last_error());
+	fs.path = dir;
+	cr_assert_eq(weir_sink_file(p, s, &fs), -EINVAL);
+	weir_pipeline_destroy(p);
+	cr_assert_eq(stat(fifo, &st), 0);
+	cr_assert(S_ISFIFO(st.st_mode), "the FIFO was replaced");
+	unlink(fifo);
 	rmdir(dir);
 }
 

@@ -45,6 +45,7 @@ import ipaddress
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -442,10 +443,20 @@ def check_bad_out(tmp, out, needle):
     assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
     left = out.rstrip("/") + ".inprogress"
     assert not os.path.exists(left), f"{left} was left behind"
+    if os.path.lexists(out):
+        st = os.stat(out)
+        assert not stat.S_ISREG(st.st_mode), f"{out} was replaced by a file"
+
+
+def a_fifo(tmp):
+    p = os.path.join(tmp, "fifo.csv")
+    os.mkfifo(p)
+    return p
 
 
 BAD_OUTS = [
     ("a directory", lambda t: t, "is a directory"),
+    ("a FIFO (as /dev/null would be)", a_fifo, "not a regular file"),
     ("a directory, trailing slash", lambda t: t + "/", "is a directory"),
     ("in a missing directory", lambda t: os.path.join(t, "no", "o.csv"),
      "cannot write in"),
