@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -251,6 +252,15 @@ static int parse_one(struct flows_opts *o, const char *opt, const char *val)
 	return 0;
 }
 
+/* Two names of one existing file. */
+static bool same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 &&
+	       sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 static int check_opts(const struct flows_opts *o)
 {
 	if ((o->gen + !!o->pcap + !!o->dpdk) > 1)
@@ -268,6 +278,9 @@ static int check_opts(const struct flows_opts *o)
 	    (o->ckpt_dir &&
 	     !cli_check_out_dir("flows", "--checkpoint-dir", o->ckpt_dir)))
 		return EXIT_USAGE;
+	if (o->pcap && same_file(o->pcap, o->out))
+		return cli_usage_error("flows: --out %s is the input capture: "
+				       "the rows would replace it", o->out);
 	return cli_check_cores("flows", o->cores) ? 0 : EXIT_USAGE;
 }
 

@@ -466,6 +466,21 @@ for name, out, needle in BAD_OUTS:
         lambda tmp, o=out, n=needle: check_bad_out(tmp, o, n))
 
 
+@test("error: --out the input capture -> exit 2 before the run, capture kept")
+def out_is_input(tmp):
+    path, _ = capture(tmp, "pcap-us", 7)
+    with open(path, "rb") as f:
+        before = f.read()
+    r = subprocess.run([WEIR, "flows", "--pcap", path, "--out",
+                        os.path.join(tmp, ".", os.path.basename(path))],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, f"exit {r.returncode}: {r.stderr!r}"
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is the input capture" in lines[0], lines
+    with open(path, "rb") as f:
+        assert f.read() == before, "the capture was changed"
+
+
 def a_file(tmp):
     p = os.path.join(tmp, "plain")
     open(p, "w").close()
