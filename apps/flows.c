@@ -281,6 +281,10 @@ static int check_opts(const struct flows_opts *o)
 	if (o->pcap && same_file(o->pcap, o->out))
 		return cli_usage_error("flows: --out %s is the input capture: "
 				       "the rows would replace it", o->out);
+	if (o->pcap && o->metrics_json && same_file(o->pcap, o->metrics_json))
+		return cli_usage_error("flows: --metrics-json %s is the input "
+				       "capture: it would be overwritten",
+				       o->metrics_json);
 	return cli_check_cores("flows", o->cores) ? 0 : EXIT_USAGE;
 }
 

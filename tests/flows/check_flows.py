@@ -466,19 +466,23 @@ for name, out, needle in BAD_OUTS:
         lambda tmp, o=out, n=needle: check_bad_out(tmp, o, n))
 
 
-@test("error: --out the input capture -> exit 2 before the run, capture kept")
-def out_is_input(tmp):
+def check_out_is_input(tmp, opt):
     path, _ = capture(tmp, "pcap-us", 7)
     with open(path, "rb") as f:
         before = f.read()
-    r = subprocess.run([WEIR, "flows", "--pcap", path, "--out",
-                        os.path.join(tmp, ".", os.path.basename(path))],
-                       capture_output=True, text=True, timeout=60)
+    args = [WEIR, "flows", "--pcap", path, "--out", os.path.join(tmp, "o.csv")]
+    args += [opt, os.path.join(tmp, ".", os.path.basename(path))]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, f"exit {r.returncode}: {r.stderr!r}"
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "is the input capture" in lines[0], lines
     with open(path, "rb") as f:
         assert f.read() == before, "the capture was changed"
+
+
+for opt in ("--out", "--metrics-json"):
+    test(f"error: {opt} the input capture -> exit 2 before the run, "
+         "capture kept")(lambda tmp, o=opt: check_out_is_input(tmp, o))
 
 
 def a_file(tmp):
