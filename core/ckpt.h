@@ -110,6 +110,7 @@ struct wr_ckpt_lat {
 struct wr_ckpt_job {
 	struct weir_checkpoint_config cfg;
 	char dir[WR_CKPT_DIR_MAX];
+	int lock_fd;   /* the directory, flock'ed while the job runs; or -1 */
 	uint64_t fingerprint;
 	char job[256];
 	unsigned cores;

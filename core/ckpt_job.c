@@ -4,10 +4,13 @@
  * starts, so a refusal changes nothing and starts nothing).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <xxhash.h>
 
@@ -57,6 +60,7 @@ int weir_pipeline_checkpoint(struct weir_pipeline *p,
 	if (j == NULL)
 		return -ENOMEM;
 	memset(j, 0, sizeof(*j));
+	j->lock_fd = -1;
 	j->cfg = *cfg;
 	snprintf(j->dir, sizeof(j->dir), "%s", cfg->dir);
 	j->cfg.dir = j->dir;
@@ -241,6 +245,25 @@ static void warn_live_sources(const struct weir_pipeline *p)
 
 static int open_restore(struct wr_ckpt_job *j, uint64_t below_id);
 
+/* One running job per directory: two would restore the same checkpoint,
+ * write the same output and delete each other's files.  The lock is on the
+ * directory itself (no lock file: a refused job changes nothing in it) and
+ * dies with the process, however it ends. */
+static int lock_dir(struct wr_ckpt_job *j)
+{
+	j->lock_fd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (j->lock_fd < 0)
+		return wr_error(-errno, "checkpoint directory %s: %s", j->dir,
+				strerror(errno));
+	if (flock(j->lock_fd, LOCK_EX | LOCK_NB) == 0)
+		return 0;
+	if (errno == EWOULDBLOCK)
+		return wr_error(-EBUSY, "checkpoint directory %s is in use by "
+				"another running job", j->dir);
+	return wr_error(-errno, "checkpoint directory %s: cannot lock it: "
+			"%s", j->dir, strerror(errno));
+}
+
 int wr_ckpt_job_open(struct weir_pipeline *p)
 {
 	struct wr_ckpt_job *j = p->ck;
@@ -260,6 +283,8 @@ int wr_ckpt_job_open(struct weir_pipeline *p)
 	if (mkdir(j->dir, 0700) != 0 && errno != EEXIST)
 		return wr_error(-errno, "checkpoint directory %s: %s", j->dir,
 				strerror(errno));
+	if ((err = lock_dir(j)) != 0)
+		return err;
 	warn_live_sources(p);
 	if ((err = wr_ckpt_committer_create(&j->committer)) != 0)
 		return err;
@@ -325,4 +350,7 @@ void wr_ckpt_job_close(struct weir_pipeline *p)
 	j->committer = NULL;
 	wr_ckpt_close(p->ck->restore);
 	p->ck->restore = NULL;
+	if (j->lock_fd >= 0)
+		close(j->lock_fd);	/* the directory is free again */
+	j->lock_fd = -1;
 }

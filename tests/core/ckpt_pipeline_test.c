@@ -35,11 +35,14 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -597,6 +600,34 @@ static char *dir_digest(const char *dir)
 	buf[fread(buf, 1, (1 << 16) - 1, f)] = '\0';
 	pclose(f);
 	return buf;
+}
+
+/* A job on a directory a running job holds is refused (-EBUSY, the
+ * directory unchanged), and runs once the holder is gone.  The test holds
+ * the lock itself, as another weir process would, on a directory with
+ * checkpoints in it. */
+Test(ckpt_pipeline, busy_dir_refused, .timeout = 300)
+{
+	char dir[256], out[600], ck[600];
+	struct job_opts o = { .cores = 1, .sum_size = 8, .interval_ms = 30 };
+	int fd;
+
+	job_in_tmp(&o, dir, out, ck);
+	cr_assert_eq(run_job(&o, NULL), 0, "%s", weir_last_error());
+	fd = open(ck, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	cr_assert(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0);
+	char *before = dir_digest(ck);
+	cr_assert_eq(run_job(&o, NULL), -EBUSY);
+	cr_assert(strstr(weir_last_error(), "in use") != NULL, "message: %s",
+		  weir_last_error());
+	char *after = dir_digest(ck);
+	cr_assert_str_eq(before, after, "the refused job changed the directory");
+	close(fd);
+	cr_assert_eq(run_job(&o, NULL), 0, "%s", weir_last_error());
+	cr_assert(access(out, F_OK) == 0, "the second try wrote no output");
+	free(before);
+	free(after);
+	rm_rf(dir);
 }
 
 Test(ckpt_pipeline, other_job_refused_dir_unchanged, .timeout = 300)
