@@ -21,6 +21,7 @@
  * script never takes a stopped run for a finished one.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -31,6 +32,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "apps/cli.h"
 #include "weir/checkpoint.h"
@@ -697,8 +699,30 @@ static bool output_in_progress(const char *out)
 struct flows_params {
 	uint64_t window_ms, max_delay_ms, seed, flows, packets, zipf_milli;
 	uint64_t ipv6_milli, event_pps;
+	uint64_t input_size, input_head;	/* a capture's identity */
 	char input[256];
 };
+
+/* A capture's size and the XXH3 of its first 64 KiB: a checkpoint of
+ * another file at the same path (a capture written again) is refused as
+ * another job's, not resumed at its offsets in different bytes. */
+static void capture_identity(const char *path, struct flows_params *fp)
+{
+	size_t cap = 64u << 10;
+	uint8_t *buf = malloc(cap);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	ssize_t n;
+
+	if (buf != NULL && fd >= 0 && fstat(fd, &st) == 0 &&
+	    (n = pread(fd, buf, cap, 0)) > 0) {
+		fp->input_size = (uint64_t)st.st_size;
+		fp->input_head = XXH3_64bits(buf, (size_t)n);
+	}
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+}
 
 static int checkpointing(struct flows_job *j)
 {
@@ -708,12 +732,14 @@ static int checkpointing(struct flows_job *j)
 		o->window_ms, o->max_delay_ms, o->gen_cfg.seed, o->gen_cfg.flows,
 		o->gen_cfg.packets, (uint64_t)(o->gen_cfg.zipf_s * 1000),
 		(uint64_t)(o->gen_cfg.ipv6_fraction * 1000),
-		o->gen_cfg.event_pps, { 0 } };
+		o->gen_cfg.event_pps, 0, 0, { 0 } };
 
 	if (o->ckpt_dir == NULL)
 		return 0;
 	snprintf(fp.input, sizeof(fp.input), "%s",
 		 o->pcap ? o->pcap : o->dpdk ? "dpdk" : "gen");
+	if (o->pcap)
+		capture_identity(o->pcap, &fp);
 	weir_checkpoint_config_init(&cc, o->ckpt_dir);
 	cc.interval_ms = (uint32_t)o->ckpt_interval_ms;
 	/* Off unless asked for: this job rewrites its window counters every

@@ -485,6 +485,29 @@ for opt in ("--out", "--metrics-json"):
          "capture kept")(lambda tmp, o=opt: check_out_is_input(tmp, o))
 
 
+@test("a checkpoint of another capture at the same path is refused, "
+      "its output and directory kept")
+def other_capture_same_path(tmp):
+    a, _ = capture(tmp, "pcap-us", 7)
+    b, _ = capture(tmp, "pcap-us", 8)
+    ck, out = os.path.join(tmp, "ck"), os.path.join(tmp, "o.csv")
+    args = [WEIR, "flows", "--pcap", a, "--checkpoint-dir", ck,
+            "--checkpoint-interval", "20", "--rate", "20000", "--out", out]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert int(summary(r.stderr)["checkpoints"]) > 0, r.stderr
+    with open(out, "rb") as f:
+        rows = f.read()
+    names = sorted(os.listdir(ck))
+    shutil.copyfile(b, a)  # the capture written again at the same path
+    r = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0, "resumed a checkpoint of another capture"
+    assert "another pipeline" in r.stderr, r.stderr
+    with open(out, "rb") as f:
+        assert f.read() == rows, "the finished output was changed"
+    assert sorted(os.listdir(ck)) == names, "the directory was changed"
+
+
 def a_file(tmp):
     p = os.path.join(tmp, "plain")
     open(p, "w").close()
