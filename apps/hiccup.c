@@ -58,10 +58,17 @@ static void *probe_main(void *arg)
 		return NULL;
 	while ((prev = weir_tsc_now()) < p->start)
 		;
+	/* Gaps are clipped to [start, end): a thread that ran late, or was
+	 * away across the end (a CPU shared with a busy process), must not
+	 * count more than the probed time (it once made away 101%). */
+	if (prev - p->start >= min)
+		note(p, p->start, weir_tsc_ns(p->start, prev));
 	while (prev < p->end) {
 		now = weir_tsc_now();
 		if (now - prev >= min) {
-			note(p, prev, weir_tsc_ns(prev, now));
+			uint64_t to = now < p->end ? now : p->end;
+			if (to - prev >= min)
+				note(p, prev, weir_tsc_ns(prev, to));
 			now = weir_tsc_now(); /* the note is not a gap */
 		}
 		prev = now;
