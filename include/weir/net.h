@@ -182,7 +182,9 @@ struct weir_pcap_stats {
  * the file): -ENOENT/-EACCES/... from open(2), -EISDIR, -EINVAL "not a pcap
  * or pcapng file (magic 0x...)", -EBADMSG truncated or corrupt header,
  * -ENOTSUP unsupported link type (classic pcap, or pcapng whose interfaces
- * before the first packet all have unsupported link types).
+ * before the first packet all have unsupported link types), -ENOTSUP for a
+ * path that is not a regular file (a pipe or a device: refused before
+ * open(2), which would wait for a FIFO's writer).
  */
 int weir_pcap_open(const char *path, struct weir_pcap **out);
 /* The same on a buffer the caller keeps alive and unchanged until close. */

@@ -49,6 +49,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "weir/net.h"
@@ -605,6 +606,14 @@ Test(pcap, open_errors_and_messages)
 			  "No such file or directory");
 	cr_expect(strstr(weir_last_error(), path) != NULL);
 	expect_open_error(weir_pcap_open(dir, &r), -EISDIR, dir);
+	/* A FIFO with no writer: refused at once, not a hang in open(). */
+	snprintf(path, sizeof(path), "%s/pipe.pcap", dir);
+	cr_assert_eq(mkfifo(path, 0600), 0);
+	expect_open_error(weir_pcap_open(path, &r), -ENOTSUP,
+			  "not a regular file (a pipe or a device)");
+	unlink(path);
+	expect_open_error(weir_pcap_open("/dev/null", &r), -ENOTSUP,
+			  "not a regular file");
 	snprintf(path, sizeof(path), "%s/empty.pcap", dir);
 	write_file(path, "", 0);
 	expect_open_error(weir_pcap_open(path, &r), -EBADMSG, "truncated");
