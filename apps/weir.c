@@ -2,6 +2,7 @@
  * weir.c — the `weir` command: a thin dispatcher over subcommands.
  */
 #include <errno.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -90,36 +91,34 @@ bool cli_check_cores(const char *cmd, unsigned cores)
 	return false;
 }
 
-/* The directory part of path ("." for a bare name) into buf. */
-static const char *dir_of(const char *path, char *buf, size_t size)
+/* The directory path's last component is in, as dirname(3) says it
+ * ("." for a bare name; a trailing slash is not a component). */
+static const char *dir_of(const char *path, char buf[PATH_MAX])
 {
-	const char *slash = strrchr(path, '/');
-	size_t n = slash ? (size_t)(slash - path) : 0;
-
-	if (slash == NULL)
-		return ".";
-	if (n == 0)
-		return "/";
-	if (n >= size)
-		n = size - 1;
-	memcpy(buf, path, n);
-	buf[n] = '\0';
-	return buf;
+	snprintf(buf, PATH_MAX, "%s", path);
+	return dirname(buf);
 }
 
 bool cli_check_out_file(const char *cmd, const char *opt, const char *path)
 {
 	char buf[PATH_MAX];
-	const char *dir = dir_of(path, buf, sizeof(buf));
+	const char *dir = dir_of(path, buf);
+	size_t len = strlen(path);
 	struct stat st;
+	bool exists = stat(path, &st) == 0;
 
+	if ((len > 0 && path[len - 1] == '/') ||
+	    (exists && S_ISDIR(st.st_mode))) {
+		cli_usage_error("%s: %s %s is a directory, not a file", cmd,
+				opt, path);
+		return false;
+	}
 	/* Not a device either: the final rename would replace it (an --out
 	 * /dev/null run as root left a CSV file in its place). */
-	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-		cli_usage_error("%s: %s %s is %s", cmd, opt, path,
-				S_ISDIR(st.st_mode) ? "a directory, not a file"
-				: "not a regular file (the output is written "
-				  "beside it, then renamed over it)");
+	if (exists && !S_ISREG(st.st_mode)) {
+		cli_usage_error("%s: %s %s is not a regular file (the output "
+				"is written beside it, then renamed over it)",
+				cmd, opt, path);
 		return false;
 	}
 	if (access(dir, W_OK | X_OK) != 0) {
@@ -136,7 +135,7 @@ bool cli_check_out_dir(const char *cmd, const char *opt, const char *path)
 	struct stat st;
 
 	if (stat(path, &st) != 0) {
-		const char *parent = dir_of(path, buf, sizeof(buf));
+		const char *parent = dir_of(path, buf);
 		if (errno == ENOENT && access(parent, W_OK | X_OK) == 0)
 			return true;	/* the job creates it */
 		cli_usage_error("%s: %s %s: cannot create it in %s: %s", cmd,

@@ -458,6 +458,8 @@ BAD_OUTS = [
     ("a directory", lambda t: t, "is a directory"),
     ("a FIFO (as /dev/null would be)", a_fifo, "not a regular file"),
     ("a directory, trailing slash", lambda t: t + "/", "is a directory"),
+    ("a missing name with a trailing slash",
+     lambda t: os.path.join(t, "nodir") + "/", "is a directory"),
     ("in a missing directory", lambda t: os.path.join(t, "no", "o.csv"),
      "cannot write in"),
 ]
@@ -506,6 +508,18 @@ def other_capture_same_path(tmp):
     with open(out, "rb") as f:
         assert f.read() == rows, "the finished output was changed"
     assert sorted(os.listdir(ck)) == names, "the directory was changed"
+
+
+@test("--checkpoint-dir NEW/ (a trailing slash) is created and used")
+def ckpt_dir_trailing_slash(tmp):
+    ck = os.path.join(tmp, "new") + "/"
+    out = os.path.join(tmp, "o.csv")
+    r = subprocess.run([WEIR, "flows", "--packets", "20000", "--checkpoint-dir",
+                        ck, "--out", out], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert int(summary(r.stderr)["checkpoints"]) > 0, r.stderr
+    assert any(n.startswith("MANIFEST-") for n in os.listdir(ck))
 
 
 def a_file(tmp):
