@@ -67,15 +67,6 @@ static inline bool pairable(uint64_t w)
 				    8ull << WR_ARENA_LOG_OFF_BITS);
 }
 
-static inline uint64_t pair_off(uint64_t w, unsigned half);
-
-/* A PAIR word's spare bit clear and both writes' pages below `pages`. */
-static inline bool pair_ok(uint64_t w, unsigned shift, uint64_t pages)
-{
-	return !(w >> 60 & 1) && pair_off(w, 0) >> shift < pages &&
-	       pair_off(w, 1) >> shift < pages;
-}
-
 /* The arena offset of a PAIR's first (half 0) or second write (half
  * WR_ARENA_LOG_HALF, 4; any other non-zero: also the second).  No branch:
  * replay alternates the halves. */
@@ -84,6 +75,13 @@ static inline uint64_t pair_off(uint64_t w, unsigned half)
 	unsigned shift = WR_ARENA_LOG_PAIR_BITS & -(unsigned)(half == 0);
 
 	return ((w >> shift) & PAIR_MASK) << 3;
+}
+
+/* A PAIR word's spare bit clear and both writes' pages below `pages`. */
+static inline bool pair_ok(uint64_t w, unsigned shift, uint64_t pages)
+{
+	return !(w >> 60 & 1) && pair_off(w, 0) >> shift < pages &&
+	       pair_off(w, 1) >> shift < pages;
 }
 
 int wr_arena_log_enable(struct wr_arena *a, uint64_t ring_bytes,
