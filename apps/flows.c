@@ -69,7 +69,7 @@ struct flow_row {
 };
 
 static const char flows_usage[] =
-	"usage: weir flows [--pcap FILE | --dpdk \"EAL ARGS\" | --gen] [--cores N]\n"
+	"usage: weir flows [--pcap FILE|- | --dpdk \"EAL ARGS\" | --gen] [--cores N]\n"
 	"                  [--window MS] [--out FILE] [--max-delay MS] [--rate PPS]\n"
 	"                  [--duration S] [--idle busy|sleep] [--combine N]\n"
 	"                  [--state-max MB] [--state-prefault MB]\n"
@@ -81,6 +81,10 @@ static const char flows_usage[] =
 	"  " FLOWS_CSV_HEADER
 	"\n"
 	"  --pcap FILE      read a pcap or pcapng capture (timestamps = event time)\n"
+	"                   FILE - (standard input), a FIFO or a socket is read\n"
+	"                   as a stream by one core: live, not replayable; it\n"
+	"                   ends at its end or SIGINT/SIGTERM, every window\n"
+	"                   written: tcpdump -U -w - | weir flows --pcap -\n"
 	"  --dpdk \"ARGS\"    every DPDK port the EAL finds with ARGS (one string,\n"
 	"                   split like a shell), one RX queue per core; event\n"
 	"                   time = arrival time; live: not replayable, device\n"
@@ -595,6 +599,12 @@ static void *progress(void *arg)
 			fprintf(stderr, "\rweir flows: %.2f Mpps, %llu packets "
 				"received, checkpoint %s   ", (pkts - last) /
 				(t - tl) / 1e6, (unsigned long long)pkts, ckbuf);
+		} else if (j->pcap && !weir_pcap_source_replayable(j->pcap)) {
+			weir_pcap_source_progress(j->pcap, &off, &size, &pkts);
+			fprintf(stderr, "\rweir flows: %.2f Mpps, %llu packets, "
+				"%.1f MB read, checkpoint %s   ", (pkts - last) /
+				(t - tl) / 1e6, (unsigned long long)pkts,
+				off / 1e6, ckbuf);
 		} else if (j->pcap) {
 			weir_pcap_source_progress(j->pcap, &off, &size, &pkts);
 			fprintf(stderr, "\rweir flows: %.2f Mpps, %.1f%% of the "
@@ -738,7 +748,7 @@ static int checkpointing(struct flows_job *j)
 		return 0;
 	snprintf(fp.input, sizeof(fp.input), "%s",
 		 o->pcap ? o->pcap : o->dpdk ? "dpdk" : "gen");
-	if (o->pcap)
+	if (j->pcap && weir_pcap_source_replayable(j->pcap))
 		capture_identity(o->pcap, &fp);
 	weir_checkpoint_config_init(&cc, o->ckpt_dir);
 	cc.interval_ms = (uint32_t)o->ckpt_interval_ms;
@@ -754,25 +764,36 @@ static int checkpointing(struct flows_job *j)
 
 /* ---- signals for a live source: end the input, not the runtime ---- */
 
-static _Atomic(struct weir_dpdk_source *) live_src;
+/* The live input (DPDK, or a capture read as a stream) whose input a
+ * signal ends; NULL outside run(). */
+static _Atomic(struct flows_job *) live_job;
 static _Atomic int live_signals;
+
+static bool live_input(const struct flows_job *j)
+{
+	return j->dpdk || (j->pcap && !weir_pcap_source_replayable(j->pcap));
+}
 
 static void on_live_signal(int sig)
 {
-	if (atomic_fetch_add(&live_signals, 1) > 0)
+	struct flows_job *j = atomic_load(&live_job);
+
+	if (atomic_fetch_add(&live_signals, 1) > 0 || j == NULL)
 		_exit(128 + sig); /* second signal: leave at once */
-	weir_dpdk_source_stop(atomic_load(&live_src));
+	if (j->dpdk)
+		weir_dpdk_source_stop(j->dpdk);
+	else
+		weir_pcap_source_stop(j->pcap);
 }
 
-static void live_signals_take(struct weir_dpdk_source *d,
-			      struct sigaction old[2])
+static void live_signals_take(struct flows_job *j, struct sigaction old[2])
 {
 	struct sigaction sa;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_live_signal;
 	sigemptyset(&sa.sa_mask);
-	atomic_store(&live_src, d);
+	atomic_store(&live_job, j);
 	sigaction(SIGINT, &sa, &old[0]);
 	sigaction(SIGTERM, &sa, &old[1]);
 }
@@ -781,6 +802,7 @@ static void live_signals_give_back(const struct sigaction old[2])
 {
 	sigaction(SIGINT, &old[0], NULL);
 	sigaction(SIGTERM, &old[1], NULL);
+	atomic_store(&live_job, NULL);
 }
 
 /* The run's error; a core out of state memory (-ENOMEM: the cap, as the
@@ -807,7 +829,7 @@ static int run(struct flows_job *j)
 	weir_pipeline_config_init(&cfg);
 	if (j->o->cores)
 		cfg.runtime.cores = j->o->cores;
-	cfg.runtime.handle_signals = j->dpdk == NULL;
+	cfg.runtime.handle_signals = !live_input(j);
 	cfg.runtime.idle = j->o->idle_sleep ? WEIR_IDLE_SLEEP : WEIR_IDLE_BUSY_POLL;
 	cfg.combine_entries = (uint32_t)j->o->combine;
 	cfg.state_prefault_bytes = (size_t)j->o->prefault_mb << 20;
@@ -829,10 +851,10 @@ static int run(struct flows_job *j)
 	t0 = now_s();
 	if (tty && pthread_create(&th, NULL, progress, j) != 0)
 		tty = false;
-	if (j->dpdk)
-		live_signals_take(j->dpdk, old_sa);
+	if (live_input(j))
+		live_signals_take(j, old_sa);
 	err = weir_pipeline_run(j->p);
-	if (j->dpdk)
+	if (live_input(j))
 		live_signals_give_back(old_sa);
 	atomic_store(&j->done, true);
 	if (tty)

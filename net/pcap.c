@@ -28,6 +28,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -52,7 +53,9 @@
 #define NG_SHB_MIN 28u
 
 enum fmt { FMT_PCAP, FMT_PCAPNG };
-enum rstate { ST_READING, ST_END, ST_FAILED };
+/* ST_MORE: a stream's buffer ends where its next bytes have not come yet
+ * (STREAMS below). */
+enum rstate { ST_READING, ST_END, ST_FAILED, ST_MORE };
 
 struct iface {
 	uint32_t linktype;
@@ -64,10 +67,14 @@ struct iface {
 	uint64_t end;     /* offset just after this IDB (seek's fast path) */
 };
 
+struct pcap_stream;
+
 struct weir_pcap {
 	const uint8_t *base;
-	uint64_t size;
+	uint64_t size;      /* a stream: the bytes in its buffer */
 	int mapped;         /* munmap at close */
+	struct pcap_stream *st; /* a stream's input, else NULL */
+	uint64_t shift;     /* a stream: bytes dropped before base[0] */
 	enum fmt fmt;
 	int be;             /* file (pcapng: section) is big-endian */
 	enum rstate state;
@@ -110,15 +117,29 @@ static int fail(struct weir_pcap *r, int err, uint64_t off, const char *what)
 	r->state = ST_FAILED;
 	r->err = err;
 	return wr_error(err, "%s: %s at offset %llu", r->name, what,
-			(unsigned long long)off);
+			(unsigned long long)(off + r->shift));
+}
+
+static bool stream_at_eof(const struct weir_pcap *r);
+
+/* The bytes end at r->off, between records (cut false) or inside one: the
+ * capture's end, or, in a stream not at its end, where its next bytes will
+ * be appended (ST_MORE: nothing counted, nothing consumed). */
+static int bytes_end(struct weir_pcap *r, bool cut)
+{
+	if (WEIR_UNLIKELY(r->st != NULL) && !stream_at_eof(r)) {
+		r->state = ST_MORE;
+		return 0;
+	}
+	r->stats.truncated += cut;
+	r->state = ST_END;
+	return 0;
 }
 
 /* The record/block at r->off runs past the end: the capture stopped there. */
 static int truncated_end(struct weir_pcap *r)
 {
-	r->stats.truncated++;
-	r->state = ST_END;
-	return 0;
+	return bytes_end(r, true);
 }
 
 static int unsupported_linktype(const char *name, uint32_t lt)
@@ -174,10 +195,8 @@ static int classic_next(struct weir_pcap *r, struct weir_frame *f)
 	uint32_t caplen;
 	int rc;
 
-	if (r->off == r->size) {
-		r->state = ST_END;
-		return 0;
-	}
+	if (r->off == r->size)
+		return bytes_end(r, false);
 	rc = classic_rec(r, &caplen);
 	if (rc < 0)
 		return fail(r, -EBADMSG, r->off,
@@ -426,12 +445,8 @@ static int ng_step(struct weir_pcap *r, struct weir_frame *f)
 	uint32_t type, len;
 	int be = r->be, rc;
 
-	if (r->off == r->size) {
-		if (f == NULL)
-			return STEP_STOP;
-		r->state = ST_END;
-		return STEP_END;
-	}
+	if (r->off == r->size)
+		return f == NULL ? STEP_STOP : bytes_end(r, false);
 	rc = ng_block(r, r->off, &be, &type, &len, &why);
 	if (rc < 0)
 		return bad(r, f, r->off, why);
@@ -530,38 +545,315 @@ static int ng_open(struct weir_pcap *r)
 	return rc;
 }
 
+/* ---------------------------------------------------------------- streams */
+
+/*
+ * STREAMS (weir_pcap_open_fd): a pipe, a FIFO, a socket or a terminal is
+ * read into one buffer, base[0 .. size), through an io_uring with at most
+ * one read in flight into its free tail, base[size .. cap).  The record
+ * code above parses the buffer as it parses a mapping; where the bytes end
+ * before the stream does, bytes_end() leaves the reader in ST_MORE instead
+ * of counting the end, and the next call of next()/next_burst() first
+ * pumps: it takes the read's completion if it has come, and, with no read
+ * in flight, makes room and submits the next one.  Room is made only there,
+ * at the start of a call, so a frame is valid until the next call:
+ *
+ *   - the tail has less than STREAM_READ_MIN free: the unparsed bytes
+ *     [off, size) move to base[0] (shift counts the bytes dropped, so
+ *     offsets in positions and messages are the stream's own);
+ *   - the buffer is one unfinished record: it doubles, up to
+ *     STREAM_CAP_MAX (a longer record or block is called corrupt).
+ *
+ * A read of 0 bytes is the end: from then on the end of the buffer is the
+ * capture's, counted as for a file.  io_uring waits for a pipe's data
+ * without a thread (it polls), so a call never blocks, except in
+ * weir_pcap_open_fd(), which waits for the file header.
+ */
+#define STREAM_CAP_INIT (4u << 20)
+#define STREAM_CAP_MAX (2ull * WEIR_PCAP_CAPLEN_MAX)
+#define STREAM_READ_MIN (64u << 10)
+#define STREAM_PIPE_SIZE (1 << 20) /* asked of a pipe: fewer, larger reads */
+#define STREAM_ALIGN (2u << 20)    /* transparent huge pages */
+
+struct pcap_stream {
+	struct io_uring ring;
+	int fd;
+	bool inflight;
+	bool eof;
+	uint8_t *buf;
+	uint64_t cap;
+};
+
+static bool stream_at_eof(const struct weir_pcap *r)
+{
+	return r->st->eof;
+}
+
+static uint8_t *stream_alloc(uint64_t cap)
+{
+	uint8_t *b = aligned_alloc(STREAM_ALIGN, cap);
+
+	if (b != NULL)
+		madvise(b, cap, MADV_HUGEPAGE);
+	return b;
+}
+
+static int stream_fail(struct weir_pcap *r, int err, const char *what)
+{
+	r->state = ST_FAILED;
+	r->err = err;
+	return wr_error(err, "%s: %s at offset %llu", r->name, what,
+			(unsigned long long)(r->size + r->shift));
+}
+
+/* Room for the next read (0), none yet (1: the parser is further from the
+ * buffer's end than from its start), or the error.  Drops the parsed bytes
+ * when the tail is short, and doubles the buffer when it holds one
+ * unfinished record. */
+static int stream_room(struct weir_pcap *r)
+{
+	struct pcap_stream *st = r->st;
+	uint64_t left = r->size - r->off;
+
+	if (st->cap - r->size >= STREAM_READ_MIN)
+		return 0;
+	/* Move the unparsed bytes only once at least as many were parsed:
+	 * each byte moves about once. */
+	if (r->off < left && r->state != ST_MORE)
+		return 1;
+	if (r->off > 0) {
+		memmove(st->buf, st->buf + r->off, left);
+		r->shift += r->off;
+		r->size = left;
+		r->off = 0;
+	}
+	if (r->size < st->cap)
+		return 0;
+	if (r->state != ST_MORE)
+		return 1;
+	if (st->cap * 2 > STREAM_CAP_MAX)
+		return stream_fail(r, -EBADMSG, "a record or block longer "
+				   "than a stream's buffer can hold (256 MiB)");
+	uint8_t *b = stream_alloc(st->cap * 2);
+	if (b == NULL)
+		return stream_fail(r, -ENOMEM, "out of memory for the buffer");
+	memcpy(b, st->buf, r->size);
+	free(st->buf);
+	st->buf = b;
+	st->cap *= 2;
+	r->base = b;
+	return 0;
+}
+
+/* One read into the free tail, unless one is in flight or the end came. */
+static int stream_submit(struct weir_pcap *r)
+{
+	struct pcap_stream *st = r->st;
+	struct io_uring_sqe *sqe;
+	int rc;
+
+	if (st->inflight || st->eof || r->state == ST_FAILED)
+		return 0;
+	if ((rc = stream_room(r)) != 0)
+		return rc < 0 ? rc : 0;
+	sqe = io_uring_get_sqe(&st->ring);
+	if (sqe == NULL)
+		return stream_fail(r, -EBUSY, "no submission slot for a read");
+	/* Offset -1: the file position, the only one a pipe has. */
+	io_uring_prep_read(sqe, st->fd, st->buf + r->size,
+			   (unsigned)(st->cap - r->size), (uint64_t)-1);
+	rc = io_uring_submit(&st->ring);
+	if (rc < 0)
+		return stream_fail(r, rc, "cannot submit a read");
+	st->inflight = true;
+	return 0;
+}
+
+/* Take the read's completion if it has come (wait: until it has); 1 when
+ * one was taken, 0 when none has come, or the error. */
+static int stream_reap(struct weir_pcap *r, bool wait)
+{
+	struct pcap_stream *st = r->st;
+	struct io_uring_cqe *cqe;
+	int rc, res;
+
+	if (!st->inflight)
+		return 0;
+	do
+		rc = wait ? io_uring_wait_cqe(&st->ring, &cqe)
+			  : io_uring_peek_cqe(&st->ring, &cqe);
+	while (rc == -EINTR);
+	if (rc == -EAGAIN)
+		return 0;
+	if (rc < 0)
+		return stream_fail(r, rc, "cannot reap a read");
+	res = cqe->res;
+	io_uring_cqe_seen(&st->ring, cqe);
+	st->inflight = false;
+	if (res == -EAGAIN || res == -EINTR)
+		return 1; /* nothing read: the next pump submits again */
+	if (res < 0)
+		return stream_fail(r, res, strerror(-res));
+	if (res == 0)
+		st->eof = true;
+	r->size += (unsigned)res;
+	return 1;
+}
+
+/*
+ * At the start of a call: take what has come, keep a read in flight, and
+ * let a reader waiting for bytes parse again once some came (or the end).
+ * Twice, as a read of a pipe that holds data completes in its submit.
+ * 0, -EAGAIN while the reader still waits, or the error.
+ */
+static int stream_pump(struct weir_pcap *r)
+{
+	for (int round = 0; round < 2; round++) {
+		int rc = stream_reap(r, false);
+
+		if (rc < 0)
+			return rc;
+		if (rc > 0 && r->state == ST_MORE)
+			r->state = ST_READING;
+		if ((rc = stream_submit(r)) < 0)
+			return rc;
+		if (r->state != ST_MORE)
+			return 0;
+	}
+	return -EAGAIN;
+}
+
+/*
+ * pcapng: the bytes ng_open() looks at, so that a stream is judged at open
+ * as the same file would be: the blocks up to the first packet, at most
+ * 1024.  0 once they are in (or a length is impossible: open reports it).
+ */
+static uint64_t ng_header_need(const uint8_t *b, uint64_t n, uint64_t cap)
+{
+	uint64_t off = 0;
+	int be = 0;
+
+	for (int k = 0; k < 1024; k++) {
+		if (n - off < 12)
+			return off + 12;
+		uint32_t type = wr_ld32(b + off, be);
+		if (type == NG_SHB)
+			be = wr_ld32le(b + off + 8) != NG_BOM;
+		uint32_t len = wr_ld32(b + off + 4, be);
+		if (len < 12 || len % 4 != 0 || off + len > cap / 2)
+			return 0;
+		if (n - off < len)
+			return off + len;
+		if (type == NG_EPB || type == NG_SPB || type == NG_OPB)
+			return 0;
+		off += len;
+	}
+	return 0;
+}
+
+/* Bytes open_format() needs to judge the header as it would a file's: 4 for
+ * the magic, 24 for a classic header; 0 once they are in. */
+static uint64_t header_need(const struct weir_pcap *r)
+{
+	uint64_t need;
+
+	if (r->size < 4)
+		return 4;
+	if (wr_ld32le(r->base) == NG_SHB)
+		return ng_header_need(r->base, r->size, r->st->cap);
+	need = PCAP_FILE_HDR;
+	return r->size < need ? need : 0;
+}
+
+/* Wait (blocking) until the header is in, or the stream ended. */
+static int stream_fill_header(struct weir_pcap *r)
+{
+	int rc;
+
+	while (!r->st->eof && header_need(r) > r->size) {
+		if ((rc = stream_submit(r)) < 0)
+			return rc;
+		if (!r->st->inflight) /* no room: cannot happen (cap / 2) */
+			break;
+		if ((rc = stream_reap(r, true)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static void stream_close(struct pcap_stream *st)
+{
+	if (st == NULL)
+		return;
+	if (st->ring.ring_fd > 0)
+		io_uring_queue_exit(&st->ring); /* cancels a read in flight */
+	if (st->fd >= 0)
+		close(st->fd);
+	free(st->buf);
+	free(st);
+}
+
+static int stream_new(int fd, const char *name, struct pcap_stream **out)
+{
+	struct pcap_stream *st = calloc(1, sizeof(*st));
+	int rc;
+
+	if (st == NULL) {
+		close(fd);
+		return wr_error(-ENOMEM, "%s: out of memory", name);
+	}
+	st->fd = fd;
+	st->cap = STREAM_CAP_INIT;
+	st->buf = stream_alloc(st->cap);
+	rc = st->buf == NULL ? -ENOMEM : io_uring_queue_init(4, &st->ring, 0);
+	if (rc < 0) {
+		st->ring.ring_fd = -1;
+		stream_close(st);
+		return wr_error(rc, "%s: cannot set up its reads: %s", name,
+				strerror(-rc));
+	}
+	(void)fcntl(fd, F_SETPIPE_SZ, STREAM_PIPE_SIZE); /* a pipe's, if it is */
+	*out = st;
+	return 0;
+}
+
 /* ---------------------------------------------------------------- API */
+
+/* Recognise the format from the bytes at base[0 .. size) and read its
+ * header (r's base, size and name set). */
+static int open_format(struct weir_pcap *r)
+{
+	uint32_t m;
+
+	if (r->size < 4)
+		return wr_error(-EBADMSG,
+				"%s: truncated header (%llu bytes): not a pcap or pcapng file",
+				r->name, (unsigned long long)r->size);
+	m = wr_ld32le(r->base);
+	if (m == PCAP_MAGIC_US || m == PCAP_MAGIC_NS || m == PCAP_MAGIC_MOD ||
+	    __builtin_bswap32(m) == PCAP_MAGIC_US ||
+	    __builtin_bswap32(m) == PCAP_MAGIC_NS ||
+	    __builtin_bswap32(m) == PCAP_MAGIC_MOD)
+		return classic_open(r, m);
+	if (m == NG_SHB)
+		return ng_open(r);
+	return wr_error(-EINVAL, "%s is not a pcap or pcapng file (magic 0x%08x)",
+			r->name, wr_ld32be(r->base));
+}
 
 static int open_common(const uint8_t *base, uint64_t size, const char *name,
 		       int mapped, struct weir_pcap **out)
 {
-	struct weir_pcap *r;
-	uint32_t m;
+	struct weir_pcap *r = calloc(1, sizeof(*r));
 	int rc;
 
-	if (size < 4)
-		return wr_error(-EBADMSG,
-				"%s: truncated header (%llu bytes): not a pcap or pcapng file",
-				name, (unsigned long long)size);
-	r = calloc(1, sizeof(*r));
 	if (r == NULL)
 		return wr_error(-ENOMEM, "%s: out of memory", name);
 	r->base = base;
 	r->size = size;
 	r->mapped = mapped;
 	snprintf(r->name, sizeof(r->name), "%s", name);
-	m = wr_ld32le(base);
-	if (m == PCAP_MAGIC_US || m == PCAP_MAGIC_NS || m == PCAP_MAGIC_MOD ||
-	    __builtin_bswap32(m) == PCAP_MAGIC_US ||
-	    __builtin_bswap32(m) == PCAP_MAGIC_NS ||
-	    __builtin_bswap32(m) == PCAP_MAGIC_MOD)
-		rc = classic_open(r, m);
-	else if (m == NG_SHB)
-		rc = ng_open(r);
-	else
-		rc = wr_error(-EINVAL,
-			      "%s is not a pcap or pcapng file (magic 0x%08x)",
-			      name, wr_ld32be(base));
+	rc = open_format(r);
 	if (rc < 0) {
 		free(r);
 		return rc;
@@ -617,26 +909,75 @@ int weir_pcap_open(const char *path, struct weir_pcap **out)
 	return rc;
 }
 
+int weir_pcap_open_fd(int fd, const char *name, struct weir_pcap **out)
+{
+	struct weir_pcap *r;
+	int rc;
+
+	if (fd < 0 || out == NULL)
+		return wr_error(-EINVAL, "weir_pcap_open_fd: bad argument");
+	name = name ? name : "<stream>";
+	r = calloc(1, sizeof(*r));
+	if (r == NULL) {
+		close(fd);
+		return wr_error(-ENOMEM, "%s: out of memory", name);
+	}
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	rc = stream_new(fd, r->name, &r->st);
+	if (rc == 0) {
+		r->base = r->st->buf;
+		rc = stream_fill_header(r);
+	}
+	if (rc == 0) {
+		r->state = ST_READING;
+		rc = open_format(r);
+	}
+	if (rc < 0) {
+		weir_pcap_close(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
 void weir_pcap_close(struct weir_pcap *r)
 {
 	if (r == NULL)
 		return;
 	if (r->mapped)
 		munmap((void *)r->base, r->size);
+	stream_close(r->st);
 	free(r);
+}
+
+/* One frame from the bytes there are: 1, 0 at the end, -EAGAIN where a
+ * stream's next bytes have not come, or the sticky error. */
+static int next_one(struct weir_pcap *r, struct weir_frame *f)
+{
+	int rc;
+
+	if (WEIR_UNLIKELY(r->state != ST_READING))
+		return r->state == ST_END ? 0 :
+		       r->state == ST_MORE ? -EAGAIN : r->err;
+	rc = r->fmt == FMT_PCAP ? classic_next(r, f) : ng_next(r, f);
+	if (WEIR_LIKELY(rc == 1)) {
+		r->index++;
+		r->stats.frames++;
+	} else if (rc == 0 && r->state == ST_MORE) {
+		rc = -EAGAIN;
+	}
+	return rc;
 }
 
 int weir_pcap_next(struct weir_pcap *r, struct weir_frame *f)
 {
 	int rc;
 
-	if (WEIR_UNLIKELY(r->state != ST_READING))
-		return r->state == ST_END ? 0 : r->err;
-	rc = r->fmt == FMT_PCAP ? classic_next(r, f) : ng_next(r, f);
-	if (WEIR_LIKELY(rc == 1)) {
-		r->index++;
-		r->stats.frames++;
-	}
+	if (WEIR_UNLIKELY(r->st != NULL) && (rc = stream_pump(r)) != 0)
+		return rc;
+	rc = next_one(r, f);
+	if (WEIR_UNLIKELY(rc == -EAGAIN) && (rc = stream_pump(r)) == 0)
+		rc = next_one(r, f);
 	return rc;
 }
 
@@ -682,6 +1023,10 @@ int weir_pcap_next_burst(struct weir_pcap *r, struct weir_frame *f,
 	unsigned k = 0;
 	int rc = 1;
 
+	*got = 0;
+	if (WEIR_UNLIKELY(r->st != NULL) && (rc = stream_pump(r)) != 0)
+		return rc;
+	rc = 1;
 	if (r->fmt == FMT_PCAP && r->state == ST_READING) {
 		/* A stop of the run is the end, a cut or a failure: one
 		 * round, but a second one would be as correct. */
@@ -694,8 +1039,10 @@ int weir_pcap_next_burst(struct weir_pcap *r, struct weir_frame *f,
 		}
 		r->index += k;
 		r->stats.frames += k;
+		if (rc == 0 && r->state == ST_MORE)
+			rc = -EAGAIN;
 	} else {
-		while (k < n && (rc = weir_pcap_next(r, &f[k])) == 1)
+		while (k < n && (rc = next_one(r, &f[k])) == 1)
 			k++;
 	}
 	*got = k;
@@ -724,6 +1071,8 @@ int weir_pcap_clone(const struct weir_pcap *r, struct weir_pcap **out)
 
 	if (r == NULL || out == NULL)
 		return wr_error(-EINVAL, "weir_pcap_clone: NULL argument");
+	if (r->st != NULL)
+		return wr_error(-ESPIPE, "%s: a stream has one reader", r->name);
 	c = malloc(sizeof(*c));
 	if (c == NULL)
 		return wr_error(-ENOMEM, "%s: out of memory", r->name);
@@ -737,7 +1086,7 @@ int weir_pcap_clone(const struct weir_pcap *r, struct weir_pcap **out)
 void weir_pcap_tell(const struct weir_pcap *r, struct weir_pcap_pos *pos)
 {
 	memset(pos, 0, sizeof(*pos));
-	pos->offset = r->off;
+	pos->offset = r->off + r->shift;
 	pos->index = r->index;
 	if (r->fmt == FMT_PCAPNG) {
 		pos->section_offset = r->section_off;
@@ -805,6 +1154,8 @@ int weir_pcap_seek(struct weir_pcap *r, const struct weir_pcap_pos *pos)
 {
 	int bad;
 
+	if (r->st != NULL)
+		return wr_error(-ESPIPE, "%s: a stream cannot seek", r->name);
 	bad = pos->offset > r->size || pos->reserved != 0;
 	if (r->fmt == FMT_PCAP)
 		bad = bad || pos->offset < PCAP_FILE_HDR ||
@@ -837,7 +1188,7 @@ int weir_pcap_seek(struct weir_pcap *r, const struct weir_pcap_pos *pos)
 
 uint64_t weir_pcap_size(const struct weir_pcap *r)
 {
-	return r->size;
+	return r->st != NULL ? 0 : r->size;
 }
 
 uint32_t weir_pcap_linktype(const struct weir_pcap *r)

@@ -50,16 +50,26 @@
  *     WAITING --chunk_begin: cur past the last chunk--> FINISHED
  *     any     --deadline--> FINISHED;  READING --reader error--> job fails
  *
+ * STREAMS (standard input, a FIFO, a socket: weir_pcap_open_fd)
+ *   Core 0 reads the stream alone, in order, with the origin's reader; no
+ *   chunks, no index, no positions (the source is live: a job with
+ *   checkpoints says so at start).  The other cores finish at once.  Bytes
+ *   that have not come make next() return 0 records, never block.  The
+ *   source ends at the stream's end or at weir_pcap_source_stop().
+ *
  * Per call at most `max` frames are read, records or not (bounded work per
  * tick).  Pacing: frame f is due at start + (f - first frame) / rate, one
  * clock for every core (docs/net.md: why not rate x owned splits / S).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "net/pcap_source_internal.h"
@@ -122,7 +132,10 @@ struct psrc_index {
 };
 
 struct weir_pcap_source {
-	struct weir_pcap *r;      /* the origin: only cloned during a run */
+	struct weir_pcap *r;      /* the origin: only cloned during a run;
+				     a stream's: core 0's reader */
+	bool stream;              /* STREAMS below */
+	_Atomic bool stop;        /* weir_pcap_source_stop() */
 	struct weir_pcap_source_config cfg;
 	char name[192];
 	uint64_t size;
@@ -167,6 +180,39 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Standard input ("-"), a FIFO, a socket or a character device: read as a
+ * stream (STREAMS).  A FIFO's open waits for its writer, as a reader's
+ * should. */
+static int open_stream(struct weir_pcap_source *s, const char *path)
+{
+	int fd = strcmp(path, "-") == 0 ?
+		fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3) :
+		open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return wr_error(-errno, "cannot open %s: %s", s->name,
+				strerror(errno));
+	if (isatty(fd)) {
+		close(fd);
+		return wr_error(-ENOTTY, "%s is a terminal: pipe a capture "
+				"into it (tcpdump -w - | weir flows --pcap -)",
+				s->name);
+	}
+	s->stream = true;
+	return weir_pcap_open_fd(fd, s->name, &s->r);
+}
+
+static bool is_stream(const char *path)
+{
+	struct stat st;
+
+	if (strcmp(path, "-") == 0)
+		return true;
+	return stat(path, &st) == 0 &&
+	       (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode) ||
+		S_ISSOCK(st.st_mode));
+}
+
 int weir_pcap_source_open(const char *path,
 			  const struct weir_pcap_source_config *cfg,
 			  struct weir_pcap_source **out)
@@ -182,10 +228,12 @@ int weir_pcap_source_open(const char *path,
 	memset(s, 0, sizeof(*s));
 	if (cfg != NULL)
 		s->cfg = *cfg;
-	snprintf(s->name, sizeof(s->name), "%s", path);
+	snprintf(s->name, sizeof(s->name), "%s",
+		 strcmp(path, "-") == 0 ? "standard input" : path);
 	s->chunk_frames = WR_PSRC_CHUNK_FRAMES;
 	s->ring_entries = WR_PSRC_RING;
-	err = weir_pcap_open(path, &s->r);
+	err = is_stream(path) ? open_stream(s, path) :
+	      weir_pcap_open(path, &s->r);
 	if (err) {
 		free(s);
 		return err;
@@ -201,7 +249,8 @@ void weir_pcap_source_close(struct weir_pcap_source *s)
 	if (s == NULL)
 		return;
 	for (unsigned i = 0; i < WEIR_CORES_MAX; i++)
-		weir_pcap_close(s->core[i].r); /* clones before the origin */
+		if (s->core[i].r != s->r) /* a stream's core 0 reads the origin */
+			weir_pcap_close(s->core[i].r); /* clones first */
 	weir_pcap_close(s->ix.r);
 	weir_pcap_close(s->r);
 	free(s);
@@ -576,6 +625,67 @@ uint64_t wr_psrc_owned_splits(unsigned core, unsigned n)
 	return mine;
 }
 
+/* ---- streams ---- */
+
+static void run_clock(struct weir_pcap_source *s)
+{
+	s->start_ns = mono_ns();
+	s->deadline_ns = s->cfg.duration_ms ?
+		s->start_ns + s->cfg.duration_ms * 1000000u : 0;
+	atomic_store_explicit(&s->err, 0, memory_order_relaxed);
+}
+
+static int stream_open(struct weir_pcap_source *s, struct psrc_core *pc,
+		       unsigned core, unsigned ncores)
+{
+	memset(pc, 0, offsetof(struct psrc_core, need));
+	pc->ncores = ncores;
+	if (core != 0) {
+		finish(pc);
+	} else {
+		pc->r = s->r;
+		run_clock(s);
+	}
+	show(pc);
+	return 0;
+}
+
+/* Core 0's next() on a stream: bursts while frames come, up to max frames
+ * and the pacing's due frame. */
+static int stream_next(struct weir_pcap_source *s, struct psrc_core *pc,
+		       struct weir_flow_obs *o, int64_t *ts, unsigned max,
+		       uint64_t due)
+{
+	struct weir_frame f[READ_BURST];
+	struct weir_pcap_pos before;
+	unsigned n = 0, frames = 0, got;
+	int rc = 1;
+
+	/* Relaxed: a flag; what the source read before it is its own. */
+	if (atomic_load_explicit(&s->stop, memory_order_relaxed))
+		rc = 0;
+	weir_pcap_tell(pc->r, &before);
+	while (rc == 1 && frames < max && pc->c.packets + frames < due) {
+		unsigned want = max - frames < READ_BURST ? max - frames
+							  : READ_BURST;
+		if (due - (pc->c.packets + frames) < want)
+			want = (unsigned)(due - (pc->c.packets + frames));
+		rc = weir_pcap_next_burst(pc->r, f, want, &got);
+		for (unsigned k = 0; k < got; k++) /* before the next call */
+			n += (unsigned)take(pc, &f[k], &o[n], &ts[n]);
+		frames += got;
+	}
+	pc->c.packets += frames;
+	pc->c.ip += n;
+	account(pc, before.offset);
+	if (rc == 0)
+		finish(pc);
+	else if (rc < 0 && rc != -EAGAIN)
+		return failed(s, rc);
+	show(pc);
+	return n == 0 && pc->finished ? WEIR_SOURCE_END : (int)n;
+}
+
 int wr_psrc_open(struct weir_pcap_source *s, unsigned core, unsigned ncores)
 {
 	struct psrc_core *pc;
@@ -586,6 +696,8 @@ int wr_psrc_open(struct weir_pcap_source *s, unsigned core, unsigned ncores)
 		return wr_error(-EINVAL, "pcap source: core %u of %u", core,
 				ncores);
 	pc = &s->core[core];
+	if (s->stream)
+		return stream_open(s, pc, core, ncores);
 	if (pc->r == NULL && (err = weir_pcap_clone(s->r, &pc->r)) != 0)
 		return err;
 	/* Everything before `need`: the rest may be read by other threads. */
@@ -601,10 +713,7 @@ int wr_psrc_open(struct weir_pcap_source *s, unsigned core, unsigned ncores)
 	show(pc);
 	if (core != 0)
 		return 0;
-	s->start_ns = mono_ns();
-	s->deadline_ns = s->cfg.duration_ms ?
-		s->start_ns + s->cfg.duration_ms * 1000000u : 0;
-	atomic_store_explicit(&s->err, 0, memory_order_relaxed);
+	run_clock(s);
 	return index_start(s, 0, &s->origin);
 }
 
@@ -618,7 +727,7 @@ int wr_psrc_next(struct weir_pcap_source *s, unsigned core,
 
 	if (pc->finished)
 		return WEIR_SOURCE_END;
-	if (core == 0)
+	if (core == 0 && !s->stream)
 		index_step(s);
 	if (s->cfg.rate_pps || s->deadline_ns) {
 		uint64_t now = mono_ns();
@@ -631,6 +740,8 @@ int wr_psrc_next(struct weir_pcap_source *s, unsigned core,
 			      (uint64_t)((double)s->cfg.rate_pps *
 					 (double)(now - s->start_ns) / 1e9);
 	}
+	if (s->stream)
+		return stream_next(s, pc, recs, ts, max, due);
 	/* Each round reads >= 1 frame or finishes a chunk: bounded by max
 	 * plus one empty last chunk. */
 	while (frames < max) {
@@ -824,11 +935,13 @@ int weir_pcap_source_add(struct weir_pipeline *p, struct weir_pcap_source *s,
 	static const struct weir_source_ops ops = {
 		.open = psrc_open, .next = psrc_next,
 		.position = psrc_position, .restore = psrc_restore };
+	static const struct weir_source_ops live_ops = {
+		.open = psrc_open, .next = psrc_next };
 
 	if (s == NULL)
 		return wr_error(-EINVAL, "pcap source: NULL handle");
-	return weir_source(p, "pcap", &ops, sizeof(struct weir_flow_obs), s,
-			   out);
+	return weir_source(p, "pcap", s->stream ? &live_ops : &ops,
+			   sizeof(struct weir_flow_obs), s, out);
 }
 
 void weir_pcap_source_tell(const struct weir_pcap_source *s,
@@ -878,6 +991,17 @@ void weir_pcap_source_counters(const struct weir_pcap_source *s,
 		out->unsupported += c->unsupported;
 		out->truncated += c->truncated;
 	}
+}
+
+bool weir_pcap_source_replayable(const struct weir_pcap_source *s)
+{
+	return !s->stream;
+}
+
+void weir_pcap_source_stop(struct weir_pcap_source *s)
+{
+	if (s != NULL) /* relaxed: a flag (stream_next) */
+		atomic_store_explicit(&s->stop, true, memory_order_relaxed);
 }
 
 int weir_pcap_source_error(const struct weir_pcap_source *s)

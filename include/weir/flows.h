@@ -84,9 +84,19 @@ struct weir_pcap_source_config {
 	uint64_t duration_ms; /* input ends after this wall time; 0 = never */
 };
 
-/* Open and check the file now (missing, unreadable, not a capture, bad
+/*
+ * Open and check the file now (missing, unreadable, not a capture, bad
  * link type: the reader's -errno and message), so that a CLI can refuse
- * before any output exists. */
+ * before any output exists.
+ *
+ * STREAMS: "-" (standard input), a FIFO, a socket or a character device
+ * is read as a stream (weir_pcap_open_fd: open waits for the header; a
+ * FIFO's open for its writer): by core 0 alone, in order, never blocking a
+ * core while bytes have not come.  A stream is live: not replayable (no
+ * positions, so a job with checkpoints says so at start), no file size
+ * (progress says 0), seek refused; it ends at the stream's end or at
+ * weir_pcap_source_stop().  A terminal is refused (-ENOTTY).
+ */
 int weir_pcap_source_open(const char *path,
 			  const struct weir_pcap_source_config *cfg,
 			  struct weir_pcap_source **out);
@@ -115,6 +125,12 @@ void weir_pcap_source_counters(const struct weir_pcap_source *s,
 /* The reader's -errno when the job failed because of the file (the first
  * core to meet it; it is the first corrupt record of the file), else 0. */
 int weir_pcap_source_error(const struct weir_pcap_source *s);
+/* false for a stream (STREAMS above). */
+bool weir_pcap_source_replayable(const struct weir_pcap_source *s);
+/* End a stream's input as if it had ended (async-signal-safe: one atomic
+ * store); what was read is counted and every window is emitted.  No effect
+ * on a file. */
+void weir_pcap_source_stop(struct weir_pcap_source *s);
 
 /* ---- traffic generator ---- */
 

@@ -25,7 +25,8 @@
  *      be hashed or compared as 40 raw bytes.  On any other verdict *out is
  *      unspecified.
  *   4. weir_frame.data points into the reader's mapping (or the caller's
- *      buffer for weir_pcap_open_mem) and stays valid until weir_pcap_close().
+ *      buffer for weir_pcap_open_mem) and stays valid until weir_pcap_close();
+ *      from a stream (weir_pcap_open_fd), until the reader's next call.
  *   5. A reader never reads outside [base, base + size): every length in the
  *      file is checked against the bytes that remain before it is used.
  *
@@ -190,6 +191,20 @@ int weir_pcap_open(const char *path, struct weir_pcap **out);
 /* The same on a buffer the caller keeps alive and unchanged until close. */
 int weir_pcap_open_mem(const void *buf, size_t len, const char *name,
 		       struct weir_pcap **out);
+/*
+ * A capture read as a stream from `fd` (a pipe, a FIFO, a socket, standard
+ * input; the reader owns fd and closes it), read through an io_uring into
+ * a buffer of its own.  Waits for the file header; after that no call
+ * blocks: where the bytes there are end inside the capture, next() and
+ * next_burst() return -EAGAIN (not sticky: call again later), and a frame
+ * is valid only until the reader's next call.  The end of the stream is the
+ * end of the capture, a record cut by it counted in stats.truncated as for
+ * a file.  Positions count the stream's bytes, but a stream cannot seek
+ * or be cloned (-ESPIPE), and weir_pcap_size() is 0.  Errors as
+ * weir_pcap_open(), plus a record or block longer than 256 MiB (-EBADMSG)
+ * and read errors (their errno), each naming the stream's offset.
+ */
+int weir_pcap_open_fd(int fd, const char *name, struct weir_pcap **out);
 void weir_pcap_close(struct weir_pcap *r);
 
 /*

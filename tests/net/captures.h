@@ -206,6 +206,29 @@ static inline void tc_pcapng(struct tcap *c, bool be, uint64_t n)
 	tc_end(c);
 }
 
+/* The modified (0xa1b2cd34) variant of a classic LE capture: 8 more bytes
+ * per record header. */
+static inline void tc_modified(const struct tcap *c, struct tcap *m)
+{
+	size_t o = 24;
+
+	memset(m, 0, sizeof(*m));
+	m->buf = malloc(c->len + 8 * c->frames);
+	memcpy(m->buf, c->buf, 24);
+	m->buf[0] = 0x34, m->buf[1] = (char)0xcd;
+	m->len = 24;
+	while (o < c->len) {
+		uint32_t caplen;
+		memcpy(&caplen, c->buf + o + 8, 4);
+		memcpy(m->buf + m->len, c->buf + o, 16);
+		memset(m->buf + m->len + 16, 0, 8);
+		memcpy(m->buf + m->len + 24, c->buf + o + 16, caplen);
+		m->len += 24 + caplen;
+		o += 16 + caplen;
+	}
+	m->frames = c->frames;
+}
+
 /* Write the capture to a new file under /tmp; the caller unlinks it. */
 static inline void tc_file(const struct tcap *c, char *path, size_t cap)
 {

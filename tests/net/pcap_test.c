@@ -762,29 +762,6 @@ Test(pcap, seek_rejects_foreign_positions)
 
 #define SKIP_FRAMES_MAX 400
 
-/* The modified (0xa1b2cd34) variant of a classic LE capture: 8 more bytes
- * per record header. */
-static void to_modified(const struct tcap *c, struct tcap *m)
-{
-	size_t o = 24;
-
-	memset(m, 0, sizeof(*m));
-	m->buf = malloc(c->len + 8 * c->frames);
-	memcpy(m->buf, c->buf, 24);
-	m->buf[0] = 0x34, m->buf[1] = (char)0xcd;
-	m->len = 24;
-	while (o < c->len) {
-		uint32_t caplen;
-		memcpy(&caplen, c->buf + o + 8, 4);
-		memcpy(m->buf + m->len, c->buf + o, 16);
-		memset(m->buf + m->len + 16, 0, 8);
-		memcpy(m->buf + m->len + 24, c->buf + o + 16, caplen);
-		m->len += 24 + caplen;
-		o += 16 + caplen;
-	}
-	m->frames = c->frames;
-}
-
 /* Positions before every frame and after the last (pos[n]); returns n. */
 static uint64_t frame_positions(struct weir_pcap *r, struct weir_pcap_pos *pos,
 				const uint8_t **data, uint64_t max)
@@ -871,7 +848,7 @@ Test(pcap, skip_agrees_with_next)
 
 	tc_classic(&c, WEIR_CAPTURE_PCAP_US, false, 300);
 	check_skip_agrees(&c);
-	to_modified(&c, &m);
+	tc_modified(&c, &m);
 	check_skip_agrees(&m);
 	free(m.buf);
 	free(c.buf);
@@ -949,7 +926,7 @@ Test(pcap, burst_agrees_with_next)
 	tc_classic(&c, WEIR_CAPTURE_PCAP_US, false, 300);
 	check_burst_agrees(c.buf, c.len);
 	check_burst_agrees(c.buf, c.len - 5); /* a truncated last record */
-	to_modified(&c, &m);
+	tc_modified(&c, &m);
 	check_burst_agrees(m.buf, m.len);
 	free(m.buf);
 	free(c.buf);
