@@ -973,7 +973,7 @@ void weir_pcap_source_progress(const struct weir_pcap_source *s,
 		n += atomic_load_explicit(&s->core[i].shown_packets,
 					  memory_order_relaxed);
 	}
-	*bytes_read = b < s->size ? b : s->size;
+	*bytes_read = b < s->size || s->stream ? b : s->size;
 	*file_bytes = s->size;
 	*packets = n;
 }

@@ -38,17 +38,24 @@ Test plan:
     --checkpoint-interval 0, --dpdk with --pcap, --cores above the usable
     CPUs, --changelog maybe, --state-prefault lots, --state-max 8 or 65537
     -> exit 2, one line on stderr, no output file.  (The DPDK source's own tests: check_dpdk.py.)
+  - streams: the capture fed in pieces through --pcap - (a pipe) and a
+    FIFO, on 1 and 2 cores, whole and with its last record cut: the
+    model's rows and counters; with --checkpoint-dir the start says the
+    source is live; SIGINT ends the input (exit 0, the windows of what was
+    read); an empty stream, text, and a terminal: exit 2, one line.
 """
 import collections
 import decimal
 import ipaddress
 import os
+import pty
 import shutil
 import signal
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 WEIR, MAKE = sys.argv[1], sys.argv[2]
@@ -537,6 +544,133 @@ ERRORS_CKPT_DIR = [
 for name, args, needle in ERRORS_CKPT_DIR:
     test(f"error: --checkpoint-dir {name} -> exit 2, one line, no output")(
         lambda tmp, a=args, n=needle: check_error(tmp, a(tmp), n))
+
+
+# ---- a capture read as a stream: --pcap - (a pipe) and a FIFO ----
+
+def feed_process(data, pieces=True, hold=0.0):
+    """A child that writes `data` to its stdout in pieces, then waits
+    `hold` seconds before closing it."""
+    code = ("import sys, time, random\n"
+            "d = sys.stdin.buffer.read(); o = sys.stdout.buffer\n"
+            "r = random.Random(7); i = 0\n"
+            "while i < len(d):\n"
+            f"    n = r.choice([1, 13, 100, 4000, 70000]) if {pieces} else len(d)\n"
+            "    o.write(d[i:i + n]); o.flush(); i += n\n"
+            f"time.sleep({hold})\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE)
+    p.stdin.write(data)
+    p.stdin.close()
+    return p
+
+
+def run_stream(args, data, out, via, tmp, hold=0.0):
+    """weir flows reading `data` as a stream: `via` "-" (its stdin a pipe)
+    or "fifo".  Returns the weir process, started."""
+    feeder = feed_process(data, hold=hold)
+    if via == "-":
+        src, stdin = "-", feeder.stdout
+    else:
+        src, stdin = os.path.join(tmp, "cap.fifo"), subprocess.DEVNULL
+        os.mkfifo(src)
+
+        def copy():
+            with feeder.stdout as i, open(src, "wb") as o:
+                shutil.copyfileobj(i, o)
+        threading.Thread(target=copy, daemon=True).start()
+    w = subprocess.Popen([WEIR, "flows", "--pcap", src] + args +
+                         ["--out", out], stdin=stdin, stderr=subprocess.PIPE,
+                         text=True)
+    if via == "-":
+        feeder.stdout.close()  # weir's now
+    return w, feeder
+
+
+def check_stream(tmp, fmt, seed, cores, via, cut=0, ckpt=False):
+    path, desc = capture(tmp, fmt, seed, 2 * CHUNK + 7)
+    with open(path, "rb") as f:
+        data = f.read()
+    if cut:
+        data, desc = data[:-cut], desc[:-1]
+    want, counts = model_rows(desc, 1000)
+    out = os.path.join(tmp, "s.csv")
+    extra = ["--checkpoint-dir", os.path.join(tmp, "ck"),
+             "--checkpoint-interval", "50"] if ckpt else []
+    w, feeder = run_stream(["--cores", str(cores)] + extra, data, out, via,
+                           tmp)
+    err = w.communicate(timeout=120)[1]
+    feeder.wait(timeout=60)
+    assert w.returncode == 0, f"exit {w.returncode}: {err.strip()}"
+    assert read_csv(out) == sorted(want), "rows differ from the model"
+    s = summary(err)
+    assert int(s["packets"]) == len(desc), s
+    assert int(s["ip"]) == counts["ok"], s
+    assert int(s["malformed"]) == counts["malformed"], s
+    assert int(s["truncated"]) == (1 if cut else 0), s
+    live = "is live, not replayable" in err
+    assert live == ckpt, f"live warning {live} with checkpoints {ckpt}: {err}"
+
+
+for fmt, seed, via, cores, cut in (("pcap-us", 21, "-", 1, 0),
+                                   ("pcap-ns-be", 22, "-", 2, 0),
+                                   ("pcapng-be", 23, "fifo", 2, 0),
+                                   ("pcapng", 24, "-", 2, 5),
+                                   ("pcap-us", 25, "fifo", 1, 3)):
+    test(f"stream {fmt} via {via} on {cores} core(s)"
+         f"{', last record cut' if cut else ''} = model")(
+        lambda tmp, f=fmt, s=seed, v=via, c=cores, k=cut:
+        check_stream(tmp, f, s, c, v, cut=k))
+test("stream with --checkpoint-dir: rows = model, said to be live at start")(
+    lambda tmp: check_stream(tmp, "pcapng", 26, 2, "-", ckpt=True))
+
+
+@test("stream: SIGINT ends the input: exit 0, every window of it written")
+def stream_sigint(tmp):
+    path, desc = capture(tmp, "pcap-us", 27, 2 * CHUNK)
+    offs, _, _ = record_offsets(path)
+    with open(path, "rb") as f:
+        data = f.read()[:offs[CHUNK] + 10]  # frame CHUNK cut: not read
+    want, _ = model_rows(desc[:CHUNK], 1000)
+    out = os.path.join(tmp, "i.csv")
+    w, feeder = run_stream(["--cores", "2"], data, out, "-", tmp, hold=30)
+    time.sleep(1.5)  # every piece written and read
+    w.send_signal(signal.SIGINT)
+    err = w.communicate(timeout=60)[1]
+    feeder.kill()
+    s = summary(err)
+    assert w.returncode == 0 and s["status"] == "ok", \
+        f"exit {w.returncode}: {err.strip()}"
+    assert int(s["packets"]) == CHUNK and s["truncated"] == "0", s
+    assert read_csv(out) == sorted(want), "rows differ from the model"
+
+
+def check_stream_error(tmp, stdin, needle):
+    out = os.path.join(tmp, "never.csv")
+    r = subprocess.run([WEIR, "flows", "--pcap", "-", "--out", out],
+                       stdin=stdin, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2, f"exit {r.returncode}: {r.stderr!r}"
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, f"stderr has {len(lines)} lines: {r.stderr!r}"
+    assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+    assert not os.path.exists(out) and not os.path.exists(out + ".inprogress")
+
+
+@test("stream errors: empty, not a capture, a terminal -> exit 2, one line")
+def stream_errors(tmp):
+    check_stream_error(tmp, subprocess.DEVNULL, "truncated header (0 bytes)")
+    text = os.path.join(tmp, "t.txt")
+    with open(text, "w") as f:
+        f.write("not a capture\n")
+    with open(text) as f:
+        check_stream_error(tmp, f, "not a pcap or pcapng file")
+    master, slave = pty.openpty()
+    try:
+        check_stream_error(tmp, slave, "is a terminal")
+    finally:
+        os.close(master)
+        os.close(slave)
 
 
 def main():

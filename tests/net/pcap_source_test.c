@@ -36,6 +36,11 @@
  *      counters, and progress at the end = the whole file; paced (--rate)
  *      the same records; --duration ends the input early.
  *   6. weir_pcap_source_seek() moves the origin: a run starts there.
+ *   8. A stream (a FIFO fed in random pieces): on the runtime with 1 and
+ *      2 cores every record comes from core 0, in frame order, as the
+ *      model's; the counters are the model's, progress counts every byte
+ *      and no file size; the source is not replayable.  Stopped midway
+ *      (weir_pcap_source_stop), it ends with the records read so far.
  *   7. Every file of the tcpdump corpus (when present, see corpus.h; odd
  *      link types, broken files) on 2, 3 and 65 simulated cores with
  *      chunks of 1, 3 and 4096 frames: the model's records as a multiset,
@@ -45,6 +50,7 @@
 #include <criterion/logging.h>
 #include <dirent.h>
 #include <errno.h>
+#include <sys/stat.h>
 #include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,6 +58,7 @@
 #include "net/pcap_source_internal.h"
 #include "captures.h"
 #include "corpus.h"
+#include "stream_feed.h"
 
 #define BURST 32u
 #define CORES_SIM_MAX 65u
@@ -953,4 +960,104 @@ Test(pcap_source, splits_partition_with_a_lighter_core_0)
 				      cnt[c]);
 	}
 	cr_assert_eq(__builtin_popcountll(wr_psrc_owned_splits(0, 2)), 30);
+}
+
+/* ---- streams (plan 8) ---- */
+
+/* A source over a FIFO that a thread feeds with c's bytes. */
+static struct weir_pcap_source *fifo_source(const struct tcap *c, char *fifo,
+					    struct feed *fd, unsigned seed)
+{
+	struct weir_pcap_source *s;
+
+	snprintf(fifo, 64, "/tmp/weir_fifo_%d_%u", (int)getpid(), seed);
+	unlink(fifo);
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	cr_assert_eq(feed_start_fifo(fd, fifo, c->buf, c->len, seed, 5000), 0);
+	cr_assert_eq(weir_pcap_source_open(fifo, NULL, &s), 0, "%s",
+		     weir_last_error());
+	cr_assert(!weir_pcap_source_replayable(s));
+	return s;
+}
+
+Test(pcap_source, runtime_stream_on_core_0, .timeout = 120)
+{
+	struct weir_flow_counters got;
+	uint64_t bytes, size, pkts;
+	char path[64], fifo[64];
+	struct model m;
+	struct feed fd;
+	struct tcap c;
+
+	write_kind(&c, K_NG_BE, 3 * 4096 + 1);
+	tc_file(&c, path, sizeof(path));
+	model_build(&m, path);
+	for (unsigned cores = 1; cores <= 2; cores++) {
+		struct weir_pcap_source *s = fifo_source(&c, fifo, &fd, cores);
+		unsigned ran = (unsigned)rt_run(s, cores);
+		uint64_t n = atomic_load(&rt_out[0].n), i = 0;
+
+		feed_join(&fd);
+		cr_assert_eq(n, m.nrec, "%llu records of %llu on core 0",
+			     (unsigned long long)n,
+			     (unsigned long long)m.nrec);
+		if (ran > 1)
+			cr_assert_eq(atomic_load(&rt_out[1].n), 0);
+		for (uint64_t f = 0; f < m.frames; f++) {
+			if (!m.rec[f])
+				continue;
+			cr_assert_eq(memcmp(&rt_out[0].obs[i], &m.obs[f],
+					    sizeof(m.obs[f])), 0);
+			cr_assert_eq(rt_out[0].ts[i], m.ts[f]);
+			i++;
+		}
+		weir_pcap_source_counters(s, &got);
+		expect_counters(&got, &m.c);
+		weir_pcap_source_progress(s, &bytes, &size, &pkts);
+		cr_assert_eq(size, 0, "a stream has no size");
+		cr_assert_eq(bytes, c.len);
+		cr_assert_eq(pkts, m.c.packets);
+		weir_pcap_source_close(s);
+		unlink(fifo);
+	}
+	model_free(&m);
+	unlink(path);
+	free(c.buf);
+}
+
+Test(pcap_source, stream_stopped_midway, .timeout = 60)
+{
+	struct weir_flow_obs o[BURST];
+	int64_t ts[BURST];
+	struct weir_pcap_source *s;
+	struct weir_flow_counters got;
+	char fifo[64];
+	struct feed fd;
+	struct tcap c;
+	uint64_t recs = 0;
+	int rc;
+
+	tc_classic(&c, WEIR_CAPTURE_PCAP_US, false, 20000);
+	s = fifo_source(&c, fifo, &fd, 7);
+	cr_assert_eq(wr_psrc_open(s, 0, 2), 0);
+	cr_assert_eq(wr_psrc_open(s, 1, 2), 0);
+	cr_assert_eq(wr_psrc_next(s, 1, o, ts, BURST), WEIR_SOURCE_END,
+		     "core 1 reads nothing of a stream");
+	while (recs < 1000) {
+		rc = wr_psrc_next(s, 0, o, ts, BURST);
+		cr_assert_geq(rc, 0);
+		for (int k = 0; k < rc; k++)
+			cr_assert_eq(tc_index(&o[k].key), ts[k] - ts[0] +
+				     tc_index(&o[0].key));
+		recs += (uint64_t)rc;
+	}
+	weir_pcap_source_stop(s);
+	cr_assert_eq(wr_psrc_next(s, 0, o, ts, BURST), WEIR_SOURCE_END);
+	weir_pcap_source_counters(s, &got);
+	cr_assert_eq(got.ip, recs);
+	cr_assert_lt(got.packets, c.frames);
+	weir_pcap_source_close(s); /* the writer meets EPIPE */
+	feed_join(&fd);
+	unlink(fifo);
+	free(c.buf);
 }

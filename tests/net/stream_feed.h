@@ -16,6 +16,7 @@
 #define WEIR_TESTS_NET_STREAM_FEED_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -32,6 +33,7 @@ struct feed {
 	size_t max_piece;
 	unsigned seed;
 	int wfd;
+	const char *fifo; /* feed_start_fifo: opened by the thread */
 	pthread_t th;
 };
 
@@ -46,6 +48,8 @@ static inline void *feed_run(void *arg)
 	struct feed *f = arg;
 	size_t off = 0;
 
+	if (f->fifo != NULL && (f->wfd = open(f->fifo, O_WRONLY)) < 0)
+		return NULL;
 	while (off < f->len) {
 		size_t n = 1 + feed_rand(&f->seed) % f->max_piece;
 		if (n > f->len - off)
@@ -79,12 +83,28 @@ static inline int feed_start(struct feed *f, const void *buf, size_t len,
 	f->seed = seed;
 	f->max_piece = max_piece ? max_piece : 1;
 	f->wfd = p[1];
+	f->fifo = NULL;
 	if (pthread_create(&f->th, NULL, feed_run, f) != 0) {
 		close(p[0]);
 		close(p[1]);
 		return -1;
 	}
 	return p[0];
+}
+
+/* The same into a FIFO, which the thread opens for writing (that open and
+ * the reader's wait for each other). */
+static inline int feed_start_fifo(struct feed *f, const char *fifo,
+				  const void *buf, size_t len, unsigned seed,
+				  size_t max_piece)
+{
+	signal(SIGPIPE, SIG_IGN);
+	f->buf = buf;
+	f->len = len;
+	f->seed = seed;
+	f->max_piece = max_piece ? max_piece : 1;
+	f->fifo = fifo;
+	return pthread_create(&f->th, NULL, feed_run, f) == 0 ? 0 : -1;
 }
 
 static inline void feed_join(struct feed *f)
