@@ -21,8 +21,8 @@ mkdir -p "$work/seeds" "$work/corpus" "$work/ckpt_seeds" "$work/ckpt_corpus"
 srcs="$root/net/parse.c $root/net/pcap.c $root/net/pcap_write.c $root/core/error.c"
 flags="-std=gnu11 -g -O1 -D_GNU_SOURCE -I$root/include -I$root"
 $cc $flags -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    $srcs "$here/parse_fuzz.c" -o "$work/parse_fuzz"
-$cc $flags $srcs "$here/gen_seeds.c" -o "$work/gen_seeds"
+    $srcs "$here/parse_fuzz.c" -o "$work/parse_fuzz" -luring
+$cc $flags $srcs "$here/gen_seeds.c" -o "$work/gen_seeds" -luring
 "$work/gen_seeds" "$work/seeds"
 ckpt_srcs="$root/snapshot/manifest.c $root/state/arena.c $root/state/arena_log.c $root/core/error.c"
 ckpt_flags="-DXXH_INLINE_ALL"	# as meson.build builds them
