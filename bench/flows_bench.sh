@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # flows_bench.sh [BUILD_DIR] [PACKETS] — the whole `weir flows` job (parse,
 # key_by, tumbling per-flow window, CSV sink) in Mpps, from memory (the
-# generator) and from a generated pcap file, on 1 and 2 cores; and, in the
+# generator) and from a generated pcap file (mapped, or through a pipe), on
+# 1 and 2 cores; and, in the
 # same run, pmacctd (pcap_savefile, aggregate on the 5-tuple, print plugin)
 # and softflowd (-r) on the same file when installed.  One JSON object per
 # measurement on stdout; medians of RUNS runs (default 3).
@@ -31,6 +32,15 @@ weir_mpps() { # cores args...
 			tail -1 | sed 's/.*mpps=\([0-9.]*\).*/\1/'
 	done | median
 }
+# The capture through a pipe (`cat | weir flows --pcap -`): read as a
+# stream by core 0 (docs/net.md, "Streams"); cat takes CPU time too.
+weir_pipe_mpps() { # cores
+	for _ in $(seq "$RUNS"); do
+		cat "$T/cap.pcap" | "$W" flows --pcap - --cores "$1" \
+			--out "$T/o.csv" 2>&1 >/dev/null |
+			tail -1 | sed 's/.*mpps=\([0-9.]*\).*/\1/'
+	done | median
+}
 # The same bytes written in 4 KiB pieces (as tcpdump's stdio does): the
 # page cache holds them in 4 KiB folios, and the mapping takes a fault per
 # 64 KiB instead of one per large folio (flows_capture writes 4 MiB).
@@ -40,7 +50,8 @@ for c in 1 2; do
 	R[gen$c]=$(weir_mpps "$c" --gen --packets "$N" --flows 100000 --seed 1)
 	R[pcap$c]=$(weir_mpps "$c" --pcap "$T/cap.pcap")
 	R[pcap4k$c]=$(weir_mpps "$c" --pcap "$T/cap4k.pcap")
-	for k in gen pcap pcap4k; do
+	R[pipe$c]=$(weir_pipe_mpps "$c")
+	for k in gen pcap pcap4k pipe; do
 		echo "{\"bench\":\"flows\",\"engine\":\"weir\",\"input\":\"$k\",\"cores\":$c,\"packets\":$N,\"mpps\":${R[$k$c]},\"mpps_per_core\":$(awk "BEGIN {printf \"%.3f\", ${R[$k$c]} / $c}")}"
 	done
 done

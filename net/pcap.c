@@ -881,9 +881,8 @@ int weir_pcap_open(const char *path, struct weir_pcap **out)
 	/* Before open(): opening a FIFO blocks until a writer comes. */
 	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
 		return wr_error(-ENOTSUP, "cannot read %s: not a regular file (a "
-				"pipe or a device); a capture is mapped from a "
-				"file: write it to one first (tcpdump -w FILE)",
-				path);
+				"pipe or a device); weir_pcap_open maps a file: "
+				"read it as a stream (weir_pcap_open_fd)", path);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return wr_error(-errno, "cannot open %s: %s", path,

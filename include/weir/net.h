@@ -185,7 +185,8 @@ struct weir_pcap_stats {
  * -ENOTSUP unsupported link type (classic pcap, or pcapng whose interfaces
  * before the first packet all have unsupported link types), -ENOTSUP for a
  * path that is not a regular file (a pipe or a device: refused before
- * open(2), which would wait for a FIFO's writer).
+ * open(2), which would wait for a FIFO's writer; weir_pcap_open_fd reads
+ * one).
  */
 int weir_pcap_open(const char *path, struct weir_pcap **out);
 /* The same on a buffer the caller keeps alive and unchanged until close. */
