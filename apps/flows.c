@@ -887,6 +887,52 @@ static int open_dpdk(struct flows_opts *o, struct weir_dpdk_source **out)
 	return weir_dpdk_source_open(&dc, out);
 }
 
+/* ---- a capture that shrinks while it is mapped ---- */
+
+static const uint8_t *shrink_base;
+static uint64_t shrink_len;
+static char shrink_msg[512];
+static size_t shrink_msg_len;
+
+/* A read of a page the capture lost (another process truncated or rewrote
+ * it: tcpdump -W reusing its oldest file) raises SIGBUS on a worker: one
+ * line and exit 2 rather than a crash.  The output stays FILE.inprogress
+ * and the checkpoints as they were (the capture's identity has changed, so
+ * a rerun refuses them).  Any other SIGBUS gets the default action when
+ * the access is retried. */
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	const uint8_t *a = si->si_addr;
+
+	(void)uc;
+	if (a >= shrink_base && a < shrink_base + shrink_len) {
+		ssize_t w = write(STDERR_FILENO, shrink_msg, shrink_msg_len);
+		(void)w;
+		_exit(EXIT_USAGE);
+	}
+	signal(sig, SIG_DFL);
+}
+
+static void catch_shrink(const struct weir_pcap_source *s, const char *path)
+{
+	struct sigaction sa;
+	int n;
+
+	shrink_base = weir_pcap_source_mapping(s, &shrink_len);
+	if (shrink_base == NULL)
+		return;
+	n = snprintf(shrink_msg, sizeof(shrink_msg), "weir: flows: %s: the "
+		     "capture shrank while it was read (another process "
+		     "truncated or rewrote it)\n", path);
+	shrink_msg_len = n > 0 && (size_t)n < sizeof(shrink_msg) ?
+		(size_t)n : sizeof(shrink_msg) - 1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigbus;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+}
+
 /* Open the input now: a refusal happens before any output exists. */
 static int open_input(struct flows_job *j)
 {
@@ -897,6 +943,8 @@ static int open_input(struct flows_job *j)
 		struct weir_pcap_source_config pc = {
 			.rate_pps = o->rate, .duration_ms = o->duration_s * 1000 };
 		err = weir_pcap_source_open(o->pcap, &pc, &j->pcap);
+		if (err == 0)
+			catch_shrink(j->pcap, o->pcap);
 	} else if (o->dpdk) {
 		err = open_dpdk(o, &j->dpdk);
 	} else {

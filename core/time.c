@@ -51,9 +51,10 @@ void wr_time_init(struct wr_exec *x)
 	for (unsigned e = x->p->nedges; e-- > 0;) {
 		const struct weir_stream *root = stage_root(x->p->edges[e]);
 		/* Not a live one (no position(): a NIC's queue): holding it
-		 * back would drop its packets. */
+		 * back would drop its packets; nor one that aligns itself. */
 		if (root->kind == WR_NODE_SOURCE &&
-		    root->fn.source.position != NULL)
+		    root->fn.source.position != NULL &&
+		    !(root->fn.source.flags & WEIR_SOURCE_SELF_ALIGNED))
 			x->nodes[root->id].align_edge = (int)e;
 	}
 }

@@ -1190,6 +1190,12 @@ uint64_t weir_pcap_size(const struct weir_pcap *r)
 	return r->st != NULL ? 0 : r->size;
 }
 
+const void *weir_pcap_mapping(const struct weir_pcap *r, uint64_t *len)
+{
+	*len = r->mapped ? r->size : 0;
+	return r->mapped ? r->base : NULL;
+}
+
 uint32_t weir_pcap_linktype(const struct weir_pcap *r)
 {
 	return r->linktype;

@@ -91,6 +91,17 @@
  * all of the 446 MB bench file).
  */
 #define INDEX_AHEAD(cores) (2ull * (cores) + 1)
+/*
+ * Position alignment (WEIR_SOURCE_SELF_ALIGNED): a core begins no chunk
+ * LAG or more chunks past the slowest core's, so the cores stay within
+ * LAG x 4096 frames of each other in the file (and the windows open
+ * between them within that many records), whatever span of event time a
+ * chunk covers.  The engine's alignment by event time held a sparse
+ * capture's cores in turn (a chunk of 100 packets/s spans 41 s, past any
+ * sensible drift), and could hold core 0, whose index the others waited
+ * for: 2 cores hung on such a file.
+ */
+#define LAG(cores) (8ull * (cores))
 /* Frames per weir_pcap_next_burst() call: a poll's worth (WR_BURST). */
 #define READ_BURST 64u
 
@@ -108,6 +119,7 @@ struct psrc_core {
 	uint64_t owned;           /* map of its splits */
 	uint64_t seen_unsupported, seen_truncated; /* reader stats counted */
 	uint64_t bytes;           /* record bytes read, for progress */
+	uint64_t lag_limit;       /* chunks below it may begin (lag_ok) */
 	uint64_t anchor_chunk;    /* a chunk <= every chunk it still needs, */
 	struct weir_pcap_pos anchor; /* and its start (checkpoints) */
 	uint64_t from[SPLITS];
@@ -337,8 +349,30 @@ static int discard_done(struct weir_pcap_source *s, struct psrc_core *pc)
 	return err;
 }
 
-/* Start chunk cur: 1, 0 when it is not ready, WEIR_SOURCE_END when it lies
- * past the last chunk, or -errno. */
+/* May chunk k begin: is it less than LAG chunks past the slowest core's?
+ * Looks again only at the cached limit.  The slowest core always may. */
+static bool lag_ok(struct weir_pcap_source *s, struct psrc_core *pc,
+		   uint64_t k)
+{
+	uint64_t lo = NO_CHUNK;
+
+	if (k < pc->lag_limit)
+		return true;
+	for (unsigned c = 0; c < pc->ncores; c++) {
+		/* Relaxed: a bound compared, no data read behind it. */
+		uint64_t v = atomic_load_explicit(&s->core[c].need,
+						  memory_order_relaxed);
+		if (v < lo)
+			lo = v;
+	}
+	pc->lag_limit = lo > NO_CHUNK - LAG(pc->ncores) ?
+		NO_CHUNK : lo + LAG(pc->ncores);
+	return k < pc->lag_limit;
+}
+
+/* Start chunk cur: 1, 0 when it is not ready (not indexed yet, or too far
+ * ahead: lag_ok), WEIR_SOURCE_END when it lies past the last chunk, or
+ * -errno. */
 static int chunk_begin(struct weir_pcap_source *s, struct psrc_core *pc)
 {
 	/* Acquire: pairs with the release stores of count in
@@ -350,6 +384,8 @@ static int chunk_begin(struct weir_pcap_source *s, struct psrc_core *pc)
 
 	if (k >= count)
 		return ended ? WEIR_SOURCE_END : 0;
+	if (!lag_ok(s, pc, k))
+		return 0;
 	pc->anchor = s->ix.ring[k % s->ring_entries];
 	pc->anchor_chunk = k;
 	/* Release: the entry is copied; its slot may be reused (pairs with
@@ -934,7 +970,8 @@ int weir_pcap_source_add(struct weir_pipeline *p, struct weir_pcap_source *s,
 {
 	static const struct weir_source_ops ops = {
 		.open = psrc_open, .next = psrc_next,
-		.position = psrc_position, .restore = psrc_restore };
+		.position = psrc_position, .restore = psrc_restore,
+		.flags = WEIR_SOURCE_SELF_ALIGNED };
 	static const struct weir_source_ops live_ops = {
 		.open = psrc_open, .next = psrc_next };
 
@@ -991,6 +1028,12 @@ void weir_pcap_source_counters(const struct weir_pcap_source *s,
 		out->unsupported += c->unsupported;
 		out->truncated += c->truncated;
 	}
+}
+
+const void *weir_pcap_source_mapping(const struct weir_pcap_source *s,
+				     uint64_t *len)
+{
+	return weir_pcap_mapping(s->r, len);
 }
 
 bool weir_pcap_source_replayable(const struct weir_pcap_source *s)

@@ -125,6 +125,10 @@ void weir_pcap_source_counters(const struct weir_pcap_source *s,
 /* The reader's -errno when the job failed because of the file (the first
  * core to meet it; it is the first corrupt record of the file), else 0. */
 int weir_pcap_source_error(const struct weir_pcap_source *s);
+/* The file's mapping, every core's reads are in it (weir_pcap_mapping);
+ * NULL for a stream. */
+const void *weir_pcap_source_mapping(const struct weir_pcap_source *s,
+				     uint64_t *len);
 /* false for a stream (STREAMS above). */
 bool weir_pcap_source_replayable(const struct weir_pcap_source *s);
 /* End a stream's input as if it had ended (async-signal-safe: one atomic

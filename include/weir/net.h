@@ -256,6 +256,11 @@ int weir_pcap_seek(struct weir_pcap *r, const struct weir_pcap_pos *pos);
 
 /* File size in bytes; with pos.offset it gives progress. */
 uint64_t weir_pcap_size(const struct weir_pcap *r);
+/* The file's mapping (weir_pcap_open), else NULL and *len 0.  A file that
+ * another process truncates while it is mapped makes a read of its lost
+ * pages raise SIGBUS at an address in this range: a program may catch that
+ * and say the capture shrank (weir flows does). */
+const void *weir_pcap_mapping(const struct weir_pcap *r, uint64_t *len);
 /* Link type of a classic pcap file, or of interface 0 of the first pcapng
  * section. */
 uint32_t weir_pcap_linktype(const struct weir_pcap *r);

@@ -107,7 +107,8 @@ struct weir_pipeline_config {
 	 * --gen` on 2 cores held 8 windows open after 400 M packets, and
 	 * more the longer it ran.  A core not yet heard from, idle or ended
 	 * never holds another back; a live source (no position()) is never
-	 * held, since holding a NIC's queue drops packets.  0 turns it off
+	 * held, since holding a NIC's queue drops packets, nor is one that
+	 * aligns itself (WEIR_SOURCE_SELF_ALIGNED).  0 turns it off
 	 * (negative: -EINVAL).  Default WEIR_ALIGN_DRIFT_MS_DEFAULT.
 	 */
 	int64_t align_drift_ms;
@@ -166,7 +167,19 @@ struct weir_source_ops {
 	int (*position)(struct weir_ctx *c, void *pos, size_t cap, void *arg);
 	int (*restore)(struct weir_ctx *c, const struct weir_source_pos *pos,
 		       unsigned nold, void *arg);
+	/* WEIR_SOURCE_* flags; 0 for most sources. */
+	unsigned flags;
 };
+
+/*
+ * The source keeps its splits close by itself, so watermark alignment
+ * (align_drift_ms) never holds it: the capture file source, whose cores
+ * read interleaved chunks of one file and stay within a few chunks of each
+ * other by position.  Held by time instead, a sparse capture's chunks (41 s
+ * of event time each at 100 packets/s) could only be read by one core at a
+ * time, and the core holding the file's index could be the one held.
+ */
+#define WEIR_SOURCE_SELF_ALIGNED 1u
 
 int weir_source(struct weir_pipeline *p, const char *name,
 		const struct weir_source_ops *ops, uint32_t record_size,
