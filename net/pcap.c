@@ -577,6 +577,7 @@ static int ng_open(struct weir_pcap *r)
 
 struct pcap_stream {
 	struct io_uring ring;
+	bool ring_up;       /* ring set up: exit it at close */
 	int fd;
 	bool inflight;
 	bool eof;
@@ -785,7 +786,7 @@ static void stream_close(struct pcap_stream *st)
 {
 	if (st == NULL)
 		return;
-	if (st->ring.ring_fd > 0)
+	if (st->ring_up)
 		io_uring_queue_exit(&st->ring); /* cancels a read in flight */
 	if (st->fd >= 0)
 		close(st->fd);
@@ -806,8 +807,8 @@ static int stream_new(int fd, const char *name, struct pcap_stream **out)
 	st->cap = STREAM_CAP_INIT;
 	st->buf = stream_alloc(st->cap);
 	rc = st->buf == NULL ? -ENOMEM : io_uring_queue_init(4, &st->ring, 0);
+	st->ring_up = rc == 0;
 	if (rc < 0) {
-		st->ring.ring_fd = -1;
 		stream_close(st);
 		return wr_error(rc, "%s: cannot set up its reads: %s", name,
 				strerror(-rc));

@@ -50,7 +50,7 @@
  *     WAITING --chunk_begin: cur past the last chunk--> FINISHED
  *     any     --deadline--> FINISHED;  READING --reader error--> job fails
  *
- * STREAMS (standard input, a FIFO, a socket: weir_pcap_open_fd)
+ * STREAMS (standard input, a FIFO: weir_pcap_open_fd)
  *   Core 0 reads the stream alone, in order, with the origin's reader; no
  *   chunks, no index, no positions (the source is live: a job with
  *   checkpoints says so at start).  The other cores finish at once.  Bytes
@@ -192,9 +192,9 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Standard input ("-"), a FIFO, a socket or a character device: read as a
- * stream (STREAMS).  A FIFO's open waits for its writer, as a reader's
- * should. */
+/* Standard input ("-": a pipe, a socket, a file), a FIFO or a character
+ * device: read as a stream (STREAMS).  A FIFO's open waits for its writer,
+ * as a reader's should. */
 static int open_stream(struct weir_pcap_source *s, const char *path)
 {
 	int fd = strcmp(path, "-") == 0 ?
@@ -221,8 +221,7 @@ static bool is_stream(const char *path)
 	if (strcmp(path, "-") == 0)
 		return true;
 	return stat(path, &st) == 0 &&
-	       (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode) ||
-		S_ISSOCK(st.st_mode));
+	       (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode));
 }
 
 int weir_pcap_source_open(const char *path,

@@ -89,7 +89,7 @@ struct weir_pcap_source_config {
  * link type: the reader's -errno and message), so that a CLI can refuse
  * before any output exists.
  *
- * STREAMS: "-" (standard input), a FIFO, a socket or a character device
+ * STREAMS: "-" (standard input), a FIFO or a character device
  * is read as a stream (weir_pcap_open_fd: open waits for the header; a
  * FIFO's open for its writer): by core 0 alone, in order, never blocking a
  * core while bytes have not come.  A stream is live: not replayable (no
