@@ -805,11 +805,12 @@ static void live_signals_give_back(const struct sigaction old[2])
 	atomic_store(&live_job, NULL);
 }
 
-/* The run's error; a core out of state memory (-ENOMEM: the cap, as the
- * message says) also gets the option that raises it, on the same line. */
+/* The run's error; a core out of state memory (-ENOMEM naming the cap:
+ * the arena's or a state's) also gets the option that raises it, on the
+ * same line.  Another -ENOMEM (the system's) does not. */
 static void run_error(int err, size_t cap)
 {
-	if (err == -ENOMEM)
+	if (err == -ENOMEM && strstr(weir_last_error(), "cap") != NULL)
 		fprintf(stderr, "weir: flows: %s; --state-max MB raises it "
 			"(now %zu MiB per core)\n", weir_last_error(),
 			cap >> 20);

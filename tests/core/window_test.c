@@ -28,8 +28,9 @@
  *     and split 0 one, over the same 30 s of event time: with
  *     align_drift_ms 2000, split 1 never gets more than 2000 ms (plus a
  *     burst) ahead of what split 0 has produced; with alignment off it
- *     does (the test can fail), and a live source (no position()) is
- *     never held; the windows' counts add up to every record each time.
+ *     does (the test can fail), and neither a live source (no position())
+ *     nor a WEIR_SOURCE_SELF_ALIGNED one is ever held; the windows' counts
+ *     add up to every record each time.
  *   - combiner (pre-aggregation before key_by, on without a late stream):
  *     tumbling and sliding windows on 2 cores, the source paced so many
  *     watermarks pass mid-run (partials flushed before each), with a cache
@@ -705,13 +706,18 @@ static int align_position(struct weir_ctx *c, void *pos, size_t cap,
 	return (int)sizeof(unsigned);
 }
 
-static int64_t run_aligned(int64_t drift, bool live)
+enum align_kind { REPLAYABLE, LIVE, SELF_ALIGNED };
+
+static int64_t run_aligned(int64_t drift, enum align_kind kind)
 {
-	static const struct weir_source_ops replayable = { .open = align_open,
-		.next = align_next, .position = align_position };
-	static const struct weir_source_ops live_ops = { .open = align_open,
-		.next = align_next };
-	const struct weir_source_ops *ops = live ? &live_ops : &replayable;
+	static const struct weir_source_ops ops_of[] = {
+		[REPLAYABLE] = { .open = align_open, .next = align_next,
+				 .position = align_position },
+		[LIVE] = { .open = align_open, .next = align_next },
+		[SELF_ALIGNED] = { .open = align_open, .next = align_next,
+				   .position = align_position,
+				   .flags = WEIR_SOURCE_SELF_ALIGNED } };
+	const struct weir_source_ops *ops = &ops_of[kind];
 	static struct align_src a;
 	struct weir_window_spec spec = { .name = "w",
 		.kind = WEIR_WINDOW_TUMBLING, .size_ms = 100, .agg = &agg,
@@ -747,14 +753,17 @@ static int64_t run_aligned(int64_t drift, bool live)
 
 Test(window, alignment_holds_a_fast_split_within_the_drift, .timeout = 60)
 {
-	int64_t lead = run_aligned(ALIGN_DRIFT, false);
+	int64_t lead = run_aligned(ALIGN_DRIFT, REPLAYABLE);
 
 	cr_assert_leq(lead, ALIGN_DRIFT + 65, "lead %lld ms", (long long)lead);
-	lead = run_aligned(0, false);
+	lead = run_aligned(0, REPLAYABLE);
 	cr_assert_gt(lead, ALIGN_DRIFT, "without alignment: lead %lld ms",
 		     (long long)lead);
-	lead = run_aligned(ALIGN_DRIFT, true);
+	lead = run_aligned(ALIGN_DRIFT, LIVE);
 	cr_assert_gt(lead, ALIGN_DRIFT, "a live source: lead %lld ms",
+		     (long long)lead);
+	lead = run_aligned(ALIGN_DRIFT, SELF_ALIGNED); /* keeps itself */
+	cr_assert_gt(lead, ALIGN_DRIFT, "a self-aligned source: lead %lld ms",
 		     (long long)lead);
 }
 
