@@ -3,8 +3,11 @@
  * Ethernet pcap file, for bench/flows_bench.sh and the peers it compares
  * against (pmacctd, softflowd read the same file).
  *
- *   flows_capture OUT PACKETS FLOWS SEED [pcapng]
+ *   flows_capture OUT PACKETS FLOWS SEED [pcapng] [pps=N]
  *
+ * pps=N: the generator's event clock (weir_flowgen_config.event_pps),
+ * packet i at i / N s; a small N makes a sparse capture, whose 4096-frame
+ * chunks span a long event time (the kill test's WEIR_KILL_PCAP_PPS).
  * With `pcapng` the file is pcapng instead, in sections of SECTION_PACKETS
  * packets, each with two interfaces, nanosecond and microsecond (packets
  * alternate between them; the timestamps are whole microseconds, so both
@@ -79,18 +82,27 @@ int main(int argc, char **argv)
 	struct weir_flow_obs o;
 	uint8_t b[128];
 	FILE *f;
-	bool ng = argc == 6 && strcmp(argv[5], "pcapng") == 0;
+	bool ng = false, bad = argc < 5;
 
-	if (argc != 5 && !ng) {
+	weir_flowgen_config_init(&gc);
+	for (int a = 5; a < argc; a++) {
+		if (strcmp(argv[a], "pcapng") == 0)
+			ng = true;
+		else if (strncmp(argv[a], "pps=", 4) == 0 &&
+			 (gc.event_pps = strtoull(argv[a] + 4, NULL, 10)) > 0)
+			continue;
+		else
+			bad = true;
+	}
+	if (bad) {
 		fprintf(stderr, "usage: flows_capture OUT PACKETS FLOWS SEED "
-			"[pcapng]\n");
+			"[pcapng] [pps=N]\n");
 		return 2;
 	}
 	if (ng) {
 		wc.format = WEIR_CAPTURE_PCAPNG;
 		wc.tsresol = 9;
 	}
-	weir_flowgen_config_init(&gc);
 	gc.packets = strtoull(argv[2], NULL, 10);
 	gc.flows = (uint32_t)strtoul(argv[3], NULL, 10);
 	gc.seed = strtoull(argv[4], NULL, 10);

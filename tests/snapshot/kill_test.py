@@ -71,6 +71,10 @@ ENVIRONMENT
                          (default 300000,500000; generator seeds 1, 2, ...)
   WEIR_KILL_FLOWS        generator --flows (default 20000)
   WEIR_KILL_PCAP_PACKETS packets in the capture (default 300000)
+  WEIR_KILL_PCAP_PPS     the capture's event rate, packets per second of
+                         its timestamps (default: the generator's); e.g.
+                         500 makes each 4096-frame chunk span 8 s, past the
+                         engine's 1 s alignment drift (a sparse capture)
   WEIR_KILL_RUN_S        seconds each run's input is paced to (default 0.6)
   WEIR_KILL_SEED         master seed (default: random, printed)
   WEIR_KILL_ONLY         comma list of trial numbers to run (others skipped)
@@ -92,6 +96,7 @@ PACKETS = [int(p) for p in
            os.environ.get("WEIR_KILL_PACKETS", "300000,500000").split(",")]
 FLOWS = int(os.environ.get("WEIR_KILL_FLOWS", "20000"))
 PCAP_PACKETS = int(os.environ.get("WEIR_KILL_PCAP_PACKETS", "300000"))
+PCAP_PPS = int(os.environ.get("WEIR_KILL_PCAP_PPS", "0"))
 SEED = int(os.environ.get("WEIR_KILL_SEED") or
            int.from_bytes(os.urandom(4), "little"))
 ONLY = {int(t) for t in os.environ.get("WEIR_KILL_ONLY", "").split(",") if t}
@@ -296,7 +301,9 @@ def main():
 
             def make():
                 r = subprocess.run([CAPTURE, cap, str(PCAP_PACKETS), str(FLOWS),
-                                    "5"], capture_output=True, text=True,
+                                    "5"] + ([f"pps={PCAP_PPS}"] if PCAP_PPS
+                                            else []),
+                                   capture_output=True, text=True,
                                    timeout=300)
                 assert r.returncode == 0, \
                     f"flows_capture exit {r.returncode}: {r.stderr.strip()}"
