@@ -894,6 +894,7 @@ static const uint8_t *shrink_base;
 static uint64_t shrink_len;
 static char shrink_msg[512];
 static size_t shrink_msg_len;
+static atomic_flag shrink_said = ATOMIC_FLAG_INIT;
 
 /* A read of a page the capture lost (another process truncated or rewrote
  * it: tcpdump -W reusing its oldest file) raises SIGBUS on a worker: one
@@ -907,6 +908,10 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 
 	(void)uc;
 	if (a >= shrink_base && a < shrink_base + shrink_len) {
+		/* Both workers may fault at once: one line, from the first. */
+		if (atomic_flag_test_and_set(&shrink_said))
+			for (;;)
+				pause(); /* until the first one's _exit */
 		ssize_t w = write(STDERR_FILENO, shrink_msg, shrink_msg_len);
 		(void)w;
 		_exit(EXIT_USAGE);
