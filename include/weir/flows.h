@@ -17,7 +17,10 @@
  *   and the splits are dealt to the cores, core 0 (which also indexes and
  *   runs the file sink) taking 7/8 of a share; each core reads its chunks
  *   in file order with its own reader over the one mapping, and core 0
- *   also finds where the chunks start (docs/net.md).  A file of fewer than 4097 frames
+ *   also finds where the chunks start (docs/net.md).  A core begins no
+ *   chunk 8 x cores or more chunks past the slowest core's, so the cores
+ *   stay together by position whatever event time a chunk spans (the
+ *   source is WEIR_SOURCE_SELF_ALIGNED).  A file of fewer than 4097 frames
  *   is read by core 0 alone.  weir_key_by() then spreads flows by key
  *   group, the same key -> core mapping as every other input.
  *   Generator: packet i is a pure function of (config, i); the index space
@@ -89,10 +92,10 @@ struct weir_pcap_source_config {
  * link type: the reader's -errno and message), so that a CLI can refuse
  * before any output exists.
  *
- * STREAMS: "-" (standard input), a FIFO or a character device
- * is read as a stream (weir_pcap_open_fd: open waits for the header; a
- * FIFO's open for its writer): by core 0 alone, in order, never blocking a
- * core while bytes have not come.  A stream is live: not replayable (no
+ * STREAMS: "-" (standard input), a FIFO or a character device is read as
+ * a stream (weir_pcap_open_fd: open waits for the header; a FIFO's open
+ * for its writer): by core 0 alone, in order, never blocking a core while
+ * bytes have not come.  A stream is live: not replayable (no
  * positions, so a job with checkpoints says so at start), no file size
  * (progress says 0), seek refused; it ends at the stream's end or at
  * weir_pcap_source_stop().  A terminal is refused (-ENOTTY).
