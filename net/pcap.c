@@ -67,7 +67,16 @@ struct iface {
 	uint64_t end;     /* offset just after this IDB (seek's fast path) */
 };
 
-struct pcap_stream;
+/* A stream's input (STREAMS, below). */
+struct pcap_stream {
+	struct io_uring ring;
+	bool ring_up;       /* ring set up: exit it at close */
+	int fd;
+	bool inflight;
+	bool eof;
+	uint8_t *buf;
+	uint64_t cap;
+};
 
 struct weir_pcap {
 	const uint8_t *base;
@@ -120,14 +129,12 @@ static int fail(struct weir_pcap *r, int err, uint64_t off, const char *what)
 			(unsigned long long)(off + r->shift));
 }
 
-static bool stream_at_eof(const struct weir_pcap *r);
-
 /* The bytes end at r->off, between records (cut false) or inside one: the
  * capture's end, or, in a stream not at its end, where its next bytes will
  * be appended (ST_MORE: nothing counted, nothing consumed). */
 static int bytes_end(struct weir_pcap *r, bool cut)
 {
-	if (WEIR_UNLIKELY(r->st != NULL) && !stream_at_eof(r)) {
+	if (WEIR_UNLIKELY(r->st != NULL) && !r->st->eof) {
 		r->state = ST_MORE;
 		return 0;
 	}
@@ -575,20 +582,6 @@ static int ng_open(struct weir_pcap *r)
 #define STREAM_PIPE_SIZE (1 << 20) /* asked of a pipe: fewer, larger reads */
 #define STREAM_ALIGN (2u << 20)    /* transparent huge pages */
 
-struct pcap_stream {
-	struct io_uring ring;
-	bool ring_up;       /* ring set up: exit it at close */
-	int fd;
-	bool inflight;
-	bool eof;
-	uint8_t *buf;
-	uint64_t cap;
-};
-
-static bool stream_at_eof(const struct weir_pcap *r)
-{
-	return r->st->eof;
-}
 
 static uint8_t *stream_alloc(uint64_t cap)
 {
@@ -597,14 +590,6 @@ static uint8_t *stream_alloc(uint64_t cap)
 	if (b != NULL)
 		madvise(b, cap, MADV_HUGEPAGE);
 	return b;
-}
-
-static int stream_fail(struct weir_pcap *r, int err, const char *what)
-{
-	r->state = ST_FAILED;
-	r->err = err;
-	return wr_error(err, "%s: %s at offset %llu", r->name, what,
-			(unsigned long long)(r->size + r->shift));
 }
 
 /* Room for the next read (0), none yet (1: the parser is further from the
@@ -633,11 +618,12 @@ static int stream_room(struct weir_pcap *r)
 	if (r->state != ST_MORE)
 		return 1;
 	if (st->cap * 2 > STREAM_CAP_MAX)
-		return stream_fail(r, -EBADMSG, "a record or block longer "
-				   "than a stream's buffer can hold (256 MiB)");
+		return fail(r, -EBADMSG, r->size, "a record or block longer "
+			    "than a stream's buffer can hold (256 MiB)");
 	uint8_t *b = stream_alloc(st->cap * 2);
 	if (b == NULL)
-		return stream_fail(r, -ENOMEM, "out of memory for the buffer");
+		return fail(r, -ENOMEM, r->size,
+			    "out of memory for the buffer");
 	memcpy(b, st->buf, r->size);
 	free(st->buf);
 	st->buf = b;
@@ -659,13 +645,13 @@ static int stream_submit(struct weir_pcap *r)
 		return rc < 0 ? rc : 0;
 	sqe = io_uring_get_sqe(&st->ring);
 	if (sqe == NULL)
-		return stream_fail(r, -EBUSY, "no submission slot for a read");
+		return fail(r, -EBUSY, r->size, "no submission slot for a read");
 	/* Offset -1: the file position, the only one a pipe has. */
 	io_uring_prep_read(sqe, st->fd, st->buf + r->size,
 			   (unsigned)(st->cap - r->size), (uint64_t)-1);
 	rc = io_uring_submit(&st->ring);
 	if (rc < 0)
-		return stream_fail(r, rc, "cannot submit a read");
+		return fail(r, rc, r->size, "cannot submit a read");
 	st->inflight = true;
 	return 0;
 }
@@ -687,14 +673,14 @@ static int stream_reap(struct weir_pcap *r, bool wait)
 	if (rc == -EAGAIN)
 		return 0;
 	if (rc < 0)
-		return stream_fail(r, rc, "cannot reap a read");
+		return fail(r, rc, r->size, "cannot reap a read");
 	res = cqe->res;
 	io_uring_cqe_seen(&st->ring, cqe);
 	st->inflight = false;
 	if (res == -EAGAIN || res == -EINTR)
 		return 1; /* nothing read: the next pump submits again */
 	if (res < 0)
-		return stream_fail(r, res, strerror(-res));
+		return fail(r, res, r->size, strerror(-res));
 	if (res == 0)
 		st->eof = true;
 	r->size += (unsigned)res;
