@@ -405,9 +405,9 @@ def check_stopped(tmp):
         "a stopped run must leave only s.csv.inprogress"
 
 
-def check_error(tmp, args, needle):
+def check_error(tmp, args, needle, stdin=None):
     out = os.path.join(tmp, "never.csv")
-    r = subprocess.run([WEIR, "flows"] + args + ["--out", out],
+    r = subprocess.run([WEIR, "flows"] + args + ["--out", out], stdin=stdin,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, f"exit {r.returncode}: {r.stderr!r}"
     lines = r.stderr.strip().splitlines()
@@ -656,15 +656,7 @@ def stream_sigint(tmp):
 
 
 def check_stream_error(tmp, stdin, needle):
-    out = os.path.join(tmp, "never.csv")
-    r = subprocess.run([WEIR, "flows", "--pcap", "-", "--out", out],
-                       stdin=stdin, capture_output=True, text=True,
-                       timeout=60)
-    assert r.returncode == 2, f"exit {r.returncode}: {r.stderr!r}"
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, f"stderr has {len(lines)} lines: {r.stderr!r}"
-    assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
-    assert not os.path.exists(out) and not os.path.exists(out + ".inprogress")
+    check_error(tmp, ["--pcap", "-"], needle, stdin=stdin)
 
 
 @test("stream errors: empty, not a capture, a terminal -> exit 2, one line")
