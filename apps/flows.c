@@ -43,8 +43,6 @@
 #define FLOWS_CSV_HEADER \
 	"window_start_ms,window_end_ms,proto,src,sport,dst,dport,packets,bytes\n"
 
-#define DPDK_IDLE_MS 1000
-
 struct flows_opts {
 	const char *pcap, *out, *ckpt_dir, *dpdk, *metrics_json;
 	uint64_t ckpt_interval_ms, metrics_port;
@@ -96,7 +94,8 @@ static const char flows_usage[] =
 	"  --cores N        worker cores (default: every usable CPU)\n"
 	"  --window MS      window size in ms, > 0 (default 1000)\n"
 	"  --out FILE       output CSV (default flows.csv; FILE.inprogress while\n"
-	"                   running, renamed when every window is written)\n"
+	"                   running, rows in it within ~1 s of their window's\n"
+	"                   close; renamed when every window is written)\n"
 	"  --max-delay MS   out-of-orderness the watermark allows (default 1000);\n"
 	"                   packets later than that are counted as late=N\n"
 	"  --rate PPS       pace the input to PPS packets/s (default: full speed;\n"
@@ -146,7 +145,8 @@ static const char flows_usage[] =
 	"\n"
 	"Exit status: 0 done, 1 the job failed, 2 bad options or input, 3\n"
 	"stopped by SIGINT/SIGTERM before the input ended (the output stays\n"
-	"FILE.inprogress; with --checkpoint-dir the same command resumes).\n";
+	"FILE.inprogress, every row so far; with --checkpoint-dir the same\n"
+	"command resumes).\n";
 
 static int parse_double(const char *opt, const char *val, double lo,
 			double hi, double *out)
@@ -552,11 +552,11 @@ static int build(struct flows_job *j)
 		err = weir_dpdk_source_add(j->p, j->dpdk, &src);
 	else
 		err = weir_flowgen_add(j->p, j->gen, &src);
-	/* A core without an RX queue (or without traffic) must not hold the
-	 * arrival-time watermark back: idle after DPDK_IDLE_MS. */
+	/* No idle timeout: a DPDK core without an RX queue (or without
+	 * traffic) holds nothing back, its watermark follows the clock
+	 * (weir_source_ops.clock). */
 	if (!err)
-		err = weir_watermarks(j->p, src, (int64_t)j->o->max_delay_ms,
-				      j->dpdk ? DPDK_IDLE_MS : 0);
+		err = weir_watermarks(j->p, src, (int64_t)j->o->max_delay_ms, 0);
 	if (!err)
 		err = weir_key_by(j->p, src, key_of, sizeof(struct weir_flow_key),
 				  NULL, &keyed);

@@ -30,7 +30,8 @@ struct wr_node_rt {
 	uint8_t *key;           /* KEY_BY: keys[0], one record's key */
 	struct wr_keyed_state *ks; /* PROCESS: its named state */
 	void *sink_state;       /* SINK: whatever its ops keep per core */
-	int64_t max_ts;         /* SOURCE: largest event time seen */
+	int64_t max_ts;         /* SOURCE: largest event time seen (or
+				 * vouched for by its clock) */
 	int64_t active_ms;      /* SOURCE: processing time of its last record */
 	int align_edge;         /* SOURCE: the edge it feeds (alignment), -1 */
 	struct wr_timers *timers; /* PROCESS with on_timer */
@@ -80,6 +81,8 @@ struct wr_exec {
 	struct wr_edge_rt *edges; /* per key_by edge */
 	const struct weir_stream *sources[WR_NODES_MAX];
 	unsigned nsources;
+	const struct weir_stream *ticking[WR_NODES_MAX]; /* sinks with tick() */
+	unsigned nticking;
 	unsigned sources_live;
 	struct wr_arena *arena; /* every state byte of this core */
 	struct wr_kstate *evict_group; /* first state opened on this core */

@@ -33,8 +33,14 @@ static int alloc_node(struct wr_exec *x, const struct weir_stream *n)
 		nr->keys = zalloc(x, (size_t)WR_BURST * n->key_size);
 		nr->key = nr->keys; /* the first of them, for one record */
 		return nr->keys ? wr_comb_create(x, n, &nr->comb) : -ENOMEM;
-	case WR_NODE_SINK:
-		return n->sink_ops->open ? n->sink_ops->open(x, n) : 0;
+	case WR_NODE_SINK: {
+		int err = n->sink_ops->open ? n->sink_ops->open(x, n) : 0;
+		/* Only where it keeps state (a file sink: core 0). */
+		if (err == 0 && n->sink_ops->tick != NULL &&
+		    *wr_exec_sink_state(x, n) != NULL)
+			x->ticking[x->nticking++] = n;
+		return err;
+	}
 	case WR_NODE_PROCESS:
 		return wr_process_open(x, n, &nr->ks);
 	case WR_NODE_WINDOW: {
@@ -305,6 +311,11 @@ void **wr_exec_sink_state(struct wr_exec *x, const struct weir_stream *n)
 unsigned wr_exec_core(const struct wr_exec *x)
 {
 	return x->id;
+}
+
+int64_t wr_exec_now_ms(const struct wr_exec *x)
+{
+	return x->now_ms;
 }
 
 void wr_exec_destroy(struct wr_exec *x)

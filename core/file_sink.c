@@ -18,9 +18,13 @@
  *   - a write covers whole blocks.  Its last partial block (the tail,
  *     < B bytes) is copied to the front of the next buffer and written
  *     again, whole, with what follows;
- *   - a checkpoint or the end must get the tail to the disk: it is
- *     written padded with zeros to B; the end then truncates the file to
- *     its length (a restore truncates to the committed length anyway).
+ *   - a checkpoint, the end, a stop, or rows left waiting flush_ms
+ *     (tick) get the tail to the file through the page cache: a plain
+ *     pwrite on a second, buffered fd (sync_rows).  No O_DIRECT write ever
+ *     covers the tail's block before the block is rewritten whole, so the
+ *     two never overlap in flight; the kernel writes back and drops the
+ *     cached page before that O_DIRECT write.  The file is never padded:
+ *     its size is always the length of the rows written.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +45,7 @@
 
 struct fsink_spec {
 	struct weir_file_sink spec;
+	int32_t flush_ms;      /* resolved: < 0 off */
 	char path[PATH_MAX_LEN];
 	char tmp[PATH_MAX_LEN + 16];
 	char header[]; /* NUL-terminated copy, empty when none */
@@ -50,7 +55,6 @@ struct fsink_core {
 	struct wr_uring *io;
 	int fd;
 	bool direct;           /* fd is O_DIRECT: whole blocks only */
-	int pad_tag;           /* buffer of a padded write in flight, or -1 */
 	uint64_t off;          /* file offset of the current buffer */
 	unsigned cur;          /* buffer being filled */
 	uint32_t fill;         /* bytes in the current buffer */
@@ -59,6 +63,11 @@ struct fsink_core {
 	bool sync_wanted;      /* barrier seen, its fsync not queued yet */
 	uint32_t sync_wait;    /* buffers written before it, not reaped yet */
 	bool fsync_queued;     /* the checkpoint's fsync is in the uring */
+	bool ready;            /* opened: close may write out the rows */
+	bool finished;         /* fsink_finish ran: close writes nothing */
+	uint64_t written_end;  /* the rows before it are written or queued */
+	int64_t pending_ms;    /* rows unwritten since (the last write); -1 */
+	int tail_fd;           /* buffered fd for the tail, or -1 */
 	char *buf[NBUF];
 };
 
@@ -77,21 +86,6 @@ static void reap(struct fsink_core *fc, int *err)
 		if (d[i].res < 0 && *err == 0)
 			*err = d[i].res;
 	}
-}
-
-/* Bytes of the current buffer a write covers now: all of them when
- * buffered; with O_DIRECT the whole blocks, or with `pad` every byte and
- * zeros up to the block's end. */
-static uint32_t write_len(struct fsink_core *fc, bool pad)
-{
-	uint32_t up = (fc->fill + DIO_ALIGN - 1) & ~(DIO_ALIGN - 1);
-
-	if (!fc->direct)
-		return fc->fill;
-	if (!pad)
-		return fc->fill & ~(DIO_ALIGN - 1);
-	memset(fc->buf[fc->cur] + fc->fill, 0, up - fc->fill);
-	return up;
 }
 
 /* Every submitted write and fsync completed: every buffer is free. */
@@ -121,25 +115,20 @@ static int wait_current(struct fsink_core *fc)
 	return err;
 }
 
-/* Submit the current buffer (see write_len) and move to a free one, the
- * O_DIRECT tail copied to its front. */
-static int rotate(struct fsink_core *fc, bool pad)
+/* Submit the current buffer's whole blocks (buffered: all its bytes) and
+ * move to a free buffer, the O_DIRECT tail copied to its front. */
+static int rotate(struct fsink_core *fc)
 {
-	/* Buffer bytes done with after this write (O_DIRECT: not the tail). */
 	uint32_t whole = fc->direct ? fc->fill & ~(DIO_ALIGN - 1) : fc->fill;
-	uint32_t len = write_len(fc, pad);
 	unsigned from = fc->cur;
 	int err;
 
-	if (len == 0)
+	if (whole == 0)
 		return wait_current(fc);
-	/* A padded write's last block is written again by this one: were
-	 * both in flight, the disk could apply the older one last. */
-	if (fc->pad_tag >= 0 && fc->busy[fc->pad_tag] &&
-	    (err = drain_all(fc)) != 0)
-		return err;
-	fc->pad_tag = len > whole ? (int)from : -1; /* a padded tail */
-	err = wr_uring_write(fc->io, fc->fd, fc->buf[from], len, fc->off,
+	fc->pending_ms = -1; /* tick(): flush_ms from the last write */
+	if (fc->off + whole > fc->written_end)
+		fc->written_end = fc->off + whole;
+	err = wr_uring_write(fc->io, fc->fd, fc->buf[from], whole, fc->off,
 			     from);
 	if (err == 0)
 		err = wr_uring_submit(fc->io);
@@ -153,6 +142,37 @@ static int rotate(struct fsink_core *fc, bool pad)
 	/* The tail's source is in flight: reading it is fine. */
 	if (err == 0 && fc->fill > 0)
 		memcpy(fc->buf[fc->cur], fc->buf[from] + whole, fc->fill);
+	return err;
+}
+
+/* The tail (O_DIRECT's partial last block) through the page cache, with
+ * a plain pwrite on a buffered fd: whole, unpadded. */
+static int write_tail(const struct fsink_spec *fs, struct fsink_core *fc)
+{
+	const char *b = fc->buf[fc->cur];
+
+	if (fc->tail_fd < 0 &&
+	    (fc->tail_fd = open(fs->tmp, O_WRONLY | O_CLOEXEC)) < 0)
+		return -errno;
+	for (uint32_t done = 0; done < fc->fill;) {
+		ssize_t w = pwrite(fc->tail_fd, b + done, fc->fill - done,
+				   (off_t)(fc->off + done));
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		done += (uint32_t)w;
+	}
+	fc->written_end = fc->off + fc->fill;
+	return 0;
+}
+
+/* Every row made so far to the file: whole blocks queued O_DIRECT, the
+ * tail written through the page cache (an fsync covers both). */
+static int sync_rows(const struct fsink_spec *fs, struct fsink_core *fc)
+{
+	int err = rotate(fc);
+
+	if (err == 0 && fc->direct && fc->fill > 0)
+		err = write_tail(fs, fc);
 	return err;
 }
 
@@ -173,7 +193,7 @@ static int fsink_write(struct wr_exec *x, const struct weir_stream *n,
 		}
 		if (len != -ENOSPC && len < 0)
 			return len;
-		int err = rotate(fc, false);
+		int err = rotate(fc);
 		if (err)
 			return wr_error(err, "writing %s: %s", fs->tmp,
 					strerror(-err));
@@ -269,9 +289,9 @@ static int fsink_barrier(struct wr_exec *x, const struct weir_stream *n,
 }
 
 /* Submit what the barrier counted; remember which buffers carry it. */
-static int start_sync(struct fsink_core *fc)
+static int start_sync(const struct fsink_spec *fs, struct fsink_core *fc)
 {
-	int err = rotate(fc, true);
+	int err = sync_rows(fs, fc);
 
 	if (err)
 		return wr_error(err, "checkpoint: output file: %s",
@@ -292,7 +312,7 @@ static int fsink_synced(struct wr_exec *x, const struct weir_stream *n)
 	int err = 0;
 
 	if (fc->sync_wanted)
-		return start_sync(fc);
+		return start_sync(n->arg, fc);
 	reap(fc, &err);
 	if (err == 0 && fc->syncing && !fc->fsync_queued &&
 	    fc->sync_wait == 0) {
@@ -320,7 +340,8 @@ static int fsink_open(struct wr_exec *x, const struct weir_stream *n)
 		return -ENOMEM;
 	*wr_exec_sink_state(x, n) = fc;
 	fc->fd = -1;
-	fc->pad_tag = -1;
+	fc->pending_ms = -1;
+	fc->tail_fd = -1;
 	for (unsigned i = 0; i < NBUF; i++)
 		if ((fc->buf[i] = aligned_alloc(4096, WEIR_FILE_SINK_BUFFER)) == NULL)
 			return -ENOMEM;
@@ -328,8 +349,14 @@ static int fsink_open(struct wr_exec *x, const struct weir_stream *n)
 	if (err)
 		return wr_error(err, "io_uring: %s", strerror(-err));
 	err = wr_exec_restored_sink_len(x, n, &fc->off);
-	if (err)
-		return err < 0 ? err : reopen(fs, fc);
+	if (err < 0)
+		return err;
+	if (err > 0) {
+		err = reopen(fs, fc);
+		fc->written_end = fc->off + fc->fill; /* on the disk */
+		fc->ready = err == 0;
+		return err;
+	}
 	if (open_out(fc, fs->tmp, O_WRONLY | O_CREAT | O_TRUNC) != 0)
 		return wr_error(-errno, "cannot create %s: %s", fs->tmp,
 				strerror(errno));
@@ -337,6 +364,7 @@ static int fsink_open(struct wr_exec *x, const struct weir_stream *n)
 		memcpy(fc->buf[0], fs->header, strlen(fs->header));
 		fc->fill = (uint32_t)strlen(fs->header);
 	}
+	fc->ready = true;
 	return 0;
 }
 
@@ -363,13 +391,10 @@ static int fsink_finish(struct wr_exec *x, const struct weir_stream *n)
 
 	if (fc == NULL)
 		return 0;
-	err = rotate(fc, true);
+	fc->finished = true;
+	err = sync_rows(fs, fc);
 	if (err == 0)
 		err = drain_all(fc);
-	/* O_DIRECT: the last block's padding goes. */
-	if (err == 0 && fc->direct &&
-	    ftruncate(fc->fd, (off_t)(fc->off + fc->fill)) != 0)
-		err = -errno;
 	if (err == 0)
 		err = wr_uring_fsync(fc->io, fc->fd, NBUF);
 	if (err == 0)
@@ -384,15 +409,61 @@ static int fsink_finish(struct wr_exec *x, const struct weir_stream *n)
 	return 0;
 }
 
+/*
+ * Rows left waiting flush_ms after the last write go to the file, so a
+ * live job's rows reach "<path>.inprogress" about flush_ms after their
+ * window closed, not once 256 KiB of them have piled up.  Only with no
+ * write in flight and no checkpoint sync under way, so it never waits for
+ * the disk; under load buffers fill long before flush_ms and it never
+ * writes.
+ */
+static int fsink_tick(struct wr_exec *x, const struct weir_stream *n)
+{
+	const struct fsink_spec *fs = n->arg;
+	struct fsink_core *fc = *wr_exec_sink_state(x, n);
+	int64_t now = wr_exec_now_ms(x);
+	int err = 0;
+
+	if (fc->off + fc->fill == fc->written_end || fs->flush_ms < 0)
+		return 0;
+	if (fc->pending_ms < 0)
+		fc->pending_ms = now;
+	if (now - fc->pending_ms < fs->flush_ms || fc->sync_wanted ||
+	    fc->syncing)
+		return 0;
+	reap(fc, &err);
+	for (unsigned i = 0; err == 0 && i < NBUF; i++)
+		if (fc->busy[i])
+			return 0;
+	if (err == 0)
+		err = sync_rows(fs, fc);
+	if (err)
+		return wr_error(err, "writing %s: %s", fs->tmp, strerror(-err));
+	fc->pending_ms = -1;
+	return 0;
+}
+
+/* A run that ends before its input did (a stop, an error): the rows made
+ * so far stay in "<path>.inprogress", best effort.  A restore truncates
+ * to the checkpoint's length anyway. */
+static void write_out(const struct fsink_spec *fs, struct fsink_core *fc)
+{
+	if (fc->ready && !fc->finished && sync_rows(fs, fc) == 0)
+		(void)drain_all(fc);
+}
+
 static void fsink_close(struct wr_exec *x, const struct weir_stream *n)
 {
 	struct fsink_core *fc = *wr_exec_sink_state(x, n);
 
 	if (fc == NULL)
 		return;
+	write_out(n->arg, fc);
 	wr_uring_destroy(fc->io);
 	if (fc->fd >= 0)
 		close(fc->fd);
+	if (fc->tail_fd >= 0)
+		close(fc->tail_fd);
 	for (unsigned i = 0; i < NBUF; i++)
 		free(fc->buf[i]);
 	free(fc);
@@ -431,7 +502,8 @@ int wr_sink_file_copy_arg(struct weir_pipeline *p, struct weir_stream *in,
 	static const struct wr_sink_ops ops = {
 		.open = fsink_open, .write = fsink_write,
 		.finish = fsink_finish, .close = fsink_close,
-		.barrier = fsink_barrier, .synced = fsink_synced };
+		.barrier = fsink_barrier, .synced = fsink_synced,
+		.tick = fsink_tick };
 	struct weir_stream *global = NULL, *n = NULL;
 	struct fsink_spec *fs;
 	int err = check_spec(spec);
@@ -451,6 +523,8 @@ int wr_sink_file_copy_arg(struct weir_pipeline *p, struct weir_stream *in,
 	if (fs == NULL)
 		return -ENOMEM;
 	fs->spec = *spec;
+	fs->flush_ms = spec->flush_ms == 0 ? WEIR_FILE_SINK_FLUSH_MS_DEFAULT
+					   : spec->flush_ms;
 	snprintf(fs->path, sizeof(fs->path), "%s", spec->path);
 	snprintf(fs->tmp, sizeof(fs->tmp), "%s.inprogress", spec->path);
 	fs->spec.path = fs->path;

@@ -87,6 +87,9 @@ struct wr_sink_ops {
 	int (*barrier)(struct wr_exec *x, const struct weir_stream *n,
 		       uint64_t *len);
 	int (*synced)(struct wr_exec *x, const struct weir_stream *n);
+	/* Optional, every loop tick on a core where open() left state: for
+	 * work due by time (a file sink's flush of rows left waiting). */
+	int (*tick)(struct wr_exec *x, const struct weir_stream *n);
 };
 
 struct weir_stream {
@@ -154,6 +157,8 @@ struct weir_ctx *wr_exec_ctx(struct wr_exec *x);
 /* Per-core slot a sink keeps its state in. */
 void **wr_exec_sink_state(struct wr_exec *x, const struct weir_stream *n);
 unsigned wr_exec_core(const struct wr_exec *x);
+/* Processing time (CLOCK_MONOTONIC ms), read once per loop tick. */
+int64_t wr_exec_now_ms(const struct wr_exec *x);
 /* A sink opening on a restored run: 1 and the length its output had at
  * the checkpoint, 0 when not restoring, -errno (core/ckpt_meta.c). */
 int wr_exec_restored_sink_len(struct wr_exec *x, const struct weir_stream *n,

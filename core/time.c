@@ -190,7 +190,8 @@ static int64_t source_wm(const struct wr_exec *x, const struct weir_stream *s,
 		return WEIR_TS_MAX;
 	if (!s->event_time || nr->max_ts == WEIR_TS_MIN)
 		return WEIR_TS_MIN;
-	if (s->idle_ms > 0 && x->now_ms - nr->active_ms >= s->idle_ms)
+	if (s->idle_ms > 0 && s->fn.source.clock == NULL &&
+	    x->now_ms - nr->active_ms >= s->idle_ms)
 		*idle = true;
 	return nr->max_ts - s->ooo_ms - 1;
 }

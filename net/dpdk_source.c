@@ -19,6 +19,12 @@
  *   shared write on this path, except the frame budget of --packets (two
  *   atomic adds per burst, only when a budget is set).
  *
+ * TIME  A burst's frames are stamped with one CLOCK_REALTIME read (ms).
+ *   A tick with nothing received asks dsrc_clock(), so the split's
+ *   watermark follows the clock while its queues are quiet: an arrival-time
+ *   window is written once the clock passes its end, not when the next
+ *   frame comes (weir_source_ops.clock).
+ *
  * END (every split ends, so the final watermark fires every window)
  *   stop flag (weir_dpdk_source_stop: signal handler), the core's own
  *   deadline (duration), or the frame budget used up.
@@ -444,11 +450,22 @@ static int dsrc_next(struct weir_ctx *c, void *recs, int64_t *ts,
 	return (int)n;
 }
 
+/* Asked on a tick with nothing received: every frame received from now on
+ * is stamped this ms or later (CLOCK_REALTIME, as parse_burst's stamps),
+ * so a quiet queue's windows close on time. */
+static int64_t dsrc_clock(struct weir_ctx *c, void *arg)
+{
+	(void)c;
+	(void)arg;
+	return (int64_t)(clock_ns(CLOCK_REALTIME) / 1000000u);
+}
+
 int weir_dpdk_source_add(struct weir_pipeline *p, struct weir_dpdk_source *s,
 			 struct weir_stream **out)
 {
 	static const struct weir_source_ops ops = {
-		.open = dsrc_open, .next = dsrc_next, .close = dsrc_close };
+		.open = dsrc_open, .next = dsrc_next, .close = dsrc_close,
+		.clock = dsrc_clock };
 
 	if (s == NULL)
 		return wr_error(-EINVAL, "dpdk source: NULL handle");

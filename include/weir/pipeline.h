@@ -169,6 +169,18 @@ struct weir_source_ops {
 		       unsigned nold, void *arg);
 	/* WEIR_SOURCE_* flags; 0 for most sources. */
 	unsigned flags;
+	/*
+	 * Optional, for a source whose timestamps are its own clock's (the
+	 * DPDK source stamps each burst with its arrival time): asked on a
+	 * tick where next() returned no record, it returns a time no record
+	 * next() returns later will be stamped below (WEIR_TS_MIN: none).
+	 * The split's watermark then moves with that clock, as if a record
+	 * stamped so had come, so a quiet link's windows still close once
+	 * the clock passes their end (at most out-of-orderness + one marker
+	 * interval later).  Such a split is never idle (weir_watermarks'
+	 * idle timeout does not apply): its clock keeps it moving.
+	 */
+	int64_t (*clock)(struct weir_ctx *c, void *arg);
 };
 
 /*
@@ -295,10 +307,17 @@ int weir_sink_callback(struct weir_pipeline *p, struct weir_stream *in,
  * to `path` (after fsync) only when every input has ended, so a file at
  * `path` is always complete.  A `path` that exists and is not a regular
  * file (a directory, a device such as /dev/null, a FIFO) is refused:
- * -EINVAL from weir_sink_file, since the rename would replace it.  CSV and JSON lines are both just a format()
- * (and a header for CSV).
+ * -EINVAL from weir_sink_file, since the rename would replace it.  CSV
+ * and JSON lines are both just a format() (and a header for CSV).
+ *
+ * Rows do not wait in a buffer for long: once none was written for
+ * flush_ms, what is buffered goes to the file, so a live job's rows reach
+ * "<path>.inprogress" about that long after their window closed.  A run
+ * stopped before its end (weir_pipeline_stopped) leaves every row made
+ * so far in "<path>.inprogress", and nothing after them.
  */
 #define WEIR_FILE_SINK_BUFFER (256u << 10)
+#define WEIR_FILE_SINK_FLUSH_MS_DEFAULT 1000
 struct weir_file_sink {
 	const char *path;
 	const char *header; /* written first when not NULL, e.g. CSV columns */
@@ -306,6 +325,9 @@ struct weir_file_sink {
 	 * bytes; return the length, or -ENOSPC if cap is too small. */
 	int (*format)(const void *rec, char *buf, size_t cap, void *arg);
 	void *arg;
+	/* 0: WEIR_FILE_SINK_FLUSH_MS_DEFAULT; negative: rows are written
+	 * only when a buffer fills, at a checkpoint and at the end. */
+	int32_t flush_ms;
 };
 
 int weir_sink_file(struct weir_pipeline *p, struct weir_stream *in,

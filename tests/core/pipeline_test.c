@@ -15,6 +15,12 @@
  *   - file sink: the output file holds every record once, with the header,
  *     and only appears under its final name when the job succeeded; a
  *     failing job leaves only "<path>.inprogress".
+ *   - file sink, rows left waiting: a live source offers 37 records and
+ *     then nothing; "<path>.inprogress" is exactly the header and those
+ *     rows while the job still runs, no sooner than flush_ms (default 1 s;
+ *     50 ms through the page cache), and not at all with flush_ms < 0 (so
+ *     the test can fail).  A run stopped before its input ended leaves
+ *     exactly the rows made so far in "<path>.inprogress".
  *   - bad input: key size 0 / too large, zero record size, key_groups not a
  *     power of two, a negative align_drift_ms, a process on a stream that is not keyed, a state of size
  *     0 -> -EINVAL with a message; nothing crashes.
@@ -450,6 +456,155 @@ static void file_sink_job(void)
 	free(text);
 	unlink(path);
 	rmdir(dir);
+}
+
+/* ---- file sink: rows that do not wait for a full buffer ---- */
+
+/* Split 0 offers LIVE_ROWS records at once, then nothing; every split then
+ * returns 0.  Watching, it reads "<path>.inprogress" every 5 ms and ends
+ * once the file is exactly the header and those rows (clean text to its
+ * end), or at the deadline.  Stopping, it stops the run 300 ms after the
+ * offer instead (the rows are in the sink's buffer by then). */
+#define LIVE_ROWS 37u
+struct live_src {
+	struct weir_pipeline *p;
+	const char *tmp;
+	char want[4096];
+	size_t want_len;
+	bool stop;
+	uint64_t start_ns, deadline_ns, seen_ns, last_look_ns;
+	bool offered, seen, timed_out;
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static bool file_is(const char *path, const char *want, size_t len)
+{
+	char got[4096];
+	FILE *f = fopen(path, "r");
+	size_t n = f ? fread(got, 1, sizeof(got), f) : 0;
+
+	if (f)
+		fclose(f);
+	return n == len && memcmp(got, want, len) == 0;
+}
+
+static int live_next(struct weir_ctx *c, void *recs, int64_t *ts,
+		     unsigned max, void *arg)
+{
+	struct live_src *l = arg;
+	uint64_t now = mono_ns();
+
+	if (weir_ctx_core(c) == 0 && !l->offered && max >= LIVE_ROWS) {
+		for (unsigned i = 0; i < LIVE_ROWS; i++)
+			make_kv(i, 3, (struct kv *)recs + i, &ts[i], NULL);
+		l->offered = true;
+		return LIVE_ROWS;
+	}
+	if (weir_ctx_core(c) != 0) /* only split 0 watches and decides */
+		return l->seen || l->timed_out ? WEIR_SOURCE_END : 0;
+	if (l->stop) {
+		if (now - l->start_ns > 300000000u)
+			weir_pipeline_stop_remote(l->p);
+		return 0;
+	}
+	if (now - l->last_look_ns > 5000000u) {
+		l->last_look_ns = now;
+		if (file_is(l->tmp, l->want, l->want_len)) {
+			l->seen = true;
+			l->seen_ns = now;
+		}
+	}
+	if (!l->seen && now > l->deadline_ns)
+		l->timed_out = true;
+	return l->seen || l->timed_out ? WEIR_SOURCE_END : 0;
+}
+
+/* Runs the job; returns ms from the start until the rows were seen in
+ * "<path>.inprogress" while the run went on, or -1 if they were not
+ * within wait_ms.  Then the finished file must be every row; or, with
+ * `stop`, the run stopped and "<path>.inprogress" exactly the rows. */
+static int64_t live_job(unsigned cores, int32_t flush_ms, uint64_t wait_ms,
+			bool stop)
+{
+	static const struct weir_source_ops ops = { .next = live_next };
+	char dir[] = "/tmp/weir-sink-XXXXXX", path[256], tmp[300];
+	struct weir_file_sink fs = { .path = path, .header = "key,value\n",
+		.format = format_kv, .flush_ms = flush_ms };
+	static struct live_src l;
+	struct weir_stream *s;
+
+	memset(&l, 0, sizeof(l));
+	l.p = make_pipeline(cores);
+	l.tmp = tmp;
+	l.stop = stop;
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/out.csv", dir);
+	snprintf(tmp, sizeof(tmp), "%s.inprogress", path);
+	l.want_len = strlen(strcpy(l.want, "key,value\n"));
+	for (unsigned i = 0; i < LIVE_ROWS; i++) {
+		struct kv r;
+		int64_t ts;
+		make_kv(i, 3, &r, &ts, NULL);
+		l.want_len += (size_t)format_kv(&r, l.want + l.want_len,
+						sizeof(l.want) - l.want_len, NULL);
+	}
+	cr_assert_eq(weir_source(l.p, "live", &ops, sizeof(struct kv), &l, &s), 0);
+	cr_assert_eq(weir_sink_file(l.p, s, &fs), 0, "%s", weir_last_error());
+	l.start_ns = mono_ns();
+	l.deadline_ns = l.start_ns + wait_ms * 1000000u;
+	cr_assert_eq(weir_pipeline_run(l.p), 0, "%s", weir_last_error());
+	cr_assert_eq(weir_pipeline_stopped(l.p), stop);
+	weir_pipeline_destroy(l.p);
+	const char *out = stop ? tmp : path;
+	if (stop)
+		cr_assert_eq(access(path, F_OK), -1, "a stopped run renamed it");
+	cr_assert(file_is(out, l.want, l.want_len), "%s: not the rows", out);
+	unlink(out);
+	rmdir(dir);
+	return l.seen ? (int64_t)((l.seen_ns - l.start_ns) / 1000000u) : -1;
+}
+
+/* A live job's rows reach the file about flush_ms (default 1000 ms) after
+ * they were made, long before a buffer fills or the input ends; never
+ * before flush_ms. */
+Test(pipeline, file_sink_writes_waiting_rows_after_flush_ms, .timeout = 60)
+{
+	int64_t ms = live_job(2, 0, 10000, false);
+
+	cr_assert(ms >= 0, "rows still not in the file after 10 s");
+	cr_assert_geq(ms, WEIR_FILE_SINK_FLUSH_MS_DEFAULT - 100, "%lld ms",
+		      (long long)ms);
+}
+
+Test(pipeline, file_sink_buffered_writes_waiting_rows_after_flush_ms,
+     .timeout = 60)
+{
+	cr_assert_eq(setenv("WEIR_SINK_BUFFERED", "1", 1), 0);
+	int64_t ms = live_job(1, 50, 10000, false);
+
+	cr_assert(ms >= 40, "%lld ms", (long long)ms);
+}
+
+/* flush_ms < 0: rows wait for a full buffer or the end (the test above
+ * can fail). */
+Test(pipeline, file_sink_flush_off_keeps_rows_until_the_end, .timeout = 60)
+{
+	cr_assert_eq(live_job(2, -1, 1500, false), -1,
+		     "rows written with flush off");
+}
+
+/* A stopped run (it never finished) leaves every row made before the stop
+ * in "<path>.inprogress", and nothing more: no padding, no final name. */
+Test(pipeline, stopped_run_keeps_its_rows_in_inprogress, .timeout = 60)
+{
+	live_job(1, -1, 0, true);
 }
 
 static int fail_at_1000(struct weir_ctx *c, const void *in, void *out, void *arg)

@@ -31,6 +31,11 @@
  *     does (the test can fail), and neither a live source (no position())
  *     nor a WEIR_SOURCE_SELF_ALIGNED one is ever held; the windows' counts
  *     add up to every record each time.
+ *   - a quiet source's clock (weir_source_ops.clock): 10 events of one
+ *     window, then nothing: with a clock vouching for a later time, the
+ *     window's rows reach the sink while the source is still live, on 1
+ *     and 2 cores and with an idle timeout set; without it they come only
+ *     at the end of input (the test can fail).
  *   - combiner (pre-aggregation before key_by, on without a late stream):
  *     tumbling and sliding windows on 2 cores, the source paced so many
  *     watermarks pass mid-run (partials flushed before each), with a cache
@@ -768,6 +773,89 @@ Test(window, alignment_holds_a_fast_split_within_the_drift, .timeout = 60)
 }
 
 /* ---- bad specs ---- */
+
+/* ---- a quiet source's clock (weir_source_ops.clock) ---- */
+
+/* Split 0 offers 10 events of window [0, 100) at once, then nothing; every
+ * split goes on returning 0 until the rows of that window have reached the
+ * sink, or until a deadline.  Its clock, when it has one, vouches for
+ * 1000 ms. */
+struct quiet_src {
+	struct rows *rs;
+	bool offered;
+	_Atomic bool timed_out;
+	uint64_t deadline_ns;
+};
+
+static int quiet_next(struct weir_ctx *c, void *recs, int64_t *ts,
+		      unsigned max, void *arg)
+{
+	struct quiet_src *q = arg;
+
+	if (weir_ctx_core(c) == 0 && !q->offered && max >= 10) {
+		for (unsigned i = 0; i < 10; i++) {
+			((struct ev *)recs)[i] = (struct ev){ i, 0, 1, 10 * i };
+			ts[i] = 10 * i;
+		}
+		q->offered = true;
+		return 10;
+	}
+	if (atomic_load(&q->rs->n) >= 10)
+		return WEIR_SOURCE_END;
+	if (now_ns() < q->deadline_ns)
+		return 0;
+	q->timed_out = true;
+	return WEIR_SOURCE_END;
+}
+
+static int64_t quiet_clock(struct weir_ctx *c, void *arg)
+{
+	(void)c;
+	(void)arg;
+	return 1000;
+}
+
+static bool quiet_run(unsigned cores, bool with_clock, uint64_t wait_ms,
+		      struct rows *rs)
+{
+	struct weir_source_ops ops = { .next = quiet_next };
+	struct weir_window_spec spec = { .kind = WEIR_WINDOW_TUMBLING,
+		.size_ms = 100, .agg = &agg, .output = to_row,
+		.out_size = sizeof(struct row) };
+	struct quiet_src q = { .rs = rs };
+	struct weir_pipeline *p = pipeline(cores);
+	struct weir_stream *s, *k, *out;
+
+	memset(rs, 0, sizeof(*rs));
+	q.deadline_ns = now_ns() + wait_ms * 1000000u;
+	if (with_clock)
+		ops.clock = quiet_clock;
+	cr_assert_eq(weir_source(p, "quiet", &ops, sizeof(struct ev), &q, &s), 0);
+	/* An idle timeout too: a clock's split is never idle, so it must not
+	 * stop the watermark either. */
+	cr_assert_eq(weir_watermarks(p, s, OOO, 20), 0);
+	cr_assert_eq(weir_key_by(p, s, key_of, 4, NULL, &k), 0);
+	cr_assert_eq(weir_window(p, k, &spec, &out, NULL), 0);
+	cr_assert_eq(weir_sink_callback(p, out, collect_row, rs), 0);
+	cr_assert_eq(weir_pipeline_run(p), 0, "%s", weir_last_error());
+	weir_pipeline_destroy(p);
+	cr_assert_eq(atomic_load(&rs->n), 10, "every key's row, once");
+	return !q.timed_out;
+}
+
+/* With a clock the window closes while the source is still live and
+ * quiet; without one it waits for the end of input (the test can fail). */
+Test(window, a_quiet_sources_clock_closes_its_windows, .timeout = 60)
+{
+	static struct rows rs;
+
+	for (unsigned cores = 1; cores <= 2; cores++) {
+		cr_assert(quiet_run(cores, true, 10000, &rs),
+			  "%u cores: the window stayed open for 10 s", cores);
+		cr_assert_not(quiet_run(cores, false, 300, &rs),
+			      "%u cores: closed with no clock", cores);
+	}
+}
 
 Test(window, bad_specs_are_einval)
 {

@@ -18,6 +18,11 @@ Test plan:
   - the same file without --packets, SIGINT once the frames are in: exit 0,
     status=ok, the per-flow totals are complete (every window is written at
     a signal stop).
+  - a quiet link (the same file read once, no --packets, 2 cores, 200 ms
+    windows, --max-delay 100): while the run goes on, FILE.inprogress
+    comes to hold every flow's totals (the cores' watermarks follow the
+    clock once no frame comes; the sink writes waiting rows after 1 s);
+    then SIGINT, and the finished file has the same totals.
   - --duration 1 on net_null (endless frames of zeros): ends by itself,
     exit 0, packets > 0 all non_ip, a CSV with only the header; with 2
     cores net_null's RETA is programmed (rss_ports=1, queues=2).
@@ -160,6 +165,50 @@ def sigint(tmp):
         if p.poll() is None:
             p.kill()
         eal_cleanup(prefix)
+    assert p.returncode == 0, err
+    same_counters(summary(err), ref)
+    same_totals(totals(out), want)
+
+
+def totals_now(path):
+    """totals() of a file still being written, or None while incomplete."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    if not text.endswith("\n") or "\0" in text:
+        return None
+    return totals(path)
+
+
+@test("a quiet link: every window is in FILE.inprogress while it runs")
+def quiet(tmp):
+    path = capture(tmp)
+    want, ref = reference(tmp, path)
+    args, prefix = eal([f"--vdev=net_pcap0,rx_pcap={path},infinite_rx=0"])
+    out = os.path.join(tmp, "d.csv")
+    p = subprocess.Popen([WEIR, "flows", "--dpdk", args, "--out", out,
+                          "--window", "200", "--max-delay", "100",
+                          "--cores", "2"],
+                         stderr=subprocess.PIPE, text=True)
+    seen = None
+    try:
+        deadline = time.monotonic() + (30 if SANITIZED == "1" else 15)
+        while time.monotonic() < deadline and p.poll() is None:
+            if totals_now(out + ".inprogress") == want:
+                seen = time.monotonic()
+                break
+            time.sleep(0.05)
+        running = p.poll() is None
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        eal_cleanup(prefix)
+    assert seen is not None, "the windows were not all in the file by then"
+    assert running, "the run had ended on its own"
     assert p.returncode == 0, err
     same_counters(summary(err), ref)
     same_totals(totals(out), want)
