@@ -27,6 +27,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -473,7 +474,8 @@ struct live_src {
 	size_t want_len;
 	bool stop;
 	uint64_t start_ns, deadline_ns, seen_ns, last_look_ns;
-	bool offered, seen, timed_out;
+	bool offered;
+	_Atomic bool seen, timed_out; /* split 0 decides, every split ends */
 };
 
 static uint64_t mono_ns(void)
