@@ -2,6 +2,7 @@
  * weir.c — the `weir` command: a thin dispatcher over subcommands.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -99,6 +100,26 @@ static const char *dir_of(const char *path, char buf[PATH_MAX])
 	return dirname(buf);
 }
 
+/* Make a file in dir and remove it: access() says yes to root on /proc
+ * and /sys, where none can be made, and on a directory the job could not
+ * write (the run then failed at its start, or every checkpoint did).
+ * 0, or -errno with errno set. */
+static int probe_dir(const char *dir)
+{
+	char p[PATH_MAX];
+	int fd;
+
+	if (snprintf(p, sizeof(p), "%s/.weir-probe-%ld", dir,
+		     (long)getpid()) >= (int)sizeof(p))
+		return errno = ENAMETOOLONG, -ENAMETOOLONG;
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	unlink(p);
+	return 0;
+}
+
 bool cli_check_out_file(const char *cmd, const char *opt, const char *path)
 {
 	char buf[PATH_MAX];
@@ -121,7 +142,7 @@ bool cli_check_out_file(const char *cmd, const char *opt, const char *path)
 				cmd, opt, path);
 		return false;
 	}
-	if (access(dir, W_OK | X_OK) != 0) {
+	if (access(dir, W_OK | X_OK) != 0 || probe_dir(dir) != 0) {
 		cli_usage_error("%s: %s %s: cannot write in %s: %s", cmd, opt,
 				path, dir, strerror(errno));
 		return false;
@@ -136,8 +157,10 @@ bool cli_check_out_dir(const char *cmd, const char *opt, const char *path)
 
 	if (stat(path, &st) != 0) {
 		const char *parent = dir_of(path, buf);
-		if (errno == ENOENT && access(parent, W_OK | X_OK) == 0)
-			return true;	/* the job creates it */
+		/* The job creates it: made and removed here to see it can. */
+		if (errno == ENOENT && mkdir(path, 0700) == 0 &&
+		    rmdir(path) == 0)
+			return true;
 		cli_usage_error("%s: %s %s: cannot create it in %s: %s", cmd,
 				opt, path, parent, strerror(errno));
 		return false;
@@ -146,9 +169,9 @@ bool cli_check_out_dir(const char *cmd, const char *opt, const char *path)
 		cli_usage_error("%s: %s %s is not a directory", cmd, opt, path);
 		return false;
 	}
-	if (access(path, R_OK | W_OK | X_OK) != 0) {
-		cli_usage_error("%s: %s %s: %s", cmd, opt, path,
-				strerror(errno));
+	if (access(path, R_OK | W_OK | X_OK) != 0 || probe_dir(path) != 0) {
+		cli_usage_error("%s: %s %s: cannot make files in it: %s", cmd,
+				opt, path, strerror(errno));
 		return false;
 	}
 	return true;

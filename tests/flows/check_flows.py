@@ -479,6 +479,8 @@ BAD_OUTS = [
      lambda t: os.path.join(t, "nodir") + "/", "is a directory"),
     ("in a missing directory", lambda t: os.path.join(t, "no", "o.csv"),
      "cannot write in"),
+    # access() says yes to root there, but no file can be made
+    ("in /proc", lambda t: "/proc/weir-test-out.csv", "cannot write in"),
 ]
 for name, out, needle in BAD_OUTS:
     test(f"error: --out {name} -> exit 2 before the run, nothing left")(
@@ -550,6 +552,10 @@ ERRORS_CKPT_DIR = [
     ("under a missing directory",
      lambda t: ["--checkpoint-dir", os.path.join(t, "no", "ck")],
      "cannot create it"),
+    ("under /proc (access() says yes to root)",
+     lambda t: ["--checkpoint-dir", "/proc/weir-test-ck"], "cannot create it"),
+    ("/proc itself: no file can be made in it",
+     lambda t: ["--checkpoint-dir", "/proc"], "cannot make files in it"),
 ]
 for name, args, needle in ERRORS_CKPT_DIR:
     test(f"error: --checkpoint-dir {name} -> exit 2, one line, no output")(
