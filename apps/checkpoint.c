@@ -25,8 +25,8 @@ static const char usage[] =
 	"           duration\n"
 	"  inspect  one checkpoint (default the newest): cores, key groups,\n"
 	"           bytes and pages per core, incremental parents and\n"
-	"           changelog files, source positions (sections src.<node>),\n"
-	"           duration\n"
+	"           changelog files, source positions (sections src.<node>;\n"
+	"           none for live sources, not replayable), duration\n"
 	"  verify   check every checksum of one checkpoint (default the\n"
 	"           newest); exit 0 clean, 1 corrupt or no committed\n"
 	"           checkpoint at all (file and offset on stderr), 2 usage\n"
@@ -94,6 +94,8 @@ static int do_list(const char *dir)
  * their size and first bytes. */
 static void inspect_sources(struct wr_ckpt *ck, uint32_t c)
 {
+	unsigned found = 0;
+
 	for (uint32_t id = 0; id < 256; id++) {
 		const uint8_t *pos;
 		size_t len;
@@ -101,11 +103,14 @@ static void inspect_sources(struct wr_ckpt *ck, uint32_t c)
 		snprintf(name, sizeof(name), "src.%u", id);
 		if (wr_ckpt_section(ck, c, name, (const void **)&pos, &len) != 0)
 			continue;
+		found++;
 		printf("  source position %s: %zu bytes:", name, len);
 		for (size_t i = 0; i < len && i < 24; i++)
 			printf(" %02x", pos[i]);
 		printf("%s\n", len > 24 ? " ..." : "");
 	}
+	if (found == 0) /* e.g. --dpdk, --pcap -: a restore does not replay */
+		printf("  no source position: live sources, not replayable\n");
 }
 
 static void inspect_core(struct wr_ckpt *ck, uint32_t c)

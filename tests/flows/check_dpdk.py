@@ -27,7 +27,8 @@ Test plan:
     exit 0, packets > 0 all non_ip, a CSV with only the header; with 2
     cores net_null's RETA is programmed (rss_ports=1, queues=2).
   - --checkpoint-dir with --dpdk: the first stderr line says the source is
-    live and not replayable (at-most-once), checkpoints are taken, exit 0.
+    live and not replayable (at-most-once), checkpoints are taken, exit 0;
+    `weir checkpoint inspect` says so for each core.
   - errors, each exit 2, one stderr line, no output file: an unknown EAL
     option (named), no ports (the missing capture named), --rate with
     --dpdk.
@@ -278,6 +279,12 @@ def live(tmp):
     assert "at-most-once" in first, first
     s = summary(r.stderr)
     assert s["status"] == "ok" and int(s["checkpoints"]) > 0, s
+    r = subprocess.run([WEIR, "checkpoint", "inspect",
+                        os.path.join(tmp, "ck")], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("no source position: live sources") == 2, \
+        r.stdout
 
 
 def no_dpdk(tmp):
