@@ -79,7 +79,7 @@ static const char flows_usage[] =
 	"  " FLOWS_CSV_HEADER
 	"\n"
 	"  --pcap FILE      read a pcap or pcapng capture (timestamps = event time)\n"
-	"                   - (standard input) or a FIFO is read as a stream\n"
+	"                   - (standard input: a pipe) or a FIFO is read as a stream\n"
 	"                   by one core: live, not replayable; it ends at its\n"
 	"                   end or SIGINT/SIGTERM, every window written:\n"
 	"                   tcpdump -U -w - | weir flows --pcap -\n"
@@ -720,7 +720,8 @@ static void capture_identity(const char *path, struct flows_params *fp)
 {
 	size_t cap = 64u << 10;
 	uint8_t *buf = malloc(cap);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = strcmp(path, "-") == 0 ? dup(STDIN_FILENO) /* a file there */
+					: open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
 	ssize_t n;
 

@@ -857,10 +857,31 @@ int weir_pcap_open_mem(const void *buf, size_t len, const char *name,
 	return open_common(buf, len, name ? name : "<memory>", 0, out);
 }
 
+/* Map a regular file's `size` bytes read-only and open them; takes fd. */
+static int map_fd(int fd, off_t size, const char *name, struct weir_pcap **out)
+{
+	void *base;
+	int rc;
+
+	if (size < 4) {
+		close(fd);
+		return open_common(NULL, (uint64_t)size, name, 0, out);
+	}
+	base = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
+	rc = base == MAP_FAILED ? -errno : 0;
+	close(fd);
+	if (rc < 0)
+		return wr_error(rc, "cannot map %s: %s", name, strerror(-rc));
+	madvise(base, (size_t)size, MADV_SEQUENTIAL);
+	rc = open_common(base, (uint64_t)size, name, 1, out);
+	if (rc < 0)
+		munmap(base, (size_t)size);
+	return rc;
+}
+
 int weir_pcap_open(const char *path, struct weir_pcap **out)
 {
 	struct stat st;
-	void *base;
 	int fd, rc;
 
 	if (path == NULL || out == NULL)
@@ -879,20 +900,15 @@ int weir_pcap_open(const char *path, struct weir_pcap **out)
 		close(fd);
 		return wr_error(rc, "cannot read %s: %s", path, strerror(-rc));
 	}
-	if (st.st_size < 4) {
-		close(fd);
-		return open_common(NULL, (uint64_t)st.st_size, path, 0, out);
-	}
-	base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	rc = base == MAP_FAILED ? -errno : 0;
-	close(fd);
-	if (rc < 0)
-		return wr_error(rc, "cannot map %s: %s", path, strerror(-rc));
-	madvise(base, (size_t)st.st_size, MADV_SEQUENTIAL);
-	rc = open_common(base, (uint64_t)st.st_size, path, 1, out);
-	if (rc < 0)
-		munmap(base, (size_t)st.st_size);
-	return rc;
+	return map_fd(fd, st.st_size, path, out);
+}
+
+bool weir_pcap_fd_is_file(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	       lseek(fd, 0, SEEK_CUR) == 0;
 }
 
 int weir_pcap_open_fd(int fd, const char *name, struct weir_pcap **out)
@@ -903,6 +919,8 @@ int weir_pcap_open_fd(int fd, const char *name, struct weir_pcap **out)
 	if (fd < 0 || out == NULL)
 		return wr_error(-EINVAL, "weir_pcap_open_fd: bad argument");
 	name = name ? name : "<stream>";
+	if (weir_pcap_fd_is_file(fd)) /* e.g. standard input from a file */
+		return map_fd(fd, lseek(fd, 0, SEEK_END), name, out);
 	r = calloc(1, sizeof(*r));
 	if (r == NULL) {
 		close(fd);

@@ -192,9 +192,10 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Standard input ("-": a pipe, a socket, a file), a FIFO or a character
- * device: read as a stream (STREAMS).  A FIFO's open waits for its writer,
- * as a reader's should. */
+/* Standard input ("-": a pipe, a socket), a FIFO or a character device:
+ * read as a stream (STREAMS).  A FIFO's open waits for its writer, as a
+ * reader's should.  Standard input from a file is mapped as a file is
+ * (weir_pcap_open_fd), so it is split over the cores and replayable. */
 static int open_stream(struct weir_pcap_source *s, const char *path)
 {
 	int fd = strcmp(path, "-") == 0 ?
@@ -210,7 +211,7 @@ static int open_stream(struct weir_pcap_source *s, const char *path)
 				"into it (tcpdump -w - | weir flows --pcap -)",
 				s->name);
 	}
-	s->stream = true;
+	s->stream = !weir_pcap_fd_is_file(fd);
 	return weir_pcap_open_fd(fd, s->name, &s->r);
 }
 
@@ -219,7 +220,7 @@ static bool is_stream(const char *path)
 	struct stat st;
 
 	if (strcmp(path, "-") == 0)
-		return true;
+		return true; /* a file there: open_stream maps it */
 	return stat(path, &st) == 0 &&
 	       (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode));
 }

@@ -195,7 +195,10 @@ int weir_pcap_open_mem(const void *buf, size_t len, const char *name,
 /*
  * A capture read as a stream from `fd` (a pipe, a FIFO, a socket, standard
  * input; the reader owns fd and closes it), read through an io_uring into
- * a buffer of its own.  Waits for the file header; after that no call
+ * a buffer of its own.  An fd that is a regular file at offset 0
+ * (weir_pcap_fd_is_file: standard input redirected from a capture) is
+ * mapped instead, as weir_pcap_open() maps a path: none of what follows
+ * about streams applies to it.  Waits for the file header; after that no call
  * blocks: where the bytes there are end inside the capture, next() and
  * next_burst() return -EAGAIN (not sticky: call again later), and a frame
  * is valid only until the reader's next call.  The end of the stream is the
@@ -206,6 +209,7 @@ int weir_pcap_open_mem(const void *buf, size_t len, const char *name,
  * and read errors (their errno), each naming the stream's offset.
  */
 int weir_pcap_open_fd(int fd, const char *name, struct weir_pcap **out);
+bool weir_pcap_fd_is_file(int fd);
 void weir_pcap_close(struct weir_pcap *r);
 
 /*

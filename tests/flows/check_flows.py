@@ -641,6 +641,39 @@ test("stream with --checkpoint-dir: rows = model, said to be live at start")(
     lambda tmp: check_stream(tmp, "pcapng", 26, 2, "-", ckpt=True))
 
 
+@test("--pcap - from a file (< cap): mapped on 2 cores, replayable: killed, "
+      "rerun = model; another capture on stdin refused")
+def stdin_file(tmp):
+    path, desc = capture(tmp, "pcap-us", 27, 3 * CHUNK + 11)
+    other, _ = capture(tmp, "pcap-us", 28, 3 * CHUNK + 11)
+    want, _ = model_rows(desc, 1000)
+    out, ck = os.path.join(tmp, "f.csv"), os.path.join(tmp, "ck")
+    args = [WEIR, "flows", "--pcap", "-", "--cores", "2", "--rate", "10000",
+            "--checkpoint-dir", ck, "--checkpoint-interval", "50",
+            "--out", out]
+    with open(path, "rb") as f:
+        p = subprocess.Popen(args, stdin=f, stderr=subprocess.PIPE,
+                             text=True)
+        time.sleep(0.6)  # 1.2 s of input: killed in the middle
+        p.kill()
+        err = p.communicate(timeout=60)[1]
+    assert "not replayable" not in err, err
+    assert any(n.startswith("MANIFEST-") for n in os.listdir(ck)), \
+        "no checkpoint before the kill"
+    with open(path, "rb") as f:
+        r = subprocess.run(args, stdin=f, capture_output=True, text=True,
+                           timeout=120)
+    assert r.returncode == 0, r.stderr
+    s = summary(r.stderr)
+    assert s["restored_from"] != "0", s
+    assert read_csv(out) == sorted(want), "rows differ from the model"
+    with open(other, "rb") as f:
+        r = subprocess.run(args, stdin=f, capture_output=True, text=True,
+                           timeout=120)
+    assert r.returncode != 0 and "another pipeline" in r.stderr, r.stderr
+    return f"resumed from {s['restored_from']}"
+
+
 @test("stream: SIGINT ends the input: exit 0, every window of it written")
 def stream_sigint(tmp):
     path, desc = capture(tmp, "pcap-us", 27, 2 * CHUNK)

@@ -23,11 +23,17 @@
  *   5. A pcapng stream whose only interface has an unsupported link type
  *      is refused at open, as the file is, even when its IDB comes after
  *      the section header in another piece.
+ *   6. An fd that is a regular file at offset 0 (standard input from a
+ *      file) is mapped, not streamed: its size is the file's, and it can be
+ *      cloned and sought, every frame as the path's reader gives it.  At an
+ *      offset past the header it is a stream from there (not a capture).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "weir/net.h"
 #include "captures.h"
@@ -333,4 +339,43 @@ Test(pcap_stream, pcapng_link_types_judged_at_open)
 		feed_join(&fd);
 	}
 	free(c.buf);
+}
+
+Test(pcap_stream, a_regular_file_fd_is_mapped)
+{
+	struct weir_pcap *a, *b, *c;
+	struct weir_pcap_pos start;
+	struct weir_frame fa, fb;
+	struct tcap t;
+	char path[64];
+	uint64_t n = 0;
+	int fd;
+
+	tc_classic(&t, WEIR_CAPTURE_PCAP_US, false, 3000);
+	tc_file(&t, path, sizeof(path));
+	fd = open(path, O_RDONLY);
+	cr_assert(weir_pcap_fd_is_file(fd));
+	cr_assert_eq(weir_pcap_open_fd(fd, "stdin", &a), 0, "%s",
+		     weir_last_error());
+	cr_assert_eq(weir_pcap_size(a), t.len, "mapped: the file's size");
+	cr_assert_eq(weir_pcap_open(path, &b), 0);
+	weir_pcap_tell(a, &start);
+	cr_assert_eq(weir_pcap_clone(a, &c), 0, "a stream cannot be cloned");
+	while (weir_pcap_next(a, &fa) == 1) {
+		cr_assert_eq(weir_pcap_next(b, &fb), 1);
+		expect_same_frame(&fa, &fb, n++);
+	}
+	cr_assert_eq(n, t.frames);
+	cr_assert_eq(weir_pcap_seek(a, &start), 0);
+	cr_assert_eq(weir_pcap_next(a, &fa), 1);
+	weir_pcap_close(c);
+	weir_pcap_close(b);
+	weir_pcap_close(a);
+	/* Past the header: what follows is no capture, as a stream says. */
+	fd = open(path, O_RDONLY);
+	cr_assert_eq(lseek(fd, 24, SEEK_SET), 24);
+	cr_assert_not(weir_pcap_fd_is_file(fd));
+	cr_assert_lt(weir_pcap_open_fd(fd, "stdin", &a), 0);
+	unlink(path);
+	free(t.buf);
 }
