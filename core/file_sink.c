@@ -19,12 +19,15 @@
  *     < B bytes) is copied to the front of the next buffer and written
  *     again, whole, with what follows;
  *   - a checkpoint, the end, a stop, or rows left waiting flush_ms
- *     (tick) get the tail to the file through the page cache: a plain
- *     pwrite on a second, buffered fd (sync_rows).  No O_DIRECT write ever
- *     covers the tail's block before the block is rewritten whole, so the
- *     two never overlap in flight; the kernel writes back and drops the
- *     cached page before that O_DIRECT write.  The file is never padded:
- *     its size is always the length of the rows written.
+ *     (tick) get the tail to the file through the page cache: a write on
+ *     a second, buffered fd, queued on the same io_uring (sync_rows).  The
+ *     next write of that block (O_DIRECT, whole, or another tail) is
+ *     submitted only once it completed, so two writes of one block are
+ *     never in flight together; the kernel writes back and drops the
+ *     cached page before the O_DIRECT one.  Not a pwrite(2): an appending
+ *     O_DIRECT write holds ext4's inode lock in io-wq until the disk is
+ *     done, and a pwrite on the loop's thread would wait for it.  The file
+ *     is never padded: its size is always the length of the rows written.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +45,7 @@
 #define NBUF 4u
 #define PATH_MAX_LEN 4096u
 #define DIO_ALIGN 4096u	/* every logical block size divides it */
+#define TAIL_TAG (NBUF + 1u) /* the tail's write: its tag and sync_wait bit */
 
 struct fsink_spec {
 	struct weir_file_sink spec;
@@ -68,6 +72,7 @@ struct fsink_core {
 	uint64_t written_end;  /* the rows before it are written or queued */
 	int64_t pending_ms;    /* rows unwritten since (the last write); -1 */
 	int tail_fd;           /* buffered fd for the tail, or -1 */
+	bool tail_busy;        /* the tail's write not reaped yet */
 	char *buf[NBUF];
 };
 
@@ -79,6 +84,9 @@ static void reap(struct fsink_core *fc, int *err)
 	for (unsigned i = 0; i < n; i++) {
 		if (d[i].tag == NBUF) {
 			fc->syncing = false;
+		} else if (d[i].tag == TAIL_TAG) {
+			fc->tail_busy = false;
+			fc->sync_wait &= ~(1u << TAIL_TAG);
 		} else {
 			fc->busy[d[i].tag] = false;
 			fc->sync_wait &= ~(1u << d[i].tag);
@@ -95,6 +103,7 @@ static int drain_all(struct fsink_core *fc)
 
 	if (err == 0) {
 		memset(fc->busy, 0, sizeof(fc->busy));
+		fc->tail_busy = false;
 		fc->sync_wait = 0;
 		if (fc->fsync_queued) /* it completed in the drain */
 			fc->syncing = false;
@@ -115,6 +124,18 @@ static int wait_current(struct fsink_core *fc)
 	return err;
 }
 
+/* The tail's write completed (waiting for the disk only if it has not):
+ * the next write of its block may go. */
+static int wait_tail(struct fsink_core *fc)
+{
+	int err = 0;
+
+	reap(fc, &err);
+	if (err == 0 && fc->tail_busy)
+		err = drain_all(fc);
+	return err;
+}
+
 /* Submit the current buffer's whole blocks (buffered: all its bytes) and
  * move to a free buffer, the O_DIRECT tail copied to its front. */
 static int rotate(struct fsink_core *fc)
@@ -125,6 +146,8 @@ static int rotate(struct fsink_core *fc)
 
 	if (whole == 0)
 		return wait_current(fc);
+	if ((err = wait_tail(fc)) != 0) /* it may be this block's */
+		return err;
 	fc->pending_ms = -1; /* tick(): flush_ms from the last write */
 	if (fc->off + whole > fc->written_end)
 		fc->written_end = fc->off + whole;
@@ -145,22 +168,26 @@ static int rotate(struct fsink_core *fc)
 	return err;
 }
 
-/* The tail (O_DIRECT's partial last block) through the page cache, with
- * a plain pwrite on a buffered fd: whole, unpadded. */
+/* The tail (O_DIRECT's partial last block) through the page cache: a
+ * write on a buffered fd, whole and unpadded, queued.  Its bytes stay put
+ * until it completes: the buffer only grows past them, and is not
+ * written (rotate) before wait_tail(). */
 static int write_tail(const struct fsink_spec *fs, struct fsink_core *fc)
 {
-	const char *b = fc->buf[fc->cur];
+	int err;
 
 	if (fc->tail_fd < 0 &&
 	    (fc->tail_fd = open(fs->tmp, O_WRONLY | O_CLOEXEC)) < 0)
 		return -errno;
-	for (uint32_t done = 0; done < fc->fill;) {
-		ssize_t w = pwrite(fc->tail_fd, b + done, fc->fill - done,
-				   (off_t)(fc->off + done));
-		if (w <= 0)
-			return w < 0 ? -errno : -EIO;
-		done += (uint32_t)w;
-	}
+	err = wait_tail(fc); /* the previous tail: the same block */
+	if (err == 0)
+		err = wr_uring_write(fc->io, fc->tail_fd, fc->buf[fc->cur],
+				     fc->fill, fc->off, TAIL_TAG);
+	if (err == 0)
+		err = wr_uring_submit(fc->io);
+	if (err)
+		return err;
+	fc->tail_busy = true;
 	fc->written_end = fc->off + fc->fill;
 	return 0;
 }
@@ -296,7 +323,7 @@ static int start_sync(const struct fsink_spec *fs, struct fsink_core *fc)
 	if (err)
 		return wr_error(err, "checkpoint: output file: %s",
 				strerror(-err));
-	fc->sync_wait = 0;
+	fc->sync_wait = fc->tail_busy ? 1u << TAIL_TAG : 0;
 	for (unsigned i = 0; i < NBUF; i++)
 		if (fc->busy[i])
 			fc->sync_wait |= 1u << i;
@@ -433,7 +460,7 @@ static int fsink_tick(struct wr_exec *x, const struct weir_stream *n)
 		return 0;
 	reap(fc, &err);
 	for (unsigned i = 0; err == 0 && i < NBUF; i++)
-		if (fc->busy[i])
+		if (fc->busy[i] || fc->tail_busy)
 			return 0;
 	if (err == 0)
 		err = sync_rows(fs, fc);
