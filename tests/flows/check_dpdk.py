@@ -150,16 +150,18 @@ test("two net_pcap ports: every flow counted twice")(
     lambda tmp: pcap_run(tmp, 2, 2))
 
 
-@test("SIGINT ends the input, every window written")
-def sigint(tmp):
+def sigint_run(tmp, extra, wait):
+    """weir flows --dpdk on net_pcap of a fresh capture read once (no
+    --packets): wait(p, out) while it runs, then SIGINT; the run must end
+    with exit 0 and every flow's totals.  Returns what wait returned."""
     path = capture(tmp)
     want, ref = reference(tmp, path)
     args, prefix = eal([f"--vdev=net_pcap0,rx_pcap={path},infinite_rx=0"])
     out = os.path.join(tmp, "d.csv")
-    p = subprocess.Popen([WEIR, "flows", "--dpdk", args, "--out", out],
-                         stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([WEIR, "flows", "--dpdk", args, "--out", out] +
+                         extra, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(3.0 if SANITIZED == "1" else 1.5)
+        got = wait(p, out, want)
         p.send_signal(signal.SIGINT)
         _, err = p.communicate(timeout=60)
     finally:
@@ -169,6 +171,13 @@ def sigint(tmp):
     assert p.returncode == 0, err
     same_counters(summary(err), ref)
     same_totals(totals(out), want)
+    return got
+
+
+@test("SIGINT ends the input, every window written")
+def sigint(tmp):
+    sigint_run(tmp, [], lambda p, out, want:
+               time.sleep(3.0 if SANITIZED == "1" else 1.5))
 
 
 def totals_now(path):
@@ -183,36 +192,22 @@ def totals_now(path):
     return totals(path)
 
 
+def until_written(p, out, want):
+    """Whether FILE.inprogress came to hold every flow's totals while the
+    run still went on."""
+    deadline = time.monotonic() + (30 if SANITIZED == "1" else 15)
+    while time.monotonic() < deadline and p.poll() is None:
+        if totals_now(out + ".inprogress") == want:
+            return p.poll() is None
+        time.sleep(0.05)
+    return False
+
+
 @test("a quiet link: every window is in FILE.inprogress while it runs")
 def quiet(tmp):
-    path = capture(tmp)
-    want, ref = reference(tmp, path)
-    args, prefix = eal([f"--vdev=net_pcap0,rx_pcap={path},infinite_rx=0"])
-    out = os.path.join(tmp, "d.csv")
-    p = subprocess.Popen([WEIR, "flows", "--dpdk", args, "--out", out,
-                          "--window", "200", "--max-delay", "100",
-                          "--cores", "2"],
-                         stderr=subprocess.PIPE, text=True)
-    seen = None
-    try:
-        deadline = time.monotonic() + (30 if SANITIZED == "1" else 15)
-        while time.monotonic() < deadline and p.poll() is None:
-            if totals_now(out + ".inprogress") == want:
-                seen = time.monotonic()
-                break
-            time.sleep(0.05)
-        running = p.poll() is None
-        p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
-        eal_cleanup(prefix)
-    assert seen is not None, "the windows were not all in the file by then"
-    assert running, "the run had ended on its own"
-    assert p.returncode == 0, err
-    same_counters(summary(err), ref)
-    same_totals(totals(out), want)
+    assert sigint_run(tmp, ["--window", "200", "--max-delay", "100",
+                            "--cores", "2"], until_written), \
+        "the windows were not all in the file while the run went on"
 
 
 @test("--duration on net_null: ends by itself; RETA on 2 cores")
