@@ -45,8 +45,11 @@
 
 struct flows_opts {
 	const char *pcap, *out, *ckpt_dir, *dpdk, *metrics_json;
-	uint64_t ckpt_interval_ms, metrics_port;
-	bool gen, idle_sleep, changelog_on;
+	uint64_t metrics_port;
+	bool gen, idle_sleep;
+	/* --checkpoint-*, --changelog */
+	uint64_t ckpt_interval_ms, ckpt_timeout_ms, ckpt_pause_ms, ckpt_retain;
+	bool ckpt_incremental, changelog_on;
 	unsigned cores;
 	uint64_t window_ms, max_delay_ms, rate, duration_s;
 	uint64_t packets; /* --packets as given, 0 if not */
@@ -128,6 +131,15 @@ static const char flows_usage[] =
 	"                   command finishes the job with exactly the rows an\n"
 	"                   uninterrupted run writes\n"
 	"  --checkpoint-interval MS  between checkpoints (default 1000)\n"
+	"  --checkpoint-timeout MS  a checkpoint not committed by then is\n"
+	"                   aborted, and the next one goes on (default 60000)\n"
+	"  --checkpoint-min-pause MS  at least this long from one checkpoint's\n"
+	"                   end to the next's start (default 0)\n"
+	"  --checkpoint-retain N  committed checkpoints kept (default 3); a\n"
+	"                   file is deleted once no kept one refers to it\n"
+	"  --checkpoint-incremental on|off  write only the pages changed\n"
+	"                   since the last checkpoint (default on; a full\n"
+	"                   one every 8)\n"
 	"  --changelog on|off  checkpoints between page snapshots write only\n"
 	"                   the state bytes changed since the last one\n"
 	"                   (default off: this job rewrites its counters every\n"
@@ -190,6 +202,33 @@ static int parse_gen(struct flows_opts *o, const char *opt, const char *val,
 	return 0;
 }
 
+#define CKPT_MS_MAX (3600u * 1000)
+
+static int parse_ckpt(struct flows_opts *o, const char *opt, const char *val,
+		      bool *known)
+{
+	bool ok = true;
+
+	*known = true;
+	if (strcmp(opt, "--checkpoint-dir") == 0)
+		o->ckpt_dir = val;
+	else if (strcmp(opt, "--checkpoint-interval") == 0)
+		ok = cli_parse_u64(opt, val, 1, CKPT_MS_MAX, &o->ckpt_interval_ms);
+	else if (strcmp(opt, "--checkpoint-timeout") == 0)
+		ok = cli_parse_u64(opt, val, 1, CKPT_MS_MAX, &o->ckpt_timeout_ms);
+	else if (strcmp(opt, "--checkpoint-min-pause") == 0)
+		ok = cli_parse_u64(opt, val, 0, CKPT_MS_MAX, &o->ckpt_pause_ms);
+	else if (strcmp(opt, "--checkpoint-retain") == 0)
+		ok = cli_parse_u64(opt, val, 1, 1000, &o->ckpt_retain);
+	else if (strcmp(opt, "--checkpoint-incremental") == 0)
+		ok = cli_parse_on_off(opt, val, &o->ckpt_incremental);
+	else if (strcmp(opt, "--changelog") == 0)
+		ok = cli_parse_on_off(opt, val, &o->changelog_on);
+	else
+		*known = false;
+	return ok ? 0 : EXIT_USAGE;
+}
+
 static int parse_one(struct flows_opts *o, const char *opt, const char *val)
 {
 	uint64_t v;
@@ -202,18 +241,13 @@ static int parse_one(struct flows_opts *o, const char *opt, const char *val)
 	rc = parse_gen(o, opt, val, &known);
 	if (known)
 		return rc;
-	if (strcmp(opt, "--checkpoint-dir") == 0) {
-		o->ckpt_dir = val;
-	} else if (strcmp(opt, "--metrics-json") == 0) {
+	rc = parse_ckpt(o, opt, val, &known);
+	if (known)
+		return rc;
+	if (strcmp(opt, "--metrics-json") == 0) {
 		o->metrics_json = val;
 	} else if (strcmp(opt, "--metrics-port") == 0) {
 		if (!cli_parse_u64(opt, val, 1, 65535, &o->metrics_port))
-			return EXIT_USAGE;
-	} else if (strcmp(opt, "--checkpoint-interval") == 0) {
-		if (!cli_parse_u64(opt, val, 1, 3600u * 1000, &o->ckpt_interval_ms))
-			return EXIT_USAGE;
-	} else if (strcmp(opt, "--changelog") == 0) {
-		if (!cli_parse_on_off(opt, val, &o->changelog_on))
 			return EXIT_USAGE;
 	} else if (strcmp(opt, "--pcap") == 0) {
 		o->pcap = val;
@@ -302,6 +336,9 @@ static int parse_opts(int argc, char **argv, struct flows_opts *o)
 	o->window_ms = 1000;
 	o->max_delay_ms = 1000;
 	o->ckpt_interval_ms = WEIR_CHECKPOINT_INTERVAL_DEFAULT;
+	o->ckpt_timeout_ms = WEIR_CHECKPOINT_TIMEOUT_DEFAULT;
+	o->ckpt_retain = WEIR_CHECKPOINT_RETAIN_DEFAULT;
+	o->ckpt_incremental = true;
 	o->combine = WEIR_COMBINE_ENTRIES_DEFAULT;
 	weir_flowgen_config_init(&o->gen_cfg);
 	for (int i = 1; i < argc; i++) {
@@ -753,6 +790,10 @@ static int checkpointing(struct flows_job *j)
 		capture_identity(o->pcap, &fp);
 	weir_checkpoint_config_init(&cc, o->ckpt_dir);
 	cc.interval_ms = (uint32_t)o->ckpt_interval_ms;
+	cc.timeout_ms = (uint32_t)o->ckpt_timeout_ms;
+	cc.min_pause_ms = (uint32_t)o->ckpt_pause_ms;
+	cc.retain = (uint32_t)o->ckpt_retain;
+	cc.incremental = o->ckpt_incremental;
 	/* Off unless asked for: this job rewrites its window counters every
 	 * tick, and a changelog of that is larger than the pages it replaces
 	 * (104 MB against 67 MB a second), slower, and its I/O preempts the

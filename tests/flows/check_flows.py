@@ -438,6 +438,13 @@ ERRORS = [
     ("--cores above the usable CPUs",
      lambda t: ["--cores", str(len(os.sched_getaffinity(0)) + 1)], "--cores"),
     ("--changelog maybe", lambda t: ["--changelog", "maybe"], "--changelog"),
+    ("--checkpoint-retain 0", lambda t: ["--checkpoint-retain", "0"],
+     "--checkpoint-retain"),
+    ("--checkpoint-incremental maybe",
+     lambda t: ["--checkpoint-incremental", "maybe"],
+     "--checkpoint-incremental"),
+    ("--checkpoint-timeout 0", lambda t: ["--checkpoint-timeout", "0"],
+     "--checkpoint-timeout"),
     ("--state-prefault lots", lambda t: ["--state-prefault", "lots"],
      "--state-prefault"),
     ("--state-max 8", lambda t: ["--state-max", "8"], "--state-max"),
@@ -539,6 +546,32 @@ def ckpt_dir_trailing_slash(tmp):
     assert r.returncode == 0, r.stderr
     assert int(summary(r.stderr)["checkpoints"]) > 0, r.stderr
     assert any(n.startswith("MANIFEST-") for n in os.listdir(ck))
+
+
+@test("--checkpoint-retain 2 --checkpoint-incremental off: the newest two, "
+      "full; --checkpoint-min-pause 300 spaces them")
+def ckpt_options(tmp):
+    args = ["--gen", "--packets", "400000", "--rate", "400000",
+            "--checkpoint-interval", "20"]
+    ck = os.path.join(tmp, "ck")
+    s = summary(run_flows(args + ["--checkpoint-dir", ck,
+                                  "--checkpoint-retain", "2",
+                                  "--checkpoint-incremental", "off"],
+                          os.path.join(tmp, "a.csv")))
+    n = int(s["checkpoints"])
+    assert n >= 5, s
+    listed = subprocess.run([WEIR, "checkpoint", "list", ck],
+                            capture_output=True, text=True,
+                            check=True).stdout.splitlines()[1:]
+    ids = [int(x.split()[0]) for x in listed]
+    assert ids == [n - 1, n], listed
+    assert all(x.split()[2] == "full" for x in listed), listed
+    s = summary(run_flows(args + ["--checkpoint-dir", os.path.join(tmp, "p"),
+                                  "--checkpoint-min-pause", "300"],
+                          os.path.join(tmp, "b.csv")))
+    m = int(s["checkpoints"])
+    assert 0 < m <= float(s["elapsed"]) / 0.3 + 1, s
+    return f"{n} checkpoints, 2 kept; {m} with the pause"
 
 
 def a_file(tmp):
