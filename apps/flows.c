@@ -149,9 +149,9 @@ static const char flows_usage[] =
 	"  --metrics-json FILE  a JSON line of metrics every second to FILE:\n"
 	"                   per core records_in (into the window) and state_keys;\n"
 	"                   on core 0 the input's records_out (packets read; for\n"
-	"                   --gen/--dpdk at the end) and malformed (at the end),\n"
-	"                   job totals, and checkpoints, checkpoint_duration_ns,\n"
-	"                   checkpoint_bytes (the last one)\n"
+	"                   --gen at the end) and malformed, --dpdk's drops\n"
+	"                   (imissed + rx_nombuf), job totals, and checkpoints,\n"
+	"                   checkpoint_duration_ns, checkpoint_bytes (the last)\n"
 	"  --metrics-port PORT  the same as Prometheus text on\n"
 	"                   http://127.0.0.1:PORT/metrics while the job runs\n"
 	"\n"
@@ -483,14 +483,18 @@ struct flows_job {
 /* ---- metrics (--metrics-json, --metrics-port) ---- */
 
 /* The input's totals go on core 0: the sources count per core inside and
- * publish only totals while running.  The feeder thread (then the main
- * thread, after the run) is their only writer.  While running only the
- * pcap source's progress is read: the generator's and DPDK's per-core
- * progress is zeroed by their open() on the workers without ordering
- * against their _progress() (TSan), so their totals come after the run. */
+ * publish only totals.  The feeder thread (then the main thread, after the
+ * run) is their only writer.  While running the capture's and DPDK's
+ * packets and malformed frames are read from their progress values, and
+ * DPDK's drops from the devices (rte_eth_stats_get, as testpmd reads them
+ * beside its forwarding lcores), so a live appliance's metrics move; the
+ * generator's per-core progress is zeroed by its open() on the workers
+ * without ordering against weir_flowgen_progress() (TSan), so its totals
+ * come after the run. */
 static void publish_input(struct flows_job *j, bool final)
 {
 	struct weir_flow_counters c = { 0 };
+	struct weir_dpdk_stats st;
 	uint64_t off, size;
 
 	if (final && j->pcap)
@@ -499,12 +503,20 @@ static void publish_input(struct flows_job *j, bool final)
 		weir_dpdk_source_counters(j->dpdk, &c);
 	else if (final)
 		weir_flowgen_counters(j->gen, &c);
-	else
+	else if (j->pcap)
 		weir_pcap_source_progress(j->pcap, &off, &size, &c.packets);
+	else if (j->dpdk)
+		c.packets = weir_dpdk_source_progress(j->dpdk);
+	if (!final)
+		c.malformed = j->pcap ? weir_pcap_source_malformed(j->pcap) :
+			      j->dpdk ? weir_dpdk_source_malformed(j->dpdk) : 0;
 	weir_metrics_set_local(j->m, 0, WEIR_METRIC_RECORDS_OUT, c.packets);
-	if (final)
-		weir_metrics_set_local(j->m, 0, WEIR_METRIC_MALFORMED,
-				       c.malformed);
+	weir_metrics_set_local(j->m, 0, WEIR_METRIC_MALFORMED, c.malformed);
+	if (j->dpdk) {
+		weir_dpdk_source_stats(j->dpdk, &st);
+		weir_metrics_set_local(j->m, 0, WEIR_METRIC_DROPS,
+				       st.imissed + st.rx_nombuf);
+	}
 }
 
 static void *feeder(void *arg)
@@ -550,7 +562,7 @@ static int metrics_start(struct flows_job *j)
 	weir_pipeline_metrics(j->p, j->m);
 	if (weir_metrics_start(j->m) != 0)
 		return -1;
-	j->feeding = j->pcap != NULL &&
+	j->feeding = (j->pcap != NULL || j->dpdk != NULL) &&
 		     pthread_create(&j->feeder, NULL, feeder, j) == 0;
 	return 0;
 }

@@ -59,6 +59,7 @@ struct dsrc_rxq {
 struct dsrc_core {
 	alignas(WEIR_CACHE_LINE) struct weir_flow_counters c;
 	_Atomic uint64_t published; /* c.packets, for progress (relaxed) */
+	_Atomic uint64_t published_malformed; /* c.malformed, the same */
 	uint64_t deadline_ns;       /* 0: none */
 	struct dsrc_rxq q[DPDK_PORTS_MAX];
 	unsigned nq, next;
@@ -307,6 +308,8 @@ static int dsrc_open(struct weir_ctx *c, unsigned split, unsigned splits,
 	memset((char *)pc + offsetof(struct dsrc_core, deadline_ns), 0,
 	       sizeof(*pc) - offsetof(struct dsrc_core, deadline_ns));
 	atomic_store_explicit(&pc->published, 0, memory_order_relaxed);
+	atomic_store_explicit(&pc->published_malformed, 0,
+			      memory_order_relaxed);
 	for (unsigned i = 0; i < s->nports; i++)
 		if (split < s->port[i].queues)
 			pc->q[pc->nq++] = (struct dsrc_rxq){
@@ -420,6 +423,8 @@ static unsigned parse_burst(struct dsrc_core *pc, struct rte_mbuf **m,
 	/* Relaxed: progress display only (weir_dpdk_source_progress). */
 	atomic_store_explicit(&pc->published, pc->c.packets,
 			      memory_order_relaxed);
+	atomic_store_explicit(&pc->published_malformed, pc->c.malformed,
+			      memory_order_relaxed);
 	return n;
 }
 
@@ -488,6 +493,16 @@ uint64_t weir_dpdk_source_progress(const struct weir_dpdk_source *s)
 
 	for (unsigned i = 0; i < s->cfg.cores; i++)
 		sum += atomic_load_explicit(&s->core[i].published,
+					    memory_order_relaxed);
+	return sum;
+}
+
+uint64_t weir_dpdk_source_malformed(const struct weir_dpdk_source *s)
+{
+	uint64_t sum = 0;
+
+	for (unsigned i = 0; i < s->cfg.cores; i++)
+		sum += atomic_load_explicit(&s->core[i].published_malformed,
 					    memory_order_relaxed);
 	return sum;
 }

@@ -53,6 +53,12 @@ uint64_t weir_dpdk_source_progress(const struct weir_dpdk_source *s)
 	return 0;
 }
 
+uint64_t weir_dpdk_source_malformed(const struct weir_dpdk_source *s)
+{
+	(void)s;
+	return 0;
+}
+
 void weir_dpdk_source_counters(const struct weir_dpdk_source *s,
 			       struct weir_flow_counters *out)
 {

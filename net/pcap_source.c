@@ -128,7 +128,7 @@ struct psrc_core {
 	alignas(WEIR_CACHE_LINE) _Atomic uint64_t need;
 	/* Written by this core every call, read by any thread (progress). */
 	alignas(WEIR_CACHE_LINE) _Atomic uint64_t shown_packets;
-	_Atomic uint64_t shown_bytes;
+	_Atomic uint64_t shown_bytes, shown_malformed;
 };
 
 struct psrc_index {
@@ -634,6 +634,8 @@ static void show(struct psrc_core *pc)
 			      memory_order_relaxed);
 	atomic_store_explicit(&pc->shown_bytes, pc->bytes,
 			      memory_order_relaxed);
+	atomic_store_explicit(&pc->shown_malformed, pc->c.malformed,
+			      memory_order_relaxed);
 }
 
 /* Splits core `core` of n owns.  Core 0 also runs the index and, in
@@ -1013,6 +1015,17 @@ void weir_pcap_source_progress(const struct weir_pcap_source *s,
 	*bytes_read = b < s->size || s->stream ? b : s->size;
 	*file_bytes = s->size;
 	*packets = n;
+}
+
+uint64_t weir_pcap_source_malformed(const struct weir_pcap_source *s)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < WEIR_CORES_MAX; i++)
+		/* Pairs with the relaxed store in show(): a display value. */
+		n += atomic_load_explicit(&s->core[i].shown_malformed,
+					  memory_order_relaxed);
+	return n;
 }
 
 void weir_pcap_source_counters(const struct weir_pcap_source *s,

@@ -123,6 +123,8 @@ int weir_pcap_source_seek(struct weir_pcap_source *s,
 void weir_pcap_source_progress(const struct weir_pcap_source *s,
 			       uint64_t *bytes_read, uint64_t *file_bytes,
 			       uint64_t *packets);
+/* Malformed frames so far; any thread, at any time (as progress). */
+uint64_t weir_pcap_source_malformed(const struct weir_pcap_source *s);
 void weir_pcap_source_counters(const struct weir_pcap_source *s,
 			       struct weir_flow_counters *out);
 /* The reader's -errno when the job failed because of the file (the first
@@ -249,8 +251,10 @@ int weir_dpdk_source_add(struct weir_pipeline *p, struct weir_dpdk_source *s,
 /* End the input: every split ends at its next poll, so every window is
  * still emitted.  Any thread, async-signal-safe (one atomic store). */
 void weir_dpdk_source_stop(struct weir_dpdk_source *s);
-/* Frames received so far over all cores; any thread, any time. */
+/* Frames received so far over all cores, and the malformed ones among
+ * them; any thread, any time (refreshed every burst). */
 uint64_t weir_dpdk_source_progress(const struct weir_dpdk_source *s);
+uint64_t weir_dpdk_source_malformed(const struct weir_dpdk_source *s);
 void weir_dpdk_source_counters(const struct weir_dpdk_source *s,
 			       struct weir_flow_counters *out);
 /* Device counters (rte_eth_stats_get summed over ports) and the setup. */

@@ -23,6 +23,9 @@ Test plan:
     comes to hold every flow's totals (the cores' watermarks follow the
     clock once no frame comes; the sink writes waiting rows after 1 s);
     then SIGINT, and the finished file has the same totals.
+  - --metrics-json on the same quiet link: while the run goes on, a
+    JSON line's core 0 says records_out = the frames, malformed = the
+    --pcap run's, drops = 0 (they used to come only at the end).
   - --duration 1 on net_null (endless frames of zeros): ends by itself,
     exit 0, packets > 0 all non_ip, a CSV with only the header; with 2
     cores net_null's RETA is programmed (rss_ports=1, queues=2).
@@ -34,6 +37,7 @@ Test plan:
     --dpdk.
 """
 import collections
+import json
 import os
 import shutil
 import signal
@@ -152,7 +156,8 @@ test("two net_pcap ports: every flow counted twice")(
 
 def sigint_run(tmp, extra, wait):
     """weir flows --dpdk on net_pcap of a fresh capture read once (no
-    --packets): wait(p, out) while it runs, then SIGINT; the run must end
+    --packets): wait(p, out, want, ref) while it runs (want: the flows'
+    totals, ref: the --pcap run's summary), then SIGINT; the run must end
     with exit 0 and every flow's totals.  Returns what wait returned."""
     path = capture(tmp)
     want, ref = reference(tmp, path)
@@ -161,7 +166,7 @@ def sigint_run(tmp, extra, wait):
     p = subprocess.Popen([WEIR, "flows", "--dpdk", args, "--out", out] +
                          extra, stderr=subprocess.PIPE, text=True)
     try:
-        got = wait(p, out, want)
+        got = wait(p, out, want, ref)
         p.send_signal(signal.SIGINT)
         _, err = p.communicate(timeout=60)
     finally:
@@ -176,7 +181,7 @@ def sigint_run(tmp, extra, wait):
 
 @test("SIGINT ends the input, every window written")
 def sigint(tmp):
-    sigint_run(tmp, [], lambda p, out, want:
+    sigint_run(tmp, [], lambda p, out, want, ref:
                time.sleep(3.0 if SANITIZED == "1" else 1.5))
 
 
@@ -192,7 +197,7 @@ def totals_now(path):
     return totals(path)
 
 
-def until_written(p, out, want):
+def until_written(p, out, want, ref):
     """Whether FILE.inprogress came to hold every flow's totals while the
     run still went on."""
     deadline = time.monotonic() + (30 if SANITIZED == "1" else 15)
@@ -208,6 +213,33 @@ def quiet(tmp):
     assert sigint_run(tmp, ["--window", "200", "--max-delay", "100",
                             "--cores", "2"], until_written), \
         "the windows were not all in the file while the run went on"
+
+
+@test("--metrics-json while it runs: records_out, malformed, drops of "
+      "what came")
+def live_metrics(tmp):
+    path = os.path.join(tmp, "m.json")
+
+    def until_counted(p, out, want, ref):
+        deadline = time.monotonic() + (30 if SANITIZED == "1" else 15)
+        while time.monotonic() < deadline and p.poll() is None:
+            try:
+                with open(path) as f:
+                    lines = f.read().splitlines()
+            except FileNotFoundError:
+                lines = []
+            for line in lines[-1:]:
+                c0 = json.loads(line)["cores"][0]
+                if c0["records_out"] == int(ref["packets"]):
+                    assert c0["malformed"] == int(ref["malformed"]), c0
+                    assert c0["drops"] == 0, c0
+                    return p.poll() is None
+            time.sleep(0.1)
+        return False
+
+    assert sigint_run(tmp, ["--metrics-json", path, "--cores", "2"],
+                      until_counted), \
+        "records_out never reached the frames while the run went on"
 
 
 @test("--duration on net_null: ends by itself; RETA on 2 cores")
