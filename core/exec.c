@@ -383,8 +383,8 @@ static int64_t max_ts(const int64_t *ts, int n, int64_t m)
 
 /* A quiet split whose timestamps are its own clock's: what that clock
  * vouches for counts as seen (weir_source_ops.clock). */
-static int source_clock(struct wr_exec *x, const struct weir_stream *s,
-			struct wr_node_rt *nr)
+static void source_clock(struct wr_exec *x, const struct weir_stream *s,
+			 struct wr_node_rt *nr)
 {
 	struct as_node saved = enter(x, s, WEIR_TS_MIN);
 	int64_t t = s->fn.source.clock(&x->ctx, s->arg);
@@ -392,7 +392,6 @@ static int source_clock(struct wr_exec *x, const struct weir_stream *s,
 	leave(x, saved, 0);
 	if (t > nr->max_ts)
 		nr->max_ts = t;
-	return 0;
 }
 
 static int poll_source(struct wr_exec *x, const struct weir_stream *s,
@@ -419,7 +418,7 @@ static int poll_source(struct wr_exec *x, const struct weir_stream *s,
 	if (got > 0)
 		nr->active_ms = x->now_ms;
 	else if (s->fn.source.clock != NULL)
-		return source_clock(x, s, nr);
+		source_clock(x, s, nr);
 	nr->max_ts = max_ts(x->tsbuf, got, nr->max_ts);
 	*work += (uint32_t)got;
 	if (s->ndown == 1 && s->down[0]->kind == WR_NODE_KEY_BY &&

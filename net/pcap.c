@@ -919,8 +919,15 @@ int weir_pcap_open_fd(int fd, const char *name, struct weir_pcap **out)
 	if (fd < 0 || out == NULL)
 		return wr_error(-EINVAL, "weir_pcap_open_fd: bad argument");
 	name = name ? name : "<stream>";
-	if (weir_pcap_fd_is_file(fd)) /* e.g. standard input from a file */
-		return map_fd(fd, lseek(fd, 0, SEEK_END), name, out);
+	if (weir_pcap_fd_is_file(fd)) { /* e.g. standard input from a file */
+		struct stat st;
+		if (fstat(fd, &st) != 0) {
+			close(fd);
+			return wr_error(-errno, "cannot read %s: %s", name,
+					strerror(errno));
+		}
+		return map_fd(fd, st.st_size, name, out);
+	}
 	r = calloc(1, sizeof(*r));
 	if (r == NULL) {
 		close(fd);
