@@ -71,7 +71,6 @@
 #define OUT_DIR_MAX 512u        /* --out */
 #define START_DELAY_NS 50000000ull /* workers launch before t_0 */
 #define WARMUP_MAX_NS 1000000000ull
-#define SAMPLE_EVERY_TICKS 1024u   /* gauges refreshed every N source calls */
 #define TL_WIN_NS 100000000ull     /* timeline window: 100 ms (or wider) */
 #define TL_HISTS_MAX 1024u         /* windows x cores (31 KiB each) */
 #define MARKS_MAX 4096u            /* checkpoints noted per run */
@@ -96,9 +95,8 @@ struct lat_rec {
 };
 
 struct src_core {
-	alignas(WEIR_CACHE_LINE) uint64_t made, total, last_tsc;
+	alignas(WEIR_CACHE_LINE) uint64_t made, total;
 	uint64_t next_stamp;	/* index of the next record to stamp */
-	unsigned calls;
 	bool stamping;		/* this burst's records may be stamped */
 	uint64_t phase_made[2];	/* after warm-up, by phase (--peak) */
 };
@@ -237,7 +235,6 @@ static int src_open(struct weir_ctx *c, unsigned split, unsigned splits,
 	tl_core = split;
 	memset(s, 0, sizeof(*s));
 	s->total = r->rate ? per / splits + (split < per % splits) : UINT64_MAX;
-	s->last_tsc = r->start_tsc;
 	return 0;
 }
 
@@ -274,20 +271,12 @@ static void make(const struct run *r, struct src_core *s, uint64_t i,
 	rec->intended_tsc = t >= r->warm_tsc ? t : 0;
 }
 
-/* Backpressure: time between two calls while the source stayed more than
- * a burst behind its schedule (the engine did not take records). */
-static void account(struct run *r, struct weir_ctx *c, struct src_core *s,
-		    uint64_t now, unsigned n, unsigned max)
+/* Records out; backpressure, ring occupancy and state bytes are the
+ * engine's (weir_pipeline_metrics). */
+static void account(struct run *r, struct weir_ctx *c, unsigned n)
 {
-	unsigned core = weir_ctx_core(c);
-
-	weir_metrics_add_local(r->m, core, WEIR_METRIC_RECORDS_OUT, n);
-	if (r->rate && n == max && due(r, s, now, max) == max)
-		weir_metrics_add_local(r->m, core, WEIR_METRIC_BACKPRESSURE_NS,
-				       weir_tsc_ns(s->last_tsc, now));
-	s->last_tsc = now;
-	if (++s->calls % SAMPLE_EVERY_TICKS == 0)
-		weir_metrics_sample_local(r->m, c);
+	weir_metrics_add_local(r->m, weir_ctx_core(c), WEIR_METRIC_RECORDS_OUT,
+			       n);
 }
 
 static int src_next(struct weir_ctx *c, void *recs, int64_t *ts,
@@ -311,7 +300,7 @@ static int src_next(struct weir_ctx *c, void *recs, int64_t *ts,
 	for (unsigned k = 0; k < n; k++)
 		make(r, s, s->made + k, core, now, &out[k], &ts[k]);
 	s->made += n;
-	account(r, c, s, now, n, max);
+	account(r, c, n);
 	return (int)n;
 }
 

@@ -15,6 +15,7 @@
 #include "core/exec_internal.h"
 #include "state/keyed.h"
 #include "weir/metrics.h"
+#include "weir/tsc.h"
 
 /* ---- staging envelopes per destination core ---- */
 
@@ -394,6 +395,25 @@ static void source_clock(struct wr_exec *x, const struct weir_stream *s,
 		nr->max_ts = t;
 }
 
+/* WEIR_METRIC_BACKPRESSURE_NS: how long a source was not polled for want
+ * of out-buffer room (the cores its records go to are behind).  The TSC
+ * is read at the two edges only. */
+static void backpressure(struct wr_exec *x, struct wr_node_rt *nr, bool held)
+{
+	uint64_t now;
+
+	if (held == (nr->held_tsc != 0))
+		return;
+	now = weir_tsc_now();
+	if (held) {
+		nr->held_tsc = now | 1;
+		return;
+	}
+	weir_metrics_add_local(x->p->metrics, x->id, WEIR_METRIC_BACKPRESSURE_NS,
+			       weir_tsc_ns(nr->held_tsc, now));
+	nr->held_tsc = 0;
+}
+
 static int poll_source(struct wr_exec *x, const struct weir_stream *s,
 		       uint32_t *work)
 {
@@ -402,6 +422,8 @@ static int poll_source(struct wr_exec *x, const struct weir_stream *s,
 	uint32_t want = room < WR_BURST ? room : WR_BURST;
 	int got;
 
+	if (x->p->metrics != NULL)
+		backpressure(x, nr, want == 0 && !nr->ended);
 	if (nr->ended || want == 0 || wr_ckpt_aligning(&x->ck) ||
 	    wr_time_source_ahead(x, s))
 		return 0;
@@ -517,9 +539,12 @@ static void housekeeping(struct wr_exec *x, uint32_t work)
 				     s < wr_process_nstates(x, n); s++)
 			keys += wr_kstate_count(wr_process_state(x, n, s));
 	}
-	if (x->p->metrics != NULL)
-		weir_metrics_set_local(x->p->metrics, x->id,
-				       WEIR_METRIC_STATE_KEYS, keys);
+	if (x->p->metrics == NULL)
+		return;
+	weir_metrics_set_local(x->p->metrics, x->id, WEIR_METRIC_STATE_KEYS,
+			       keys);
+	/* Ring occupancy and state bytes, for every job with metrics. */
+	weir_metrics_sample_local(x->p->metrics, &x->ctx);
 }
 
 /*

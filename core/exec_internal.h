@@ -34,6 +34,7 @@ struct wr_node_rt {
 				 * vouched for by its clock) */
 	int64_t active_ms;      /* SOURCE: processing time of its last record */
 	int align_edge;         /* SOURCE: the edge it feeds (alignment), -1 */
+	uint64_t held_tsc;      /* SOURCE: held for room since (TSC), 0 not */
 	struct wr_timers *timers; /* PROCESS with on_timer */
 	struct wr_winop *win;     /* WINDOW */
 	struct wr_combiner *comb; /* KEY_BY into a window: combine.c */

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/exec_internal.h"
 #include "core/pipeline_internal.h"
+#include "weir/tsc.h"
 
 #define STATE_BYTES_DEFAULT (1ull << 30)
 
@@ -504,6 +505,7 @@ out:
 
 void weir_pipeline_metrics(struct weir_pipeline *p, struct weir_metrics *m)
 {
+	weir_tsc_calibrate(); /* the cores time backpressure with it */
 	if (p != NULL && p->rt == NULL)
 		p->metrics = m;
 }

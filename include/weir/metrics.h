@@ -12,16 +12,17 @@
  *   Neither ever runs on a worker core's loop.
  *
  * WHO WRITES WHAT
- *   - Sources, operators and sinks (the application's callbacks, or later
- *     the executor) add to RECORDS_IN/OUT, DROPS, MALFORMED and
- *     BACKPRESSURE_NS with weir_metrics_add_local().
- *   - weir_metrics_sample_local(), called from any callback on a core, sets
- *     that core's gauges it can read without help: records queued in the
- *     rings into the core (RING_OCCUPANCY) and its state arena's bytes in
- *     use (STATE_BYTES).  Cheap (~N ring reads); call it every ms or so.
- *   - STATE_KEYS, CHECKPOINTS, CHECKPOINT_DURATION_NS, CHECKPOINT_BYTES
- *     and the per-core checkpoint flag are written by the engine itself
- *     once weir_pipeline_metrics() gave it the metrics.
+ *   - Sources, operators and sinks (the application's callbacks) add to
+ *     RECORDS_IN/OUT, DROPS and MALFORMED with weir_metrics_add_local().
+ *   - weir_metrics_sample_local(), called on a core, sets that core's
+ *     gauges it can read without help: records queued in the rings into
+ *     the core (RING_OCCUPANCY) and its state arena's bytes in use
+ *     (STATE_BYTES).  Cheap (~N ring reads).  The engine calls it every
+ *     ~64 loop ticks once weir_pipeline_metrics() gave it the metrics.
+ *   - BACKPRESSURE_NS (each stretch a source was not polled for want of
+ *     room in the out buffers), STATE_KEYS, CHECKPOINTS,
+ *     CHECKPOINT_DURATION_NS, CHECKPOINT_BYTES and the per-core checkpoint
+ *     flag are written by the engine itself, the same way.
  *
  *   - An application whose sources only publish totals (weir flows) may
  *     set a value the core itself never writes from one other thread
@@ -111,8 +112,9 @@ void weir_metrics_sample_local(struct weir_metrics *m, struct weir_ctx *c);
 /*
  * Let the engine write what only it knows into m while p runs: per core,
  * the checkpoint flag (set from the cut to the core's report, so latency
- * samples taken meanwhile land in the checkpoint histogram) and
- * STATE_KEYS (every ~64 loop ticks); on core 0, CHECKPOINTS (committed),
+ * samples taken meanwhile land in the checkpoint histogram),
+ * BACKPRESSURE_NS, and STATE_KEYS, RING_OCCUPANCY and STATE_BYTES (every
+ * ~64 loop ticks); on core 0, CHECKPOINTS (committed),
  * CHECKPOINT_DURATION_NS and CHECKPOINT_BYTES of the last one.  Before
  * weir_pipeline_run(); m must outlive the run and have >= its cores.
  */

@@ -16,6 +16,11 @@
  *   - the JSON file: one line per interval and a last one at stop, each a
  *     {"t_ms":..,"cores":[..]} object whose last line carries the final
  *     counts.
+ *   - the engine fills what no callback does (weir_pipeline_metrics): a
+ *     keyed count whose sink sleeps 50 us for the first 4000 rows, on 2
+ *     cores, with nothing calling weir_metrics_sample_local: both cores
+ *     report state bytes, and the sources report time held back for
+ *     room (backpressure_ns, > 10 ms: the sleeping core's ring fills).
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -29,6 +34,8 @@
 #include <unistd.h>
 
 #include "weir/metrics.h"
+#include "weir/pipeline.h"
+#include "weir/state.h"
 #include "weir/tsc.h"
 
 /* GET path from 127.0.0.1:port; returns the whole response (malloc'd). */
@@ -270,4 +277,97 @@ Test(metrics, json_lines_every_interval)
 	cr_expect_geq(lines, 3, "%d lines", lines);
 	cr_expect_not_null(strstr(last, "\"drops\":2,"), "%s", last);
 	cr_expect_not_null(strstr(last, "\"latency_ns\":{\"count\":0,"));
+}
+
+/* ---- what the engine fills in itself ---- */
+
+#define BP_RECS_PER_CORE 200000u
+
+struct bp_job {
+	uint64_t made[WEIR_CORES_MAX];
+	_Atomic uint64_t rows;
+};
+
+static int bp_next(struct weir_ctx *c, void *recs, int64_t *ts,
+		   unsigned max, void *arg)
+{
+	struct bp_job *j = arg;
+	unsigned core = weir_ctx_core(c), n = 0;
+	uint64_t *r = recs;
+
+	if (j->made[core] == BP_RECS_PER_CORE)
+		return WEIR_SOURCE_END;
+	for (; n < max && j->made[core] < BP_RECS_PER_CORE; n++) {
+		r[2 * n] = (j->made[core]++ * 2 + core) % 1000;
+		r[2 * n + 1] = 0;
+		ts[n] = WEIR_TS_MIN;
+	}
+	return (int)n;
+}
+
+static int bp_count(struct weir_ctx *c, const void *rec, void *arg)
+{
+	int64_t *v;
+	int err = weir_value_update(c, 0, (void **)&v, NULL);
+
+	(void)arg;
+	if (err)
+		return err;
+	++*v;
+	return weir_emit(c, rec);
+}
+
+static int bp_sink(struct weir_ctx *c, const void *rec, void *arg)
+{
+	struct bp_job *j = arg;
+
+	(void)c;
+	(void)rec;
+	if (atomic_fetch_add(&j->rows, 1) < 4000)
+		usleep(50);
+	return 0;
+}
+
+Test(metrics, engine_samples_state_and_backpressure, .timeout = 60)
+{
+	static const struct weir_source_ops ops = { .next = bp_next };
+	static const struct weir_state_desc count = { .name = "n",
+		.kind = WEIR_STATE_VALUE, .value_size = sizeof(int64_t) };
+	struct weir_process_spec spec = { .name = "count",
+		.process = bp_count, .out_size = 16, .states = &count,
+		.nstates = 1 };
+	struct weir_metrics_config mc;
+	struct weir_pipeline_config cfg;
+	static struct bp_job j;
+	struct weir_pipeline *p;
+	struct weir_metrics *m;
+	struct weir_stream *s, *k, *o;
+	uint64_t held = 0;
+
+	weir_metrics_config_init(&mc);
+	mc.cores = 2;
+	cr_assert_eq(weir_metrics_create(&mc, &m), 0, "%s", weir_last_error());
+	weir_pipeline_config_init(&cfg);
+	cfg.runtime.cores = 2;
+	cfg.state_bytes_max = 64u << 20;
+	cr_assert_eq(weir_pipeline_create(&cfg, &p), 0, "%s",
+		     weir_last_error());
+	cr_assert_eq(weir_source(p, "src", &ops, 16, &j, &s), 0);
+	cr_assert_eq(weir_key_by(p, s, key_of, 8, NULL, &k), 0);
+	cr_assert_eq(weir_process(p, k, &spec, &o), 0, "%s",
+		     weir_last_error());
+	cr_assert_eq(weir_sink_callback(p, o, bp_sink, &j), 0);
+	weir_pipeline_metrics(p, m);
+	cr_assert_eq(weir_pipeline_run(p), 0, "%s", weir_last_error());
+	cr_assert_eq(atomic_load(&j.rows), 2 * BP_RECS_PER_CORE);
+	for (unsigned core = 0; core < 2; core++) {
+		cr_expect_gt(weir_metrics_get_remote(m, core,
+				WEIR_METRIC_STATE_BYTES), 0, "core %u", core);
+		held += weir_metrics_get_remote(m, core,
+						WEIR_METRIC_BACKPRESSURE_NS);
+	}
+	cr_expect_gt(held, 10000000u, "backpressure %llu ns",
+		     (unsigned long long)held);
+	weir_pipeline_destroy(p);
+	weir_metrics_destroy(m);
 }
