@@ -17,10 +17,11 @@
  *     {"t_ms":..,"cores":[..]} object whose last line carries the final
  *     counts.
  *   - the engine fills what no callback does (weir_pipeline_metrics): a
- *     keyed count whose sink sleeps 50 us for the first 4000 rows, on 2
- *     cores, with nothing calling weir_metrics_sample_local: both cores
- *     report state bytes, and the sources report time held back for
- *     room (backpressure_ns, > 10 ms: the sleeping core's ring fills).
+ *     keyed count on 2 cores whose sink on core 1 sleeps 50 us for its
+ *     first 3000 rows, with nothing calling weir_metrics_sample_local:
+ *     both cores report state bytes, and the sources report time held
+ *     back for room (backpressure_ns > 10 ms: core 0's ring to core 1
+ *     fills while core 1 sleeps).
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -285,6 +286,7 @@ Test(metrics, json_lines_every_interval)
 
 struct bp_job {
 	uint64_t made[WEIR_CORES_MAX];
+	uint64_t slow[WEIR_CORES_MAX];
 	_Atomic uint64_t rows;
 };
 
@@ -317,14 +319,16 @@ static int bp_count(struct weir_ctx *c, const void *rec, void *arg)
 	return weir_emit(c, rec);
 }
 
+/* Core 1 is slow for its first 3000 rows: core 0's ring to it fills, and
+ * core 0's source waits for room. */
 static int bp_sink(struct weir_ctx *c, const void *rec, void *arg)
 {
 	struct bp_job *j = arg;
 
-	(void)c;
 	(void)rec;
-	if (atomic_fetch_add(&j->rows, 1) < 4000)
+	if (weir_ctx_core(c) == 1 && j->slow[1]++ < 3000)
 		usleep(50);
+	atomic_fetch_add(&j->rows, 1);
 	return 0;
 }
 
