@@ -56,10 +56,12 @@ struct dsrc_rxq {
 	uint16_t port, queue;
 };
 
+enum { SHOWN_PACKETS, SHOWN_MALFORMED, SHOWN_N };
+
 struct dsrc_core {
 	alignas(WEIR_CACHE_LINE) struct weir_flow_counters c;
-	_Atomic uint64_t published; /* c.packets, for progress (relaxed) */
-	_Atomic uint64_t published_malformed; /* c.malformed, the same */
+	/* c.packets and c.malformed, for progress (relaxed) */
+	_Atomic uint64_t shown[SHOWN_N];
 	uint64_t deadline_ns;       /* 0: none */
 	struct dsrc_rxq q[DPDK_PORTS_MAX];
 	unsigned nq, next;
@@ -303,13 +305,12 @@ static int dsrc_open(struct weir_ctx *c, unsigned split, unsigned splits,
 	if (splits != s->cfg.cores)
 		return wr_error(-EINVAL, "dpdk source: opened for %u cores, "
 				"the pipeline has %u", s->cfg.cores, splits);
-	/* Not `published`: a progress reader may load it right now. */
+	/* Not `shown`: a progress reader may load it right now. */
 	memset(&pc->c, 0, sizeof(pc->c));
 	memset((char *)pc + offsetof(struct dsrc_core, deadline_ns), 0,
 	       sizeof(*pc) - offsetof(struct dsrc_core, deadline_ns));
-	atomic_store_explicit(&pc->published, 0, memory_order_relaxed);
-	atomic_store_explicit(&pc->published_malformed, 0,
-			      memory_order_relaxed);
+	for (unsigned k = 0; k < SHOWN_N; k++)
+		atomic_store_explicit(&pc->shown[k], 0, memory_order_relaxed);
 	for (unsigned i = 0; i < s->nports; i++)
 		if (split < s->port[i].queues)
 			pc->q[pc->nq++] = (struct dsrc_rxq){
@@ -420,10 +421,10 @@ static unsigned parse_burst(struct dsrc_core *pc, struct rte_mbuf **m,
 	}
 	pc->c.packets += got;
 	pc->c.ip += n;
-	/* Relaxed: progress display only (weir_dpdk_source_progress). */
-	atomic_store_explicit(&pc->published, pc->c.packets,
+	/* Relaxed: display values (weir_dpdk_source_progress, _malformed). */
+	atomic_store_explicit(&pc->shown[SHOWN_PACKETS], pc->c.packets,
 			      memory_order_relaxed);
-	atomic_store_explicit(&pc->published_malformed, pc->c.malformed,
+	atomic_store_explicit(&pc->shown[SHOWN_MALFORMED], pc->c.malformed,
 			      memory_order_relaxed);
 	return n;
 }
@@ -487,24 +488,24 @@ void weir_dpdk_source_stop(struct weir_dpdk_source *s)
 	atomic_store_explicit(&s->stop, 1, memory_order_relaxed);
 }
 
-uint64_t weir_dpdk_source_progress(const struct weir_dpdk_source *s)
+static uint64_t shown_sum(const struct weir_dpdk_source *s, unsigned k)
 {
 	uint64_t sum = 0;
 
 	for (unsigned i = 0; i < s->cfg.cores; i++)
-		sum += atomic_load_explicit(&s->core[i].published,
+		sum += atomic_load_explicit(&s->core[i].shown[k],
 					    memory_order_relaxed);
 	return sum;
 }
 
+uint64_t weir_dpdk_source_progress(const struct weir_dpdk_source *s)
+{
+	return shown_sum(s, SHOWN_PACKETS);
+}
+
 uint64_t weir_dpdk_source_malformed(const struct weir_dpdk_source *s)
 {
-	uint64_t sum = 0;
-
-	for (unsigned i = 0; i < s->cfg.cores; i++)
-		sum += atomic_load_explicit(&s->core[i].published_malformed,
-					    memory_order_relaxed);
-	return sum;
+	return shown_sum(s, SHOWN_MALFORMED);
 }
 
 void weir_dpdk_source_counters(const struct weir_dpdk_source *s,
