@@ -52,6 +52,7 @@ struct flows_opts {
 	bool ckpt_incremental, changelog_on;
 	unsigned cores;
 	uint64_t window_ms, max_delay_ms, rate, duration_s;
+	uint64_t idle_close_ms; /* --idle-close: streams only, 0 off */
 	uint64_t packets; /* --packets as given, 0 if not */
 	uint64_t combine; /* --combine: combiner entries per core */
 	uint64_t prefault_mb; /* --state-prefault: MiB mapped per core */
@@ -73,7 +74,7 @@ static const char flows_usage[] =
 	"usage: weir flows [--pcap FILE|- | --dpdk \"EAL ARGS\" | --gen] [--cores N]\n"
 	"                  [--window MS] [--out FILE] [--max-delay MS] [--rate PPS]\n"
 	"                  [--duration S] [--idle busy|sleep] [--combine N]\n"
-	"                  [--state-max MB] [--state-prefault MB]\n"
+	"                  [--state-max MB] [--state-prefault MB] [--idle-close MS]\n"
 	"                  [--flows N]\n"
 	"                  [--packets N] [--seed S] [--zipf S] [--ipv6 F]\n"
 	"\n"
@@ -104,6 +105,11 @@ static const char flows_usage[] =
 	"  --rate PPS       pace the input to PPS packets/s (default: full speed;\n"
 	"                   not with --dpdk)\n"
 	"  --duration S     end the input after S seconds (default: none)\n"
+	"  --idle-close MS  a stream (--pcap -, a FIFO): once no packet came\n"
+	"                   for MS, its time runs on with ours from the last\n"
+	"                   timestamp, so a quiet capture's windows close; a\n"
+	"                   packet stamped below that later is late (default:\n"
+	"                   windows wait for the next packet or the end)\n"
 	"  --idle POLICY    busy (spin) or sleep (eventfd) when idle (default busy)\n"
 	"  --combine N      per core, a cache of N flows' partial counts before\n"
 	"                   the shuffle (hot flows stay off the rings; exact\n"
@@ -285,6 +291,9 @@ static int parse_one(struct flows_opts *o, const char *opt, const char *val)
 	} else if (strcmp(opt, "--duration") == 0) {
 		if (!cli_parse_u64(opt, val, 1, 86400ull * 365, &o->duration_s))
 			return EXIT_USAGE;
+	} else if (strcmp(opt, "--idle-close") == 0) {
+		if (!cli_parse_u64(opt, val, 1, CKPT_MS_MAX, &o->idle_close_ms))
+			return EXIT_USAGE;
 	} else {
 		return cli_usage_error("flows: unknown option '%s' (try `weir "
 				       "flows --help`)", opt);
@@ -306,6 +315,10 @@ static int check_opts(const struct flows_opts *o)
 	if ((o->gen + !!o->pcap + !!o->dpdk) > 1)
 		return cli_usage_error("flows: --pcap, --dpdk and --gen exclude "
 				       "each other");
+	if (o->idle_close_ms && !o->pcap)
+		return cli_usage_error("flows: --idle-close applies to a capture "
+				       "read as a stream (--pcap - from a "
+				       "pipe, or a FIFO)");
 	if (o->dpdk && o->rate)
 		return cli_usage_error("flows: --rate does not apply to --dpdk "
 				       "(a live source is not paced)");
@@ -1001,10 +1014,16 @@ static int open_input(struct flows_job *j)
 
 	if (o->pcap) {
 		struct weir_pcap_source_config pc = {
-			.rate_pps = o->rate, .duration_ms = o->duration_s * 1000 };
+			.rate_pps = o->rate, .duration_ms = o->duration_s * 1000,
+			.idle_close_ms = o->idle_close_ms };
 		err = weir_pcap_source_open(o->pcap, &pc, &j->pcap);
 		if (err == 0)
 			catch_shrink(j->pcap, o->pcap);
+		if (err == 0 && o->idle_close_ms &&
+		    weir_pcap_source_replayable(j->pcap))
+			return cli_usage_error("flows: --idle-close applies to a "
+					       "capture read as a stream (--pcap "
+					       "- from a pipe, or a FIFO)");
 	} else if (o->dpdk) {
 		err = open_dpdk(o, &j->dpdk);
 	} else {

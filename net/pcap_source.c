@@ -120,6 +120,8 @@ struct psrc_core {
 	uint64_t seen_unsupported, seen_truncated; /* reader stats counted */
 	uint64_t bytes;           /* record bytes read, for progress */
 	uint64_t lag_limit;       /* chunks below it may begin (lag_ok) */
+	int64_t last_frame_ms;    /* stream: the largest frame timestamp */
+	uint64_t last_frame_ns;   /* stream: when frames last came (mono) */
 	uint64_t anchor_chunk;    /* a chunk <= every chunk it still needs, */
 	struct weir_pcap_pos anchor; /* and its start (checkpoints) */
 	uint64_t from[SPLITS];
@@ -709,10 +711,15 @@ static int stream_next(struct weir_pcap_source *s, struct psrc_core *pc,
 		if (due - (pc->c.packets + frames) < want)
 			want = (unsigned)(due - (pc->c.packets + frames));
 		rc = weir_pcap_next_burst(pc->r, f, want, &got);
-		for (unsigned k = 0; k < got; k++) /* before the next call */
+		for (unsigned k = 0; k < got; k++) { /* before the next call */
 			n += (unsigned)take(pc, &f[k], &o[n], &ts[n]);
+			if ((int64_t)(f[k].ts_ns / 1000000u) > pc->last_frame_ms)
+				pc->last_frame_ms = (int64_t)(f[k].ts_ns / 1000000u);
+		}
 		frames += got;
 	}
+	if (frames > 0)
+		pc->last_frame_ns = mono_ns();
 	pc->c.packets += frames;
 	pc->c.ip += n;
 	account(pc, before.offset);
@@ -967,6 +974,22 @@ static int psrc_restore(struct weir_ctx *c, const struct weir_source_pos *pos,
 	return wr_psrc_restore(arg, weir_ctx_core(c), pos, nold);
 }
 
+/* A stream quiet for idle_close_ms: its time runs on with ours from the
+ * last frame's timestamp (weir_pcap_source_config.idle_close_ms). */
+static int64_t psrc_clock(struct weir_ctx *c, void *arg)
+{
+	struct weir_pcap_source *s = arg;
+	const struct psrc_core *pc = &s->core[weir_ctx_core(c)];
+	uint64_t quiet;
+
+	if (pc->finished || pc->last_frame_ns == 0)
+		return WEIR_TS_MIN;
+	quiet = mono_ns() - pc->last_frame_ns;
+	if (quiet < s->cfg.idle_close_ms * 1000000u)
+		return WEIR_TS_MIN;
+	return pc->last_frame_ms + (int64_t)(quiet / 1000000u);
+}
+
 int weir_pcap_source_add(struct weir_pipeline *p, struct weir_pcap_source *s,
 			 struct weir_stream **out)
 {
@@ -976,10 +999,13 @@ int weir_pcap_source_add(struct weir_pipeline *p, struct weir_pcap_source *s,
 		.flags = WEIR_SOURCE_SELF_ALIGNED };
 	static const struct weir_source_ops live_ops = {
 		.open = psrc_open, .next = psrc_next };
+	static const struct weir_source_ops live_clock_ops = {
+		.open = psrc_open, .next = psrc_next, .clock = psrc_clock };
 
 	if (s == NULL)
 		return wr_error(-EINVAL, "pcap source: NULL handle");
-	return weir_source(p, "pcap", s->stream ? &live_ops : &ops,
+	return weir_source(p, "pcap", !s->stream ? &ops :
+			   s->cfg.idle_close_ms ? &live_clock_ops : &live_ops,
 			   sizeof(struct weir_flow_obs), s, out);
 }
 

@@ -85,6 +85,12 @@ struct weir_pcap_source_config {
 	 * no earlier than f / rate_pps s after the start; 0 = full speed. */
 	uint64_t rate_pps;
 	uint64_t duration_ms; /* input ends after this wall time; 0 = never */
+	/* Streams only: once no frame has come for this long, the capture's
+	 * time is taken to run on with ours from its last frame's timestamp
+	 * (weir_source_ops.clock), so a quiet live capture's windows close.
+	 * A frame that comes later stamped below that time is late.  0 =
+	 * never: the windows wait for the next frame or the end. */
+	uint64_t idle_close_ms;
 };
 
 /*
