@@ -301,6 +301,9 @@ static int parse_one(struct flows_opts *o, const char *opt, const char *val)
 	return 0;
 }
 
+static const char idle_close_only[] = "flows: --idle-close applies to a "
+	"capture read as a stream (--pcap - from a pipe, or a FIFO)";
+
 /* Two names of one existing file. */
 static bool same_file(const char *a, const char *b)
 {
@@ -316,9 +319,7 @@ static int check_opts(const struct flows_opts *o)
 		return cli_usage_error("flows: --pcap, --dpdk and --gen exclude "
 				       "each other");
 	if (o->idle_close_ms && !o->pcap)
-		return cli_usage_error("flows: --idle-close applies to a capture "
-				       "read as a stream (--pcap - from a "
-				       "pipe, or a FIFO)");
+		return cli_usage_error("%s", idle_close_only);
 	if (o->dpdk && o->rate)
 		return cli_usage_error("flows: --rate does not apply to --dpdk "
 				       "(a live source is not paced)");
@@ -1021,9 +1022,7 @@ static int open_input(struct flows_job *j)
 			catch_shrink(j->pcap, o->pcap);
 		if (err == 0 && o->idle_close_ms &&
 		    weir_pcap_source_replayable(j->pcap))
-			return cli_usage_error("flows: --idle-close applies to a "
-					       "capture read as a stream (--pcap "
-					       "- from a pipe, or a FIFO)");
+			return cli_usage_error("%s", idle_close_only);
 	} else if (o->dpdk) {
 		err = open_dpdk(o, &j->dpdk);
 	} else {
