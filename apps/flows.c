@@ -154,8 +154,8 @@ static const char flows_usage[] =
 	"\n"
 	"  --metrics-json FILE  a JSON line of metrics every second to FILE:\n"
 	"                   per core records_in (into the window) and state_keys;\n"
-	"                   on core 0 the input's records_out (packets read; for\n"
-	"                   --gen at the end) and malformed, --dpdk's drops\n"
+	"                   on core 0 the input's records_out (packets read so\n"
+	"                   far) and malformed, --dpdk's drops\n"
 	"                   (imissed + rx_nombuf), job totals, and checkpoints,\n"
 	"                   checkpoint_duration_ns, checkpoint_bytes (the last)\n"
 	"  --metrics-port PORT  the same as Prometheus text on\n"
@@ -498,13 +498,11 @@ struct flows_job {
 
 /* The input's totals go on core 0: the sources count per core inside and
  * publish only totals.  The feeder thread (then the main thread, after the
- * run) is their only writer.  While running the capture's and DPDK's
- * packets and malformed frames are read from their progress values, and
- * DPDK's drops from the devices (rte_eth_stats_get, as testpmd reads them
- * beside its forwarding lcores), so a live appliance's metrics move; the
- * generator's per-core progress is zeroed by its open() on the workers
- * without ordering against weir_flowgen_progress() (TSan), so its totals
- * come after the run. */
+ * run) is their only writer.  While running, packets (and malformed
+ * frames) are read from the sources' progress values, relaxed atomics each
+ * core stores once per burst, and DPDK's drops from the devices
+ * (rte_eth_stats_get, as testpmd reads them beside its forwarding
+ * lcores), so a live appliance's metrics move. */
 static void publish_input(struct flows_job *j, bool final)
 {
 	struct weir_flow_counters c = { 0 };
@@ -521,6 +519,8 @@ static void publish_input(struct flows_job *j, bool final)
 		weir_pcap_source_progress(j->pcap, &off, &size, &c.packets);
 	else if (j->dpdk)
 		c.packets = weir_dpdk_source_progress(j->dpdk);
+	else
+		c.packets = weir_flowgen_progress(j->gen);
 	if (!final)
 		c.malformed = j->pcap ? weir_pcap_source_malformed(j->pcap) :
 			      j->dpdk ? weir_dpdk_source_malformed(j->dpdk) : 0;
@@ -576,8 +576,7 @@ static int metrics_start(struct flows_job *j)
 	weir_pipeline_metrics(j->p, j->m);
 	if (weir_metrics_start(j->m) != 0)
 		return -1;
-	j->feeding = (j->pcap != NULL || j->dpdk != NULL) &&
-		     pthread_create(&j->feeder, NULL, feeder, j) == 0;
+	j->feeding = pthread_create(&j->feeder, NULL, feeder, j) == 0;
 	return 0;
 }
 

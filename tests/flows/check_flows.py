@@ -50,6 +50,7 @@ Test plan:
 import collections
 import decimal
 import ipaddress
+import json
 import os
 import pty
 import shutil
@@ -386,6 +387,25 @@ def check_state_max(tmp):
     assert s3["restored_from"] == "0" and s3["status"] == "failed", s3
     assert read_csv(out) == read_csv(ref), "a refused restore changed F"
     return f"failed after {s['packets']} packets, resumed from {newest}"
+
+
+@test("--metrics-json on a paced run: records_out moves while it runs, "
+      "and the last line has every packet and the engine's gauges")
+def metrics_while_running(tmp):
+    path, out = os.path.join(tmp, "m.json"), os.path.join(tmp, "m.csv")
+    s = summary(run_flows(["--gen", "--packets", "300000", "--rate",
+                           "150000", "--cores", "2", "--metrics-json",
+                           path], out))
+    with open(path) as f:
+        lines = [json.loads(x) for x in f.read().splitlines()]
+    assert len(lines) >= 2, lines
+    mid = lines[0]["cores"][0]["records_out"]
+    assert 0 < mid < 300000, f"records_out {mid} at {lines[0]['t_ms']} ms"
+    last = lines[-1]["cores"]
+    assert last[0]["records_out"] == int(s["packets"]) == 300000, last
+    assert sum(c["records_in"] for c in last) == 300000, last
+    assert all(c["state_bytes"] > 0 for c in last), last
+    return f"{mid} packets at {lines[0]['t_ms']} ms"
 
 
 @test("SIGINT before the end: exit 3, status=stopped, only .inprogress")
