@@ -120,7 +120,7 @@ struct psrc_core {
 	uint64_t seen_unsupported, seen_truncated; /* reader stats counted */
 	uint64_t bytes;           /* record bytes read, for progress */
 	uint64_t lag_limit;       /* chunks below it may begin (lag_ok) */
-	int64_t last_frame_ms;    /* stream: the largest frame timestamp */
+	int64_t last_frame_ms;    /* stream: the last frame's timestamp */
 	uint64_t last_frame_ns;   /* stream: when frames last came (mono) */
 	uint64_t anchor_chunk;    /* a chunk <= every chunk it still needs, */
 	struct weir_pcap_pos anchor; /* and its start (checkpoints) */
@@ -711,11 +711,10 @@ static int stream_next(struct weir_pcap_source *s, struct psrc_core *pc,
 		if (due - (pc->c.packets + frames) < want)
 			want = (unsigned)(due - (pc->c.packets + frames));
 		rc = weir_pcap_next_burst(pc->r, f, want, &got);
-		for (unsigned k = 0; k < got; k++) { /* before the next call */
+		for (unsigned k = 0; k < got; k++) /* before the next call */
 			n += (unsigned)take(pc, &f[k], &o[n], &ts[n]);
-			if ((int64_t)(f[k].ts_ns / 1000000u) > pc->last_frame_ms)
-				pc->last_frame_ms = (int64_t)(f[k].ts_ns / 1000000u);
-		}
+		if (got > 0) /* psrc_clock: where the capture's time stood */
+			pc->last_frame_ms = (int64_t)(f[got - 1].ts_ns / 1000000u);
 		frames += got;
 	}
 	if (frames > 0)
