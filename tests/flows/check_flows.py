@@ -24,7 +24,7 @@ Test plan:
     (changelog_checkpoints=0); --changelog on writes changelog ones.
   - --state-prefault: 96 MiB of state memory mapped before the first
     packet shows in the process's peak RSS (wait4's ru_maxrss: at least
-    96 MiB, and 48 MiB above the same job without it), rows unchanged.
+    96 MiB, where the same job without it stays below), rows unchanged.
   - --state-max: a generator job whose window outgrows a 16 MiB cap with
     checkpoints on fails (exit 1, status=failed, the error line names
     --state-max, only FILE.inprogress, checkpoints committed before it);
@@ -334,7 +334,7 @@ def peak_rss_kib(args, out):
     return ru.ru_maxrss
 
 
-@test("--state-prefault 96: peak RSS >= 96 MiB, +48 MiB or more, same rows")
+@test("--state-prefault 96: peak RSS under 96 MiB without, 96 MiB or more with, same rows")
 def check_prefault(tmp):
     args = ["--gen", "--packets", "200000", "--flows", "2000", "--seed", "3",
             "--cores", "1"]
@@ -344,9 +344,12 @@ def check_prefault(tmp):
         rss.append(peak_rss_kib(args + ["--state-prefault", str(mb)], out))
         rows.append(read_csv(out))
     assert rows[0] == rows[1], "rows differ with --state-prefault"
-    # With it, the mapped state alone is 96 MiB, of which this job's own
-    # state (a few MiB) would have been mapped anyway.
-    assert rss[1] >= 96 * 1024 and rss[1] - rss[0] >= 48 * 1024, \
+    # With it, the mapped state alone is 96 MiB; without it the job stays
+    # below that.  (Not a difference: without it the peak is 14 MiB when
+    # the state's first touches get 4 KiB pages and 58 MiB when they get
+    # transparent huge pages, which depends on what the machine has free;
+    # a CI run saw 58 and failed a "+48 MiB" bound by 104 KiB.)
+    assert rss[0] < 96 * 1024 <= rss[1], \
         f"peak RSS {rss[0]} KiB without, {rss[1]} KiB with 96 MiB mapped"
     return f"peak RSS {rss[0] >> 10} -> {rss[1] >> 10} MiB"
 
